@@ -1,0 +1,23 @@
+"""Lazy image readers: every format behind one `ImageSource` interface.
+
+>>> import numpy as np
+>>> from tilesam.io import open_image
+>>> src = open_image(np.zeros((4, 256, 256), np.uint16))
+>>> src.axes, src.n_slices, src.slice_shape
+('ZYX', 4, (256, 256))
+"""
+
+from tilesam.io.open import open_image
+from tilesam.io.source import AXES, ArraySource, ImageSource, guess_axes
+from tilesam.io.tiff import TiffSource
+from tilesam.io.zarr_source import ZarrSource
+
+__all__ = [
+    "AXES",
+    "ArraySource",
+    "ImageSource",
+    "TiffSource",
+    "ZarrSource",
+    "guess_axes",
+    "open_image",
+]

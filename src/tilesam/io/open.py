@@ -1,0 +1,85 @@
+"""`open_image`: one entry point that picks the reader for a path or an array."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import zarr
+
+from tilesam.errors import TileSAMError
+from tilesam.io.source import ArraySource, ImageSource
+from tilesam.io.tiff import TiffSource
+from tilesam.io.zarr_source import ZarrSource
+
+_TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
+_ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
+_SUPPORTED = (
+    "TIFF / OME-TIFF files (.tif, .tiff, .ome.tif, .btf), zarr / OME-Zarr folders, "
+    "and numpy or dask arrays"
+)
+
+
+def open_image(
+    path_or_array: str | os.PathLike[str] | ImageSource | Any,
+    *,
+    axes: str | None = None,
+    level: int = 0,
+) -> ImageSource:
+    """Open an image lazily, choosing the reader from the type, extension or folder content.
+
+    Parameters
+    ----------
+    path_or_array : str, Path, ImageSource, array-like
+        A TIFF/OME-TIFF file, a zarr/OME-Zarr folder, a zarr array or group, a numpy or
+        dask array, or an `ImageSource` (returned unchanged).
+    axes : str, optional
+        Stored axis order to override the reader's (letters ``Z``, ``Y``, ``X``, ``C``).
+    level : int
+        Pyramid level for multiscale files, 0 = full resolution.
+
+    Returns
+    -------
+    ImageSource
+
+    Raises
+    ------
+    TileSAMError
+        Missing path, unsupported extension, unreadable or truncated file.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> open_image(np.zeros((32, 48, 3), np.uint8)).axes
+    'YXC'
+    """
+    if isinstance(path_or_array, ImageSource):
+        return path_or_array
+    if isinstance(path_or_array, zarr.Array | zarr.Group):
+        return ZarrSource(path_or_array, axes=axes, level=level)
+    if not isinstance(path_or_array, str | os.PathLike):
+        if level != 0:
+            raise TileSAMError(f"An in-memory array has a single level; got level={level}.")
+        return ArraySource(path_or_array, axes=axes)
+    path = Path(path_or_array).expanduser()
+    if not path.exists():
+        raise TileSAMError(
+            f"No such file or folder: '{path}' (current folder: '{Path.cwd()}'). "
+            "Check the path and spelling."
+        )
+    if path.is_dir():
+        if any((path / m).exists() for m in _ZARR_MARKERS):
+            return ZarrSource(path, axes=axes, level=level)
+        raise TileSAMError(
+            f"'{path}' is a folder but not a zarr store (it has no zarr.json, .zgroup or "
+            f".zarray). TileSAM opens {_SUPPORTED}; pass the image file inside it, or load "
+            "the images yourself and pass an array."
+        )
+    if path.suffix.lower() in _TIFF_SUFFIXES:
+        return TiffSource(path, axes=axes, level=level)
+    raise TileSAMError(
+        f"Cannot open '{path}': unsupported file type '{path.suffix or '(none)'}'. TileSAM "
+        f"opens {_SUPPORTED}. Convert the file (e.g. to OME-TIFF or OME-Zarr with "
+        "bioformats2raw), or load it yourself and pass the array."
+    )

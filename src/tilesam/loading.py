@@ -1,0 +1,82 @@
+"""``load_model``: from a registry name or a checkpoint file to a ready :class:`SamModel`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from tilesam.errors import TileSAMError
+from tilesam.model import SamModel
+from tilesam.models.checkpoint import check_compatible, infer_architecture, read_checkpoint
+from tilesam.models.registry import ARCHITECTURES, build_sam, model_entry
+from tilesam.weights import file_sha256, resolve_weights
+
+DEFAULT_MODEL = "tiny"
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The requested device, else CUDA, then Apple's MPS, then the CPU."""
+    if device is not None:
+        try:
+            return torch.device(device)
+        except RuntimeError as err:
+            raise TileSAMError(f"Unknown device {device!r}: use 'cpu', 'cuda' or 'mps'.") from err
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def load_model(
+    name: str | None = None,
+    checkpoint: str | Path | None = None,
+    device: str | torch.device | None = None,
+    *,
+    trust_checkpoint: bool = False,
+) -> SamModel:
+    """Load a SAM-family model by registry name and/or from a checkpoint file.
+
+    Parameters
+    ----------
+    name
+        A registry name (``tiny``, ``vit_b``, ``vit_t``, ``micro_sam:vit_b_lm``, ...; see
+        ``tilesam models``). Default: the bundled ``tiny``, unless a checkpoint is given.
+    checkpoint
+        A checkpoint file. Alone, its architecture is recognised from its keys and shapes;
+        with ``name``, it must fit that model's architecture.
+    device
+        ``"cpu"``, ``"cuda"``, ``"mps"``...; default: the fastest available.
+    trust_checkpoint
+        Allow checkpoints that need full unpickling (which runs code from the file).
+
+    Examples
+    --------
+    >>> model = load_model()  # the bundled default model  # doctest: +SKIP
+    >>> model = load_model(checkpoint="sam_vit_b_01ec64.pth")  # doctest: +SKIP
+    """
+    if checkpoint is None:
+        entry = model_entry(name or DEFAULT_MODEL)
+        path, label = resolve_weights(entry), entry.name
+    else:
+        entry = model_entry(name) if name is not None else None
+        path, label = Path(checkpoint), name or Path(checkpoint).stem
+    state = read_checkpoint(path, trust=trust_checkpoint)
+    architecture = infer_architecture(state)
+    if entry is not None and ARCHITECTURES[entry.architecture].encoder != architecture.encoder:
+        raise TileSAMError(
+            f"{path} holds a {architecture.encoder} model, but {entry.name!r} is a "
+            f"{ARCHITECTURES[entry.architecture].encoder} model: pick the matching name, or "
+            "pass only the checkpoint."
+        )
+    sam = build_sam(architecture)
+    check_compatible(sam.state_dict(), state, f"a {architecture.encoder} model")
+    sam.load_state_dict(state)
+    return SamModel(
+        sam,
+        name=label,
+        architecture=architecture,
+        weights_hash=file_sha256(path),
+        device=pick_device(device),
+    )

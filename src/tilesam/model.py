@@ -1,0 +1,285 @@
+"""The user-facing model: embed an image once, then turn prompts into masks quickly.
+
+Coordinates are array-index order: points ``(y, x)``, boxes ``(y0, x0, y1, x1)`` end-exclusive,
+in pixels of the original image. Only :mod:`tilesam.models` speaks SAM's ``(x, y)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tilesam.errors import TileSAMError
+from tilesam.models.registry import Architecture
+from tilesam.models.sam import Sam
+from tilesam.preprocess import prepare_image
+
+LOW_RES = 256  # side of the decoder's low-resolution logits for a 1024 input
+
+
+@dataclass(frozen=True)
+class ImageEmbedding:
+    """An image's encoder output and the geometry needed to map prompts and masks.
+
+    ``features`` is ``(1, C, h, w)``; ``input_size`` is the image's size after resizing to
+    the model input (before padding); ``original_size`` its size as given.
+    """
+
+    features: torch.Tensor
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+
+
+@dataclass
+class Prediction:
+    """Masks for one prompt: ``scores`` ``(M,)`` predicted IoU, ``low_res_logits``
+    ``(M, 256, 256)``; full-resolution masks are computed only when asked for."""
+
+    scores: np.ndarray
+    low_res_logits: np.ndarray
+    embedding: ImageEmbedding = field(repr=False)
+    threshold: float = 0.0
+
+    @property
+    def best(self) -> int:
+        """Index of the mask with the highest predicted IoU."""
+        return int(np.argmax(self.scores))
+
+    @cached_property
+    def masks(self) -> np.ndarray:
+        """All masks at the original resolution, ``(M, H, W)`` bool."""
+        return np.stack([self.mask(i) for i in range(len(self.scores))])
+
+    def mask(self, index: int | None = None) -> np.ndarray:
+        """One mask (the best by default) at the original resolution, ``(H, W)`` bool."""
+        index = self.best if index is None else index
+        return upsample_mask(
+            self.low_res_logits[index],
+            self.embedding.input_size,
+            self.embedding.original_size,
+            self.threshold,
+        )
+
+
+class SamModel:
+    """A SAM-family network ready for use: ``embed`` images, ``predict`` masks from prompts.
+
+    Build one with :func:`tilesam.load_model`.
+
+    Examples
+    --------
+    >>> model = tilesam.load_model("tiny")  # doctest: +SKIP
+    >>> emb = model.embed(image)  # doctest: +SKIP
+    >>> result = model.predict(emb, points=[(120, 200)], labels=[1])  # doctest: +SKIP
+    >>> mask = result.mask()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        sam: Sam,
+        *,
+        name: str,
+        architecture: Architecture,
+        weights_hash: str | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.device = torch.device(device)
+        self.sam = sam.to(self.device).eval()
+        self.name = name
+        self.architecture = architecture
+        self.weights_hash = weights_hash
+        # Half precision only where the outputs stay within tolerance: the encoder on a GPU.
+        self.encoder_dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+
+    def __repr__(self) -> str:
+        return f"SamModel(name={self.name!r}, encoder={self.architecture.encoder!r}, device={self.device})"
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square model input (the natural tile size)."""
+        return self.sam.image_size
+
+    def embed(
+        self, image: np.ndarray, *, intensity: tuple[float, float] | None = None
+    ) -> ImageEmbedding:
+        """Embed a 2D image, ``(H, W)`` grayscale or ``(H, W, 3)`` RGB, of any dtype.
+
+        ``intensity`` fixes the normalisation range (see
+        :func:`tilesam.preprocess.normalize_intensity`); by default it is the image's own.
+        """
+        return self.embed_batch([image], intensity=intensity)[0]
+
+    def embed_batch(
+        self,
+        tiles: Sequence[np.ndarray] | np.ndarray,
+        *,
+        intensity: tuple[float, float] | None = None,
+        batch_size: int = 4,
+    ) -> list[ImageEmbedding]:
+        """Embed many images of equal size at once (e.g. the tiles of a large image)."""
+        if len(tiles) == 0:
+            return []
+        shapes = {np.shape(t) for t in tiles}
+        if len(shapes) > 1:
+            raise TileSAMError(f"embed_batch needs tiles of one size, got {sorted(shapes)}.")
+        out = []
+        for start in range(0, len(tiles), batch_size):
+            prepared = [prepare_image(t, self.image_size, intensity) for t in tiles[start : start + batch_size]]
+            pixels = torch.cat([p for p, _ in prepared]).to(self.device)
+            features = self._encode(pixels)
+            input_size = tuple(pixels.shape[-2:])
+            out += [
+                ImageEmbedding(f[None], original_size=size, input_size=input_size)
+                for f, (_, size) in zip(features, prepared)
+            ]
+        return out
+
+    @torch.inference_mode()
+    def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.sam.preprocess(pixels)
+        with torch.autocast(self.device.type, dtype=self.encoder_dtype, enabled=self.encoder_dtype != torch.float32):
+            features = self.sam.image_encoder(x)
+        return features.float()
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        embedding: ImageEmbedding,
+        points: Sequence[Sequence[float]] | np.ndarray | None = None,
+        labels: Sequence[int] | np.ndarray | None = None,
+        box: Sequence[float] | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> Prediction:
+        """Masks for a prompt: positive/negative ``points`` ``(y, x)`` with ``labels`` 1/0, a
+        ``box`` ``(y0, x0, y1, x1)``, and/or ``mask_input``, the ``(256, 256)`` low-res logits of
+        an earlier prediction. ``multimask`` returns three alternatives for ambiguous prompts.
+        """
+        point_arg, box_arg = self._sam_prompts(embedding, points, labels, box)
+        mask_arg = self._mask_prompt(mask_input)
+        if point_arg is None and box_arg is None and mask_arg is None:
+            raise TileSAMError("Empty prompt: give at least one point, a box or a mask input.")
+        logits, iou = self.sam.decode(
+            embedding.features.to(self.device),
+            points=point_arg,
+            boxes=box_arg,
+            mask_input=mask_arg,
+            multimask_output=multimask,
+        )
+        return Prediction(
+            scores=iou[0].float().cpu().numpy(),
+            low_res_logits=logits[0].float().cpu().numpy(),
+            embedding=embedding,
+            threshold=self.sam.mask_threshold,
+        )
+
+    def _sam_prompts(self, embedding, points, labels, box):
+        height, width = embedding.original_size
+        scale = np.array(
+            [embedding.input_size[1] / width, embedding.input_size[0] / height], dtype=np.float32
+        )
+        point_arg = box_arg = None
+        if points is not None and len(points):
+            yx = _as_points(points, labels, embedding.original_size)
+            labels = np.ones(len(yx)) if labels is None else np.asarray(labels)
+            coords = torch.from_numpy(yx[:, ::-1] * scale).to(self.device)[None]
+            point_arg = (coords, torch.as_tensor(labels, dtype=torch.int64, device=self.device)[None])
+        if box is not None:
+            y0, x0, y1, x1 = _as_box(box, embedding.original_size)
+            corners = np.array([x0, y0, x1, y1], dtype=np.float32) * np.tile(scale, 2)
+            box_arg = torch.from_numpy(corners).to(self.device)[None]
+        return point_arg, box_arg
+
+    def _mask_prompt(self, mask_input):
+        if mask_input is None:
+            return None
+        mask = np.asarray(mask_input, dtype=np.float32)
+        expected = self.sam.prompt_encoder.mask_input_size
+        if mask.shape[-2:] != expected or mask.size != expected[0] * expected[1]:
+            raise TileSAMError(
+                f"mask_input must be low-res logits of shape {expected} (an earlier "
+                f"prediction's low_res_logits[i]), got {mask.shape}."
+            )
+        return torch.from_numpy(mask.reshape(1, 1, *expected)).to(self.device)
+
+
+def _as_points(points, labels, size: tuple[int, int]) -> np.ndarray:
+    yx = np.asarray(points, dtype=np.float32).reshape(-1, 2) if len(points) else None
+    if yx is None or np.asarray(points).shape[-1] != 2:
+        raise TileSAMError(f"points must be (y, x) pairs, got {np.asarray(points).shape}.")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (len(yx),) or not np.isin(labels, (0, 1)).all():
+            raise TileSAMError(
+                f"labels must hold one 1 (positive) or 0 (negative) per point: got {labels.tolist()} "
+                f"for {len(yx)} points."
+            )
+    outside = ~((yx >= 0) & (yx < np.array(size))).all(axis=1)
+    if outside.any() or not np.isfinite(yx).all():
+        raise TileSAMError(
+            f"Point {tuple(yx[np.argmax(outside)].tolist())} lies outside the image of shape "
+            f"{size}: points are (y, x) pixel positions inside the image."
+        )
+    return yx
+
+
+def _as_box(box, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    values = np.asarray(box, dtype=np.float64).reshape(-1)
+    if values.shape != (4,):
+        raise TileSAMError(f"box must be (y0, x0, y1, x1), got {np.asarray(box).shape} values.")
+    y0, x0, y1, x1 = values
+    if not (y1 > y0 and x1 > x0):
+        raise TileSAMError(f"box {tuple(values)} is empty: it must be (y0, x0, y1, x1) with y1 > y0, x1 > x0.")
+    if y0 < 0 or x0 < 0 or y1 > size[0] or x1 > size[1]:
+        raise TileSAMError(f"box {tuple(values)} reaches outside the image of shape {size}.")
+    return y0, x0, y1, x1
+
+
+def upsample_mask(
+    low_res: np.ndarray,
+    input_size: tuple[int, int],
+    original_size: tuple[int, int],
+    threshold: float = 0.0,
+) -> np.ndarray:
+    """Low-res logits to a full-resolution boolean mask, like SAM's postprocessing.
+
+    SAM upsamples to the padded input, crops the padding and resizes to the original size,
+    both bilinearly. Both steps are linear, so they are one matrix per axis; and a pixel can
+    only be positive near a positive low-res cell, so only that window is computed.
+    """
+    mask = np.zeros(original_size, dtype=bool)
+    positive = low_res > threshold
+    rows, cols = np.flatnonzero(positive.any(1)), np.flatnonzero(positive.any(0))
+    if rows.size == 0:
+        return mask
+    wy = _axis_weights(low_res.shape[0], input_size[0], original_size[0])
+    wx = _axis_weights(low_res.shape[1], input_size[1], original_size[1])
+    y0, y1 = _support(wy, rows[0], rows[-1])
+    x0, x1 = _support(wx, cols[0], cols[-1])
+    window = wy[y0:y1] @ low_res.astype(np.float32) @ wx[x0:x1].T
+    mask[y0:y1, x0:x1] = window > threshold
+    return mask
+
+
+def _support(weights: np.ndarray, first: int, last: int) -> tuple[int, int]:
+    """Output range whose interpolation weights touch low-res cells ``first..last`` (± 1)."""
+    lo, hi = max(first - 1, 0), min(last + 2, weights.shape[1])
+    touched = np.flatnonzero((weights[:, lo:hi] != 0).any(1))
+    return int(touched[0]), int(touched[-1]) + 1
+
+
+@lru_cache(maxsize=64)
+def _axis_weights(low_res: int, input_len: int, original_len: int) -> np.ndarray:
+    """``(original_len, low_res)`` matrix of the two-step bilinear resize along one axis."""
+    eye = torch.eye(low_res)[None]
+    # The decoder's logits are a quarter of the padded model input.
+    step1 = F.interpolate(eye, size=4 * low_res, mode="linear", align_corners=False)[0]
+    cropped = step1[:, :input_len]
+    step2 = F.interpolate(cropped[None], size=original_len, mode="linear", align_corners=False)[0]
+    return step2.T.contiguous().numpy()
+

@@ -1,0 +1,222 @@
+"""Reading checkpoints safely and recognising their architecture from keys and shapes."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from tilesam.errors import TileSAMError
+from tilesam.models.registry import Architecture
+
+StateDict = dict[str, torch.Tensor]
+
+# Wrappers used by micro-sam / torch_em ("model_state"), SAM 2 and TileSAM ("model").
+_WRAPPER_KEYS = ("model_state", "model", "state_dict")
+_PREFIXES = ("sam.", "module.")
+
+
+def read_checkpoint(path: str | Path, *, trust: bool = False) -> StateDict:
+    """Read a SAM-family checkpoint into a float32 state dict in the official key layout.
+
+    Files are read with ``torch.load(weights_only=True)``. A file that needs full unpickling
+    (it stores Python objects besides tensors) is refused unless ``trust=True``: unpickling
+    runs code from the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TileSAMError(f"Checkpoint {path} does not exist: check the path.")
+    obj = _torch_load(path, trust)
+    return _unwrap(obj, path)
+
+
+def _torch_load(path: Path, trust: bool) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if not trust:
+            raise TileSAMError(
+                f"Checkpoint {path} stores Python objects besides tensors, and loading it would "
+                "run code from the file. If you trust its source, load it with "
+                "trust_checkpoint=True (command line: --trust-checkpoint)."
+            ) from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise _corrupt(path, err) from err
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # anything a foreign pickle can raise
+        raise _corrupt(path, err) from err
+
+
+def _corrupt(path: Path, err: Exception) -> TileSAMError:
+    return TileSAMError(
+        f"Checkpoint {path} could not be read ({type(err).__name__}: {str(err)[:200]}). "
+        "The file is truncated or not a PyTorch checkpoint: download it again."
+    )
+
+
+def _unwrap(obj: object, path: Path) -> StateDict:
+    while isinstance(obj, Mapping) and not _is_state_dict(obj):
+        inner = next((obj[k] for k in _WRAPPER_KEYS if k in obj), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, Mapping) or not _is_state_dict(obj):
+        raise TileSAMError(
+            f"Checkpoint {path} holds no model weights that TileSAM recognises "
+            "(expected a state dict, or one under 'model', 'model_state' or 'state_dict')."
+        )
+    state = {}
+    for key, value in obj.items():
+        for prefix in _PREFIXES:
+            key = key.removeprefix(prefix)
+        state[key] = value.float() if value.is_floating_point() else value
+    return state
+
+
+def _is_state_dict(obj: Mapping) -> bool:
+    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def infer_architecture(state: StateDict) -> Architecture:
+    """Recognise the architecture of a state dict from its keys and shapes (any depth/width)."""
+    if "image_encoder.patch_embed.proj.weight" in state:
+        encoder, kwargs, image_size = "vit", _vit_kwargs(state), _vit_image_size(state)
+    elif "image_encoder.patch_embed.seq.0.c.weight" in state:
+        encoder, kwargs, image_size = "tiny_vit", _tiny_vit_kwargs(state), 1024
+    elif "image_encoder.stem.0.0.weight" in state:
+        encoder, kwargs, image_size = "tiny_cnn", _tiny_cnn_kwargs(state), 1024
+    else:
+        raise TileSAMError(
+            "This checkpoint is not a SAM-family model TileSAM knows (SAM ViT, MobileSAM "
+            "TinyViT, TileSAM tiny): its image encoder keys are unfamiliar."
+        )
+    try:
+        return Architecture(
+            encoder=encoder,
+            encoder_kwargs=kwargs,
+            image_size=image_size,
+            embedding_size=image_size // 16,
+            **_decoder_kwargs(state),
+        )
+    except KeyError as err:
+        raise TileSAMError(f"The checkpoint lacks the key {err}: it is not a complete SAM model.")
+
+
+def _count(state: StateDict, pattern: str) -> int:
+    regex = re.compile(pattern)
+    return len({m.group(1) for k in state if (m := regex.match(k))})
+
+
+def _vit_kwargs(state: StateDict) -> dict:
+    patch = state["image_encoder.patch_embed.proj.weight"]
+    embed_dim, patch_size = patch.shape[0], patch.shape[-1]
+    depth = _count(state, r"image_encoder\.blocks\.(\d+)\.")
+    rel = [state.get(f"image_encoder.blocks.{i}.attn.rel_pos_h") for i in range(depth)]
+    use_rel_pos = rel[0] is not None
+    grid = _vit_image_size(state) // patch_size
+    if use_rel_pos:
+        head_dim = rel[0].shape[1]
+        global_blocks = tuple(i for i, r in enumerate(rel) if r.shape[0] == 2 * grid - 1)
+        windowed = [r.shape[0] for r in rel if r.shape[0] != 2 * grid - 1]
+        window = (windowed[0] + 1) // 2 if windowed else 14
+    else:  # heads and windows leave no trace without relative positions: SAM's defaults
+        head_dim, global_blocks, window = 64, (), 14
+    return {
+        "embed_dim": embed_dim,
+        "depth": depth,
+        "num_heads": embed_dim // head_dim,
+        "patch_size": patch_size,
+        "img_size": grid * patch_size,
+        "mlp_ratio": state["image_encoder.blocks.0.mlp.lin1.weight"].shape[0] / embed_dim,
+        "out_chans": state["image_encoder.neck.0.weight"].shape[0],
+        "qkv_bias": "image_encoder.blocks.0.attn.qkv.bias" in state,
+        "use_abs_pos": "image_encoder.pos_embed" in state,
+        "use_rel_pos": use_rel_pos,
+        "window_size": window,
+        "global_attn_indexes": global_blocks,
+    }
+
+
+def _vit_image_size(state: StateDict) -> int:
+    patch_size = state["image_encoder.patch_embed.proj.weight"].shape[-1]
+    pos = state.get("image_encoder.pos_embed")
+    return pos.shape[1] * patch_size if pos is not None else 1024
+
+
+def _tiny_vit_kwargs(state: StateDict) -> dict:
+    n_layers = _count(state, r"image_encoder\.layers\.(\d+)\.")
+    depths = [_count(state, rf"image_encoder\.layers\.{i}\.blocks\.(\d+)\.") for i in range(n_layers)]
+    dims = [state["image_encoder.layers.0.blocks.0.conv3.c.weight"].shape[0]]
+    heads, windows = [2], [7]  # the convolutional first stage has no attention: defaults
+    for i in range(1, n_layers):
+        biases = state[f"image_encoder.layers.{i}.blocks.0.attn.attention_biases"]
+        dims.append(state[f"image_encoder.layers.{i}.blocks.0.attn.norm.weight"].shape[0])
+        heads.append(biases.shape[0])
+        windows.append(math.isqrt(biases.shape[1]))
+    fc1 = state["image_encoder.layers.1.blocks.0.mlp.fc1.weight"]
+    expand = state["image_encoder.layers.0.blocks.0.conv1.c.weight"].shape[0] / dims[0]
+    return {
+        "embed_dims": tuple(dims),
+        "depths": tuple(depths),
+        "num_heads": tuple(heads),
+        "window_sizes": tuple(windows),
+        "mlp_ratio": fc1.shape[0] / fc1.shape[1],
+        "mbconv_expand_ratio": expand,
+        "local_conv_size": state["image_encoder.layers.1.blocks.0.local_conv.c.weight"].shape[-1],
+        "out_chans": state["image_encoder.neck.0.weight"].shape[0],
+    }
+
+
+def _tiny_cnn_kwargs(state: StateDict) -> dict:
+    n_stages = _count(state, r"image_encoder\.stages\.(\d+)\.")
+    widths = [state["image_encoder.stem.1.0.weight"].shape[0]]
+    widths += [state[f"image_encoder.stages.{i}.0.0.weight"].shape[0] for i in range(1, n_stages)]
+    # Stage 0 starts with an identity, its blocks at index 1..; later stages likewise.
+    depths = [_count(state, rf"image_encoder\.stages\.{i}\.(\d+)\.body") for i in range(n_stages)]
+    return {
+        "widths": tuple(widths),
+        "depths": tuple(depths),
+        "out_chans": state["image_encoder.neck.0.weight"].shape[0],
+    }
+
+
+def _decoder_kwargs(state: StateDict) -> dict:
+    return {
+        "prompt_dim": state["mask_decoder.iou_token.weight"].shape[1],
+        "mask_in_chans": state["prompt_encoder.mask_downscaling.3.weight"].shape[0],
+        "decoder_depth": _count(state, r"mask_decoder\.transformer\.layers\.(\d+)\."),
+        "decoder_mlp_dim": state["mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[0],
+        "iou_head_hidden_dim": state["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0],
+    }
+
+
+def check_compatible(model_state: StateDict, state: StateDict, what: str) -> None:
+    """Raise one :class:`TileSAMError` summarising missing, unexpected and mis-shaped keys."""
+    missing = [k for k in model_state if k not in state]
+    unexpected = [k for k in state if k not in model_state]
+    misshaped = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in model_state.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if not (missing or unexpected or misshaped):
+        return
+    parts = [
+        f"{len(items)} {label} (e.g. {', '.join(items[:3])})"
+        for label, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("keys of another shape", misshaped),
+        )
+        if items
+    ]
+    raise TileSAMError(
+        f"The checkpoint does not fit {what}: {'; '.join(parts)}. Check that the model name "
+        "matches the file, or pass only checkpoint=PATH to let TileSAM recognise it."
+    )

@@ -1,0 +1,203 @@
+"""Named model architectures and the checkpoints published for them.
+
+One place assembles every configuration (``vit_b``, ``vit_t``, ``tiny``, ...), and one table
+lists the known checkpoints with their download address and hash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from tilesam.errors import TileSAMError
+from tilesam.models.image_encoder import ImageEncoderViT
+from tilesam.models.mask_decoder import MaskDecoder
+from tilesam.models.prompt_encoder import PromptEncoder
+from tilesam.models.sam import Sam
+from tilesam.models.tiny_vit import TinyViT
+from tilesam.models.transformer import TwoWayTransformer
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Everything needed to build an (untrained) model.
+
+    ``encoder`` names the encoder family (``"vit"``, ``"tiny_vit"``, ``"tiny_cnn"``),
+    ``encoder_kwargs`` its constructor arguments; the rest shapes the prompt encoder and
+    mask decoder, whose defaults are SAM's.
+    """
+
+    encoder: str
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+    prompt_dim: int = 256
+    image_size: int = 1024
+    embedding_size: int = 64
+    mask_in_chans: int = 16
+    decoder_depth: int = 2
+    decoder_heads: int = 8
+    decoder_mlp_dim: int = 2048
+    iou_head_hidden_dim: int = 256
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _encoder_classes() -> dict[str, type[nn.Module]]:
+    # Imported lazily so that the registry module stays importable while encoders grow.
+    from tilesam.models.tiny_cnn import TinyCNNEncoder
+
+    return {"vit": ImageEncoderViT, "tiny_vit": TinyViT, "tiny_cnn": TinyCNNEncoder}
+
+
+def build_sam(arch: Architecture) -> Sam:
+    """Build an untrained :class:`Sam` of architecture ``arch``."""
+    encoder = _encoder_classes()[arch.encoder](**arch.encoder_kwargs)
+    size = arch.embedding_size
+    prompt_encoder = PromptEncoder(
+        embed_dim=arch.prompt_dim,
+        image_embedding_size=(size, size),
+        input_image_size=(arch.image_size, arch.image_size),
+        mask_in_chans=arch.mask_in_chans,
+    )
+    transformer = TwoWayTransformer(
+        depth=arch.decoder_depth,
+        embedding_dim=arch.prompt_dim,
+        num_heads=arch.decoder_heads,
+        mlp_dim=arch.decoder_mlp_dim,
+    )
+    decoder = MaskDecoder(
+        transformer_dim=arch.prompt_dim,
+        transformer=transformer,
+        iou_head_hidden_dim=arch.iou_head_hidden_dim,
+    )
+    return Sam(image_encoder=encoder, prompt_encoder=prompt_encoder, mask_decoder=decoder)
+
+
+def vit_architecture(embed_dim: int, depth: int, num_heads: int, global_attn: tuple[int, ...]):
+    return Architecture(
+        encoder="vit",
+        encoder_kwargs={
+            "embed_dim": embed_dim,
+            "depth": depth,
+            "num_heads": num_heads,
+            "global_attn_indexes": global_attn,
+            "window_size": 14,
+        },
+    )
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "vit_b": vit_architecture(768, 12, 12, (2, 5, 8, 11)),
+    "vit_l": vit_architecture(1024, 24, 16, (5, 11, 17, 23)),
+    "vit_h": vit_architecture(1280, 32, 16, (7, 15, 23, 31)),
+    "vit_t": Architecture(encoder="tiny_vit"),
+    "tiny": Architecture(
+        encoder="tiny_cnn",
+        encoder_kwargs={"out_chans": 128},
+        prompt_dim=128,
+        decoder_heads=8,
+        decoder_mlp_dim=512,
+        iou_head_hidden_dim=128,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A named, published checkpoint.
+
+    ``known_hash`` is in pooch's ``"algorithm:hex"`` form, as published by the source; ``None``
+    where no hash is published, in which case the file is used as the user provides it.
+    """
+
+    name: str
+    architecture: str
+    url: str | None
+    known_hash: str | None
+    filename: str
+    description: str
+
+
+_MICRO_SAM = "https://uk1s3.embassy.ebi.ac.uk/public-datasets/bioimage.io"
+_FB = "https://dl.fbaipublicfiles.com/segment_anything"
+
+# Addresses and xxh128 hashes as published in micro-sam's model registry (micro_sam/util.py).
+MODELS: dict[str, ModelEntry] = {
+    entry.name: entry
+    for entry in (
+        ModelEntry(
+            "tiny", "tiny", None, None, "tiny.pt",
+            "TileSAM's own small model, trained by tilesam.training; ships in the package",
+        ),
+        ModelEntry(
+            "vit_b", "vit_b", f"{_FB}/sam_vit_b_01ec64.pth",
+            "xxh128:6923c33df3637b6a922d7682bfc9a86b", "sam_vit_b_01ec64.pth",
+            "Segment Anything ViT-B (Meta, Apache-2.0)",
+        ),
+        ModelEntry(
+            "vit_l", "vit_l", f"{_FB}/sam_vit_l_0b3195.pth",
+            "xxh128:a82beb3c660661e3dd38d999cc860e9a", "sam_vit_l_0b3195.pth",
+            "Segment Anything ViT-L (Meta, Apache-2.0)",
+        ),
+        ModelEntry(
+            "vit_h", "vit_h", f"{_FB}/sam_vit_h_4b8939.pth",
+            "xxh128:97698fac30bd929c2e6d8d8cc15933c2", "sam_vit_h_4b8939.pth",
+            "Segment Anything ViT-H (Meta, Apache-2.0)",
+        ),
+        ModelEntry(
+            "vit_t", "vit_t", "https://owncloud.gwdg.de/index.php/s/TuDzuwVDHd1ZDnQ/download",
+            "xxh128:8eadbc88aeb9d8c7e0b4b60c3db48bd0", "mobile_sam.pt",
+            "MobileSAM TinyViT (Apache-2.0)",
+        ),
+        ModelEntry(
+            "medsam", "vit_b", None, None, "medsam_vit_b.pth",
+            "MedSAM ViT-B (Ma et al. 2024); download medsam_vit_b.pth from the MedSAM project",
+        ),
+        ModelEntry(
+            "micro_sam:vit_b_lm", "vit_b", f"{_MICRO_SAM}/diplomatic-bug/1.2/files/vit_b.pt",
+            "xxh128:fe9252a29f3f4ea53c15a06de471e186", "micro_sam_vit_b_lm.pt",
+            "micro-sam light microscopy generalist, ViT-B",
+        ),
+        ModelEntry(
+            "micro_sam:vit_l_lm", "vit_l", f"{_MICRO_SAM}/idealistic-rat/1.2/files/vit_l.pt",
+            "xxh128:017f20677997d628426dec80a8018f9d", "micro_sam_vit_l_lm.pt",
+            "micro-sam light microscopy generalist, ViT-L",
+        ),
+        ModelEntry(
+            "micro_sam:vit_t_lm", "vit_t", f"{_MICRO_SAM}/faithful-chicken/1.1/files/vit_t.pt",
+            "xxh128:72ec5074774761a6e5c05a08942f981e", "micro_sam_vit_t_lm.pt",
+            "micro-sam light microscopy generalist, TinyViT",
+        ),
+        ModelEntry(
+            "micro_sam:vit_b_em_organelles", "vit_b",
+            f"{_MICRO_SAM}/noisy-ox/1.2/files/vit_b.pt",
+            "xxh128:f3bf2ed83d691456bae2c3f9a05fb438", "micro_sam_vit_b_em_organelles.pt",
+            "micro-sam electron microscopy organelles, ViT-B",
+        ),
+        ModelEntry(
+            "micro_sam:vit_l_em_organelles", "vit_l",
+            f"{_MICRO_SAM}/humorous-crab/1.2/files/vit_l.pt",
+            "xxh128:810b084b6e51acdbf760a993d8619f2d", "micro_sam_vit_l_em_organelles.pt",
+            "micro-sam electron microscopy organelles, ViT-L",
+        ),
+        ModelEntry(
+            "micro_sam:vit_t_em_organelles", "vit_t",
+            f"{_MICRO_SAM}/greedy-whale/1/files/vit_t.pt",
+            "xxh128:253474720c497cce605e57c9b1d18fd9", "micro_sam_vit_t_em_organelles.pt",
+            "micro-sam electron microscopy organelles, TinyViT",
+        ),
+    )
+}
+
+
+def model_entry(name: str) -> ModelEntry:
+    """The registry entry called ``name``; an unknown name lists the known ones."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        known = ", ".join(sorted(MODELS))
+        raise TileSAMError(
+            f"Unknown model name {name!r}. Known names: {known}; or pass checkpoint=PATH."
+        ) from None

@@ -1,0 +1,111 @@
+"""From a user's image to the model input: intensity normalisation, RGB, resizing.
+
+One function, :func:`normalize_intensity`, owns how intensities are mapped to the 0..255
+scale the SAM encoders expect.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tilesam.errors import TileSAMError
+
+DEFAULT_PERCENTILES = (0.5, 99.5)
+# Percentiles of very large images are estimated from this many evenly strided pixels.
+_MAX_SAMPLES = 4_000_000
+
+
+def intensity_range(
+    image: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+) -> tuple[float, float]:
+    """Robust intensity range ``(low, high)`` of an image: the given percentiles of its pixels.
+
+    NaN pixels are ignored; an image that is all NaN, or constant, raises
+    :class:`TileSAMError` (there is nothing to segment).
+
+    Examples
+    --------
+    >>> intensity_range(np.arange(1000, dtype=np.uint16))
+    (4.995, 994.005)
+    """
+    flat = np.asarray(image).reshape(-1)
+    if flat.size > _MAX_SAMPLES:
+        flat = flat[:: flat.size // _MAX_SAMPLES + 1]
+    flat = flat[np.isfinite(flat)] if flat.dtype.kind == "f" else flat
+    if flat.size == 0:
+        raise TileSAMError("The image has no finite pixel values (all NaN or infinite).")
+    low, high = (float(v) for v in np.percentile(flat, percentiles))
+    if high <= low:
+        low, high = float(flat.min()), float(flat.max())
+    if high <= low:
+        raise TileSAMError(
+            f"The image is constant (every pixel is {low:g}): there is nothing to segment."
+        )
+    return low, high
+
+
+def normalize_intensity(
+    image: np.ndarray,
+    intensity: tuple[float, float] | None = None,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+) -> np.ndarray:
+    """Map an image to float32 on the 0..255 scale.
+
+    ``uint8`` images are used as they are (SAM was trained on them). Any other dtype is
+    clipped to ``intensity = (low, high)`` and scaled linearly; without ``intensity`` the
+    range is the image's robust percentiles (:func:`intensity_range`). For tiles of a large
+    image pass the range of the *whole* image, so an object looks the same in every tile.
+    NaN pixels become 0.
+    """
+    image = np.asarray(image)
+    if image.dtype == np.uint8 and intensity is None:
+        if image.size and image.min() == image.max():
+            raise TileSAMError(
+                f"The image is constant (every pixel is {image.flat[0]}): nothing to segment."
+            )
+        return image.astype(np.float32)
+    if image.dtype.kind not in "uif" and image.dtype != bool:
+        raise TileSAMError(f"Images of dtype {image.dtype} are not supported; convert to numbers.")
+    low, high = intensity if intensity is not None else intensity_range(image, percentiles)
+    scaled = (image.astype(np.float32) - low) * (255.0 / max(high - low, 1e-12))
+    return np.nan_to_num(np.clip(scaled, 0.0, 255.0), nan=0.0)
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """Return ``(H, W, 3)``: grayscale is repeated, a single channel or an alpha is dropped."""
+    if image.ndim == 2:
+        return np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim == 3 and image.shape[-1] in (1, 3, 4):
+        channels = image[..., :3]
+        return np.repeat(channels, 3, axis=-1) if channels.shape[-1] == 1 else channels
+    raise TileSAMError(
+        f"Expected a 2D image, (H, W) grayscale or (H, W, 3) RGB, but got shape {image.shape}. "
+        "For a volume or a time series, pass one slice (e.g. image[z]) or use the 3D tools."
+    )
+
+
+def resized_shape(shape: tuple[int, int], target: int) -> tuple[int, int]:
+    """Shape after scaling the longest side to ``target``, rounded like SAM's ResizeLongestSide."""
+    scale = target / max(shape)
+    return int(shape[0] * scale + 0.5), int(shape[1] * scale + 0.5)
+
+
+def prepare_image(
+    image: np.ndarray, target: int, intensity: tuple[float, float] | None = None
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Normalise, make RGB and resize an image: ``(1, 3, h, w)`` on the 0..255 scale.
+
+    Returns the tensor and the original ``(H, W)``.
+    """
+    image = np.asarray(image)
+    rgb = to_rgb(image)
+    if min(rgb.shape[:2]) < 1:
+        raise TileSAMError(f"The image is empty (shape {image.shape}).")
+    pixels = torch.from_numpy(np.ascontiguousarray(normalize_intensity(rgb, intensity)))
+    pixels = pixels.permute(2, 0, 1)[None]
+    size = resized_shape(rgb.shape[:2], target)
+    if size != rgb.shape[:2]:
+        pixels = F.interpolate(pixels, size=size, mode="bilinear", antialias=True)
+    return pixels, (int(rgb.shape[0]), int(rgb.shape[1]))

@@ -1,0 +1,90 @@
+"""Where model weights come from: an explicit path, the model cache folder, or a download."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from importlib import resources
+from pathlib import Path
+
+from tilesam.errors import TileSAMError
+from tilesam.models.registry import ModelEntry
+
+CACHE_ENV = "TILESAM_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """The model cache folder: ``$TILESAM_CACHE_DIR``, else the user cache (``~/.cache/tilesam``
+    on Linux), with a ``models`` subfolder."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override).expanduser() / "models"
+    import pooch
+
+    return Path(pooch.os_cache("tilesam")) / "models"
+
+
+def bundled_path(entry: ModelEntry) -> Path | None:
+    """Weights shipped inside the package (the ``tiny`` model), if present."""
+    path = resources.files("tilesam") / "weights" / entry.filename
+    return Path(str(path)) if path.is_file() else None
+
+
+def cached_path(entry: ModelEntry) -> Path | None:
+    """Weights of ``entry`` in the cache folder, if present."""
+    path = cache_dir() / entry.filename
+    return path if path.is_file() else None
+
+
+def resolve_weights(entry: ModelEntry, *, download: bool = True) -> Path:
+    """Find (or download) the weights of a registry entry.
+
+    Order: the package (bundled models), the cache folder, then a download with a progress
+    bar. Offline, or for models without a download address, the error names the file and
+    the folder to put it in.
+    """
+    for path in (bundled_path(entry), cached_path(entry)):
+        if path is not None:
+            return path
+    target = cache_dir() / entry.filename
+    if entry.url is None or not download:
+        raise TileSAMError(_missing_message(entry, target))
+    return _download(entry, target)
+
+
+def _missing_message(entry: ModelEntry, target: Path) -> str:
+    where = f" from {entry.url}" if entry.url else ""
+    return (
+        f"Weights for model {entry.name!r} ({entry.description}) are not available. "
+        f"Download the file{where} and save it as {target} (set {CACHE_ENV} to use "
+        "another folder), or pass checkpoint=PATH."
+    )
+
+
+def _download(entry: ModelEntry, target: Path) -> Path:
+    import pooch
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path = pooch.retrieve(
+            entry.url,
+            known_hash=entry.known_hash,
+            fname=target.name,
+            path=target.parent,
+            progressbar=True,
+        )
+    except Exception as err:  # network errors come in many types
+        raise TileSAMError(
+            f"Downloading {entry.name!r} failed ({type(err).__name__}: {str(err)[:200]}). "
+            + _missing_message(entry, target)
+        ) from err
+    return Path(path)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
