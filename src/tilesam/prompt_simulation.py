@@ -74,36 +74,49 @@ def _most_interior(crop: np.ndarray) -> tuple[int, int]:
     """Pixel of ``crop`` (zero margin) with the largest Euclidean distance to background.
 
     Exact, and the same pixel as an argmax over the full distance transform with
-    the tie rule of :func:`center_point`. Large crops take a shortcut: a distance
-    transform on a grid coarsened by min-pooling bounds every pixel's distance,
-    and only the pixels whose upper bound reaches the best lower bound get their
-    exact distance, from the background pixels that touch the object (the
-    nearest background pixel always touches it).
+    the tie rule of :func:`center_point`. Large crops take a shortcut (see
+    ``_coarse_to_fine``) when it pays.
     """
     f = int(np.ceil(np.sqrt(crop.size / _EXACT_PIXELS)))
-    if f > 1:
-        candidates = _candidates(crop, f)
-        if candidates is not None:
-            dist, _ = cKDTree(_touching_background(crop)).query(candidates)
-            best = candidates[dist == dist.max()]
-            i = _central(best[:, 0], best[:, 1])
-            return int(best[i, 0]), int(best[i, 1])
-    return _argmax_central(ndimage.distance_transform_edt(crop))
+    found = _coarse_to_fine(crop, f) if f > 1 else None
+    if found is None:
+        found = _argmax_central(ndimage.distance_transform_edt(crop))
+    return found
 
 
-def _candidates(crop: np.ndarray, f: int) -> np.ndarray | None:
-    """``(n, 2)`` pixels that may be the most interior one, or None when too many.
+def _coarse_to_fine(crop: np.ndarray, f: int) -> tuple[int, int] | None:
+    """The most interior pixel via a grid coarsened ``f`` times, or None when not worth it.
 
-    With ``dc`` the block distance on the min-pooled grid, a pixel's exact
-    distance lies within ``f * dc -+ (f - 1) * sqrt(2)`` (both nearest pixels
-    are at most half a block diagonal from their block centres).
+    With ``dc`` the distance transform of the min-pooled grid (in pixels), a
+    pixel's exact distance lies within ``dc -+ (f - 1) * sqrt(2)`` (both nearest
+    pixels are at most half a block diagonal from their block centres). The
+    exact distances of the best block's pixels give a lower bound on the
+    maximum; only blocks whose upper bound reaches it are searched, with exact
+    distances to the background pixels that touch the object (the nearest
+    background pixel always touches it).
     """
     coarse = ndimage.distance_transform_edt(_min_pool(crop, f)) * f
-    slack = (f - 1) * np.sqrt(2)
-    keep = coarse + slack >= coarse.max() - slack - 1e-9
-    keep = np.repeat(np.repeat(keep, f, axis=0), f, axis=1)[: crop.shape[0], : crop.shape[1]]
-    candidates = np.argwhere(keep & crop)
-    return candidates if len(candidates) <= crop.size // 16 else None
+    if coarse.max() == 0:
+        return None
+    tree = cKDTree(_touching_background(crop))
+    top = _block_pixels(crop, np.argwhere(coarse == coarse.max())[:1], f)
+    lower = tree.query(top)[0].max()
+    blocks = np.argwhere(coarse + (f - 1) * np.sqrt(2) >= lower - 1e-9)
+    if len(blocks) * f * f > crop.size // 16:
+        return None
+    pixels = _block_pixels(crop, blocks, f)
+    dist, _ = tree.query(pixels)
+    best = pixels[dist == dist.max()]
+    i = _central(best[:, 0], best[:, 1])
+    return int(best[i, 0]), int(best[i, 1])
+
+
+def _block_pixels(crop: np.ndarray, blocks: np.ndarray, f: int) -> np.ndarray:
+    """``(n, 2)`` object pixels of the given ``f`` x ``f`` blocks, in raster order per block."""
+    offsets = np.stack(np.mgrid[:f, :f], axis=-1).reshape(-1, 2)
+    pixels = (blocks[:, None, :] * f + offsets).reshape(-1, 2)
+    pixels = pixels[(pixels[:, 0] < crop.shape[0]) & (pixels[:, 1] < crop.shape[1])]
+    return pixels[crop[pixels[:, 0], pixels[:, 1]]]
 
 
 def _touching_background(crop: np.ndarray) -> np.ndarray:

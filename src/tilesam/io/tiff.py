@@ -108,20 +108,21 @@ class TiffSource(LayoutSource):
         self._check_complete(lvl)
         what = f"TIFF '{self.path}'"
         native = axes.upper() if axes is not None else _map_axes(lvl.axes, lvl.shape, what)
-        array = self._open_array(lvl, series)
+        array = self._open_array(ser, level)
         self._init_layout(array, native, what)
         spacing0 = _physical_spacing(tif, series, self.spatial_ndim)
         self._spacing = _scale_for_level(spacing0, ser.levels[0], lvl, native)
 
-    def _open_array(self, lvl: tifffile.TiffPageSeries, series: int) -> Any:
+    def _open_array(self, ser: tifffile.TiffPageSeries, level: int) -> Any:
         tif = self._tif
         assert tif is not None
+        lvl = ser.levels[level]
         if lvl.dataoffset is not None:
             # Contiguous and uncompressed: map the bytes, reads touch only the rows needed.
             dtype = np.dtype(lvl.dtype).newbyteorder(tif.byteorder)
             return np.memmap(self.path, dtype=dtype, mode="r", offset=lvl.dataoffset,
                              shape=lvl.shape)  # fmt: skip
-        return zarr.open_array(lvl.aszarr(), mode="r")
+        return zarr.open_array(ser.aszarr(level=level), mode="r")
 
     def _check_complete(self, lvl: tifffile.TiffPageSeries) -> None:
         # A truncated file usually still parses (the IFDs sit before the pixel data), and

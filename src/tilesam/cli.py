@@ -1,0 +1,228 @@
+"""The ``tilesam`` command line (also ``python -m tilesam``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tilesam.errors import TileSAMError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for a user error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except TileSAMError as err:
+        print(f"tilesam: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tilesam: interrupted; finished work was kept.", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tilesam", description="Promptable segmentation of large scientific images."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _models_parser(sub)
+    _segment_parser(sub)
+    _train_parser(sub)
+    _evaluate_parser(sub)
+    return parser
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="registry name (default: the bundled 'tiny')")
+    p.add_argument("--checkpoint", default=None, help="a checkpoint file to load instead")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: fastest available)")
+    p.add_argument(
+        "--trust-checkpoint", action="store_true",
+        help="allow checkpoints that need full unpickling (only for files you trust)",
+    )
+
+
+def _load(args: argparse.Namespace):
+    from tilesam.loading import load_model
+
+    return load_model(
+        args.model, args.checkpoint, args.device, trust_checkpoint=args.trust_checkpoint
+    )
+
+
+# -- models ---------------------------------------------------------------------------------
+
+
+def _models_parser(sub) -> None:
+    p = sub.add_parser("models", help="list the model registry and what is cached")
+    p.set_defaults(run=_run_models)
+
+
+def _run_models(args: argparse.Namespace) -> None:
+    from tilesam.models.registry import MODELS
+    from tilesam.weights import bundled_path, cache_dir, cached_path
+
+    print(f"model cache: {cache_dir()}  (set TILESAM_CACHE_DIR to move it)")
+    print(f"{'name':32} {'architecture':12} {'available':10} description")
+    for entry in MODELS.values():
+        where = "bundled" if bundled_path(entry) else "cached" if cached_path(entry) else "-"
+        print(f"{entry.name:32} {entry.architecture:12} {where:10} {entry.description}")
+
+
+# -- segment --------------------------------------------------------------------------------
+
+
+def _segment_parser(sub) -> None:
+    p = sub.add_parser("segment", help="segment one object from points and/or a box")
+    p.add_argument("image", help="image file (TIFF, PNG, ...)")
+    p.add_argument(
+        "--point", action="append", default=[], metavar="Y,X[,LABEL]",
+        help="a prompt point; label 1 (default) positive, 0 negative; repeatable",
+    )
+    p.add_argument("--box", default=None, metavar="Y0,X0,Y1,X1", help="a box prompt")
+    p.add_argument("--out", required=True, help="output mask file (.tif or .png)")
+    _add_model_options(p)
+    p.set_defaults(run=_run_segment)
+
+
+def _parse_numbers(text: str, count: tuple[int, ...], what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in count:
+        raise TileSAMError(f"Could not read {what} {text!r}: expected {what.upper()} numbers.")
+    return values
+
+
+def _run_segment(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from tilesam.segment import segment_image
+
+    points = [_parse_numbers(p, (2, 3), "y,x[,label]") for p in args.point]
+    box = _parse_numbers(args.box, (4,), "y0,x0,y1,x1") if args.box else None
+    result = segment_image(
+        args.image,
+        model=_load(args),
+        points=[p[:2] for p in points] or None,
+        labels=[int(p[2]) if len(p) == 3 else 1 for p in points] or None,
+        box=box,
+    )
+    _write_mask(Path(args.out), result.mask)
+    print(
+        f"mask: {int(np.count_nonzero(result.mask))} pixels, predicted IoU {result.score:.3f} "
+        f"-> {args.out}"
+    )
+
+
+def _write_mask(path: Path, mask) -> None:
+    import numpy as np
+
+    data = mask.astype(np.uint8) * 255
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        tifffile.imwrite(path, data, compression="zlib")
+    elif path.suffix.lower() == ".png":
+        import imageio.v3 as iio
+
+        iio.imwrite(path, data)
+    else:
+        raise TileSAMError(f"Unsupported output {path.suffix!r}: use .tif or .png.")
+
+
+# -- train ----------------------------------------------------------------------------------
+
+
+def _train_parser(sub) -> None:
+    from tilesam.training.trainer import TrainConfig
+
+    d = TrainConfig(out_dir="")
+    p = sub.add_parser("train", help="train or fine-tune a model (resumes from --out)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, history, model.pt")
+    p.add_argument("--base", default=d.base, help="'scratch' (untrained tiny), a model name or a checkpoint")
+    p.add_argument("--images", help="folder of training images")
+    p.add_argument("--labels", help="folder of instance label images (default: --images)")
+    p.add_argument("--val-images", help="folder of validation images")
+    p.add_argument("--val-labels", help="folder of validation labels (default: --val-images)")
+    p.add_argument(
+        "--synthetic", default=",".join(d.synthetic),
+        help="synthetic kinds to mix in, comma-separated, or 'none'",
+    )
+    p.add_argument("--real-fraction", type=float, default=d.real_fraction)
+    for name in ("crop", "batch_size", "objects_per_image", "iterations", "epochs", "steps_per_epoch", "seed", "save_every"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this long")
+    p.add_argument("--freeze-encoder", action="store_true", help="train prompt encoder and decoder only")
+    p.add_argument("--device", default=None)
+    p.add_argument("--trust-checkpoint", action="store_true")
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from tilesam.training.trainer import TrainConfig, train
+
+    synthetic = () if args.synthetic in ("", "none") else tuple(args.synthetic.split(","))
+    config = TrainConfig(
+        out_dir=args.out, base=args.base, synthetic=synthetic, images=args.images,
+        labels=args.labels, real_fraction=args.real_fraction, val_images=args.val_images,
+        val_labels=args.val_labels, crop=args.crop, batch_size=args.batch_size,
+        objects_per_image=args.objects_per_image, iterations=args.iterations, lr=args.lr,
+        epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, max_minutes=args.max_minutes,
+        freeze_encoder=args.freeze_encoder, seed=args.seed, device=args.device,
+        save_every=args.save_every, trust_checkpoint=args.trust_checkpoint,
+    )
+    path = train(config)
+    print(f"weights: {path}  (use with --checkpoint {path})")
+
+
+# -- evaluate -------------------------------------------------------------------------------
+
+
+def _evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="mean IoU from a point, a box and corrective clicks")
+    p.add_argument("--images", required=True, help="folder of images")
+    p.add_argument("--labels", help="folder of instance label images (default: --images)")
+    p.add_argument(
+        "--model", action="append", default=[],
+        help="registry name or checkpoint file; repeat to compare models (default: tiny)",
+    )
+    p.add_argument("--clicks", type=int, default=8)
+    p.add_argument("--max-objects", type=int, default=None, help="objects per image at most")
+    p.add_argument("--out", default="evaluation", help="folder for the JSON, table and plot")
+    p.add_argument("--device", default=None)
+    p.add_argument("--trust-checkpoint", action="store_true")
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from tilesam.datasets import LabelledImageFolder
+    from tilesam.evaluation import compare, evaluate
+    from tilesam.loading import load_model
+
+    dataset = LabelledImageFolder(args.images, args.labels or args.images)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for spec in args.model or ["tiny"]:
+        is_file = Path(spec).is_file()
+        model = load_model(
+            None if is_file else spec, spec if is_file else None, args.device,
+            trust_checkpoint=args.trust_checkpoint,
+        )
+        label = Path(spec).stem if is_file else spec
+        results[label] = evaluate(
+            model, dataset, n_clicks=args.clicks, max_objects_per_image=args.max_objects
+        )
+        results[label].to_json(out / f"{label.replace(':', '_')}.json")
+    table = compare(results)
+    (out / "table.txt").write_text(table + "\n")
+    next(iter(results.values())).plot(out / "iou_vs_clicks.png", others=results)
+    print(table)
+    print(f"results: {out}/ (JSON per model, table.txt, iou_vs_clicks.png)")

@@ -1,0 +1,361 @@
+"""Annotated images on disk: pairs of an image and its instance label image.
+
+Matching rule
+-------------
+Files are matched by *key*, derived from the file name without its extension
+(``.tif``, ``.tiff``, ``.png``; ``.nii``/``.nii.gz`` too when SimpleITK is
+installed; other files are ignored):
+
+- a label file's key is its stem without a trailing ``_labels``, ``_label``,
+  ``_masks`` or ``_mask`` (a stem that is only ``labels``/``label``/``masks``/
+  ``mask`` has the empty key);
+- an image file's key is its stem without a trailing ``_image`` or ``_img``
+  (a stem that is only ``image``/``img`` has the empty key), and an image also
+  matches a label file whose key is its full stem.
+
+So ``cell1.tif`` pairs with ``cell1.tif`` in a separate label folder or with
+``cell1_labels.png``/``cell1_label.tif``/``cell1_mask.png``; ``X_image.png``
+pairs with ``X_labels.png`` (the layout of the Coelho 2009 nuclei set) and
+``image.tif`` with ``labels.tif``. When ``images`` and ``labels`` are the same
+folder, files with a label suffix are labels and all others are images. More
+than one candidate label file for an image is an error. ``images`` and
+``labels`` may also be two files, which makes a dataset of one pair.
+
+Every image needs its labels; label files without an image are ignored.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tilesam.errors import TileSAMError
+
+__all__ = ["LabelledImage", "LabelledImageFolder"]
+
+_LABEL_SUFFIXES = ("_labels", "_label", "_masks", "_mask")
+_IMAGE_SUFFIXES = ("_image", "_img")
+_EXTENSIONS = (".tif", ".tiff", ".png")
+_NIFTI = (".nii.gz", ".nii")
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    """One annotated image.
+
+    Attributes
+    ----------
+    image : ndarray
+        As read: ``(H, W)`` grayscale, ``(H, W, 3)`` RGB (an alpha channel is
+        dropped), or ``(Z, Y, X)`` for a volume.
+    labels : ndarray of uint32
+        Instance labels of the image's spatial shape, 0 = background.
+    name : str
+        The image file's stem, unique within its dataset.
+    """
+
+    image: np.ndarray
+    labels: np.ndarray
+    name: str
+
+
+@dataclass(frozen=True)
+class _Pair:
+    name: str
+    image: Path
+    labels: Path
+
+
+def _extensions() -> tuple[str, ...]:
+    if importlib.util.find_spec("SimpleITK") is None:
+        return _EXTENSIONS
+    return _EXTENSIONS + _NIFTI
+
+
+def _split_name(path: Path) -> tuple[str, str] | None:
+    """``(stem, extension)`` for a supported file, lower-cased extension; None otherwise."""
+    name = path.name
+    for ext in _extensions():
+        if name.lower().endswith(ext) and len(name) > len(ext):
+            return name[: -len(ext)], ext
+    return None
+
+
+def _strip(stem: str, suffixes: tuple[str, ...]) -> str | None:
+    """The key left after removing one of ``suffixes`` (or the bare word), else None."""
+    for suffix in suffixes:
+        if stem.lower() == suffix[1:]:
+            return ""
+        if stem.lower().endswith(suffix):
+            return stem[: -len(suffix)]
+    return None
+
+
+def _list(folder: Path) -> list[tuple[str, Path]]:
+    files = (p for p in sorted(folder.iterdir()) if p.is_file())
+    return [(split[0], p) for p in files if (split := _split_name(p)) is not None]
+
+
+def _find_pairs(images: Path, labels: Path) -> list[_Pair]:
+    same = images.resolve() == labels.resolve()
+    by_key: dict[str, list[Path]] = {}
+    for stem, path in _list(labels):
+        key = _strip(stem, _LABEL_SUFFIXES)
+        by_key.setdefault(stem if key is None else key, []).append(path)
+    image_files = [
+        (stem, p) for stem, p in _list(images) if not same or _strip(stem, _LABEL_SUFFIXES) is None
+    ]
+    if not image_files:
+        raise TileSAMError(
+            f"No images found in {images} (looked for {', '.join(_extensions())}); "
+            "check the folder, or convert the images to TIFF or PNG."
+        )
+    _check_unique_stems(image_files, images)
+    return [_pair_for(stem, path, by_key, labels, same) for stem, path in image_files]
+
+
+def _check_unique_stems(files: list[tuple[str, Path]], folder: Path) -> None:
+    seen: dict[str, Path] = {}
+    for stem, path in files:
+        if stem in seen:
+            raise TileSAMError(
+                f"Two images in {folder} have the same name {stem!r}: {seen[stem].name} and "
+                f"{path.name}. Keep one of them, or rename one."
+            )
+        seen[stem] = path
+
+
+def _pair_for(
+    stem: str, path: Path, by_key: dict[str, list[Path]], labels: Path, same: bool
+) -> _Pair:
+    keys = {stem}
+    stripped = _strip(stem, _IMAGE_SUFFIXES)
+    if stripped is not None:
+        keys.add(stripped)
+    found = sorted({p for key in keys for p in by_key.get(key, []) if p != path})
+    if not found:
+        where = "beside it" if same else f"in {labels}"
+        raise TileSAMError(
+            f"No label image for {path} {where}: expected one named {stem}, "
+            f"{stem}_labels, {stem}_label, {stem}_mask or {stem}_masks (.tif or .png)."
+        )
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise TileSAMError(f"Several label images match {path.name}: {names}. Keep one.")
+    return _Pair(stem, path, found[0])
+
+
+def _read_array(path: Path, *, labels: bool = False) -> np.ndarray:
+    ext = _split_name(path)[1]
+    if ext in (".tif", ".tiff"):
+        import tifffile
+
+        return tifffile.imread(path)
+    if ext == ".png":
+        return _read_png(path, labels=labels)
+    import SimpleITK as sitk  # only reached when installed, see _extensions
+
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def _read_png(path: Path, *, labels: bool) -> np.ndarray:
+    import imageio.v3 as iio
+    from PIL import Image
+
+    with Image.open(path) as im:
+        palette = im.mode == "P"
+    # A palette label image holds its ids as palette indices: keep them, not the colours.
+    return iio.imread(path, plugin="pillow", mode="P" if labels and palette else None)
+
+
+def _header_shape(path: Path) -> tuple[int, ...]:
+    """The shape :func:`_read_array` would return, read from the header where possible."""
+    ext = _split_name(path)[1]
+    if ext in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            return tuple(tif.series[0].shape)
+    if ext == ".png":
+        import imageio.v3 as iio
+
+        return tuple(iio.improps(path, plugin="pillow").shape)
+    return _read_array(path).shape
+
+
+def _is_colour(shape: tuple[int, ...], path: Path) -> bool:
+    """Whether the last axis holds colour channels: RGB(A), or gray + alpha in a PNG."""
+    channels = (2, 3, 4) if _split_name(path)[1] == ".png" else (3, 4)
+    return len(shape) >= 3 and shape[-1] in channels
+
+
+def _spatial_shape(shape: tuple[int, ...], path: Path) -> tuple[int, ...]:
+    return shape[:-1] if _is_colour(shape, path) else shape
+
+
+def _drop_alpha(image: np.ndarray, path: Path) -> np.ndarray:
+    if not _is_colour(image.shape, path):
+        return image
+    if image.shape[-1] == 2:
+        return image[..., 0]
+    return image[..., :3]
+
+
+def _as_labels(array: np.ndarray, path: Path) -> np.ndarray:
+    """Instance labels as uint32, or a TileSAMError saying what is wrong with the file."""
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if _is_colour(array.shape, path) or not (
+        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    ):
+        raise TileSAMError(
+            f"{path} is not an instance label image: expected one channel of integer ids "
+            f"(0 = background), got shape {array.shape} and dtype {array.dtype}."
+        )
+    if array.size and (array.min() < 0 or array.max() > np.iinfo(np.uint32).max):
+        raise TileSAMError(f"{path} has label ids outside 0..2**32-1; relabel it from 0 up.")
+    if np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.round(array)):
+        raise TileSAMError(f"{path} holds fractional values; save integer label ids instead.")
+    return array.astype(np.uint32)
+
+
+def _check_pair(pair: _Pair) -> int:
+    """Check a pair against its files; returns the image's spatial dimensionality."""
+    shape = _spatial_shape(_header_shape(pair.image), pair.image)
+    labels = _as_labels(_read_array(pair.labels, labels=True), pair.labels)
+    if labels.shape != shape:
+        raise TileSAMError(
+            f"Label image {pair.labels} has shape {labels.shape} but its image {pair.image} "
+            f"has shape {shape}: they must cover the same pixels. Check that the right files "
+            "are paired, or resample the labels."
+        )
+    if not labels.any():
+        raise TileSAMError(
+            f"Label image {pair.labels} has no objects (every pixel is 0). Annotate it, or "
+            f"move {pair.image.name} and its label image out of the folder."
+        )
+    return len(shape)
+
+
+def _common_ndim(pairs: Sequence[_Pair], ndims: Sequence[int]) -> int:
+    if len(set(ndims)) > 1:
+        examples = {n: p.image.name for p, n in zip(pairs, ndims, strict=True)}
+        listed = ", ".join(f"{name} ({n}D)" for n, name in sorted(examples.items()))
+        raise TileSAMError(
+            f"The folder mixes images of different dimensionality, e.g. {listed}. "
+            "Keep 2D images and 3D volumes in separate folders."
+        )
+    return ndims[0]
+
+
+class LabelledImageFolder(Sequence[LabelledImage]):
+    """Images and their instance label images, paired by file name.
+
+    See the module documentation for the matching rule. All pairs are checked
+    on construction (each label file is read once); items are read from disk
+    on access, so memory holds one image at a time.
+
+    Parameters
+    ----------
+    images : path
+        Folder of images (TIFF, PNG), or one image file.
+    labels : path, optional
+        Folder (or file) of label images: 0 = background, 1..n objects. The
+        images' folder when left out.
+
+    Raises
+    ------
+    TileSAMError
+        No images; an image without labels; a label image of another size than
+        its image, with no objects, or not made of integer ids; 2D images and
+        3D volumes in one folder.
+
+    Examples
+    --------
+    >>> data = LabelledImageFolder("coelho2009")  # doctest: +SKIP
+    >>> item = data[0]  # doctest: +SKIP
+    >>> item.name, item.image.shape, item.labels.dtype  # doctest: +SKIP
+    ('gnf_dna-0_image', (1030, 1349, 3), dtype('uint32'))
+    >>> train, validation = data.split(0.25, seed=0)  # doctest: +SKIP
+    """
+
+    def __init__(self, images: str | Path, labels: str | Path | None = None) -> None:
+        images = Path(images)
+        labels = images if labels is None else Path(labels)
+        for path in (images, labels):
+            if not path.exists():
+                raise TileSAMError(f"{path} does not exist; give an existing folder or file.")
+        if images.is_file() and labels.is_file():
+            pairs = [_Pair(images.stem, images, labels)]
+        elif images.is_dir() and labels.is_dir():
+            pairs = _find_pairs(images, labels)
+        else:
+            raise TileSAMError(f"Give two folders or two files, not a mix: {images} and {labels}.")
+        self._pairs = pairs
+        self.ndim = _common_ndim(pairs, [_check_pair(p) for p in pairs])
+
+    @classmethod
+    def _subset(cls, pairs: list[_Pair], ndim: int) -> LabelledImageFolder:
+        subset = cls.__new__(cls)
+        subset._pairs, subset.ndim = pairs, ndim
+        return subset
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __getitem__(self, index: int) -> LabelledImage:  # type: ignore[override]
+        pair = self._pairs[index]
+        image = _drop_alpha(_read_array(pair.image), pair.image)
+        labels = _as_labels(_read_array(pair.labels, labels=True), pair.labels)
+        return LabelledImage(image=image, labels=labels, name=pair.name)
+
+    def __iter__(self) -> Iterator[LabelledImage]:
+        return (self[i] for i in range(len(self)))
+
+    def __repr__(self) -> str:
+        return f"LabelledImageFolder({len(self)} images, {self.ndim}D)"
+
+    @property
+    def names(self) -> list[str]:
+        """The images' names (file stems), in dataset order."""
+        return [p.name for p in self._pairs]
+
+    @property
+    def files(self) -> list[tuple[Path, Path]]:
+        """``(image, labels)`` file paths, in dataset order."""
+        return [(p.image, p.labels) for p in self._pairs]
+
+    def split(
+        self, fraction: float = 0.2, seed: int = 0
+    ) -> tuple[LabelledImageFolder, LabelledImageFolder]:
+        """Split by image into ``(train, validation)`` subsets.
+
+        Parameters
+        ----------
+        fraction : float
+            Share of the images that go to validation, rounded, at least one
+            image on each side.
+        seed : int
+            The same seed and folder contents give the same split.
+
+        Examples
+        --------
+        >>> train, validation = data.split(0.2, seed=0)  # doctest: +SKIP
+        >>> set(train.names).isdisjoint(validation.names)  # doctest: +SKIP
+        True
+        """
+        if not 0 < fraction < 1 or len(self) < 2:
+            raise TileSAMError(
+                f"Cannot split {len(self)} image(s) with fraction {fraction}: need at least "
+                "two images and 0 < fraction < 1."
+            )
+        n_val = min(max(round(fraction * len(self)), 1), len(self) - 1)
+        order = np.random.default_rng(seed).permutation(len(self))
+        val = set(order[:n_val].tolist())
+        train = [p for i, p in enumerate(self._pairs) if i not in val]
+        validation = [p for i, p in enumerate(self._pairs) if i in val]
+        return self._subset(train, self.ndim), self._subset(validation, self.ndim)

@@ -1,0 +1,588 @@
+"""`EmbeddingStore`: tile embeddings in a zarr v3 group on disk, resumable and signed.
+
+Layout of one store (one per image x model x preprocessing)::
+
+    cache.zarr/
+      zarr.json      group attributes: {"tilesam": {format_version, grid/embedding shape,
+                     ...}, "signature": {caller's dict: model, weights sha256, tile size,
+                     halo, normalisation, image shape/dtype, content signature, ...}}
+      embeddings/    float16 (n_slices, n_ty, n_tx, C, h, w), one chunk per tile, zstd
+      tile_shape/    int32 (n_slices, n_ty, n_tx, 2): tile size before padding, one chunk/tile
+      input_shape/   int32 (n_slices, n_ty, n_tx, 2): size after resizing, one chunk/tile
+      done/          bool (n_slices, n_ty, n_tx), chunk (1, 1, 1): one object per tile
+
+Concurrency and crash safety. Every array is chunked one tile per chunk, so a writer
+of tile (z, ty, tx) only ever creates the objects ``<array>/c/z/ty/tx``: writers of
+different tiles (threads, processes, dask workers) never read-modify-write a shared
+chunk, and nothing shared (group or array metadata) is written after `create`. A
+tile's ``done`` chunk is written last, after its embedding and metadata chunks have
+been stored, so a process killed mid-tile leaves the tile "not done" (it is recomputed
+on resume) and never "done" with partial data. zarr's LocalStore also writes each chunk
+to a temporary file and renames it into place, so a chunk is either absent or whole.
+``done`` chunks are written only with ``True``; zarr does not store chunks equal to the
+fill value (``False``), so a ``done`` object exists exactly for the finished tiles, and
+`missing_tiles` lists the directory instead of opening one file per tile.
+
+Create the store once (in the driver) before handing tiles to workers; workers then
+`EmbeddingStore.open` it and call `write_tile`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import ZstdCodec
+
+from tilesam.errors import TileSAMError
+from tilesam.io.source import ImageSource
+
+FORMAT_VERSION = 1
+_KIND = "tilesam.embedding_store"
+#: Per-tile metadata fields `write_tile` expects, each a pair of positive ints (h, w).
+META_FIELDS = ("tile_shape", "input_shape")
+_CHUNK_KEYS = {"name": "default", "configuration": {"separator": "/"}}
+
+
+class EmbeddingStore:
+    """Tile embeddings of one image for one model and preprocessing, on disk.
+
+    Use `create`, `open` or `open_or_create`; do not call the constructor directly.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> path = tempfile.mkdtemp() + "/cache.zarr"
+    >>> store = EmbeddingStore.create(path, signature={"model": "tiny"},
+    ...                               grid_shape=(1, 2, 2), embedding_shape=(8, 4, 4))
+    >>> store.write_tile(0, 1, 0, np.ones((8, 4, 4), np.float32),
+    ...                  {"tile_shape": (100, 64), "input_shape": (64, 41)})
+    >>> store.n_done, store.missing_tiles()[:2]
+    (1, [(0, 0, 0), (0, 0, 1)])
+    >>> float(store.read_tile(0, 1, 0).mean())
+    1.0
+    """
+
+    def __init__(self, path: Path, group: zarr.Group, mode: str) -> None:
+        self.path = path
+        self.mode = mode
+        self._group = group
+        head = dict(group.attrs)["tilesam"]
+        self.grid_shape: tuple[int, ...] = tuple(head["grid_shape"])
+        self.embedding_shape: tuple[int, ...] = tuple(head["embedding_shape"])
+        self.signature: dict[str, Any] = dict(group.attrs).get("signature", {})
+        self._header = head
+        try:
+            self._emb = group["embeddings"]
+            self._done = group["done"]
+            self._meta = {name: group[name] for name in META_FIELDS}
+        except KeyError as exc:
+            raise _corrupt(path, f"array {exc} is missing") from exc
+        expected = {
+            "embeddings": (*self.grid_shape, *self.embedding_shape),
+            "done": self.grid_shape,
+            **{name: (*self.grid_shape, 2) for name in META_FIELDS},
+        }
+        for name, shape in expected.items():
+            if tuple(group[name].shape) != shape:
+                raise _corrupt(path, f"array '{name}' has shape {group[name].shape}, not {shape}")
+
+    # -- opening ----------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        signature: Mapping[str, Any],
+        grid_shape: Sequence[int],
+        embedding_shape: Sequence[int],
+        overwrite: bool = False,
+    ) -> EmbeddingStore:
+        """Create an empty store.
+
+        Parameters
+        ----------
+        path : str or Path
+            Folder to create (conventionally ending in ``.zarr``).
+        signature : dict
+            JSON-serialisable description of everything the embeddings depend on.
+        grid_shape : (n_slices, n_ty, n_tx)
+        embedding_shape : (C, h, w)
+            Shape of one tile's embedding.
+        overwrite : bool
+            Replace an existing TileSAM store at `path` (never any other folder).
+        """
+        path = Path(path)
+        sig = _normalise_signature(signature)
+        grid = _positive_ints(grid_shape, 3, "grid_shape (n_slices, n_ty, n_tx)")
+        emb = _positive_ints(embedding_shape, 3, "embedding_shape (C, h, w)")
+        if path.exists():
+            if not overwrite:
+                raise TileSAMError(
+                    f"'{path}' already exists. Open it with EmbeddingStore.open, choose another "
+                    "cache path, or pass overwrite=True to replace it."
+                )
+            _remove_store(path)
+        head = {
+            "kind": _KIND,
+            "format_version": FORMAT_VERSION,
+            "grid_shape": list(grid),
+            "embedding_shape": list(emb),
+            "embedding_dtype": "float16",
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        group = zarr.open_group(str(path), mode="w-", zarr_format=3)
+        tile = (1, 1, 1)
+        group.create_array(
+            "embeddings",
+            shape=(*grid, *emb),
+            chunks=(*tile, *emb),
+            dtype="float16",
+            fill_value=0.0,
+            # The checksum turns a damaged chunk into a clear error instead of noise.
+            compressors=ZstdCodec(level=3, checksum=True),
+            chunk_key_encoding=_CHUNK_KEYS,
+        )
+        for name in META_FIELDS:
+            group.create_array(
+                name, shape=(*grid, 2), chunks=(*tile, 2), dtype="int32", fill_value=0,
+                compressors=None, chunk_key_encoding=_CHUNK_KEYS,
+            )  # fmt: skip
+        group.create_array(
+            "done", shape=grid, chunks=tile, dtype="bool", fill_value=False,
+            compressors=None, chunk_key_encoding=_CHUNK_KEYS,
+        )  # fmt: skip
+        # Attributes last: a folder without them is not (yet) a store, so an interrupted
+        # create is reported as "not a TileSAM store" rather than opened half-made.
+        group.attrs.update({"tilesam": head, "signature": sig})
+        return cls(path, group, "r+")
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        signature: Mapping[str, Any] | None = None,
+        mode: str = "r+",
+    ) -> EmbeddingStore:
+        """Open an existing store; check its signature when one is given.
+
+        Parameters
+        ----------
+        mode : {"r+", "r"}
+            ``"r"`` opens read-only (e.g. for ``tilesam info``).
+
+        Raises
+        ------
+        TileSAMError
+            Missing path, a folder that is not a TileSAM store, a store written by a newer
+            format, or a signature that differs (the message lists the fields).
+        """
+        if mode not in ("r", "r+"):
+            raise TileSAMError(f"mode must be 'r' or 'r+', got {mode!r}.")
+        path = Path(path)
+        if not path.exists():
+            raise TileSAMError(
+                f"No embedding cache at '{path}'. Create it with EmbeddingStore.create or "
+                "EmbeddingStore.open_or_create (or run the precompute step)."
+            )
+        head = _read_header(path)
+        if head is None:
+            raise TileSAMError(
+                f"'{path}' is not a TileSAM embedding cache. Point the cache path at a new "
+                "folder (TileSAM creates it) or at an existing TileSAM cache."
+            )
+        version = head.get("format_version")
+        if version != FORMAT_VERSION:
+            raise TileSAMError(
+                f"Embedding cache '{path}' has format version {version}; this TileSAM reads "
+                f"version {FORMAT_VERSION}. Recompute it (overwrite=True) or use the TileSAM "
+                "version that wrote it."
+            )
+        store = cls(path, zarr.open_group(str(path), mode=mode), mode)
+        if signature is not None:
+            store.check_signature(signature)
+        return store
+
+    @classmethod
+    def open_or_create(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        signature: Mapping[str, Any],
+        grid_shape: Sequence[int],
+        embedding_shape: Sequence[int],
+        overwrite: bool = False,
+    ) -> EmbeddingStore:
+        """Open the store at `path` if it matches, else create it.
+
+        A store with another signature or shape raises `TileSAMError`, unless `overwrite`
+        is set, in which case it is replaced. Finished tiles of a matching store are kept,
+        so an interrupted run resumes with `missing_tiles`.
+        """
+        path = Path(path)
+        if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+            # A missing or empty folder (e.g. made with mkdir) becomes a new store.
+            return cls.create(
+                path,
+                signature=signature,
+                grid_shape=grid_shape,
+                embedding_shape=embedding_shape,
+                overwrite=path.exists(),
+            )
+        try:
+            store = cls.open(path, signature=signature)
+            grid = _positive_ints(grid_shape, 3, "grid_shape")
+            emb = _positive_ints(embedding_shape, 3, "embedding_shape")
+            if (store.grid_shape, store.embedding_shape) != (grid, emb):
+                raise TileSAMError(
+                    f"Embedding cache '{path}' has grid {store.grid_shape} and embeddings "
+                    f"{store.embedding_shape}, not {grid} and {emb}. Use another cache path, "
+                    "or overwrite=True to recompute it."
+                )
+            return store
+        except TileSAMError:
+            if not overwrite:
+                raise
+        return cls.create(
+            path,
+            signature=signature,
+            grid_shape=grid_shape,
+            embedding_shape=embedding_shape,
+            overwrite=True,
+        )
+
+    def check_signature(self, signature: Mapping[str, Any]) -> None:
+        """Raise `TileSAMError` listing every field where `signature` differs from the store's."""
+        diffs = _diff(_flatten(self.signature), _flatten(_normalise_signature(signature)))
+        if diffs:
+            lines = "; ".join(f"{k}: cache={a!r}, now={b!r}" for k, a, b in diffs)
+            raise TileSAMError(
+                f"Embedding cache '{self.path}' was computed for different inputs ({lines}). "
+                "Use another cache path, or overwrite=True to recompute it (this deletes the "
+                "cached embeddings)."
+            )
+
+    # -- tiles ------------------------------------------------------------------------------
+    @property
+    def n_tiles(self) -> int:
+        """Number of tiles over all slices."""
+        return math.prod(self.grid_shape)
+
+    @property
+    def n_done(self) -> int:
+        """Number of finished tiles."""
+        return sum(1 for _ in self._iter_done())
+
+    def write_tile(
+        self, z: int, ty: int, tx: int, embedding: np.ndarray, meta: Mapping[str, Sequence[int]]
+    ) -> None:
+        """Store one tile's embedding and metadata, then mark it done.
+
+        Parameters
+        ----------
+        embedding : numpy.ndarray, shape (C, h, w)
+            Stored as float16.
+        meta : dict
+            ``{"tile_shape": (h, w), "input_shape": (h, w)}``: the tile's size before
+            padding and its size after resizing to the model input.
+        """
+        self._check_writable()
+        self._check_index(z, ty, tx)
+        emb = np.asarray(embedding)
+        if emb.shape != self.embedding_shape:
+            raise TileSAMError(
+                f"Embedding for tile {(z, ty, tx)} has shape {emb.shape}; this cache holds "
+                f"{self.embedding_shape}. Was the cache made for another model?"
+            )
+        emb16 = emb.astype(np.float16)
+        if not np.isfinite(emb16).all():
+            raise TileSAMError(
+                f"Embedding for tile {(z, ty, tx)} has NaN/inf values (or values beyond "
+                "float16's range, 65504); not stored. Check the input normalisation."
+            )
+        values = _check_meta(meta)
+        # Order matters: data first, the done marker last (see the module docstring).
+        self._emb[z, ty, tx] = emb16
+        for name, value in values.items():
+            self._meta[name][z, ty, tx] = value
+        self._done[z, ty, tx] = True
+
+    def read_tile(self, z: int, ty: int, tx: int) -> np.ndarray:
+        """One tile's embedding, ``(C, h, w)`` float32.
+
+        Raises
+        ------
+        TileSAMError
+            If the tile is not done yet.
+        """
+        self._require_done(z, ty, tx)
+        try:
+            return self._emb[z, ty, tx].astype(np.float32)
+        except Exception as exc:  # noqa: BLE001 - codec errors mean a damaged chunk
+            raise TileSAMError(
+                f"Tile {(z, ty, tx)} of embedding cache '{self.path}' is damaged ({exc}). "
+                "Call store.discard_tile(z, ty, tx) and recompute it, or overwrite the cache."
+            ) from exc
+
+    def read_meta(self, z: int, ty: int, tx: int) -> dict[str, tuple[int, int]]:
+        """The tile's metadata as written: ``{"tile_shape": (h, w), "input_shape": (h, w)}``."""
+        self._require_done(z, ty, tx)
+        out = {}
+        for name, arr in self._meta.items():
+            h, w = arr[z, ty, tx]
+            out[name] = (int(h), int(w))
+        return out
+
+    def is_done(self, z: int, ty: int, tx: int) -> bool:
+        """Whether the tile's embedding is completely stored."""
+        self._check_index(z, ty, tx)
+        return bool(self._done[z, ty, tx])
+
+    def discard_tile(self, z: int, ty: int, tx: int) -> None:
+        """Mark a tile not done (e.g. a damaged one) so that the next run recomputes it."""
+        self._check_writable()
+        self._check_index(z, ty, tx)
+        self._done[z, ty, tx] = False  # equal to the fill value: zarr deletes the chunk
+
+    def done_tiles(self) -> list[tuple[int, int, int]]:
+        """Finished tiles ``(z, ty, tx)``, sorted."""
+        return sorted(self._iter_done())
+
+    def missing_tiles(self) -> list[tuple[int, int, int]]:
+        """Tiles still to compute ``(z, ty, tx)``, sorted (slice by slice, row-major)."""
+        done = set(self._iter_done())
+        nz, ny, nx = self.grid_shape
+        return [
+            (z, ty, tx)
+            for z in range(nz)
+            for ty in range(ny)
+            for tx in range(nx)
+            if (z, ty, tx) not in done
+        ]
+
+    def info(self) -> dict[str, Any]:
+        """A summary for ``tilesam info``: format, signature, shapes, progress, size on disk."""
+        n_done = self.n_done
+        size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        return {
+            "path": str(self.path),
+            "format_version": self._header.get("format_version"),
+            "created": self._header.get("created"),
+            "signature": self.signature,
+            "grid_shape": self.grid_shape,
+            "embedding_shape": self.embedding_shape,
+            "embedding_dtype": self._header.get("embedding_dtype", "float16"),
+            "n_tiles": self.n_tiles,
+            "n_done": n_done,
+            "complete": n_done == self.n_tiles,
+            "bytes_on_disk": size,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"EmbeddingStore('{self.path}', grid={self.grid_shape}, "
+            f"embedding={self.embedding_shape}, mode={self.mode!r})"
+        )
+
+    # -- internals --------------------------------------------------------------------------
+    def _iter_done(self) -> Iterator[tuple[int, int, int]]:
+        if self._done.metadata.chunk_key_encoding.to_dict() != _CHUNK_KEYS:
+            yield from (tuple(int(i) for i in t) for t in np.argwhere(self._done[...]))
+            return
+        # Chunk keys are "c/<z>/<ty>/<tx>" (zarr v3 default encoding, pinned at create).
+        # Names that are not integers (e.g. a crashed writer's temporary file) are skipped.
+        root = self.path / "done" / "c"
+        for zd in _int_entries(root, dirs=True):
+            for yd in _int_entries(root / zd, dirs=True):
+                for xf in _int_entries(root / zd / yd, dirs=False):
+                    yield (int(zd), int(yd), int(xf))
+
+    def _require_done(self, z: int, ty: int, tx: int) -> None:
+        if not self.is_done(z, ty, tx):
+            raise TileSAMError(
+                f"Tile {(z, ty, tx)} has no embedding yet in cache '{self.path}' "
+                f"({self.n_done}/{self.n_tiles} tiles done). Compute it first (run the "
+                "precompute step, which resumes where it stopped)."
+            )
+
+    def _check_index(self, z: int, ty: int, tx: int) -> None:
+        if not all(0 <= i < n for i, n in zip((z, ty, tx), self.grid_shape, strict=True)):
+            raise TileSAMError(
+                f"Tile {(z, ty, tx)} is outside the cache's grid {self.grid_shape} "
+                "(n_slices, n_ty, n_tx)."
+            )
+
+    def _check_writable(self) -> None:
+        if self.mode == "r":
+            raise TileSAMError(
+                f"Embedding cache '{self.path}' is open read-only; open it with mode='r+'."
+            )
+
+
+# -- content signature --------------------------------------------------------------------
+_N_BLOCKS = 16  # sampled blocks per slice
+_BLOCK = 16  # block edge in pixels
+_N_SLICES = 5  # sampled slices of a volume (first, last and three between)
+
+
+def content_signature(source: ImageSource) -> str:
+    """A cheap, deterministic fingerprint of an image's pixels, without reading all of them.
+
+    Hashes the shape, dtype and axes, plus up to 16 blocks of 16 x 16 pixels (all
+    channels) on up to 5 slices (first, last, evenly spaced between), placed by a
+    low-discrepancy sequence so they spread over the slice without lining up with tile
+    or chunk boundaries. Each block is read on its own, so the cost is at most 80 small
+    region reads whatever the image size.
+
+    It catches: a different image, a different shape, dtype, axes or channel count,
+    re-exports that rescale intensities or change bit depth, flips, rotations, crops and
+    shifts, most re-orderings of slices. It cannot catch: edits confined to pixels it
+    does not sample (a local annotation burned in, a few changed pixels, changes only in
+    unsampled slices), and it ignores metadata (spacing, origin, georeference), which
+    does not change embeddings. Hash the whole file when certainty is worth a full read.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tilesam.io import ArraySource
+    >>> a = np.arange(10_000, dtype=np.uint16).reshape(100, 100)
+    >>> content_signature(ArraySource(a)) == content_signature(ArraySource(a.copy()))
+    True
+    >>> content_signature(ArraySource(a)) == content_signature(ArraySource(a[::-1]))
+    False
+    """
+    h = hashlib.sha256()
+    header = {"shape": list(source.shape), "dtype": source.dtype.str, "axes": source.axes}
+    h.update(json.dumps(header, sort_keys=True).encode())
+    nz = source.n_slices
+    slices = sorted({round(i * (nz - 1) / (_N_SLICES - 1)) for i in range(_N_SLICES)})
+    for z in slices:
+        for region in _sample_blocks(source.slice_shape):
+            block = source.read_slice(z, region)
+            # Fixed byte order so that the hash is the same on any machine.
+            h.update(np.ascontiguousarray(block, dtype=block.dtype.newbyteorder("<")).tobytes())
+    return "sample-v1:" + h.hexdigest()
+
+
+def _sample_blocks(shape: tuple[int, int]) -> list[tuple[slice, slice]]:
+    # R2 sequence (Roberts 2018): well-spread 2D points from the plastic number.
+    g = 1.32471795724474602596
+    a1, a2 = 1 / g, 1 / g**2
+    by, bx = min(_BLOCK, shape[0]), min(_BLOCK, shape[1])
+    out = []
+    for i in range(_N_BLOCKS):
+        fy, fx = (0.5 + a1 * i) % 1.0, (0.5 + a2 * i) % 1.0
+        y, x = int(fy * (shape[0] - by + 1)), int(fx * (shape[1] - bx + 1))
+        out.append((slice(y, y + by), slice(x, x + bx)))
+    return out
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _read_header(path: Path) -> dict[str, Any] | None:
+    """The store's "tilesam" attributes, or None if `path` is not a TileSAM store."""
+    if not (path / "zarr.json").is_file():
+        return None
+    try:
+        head = dict(zarr.open_group(str(path), mode="r").attrs).get("tilesam")
+    except Exception:  # noqa: BLE001 - any unreadable metadata means "not a store"
+        return None
+    return head if isinstance(head, dict) and head.get("kind") == _KIND else None
+
+
+def _remove_store(path: Path) -> None:
+    # Refuse to delete anything that is not ours: a mistyped cache path must never wipe
+    # the user's data.
+    if path.is_dir() and (not any(path.iterdir()) or _read_header(path) is not None):
+        shutil.rmtree(path)
+        return
+    raise TileSAMError(
+        f"'{path}' exists and is not a TileSAM embedding cache; refusing to overwrite it. "
+        "Choose another cache path."
+    )
+
+
+def _normalise_signature(signature: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(signature, Mapping):
+        raise TileSAMError(f"signature must be a dict, got {type(signature).__name__}.")
+
+    def default(obj: Any) -> Any:
+        if isinstance(obj, np.generic | np.ndarray):
+            return obj.tolist()
+        if isinstance(obj, os.PathLike):
+            return os.fspath(obj)
+        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+    try:
+        # Round-trip through JSON so that tuples/lists and numpy/python numbers compare
+        # equal to what was stored; NaN is refused because NaN != NaN would never match.
+        text = json.dumps(dict(signature), default=default, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TileSAMError(
+            f"The cache signature must hold JSON values (str, numbers, lists, dicts): {exc}."
+        ) from exc
+    return json.loads(text)
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+_MISSING = "<missing>"
+
+
+def _diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        old, new = a.get(key, _MISSING), b.get(key, _MISSING)
+        if old != new:
+            out.append((key, old, new))
+    return out
+
+
+def _positive_ints(values: Sequence[int], n: int, what: str) -> tuple[int, ...]:
+    out = tuple(values)
+    if len(out) != n or not all(isinstance(v, int | np.integer) and v > 0 for v in out):
+        raise TileSAMError(f"{what} must be {n} positive integers, got {tuple(values)}.")
+    return tuple(int(v) for v in out)
+
+
+def _check_meta(meta: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, int]]:
+    if not isinstance(meta, Mapping) or set(meta) != set(META_FIELDS):
+        got = sorted(meta) if isinstance(meta, Mapping) else type(meta).__name__
+        raise TileSAMError(f"Tile meta must have exactly the keys {list(META_FIELDS)}, got {got}.")
+    return {
+        name: _positive_ints(meta[name], 2, f"meta['{name}'] (h, w)")  # type: ignore[misc]
+        for name in META_FIELDS
+    }
+
+
+def _int_entries(folder: Path, *, dirs: bool) -> list[str]:
+    try:
+        with os.scandir(folder) as it:
+            return [e.name for e in it if e.name.isdigit() and e.is_dir() == dirs]
+    except FileNotFoundError:
+        return []
+
+
+def _corrupt(path: Path, what: str) -> TileSAMError:
+    return TileSAMError(
+        f"Embedding cache '{path}' is damaged: {what}. Delete the folder or recompute it "
+        "with overwrite=True."
+    )

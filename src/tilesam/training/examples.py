@@ -1,0 +1,114 @@
+"""Training examples: square crops at model-input scale with nested instance labels.
+
+An :class:`Example` is what one image contributes to a training step. Real images are
+normalised once per image (as at inference), scaled like the model input would see them,
+then cropped; synthetic images are generated at crop size directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tilesam.preprocess import normalize_intensity, to_rgb
+from tilesam.training.synthetic import make_sample
+
+
+@dataclass(frozen=True)
+class Example:
+    """``pixels`` ``(S, S, 3)`` float32 on the 0..255 scale; ``levels`` instance label
+    images ``(S, S)``, finest first, each object nested in one object of the next level."""
+
+    pixels: np.ndarray
+    levels: tuple[np.ndarray, ...]
+
+
+def synthetic_examples(kinds: Sequence[str], crop: int, rng: np.random.Generator) -> Iterator[Example]:
+    """Endless synthetic examples of the given kinds."""
+    while True:
+        sample = make_sample(str(rng.choice(kinds)), size=(crop, crop), rng=rng)
+        pixels = to_rgb(normalize_intensity(sample.image))
+        yield Example(pixels.astype(np.float32), tuple(sample.levels))
+
+
+class RealImages:
+    """Annotated images prepared for cropping: normalised and scaled as for the model input.
+
+    Parameters
+    ----------
+    items
+        Objects with ``image`` and ``labels`` arrays (e.g. a ``LabelledImageFolder``).
+    image_size
+        The model input size; images are scaled so their longest side matches it, as
+        :meth:`tilesam.SamModel.embed` does.
+    """
+
+    def __init__(self, items: Sequence, image_size: int) -> None:
+        self.images = [_prepare(item.image, item.labels, image_size) for item in items]
+
+    def examples(
+        self, crop: int, rng: np.random.Generator, scale_range: tuple[float, float] = (0.7, 1.4)
+    ) -> Iterator[Example]:
+        """Endless random crops, with a random extra scale factor."""
+        while True:
+            pixels, labels = self.images[int(rng.integers(len(self.images)))]
+            scale = float(rng.uniform(*scale_range))
+            yield _random_crop(*_rescale(pixels, labels, scale), crop, rng)
+
+
+def _prepare(image: np.ndarray, labels: np.ndarray, image_size: int):
+    pixels = to_rgb(normalize_intensity(np.asarray(image))).astype(np.float32)
+    return _rescale(pixels, np.asarray(labels), image_size / max(pixels.shape[:2]))
+
+
+def _rescale(pixels: np.ndarray, labels: np.ndarray, scale: float):
+    if abs(scale - 1) < 1e-3:
+        return pixels, labels
+    size = tuple(max(1, int(round(s * scale))) for s in labels.shape)
+    img = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None]
+    img = F.interpolate(img, size=size, mode="bilinear", antialias=True)[0].permute(1, 2, 0)
+    lab = torch.from_numpy(labels.astype(np.int64))[None, None].float()
+    lab = F.interpolate(lab, size=size, mode="nearest")[0, 0].long()
+    return img.numpy(), lab.numpy()
+
+
+def _random_crop(pixels: np.ndarray, labels: np.ndarray, crop: int, rng: np.random.Generator) -> Example:
+    """A crop of side ``crop`` (zero-padded where the image is smaller), centred near an object."""
+    pad_y, pad_x = max(crop - labels.shape[0], 0), max(crop - labels.shape[1], 0)
+    if pad_y or pad_x:
+        pixels = np.pad(pixels, ((0, pad_y), (0, pad_x), (0, 0)))
+        labels = np.pad(labels, ((0, pad_y), (0, pad_x)))
+    ys, xs = np.nonzero(labels)
+    k = int(rng.integers(len(ys))) if len(ys) else None
+    cy = ys[k] if k is not None else labels.shape[0] // 2
+    cx = xs[k] if k is not None else labels.shape[1] // 2
+    y0 = int(np.clip(cy - rng.integers(crop), 0, labels.shape[0] - crop))
+    x0 = int(np.clip(cx - rng.integers(crop), 0, labels.shape[1] - crop))
+    window = (slice(y0, y0 + crop), slice(x0, x0 + crop))
+    return Example(pixels[window], (labels[window],))
+
+
+def augment(example: Example, rng: np.random.Generator) -> Example:
+    """Random flips, 90-degree rotations and a gamma / contrast change."""
+    k, flip = int(rng.integers(4)), bool(rng.integers(2))
+
+    def geometry(a: np.ndarray) -> np.ndarray:
+        a = np.rot90(a, k, axes=(0, 1))
+        return np.ascontiguousarray(a[:, ::-1] if flip else a)
+
+    pixels = geometry(example.pixels) / 255.0
+    pixels = pixels ** float(np.exp(rng.normal(0, 0.25)))
+    pixels = (pixels - 0.5) * float(rng.uniform(0.8, 1.2)) + 0.5 + float(rng.normal(0, 0.05))
+    pixels = np.clip(pixels * 255.0, 0, 255).astype(np.float32)
+    return Example(pixels, tuple(geometry(level) for level in example.levels))
+
+
+def mix(streams: Sequence[Iterator[Example]], weights: Sequence[float], rng: np.random.Generator):
+    """Draw from several example streams with the given probabilities."""
+    p = np.asarray(weights, dtype=float) / np.sum(weights)
+    while True:
+        yield next(streams[int(rng.choice(len(streams), p=p))])

@@ -1,0 +1,152 @@
+"""One SAM-style interactive training step with simulated prompts.
+
+The first prompt of each object is a random point inside it (three candidate masks, the
+best one trained) or its jittered box; then corrective clicks are sampled from the error
+region of the previous prediction, whose low-resolution logits are fed back as mask input.
+
+Crops smaller than the model input are placed at a random offset of the input frame: the
+prompt coordinates and the dense positional encoding are those of that window, so a crop
+looks to the decoder exactly like the same region of a full input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tilesam.models.sam import Sam
+from tilesam.prompt_simulation import box_from_mask, corrective_click, random_point
+from tilesam.training.examples import Example
+from tilesam.training.losses import mask_iou, sam_loss
+
+MIN_OBJECT_PIXELS = 16
+
+
+@dataclass
+class Prompts:
+    """Prompts of N objects in SAM's frame: points ``(N, k, 2)`` as ``(x, y)``, labels, boxes."""
+
+    points: torch.Tensor | None
+    labels: torch.Tensor | None
+    boxes: torch.Tensor | None
+
+    def add_points(self, xy: np.ndarray, labels: np.ndarray) -> Prompts:
+        new_xy = torch.as_tensor(xy, dtype=torch.float32)[:, None]
+        new_labels = torch.as_tensor(labels, dtype=torch.int64)[:, None]
+        if self.points is None:
+            return Prompts(new_xy, new_labels, self.boxes)
+        return Prompts(
+            torch.cat([self.points, new_xy], 1), torch.cat([self.labels, new_labels], 1), self.boxes
+        )
+
+
+def pick_objects(example: Example, k: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Up to ``k`` target masks, each a random object of a random nesting level."""
+    targets = []
+    for _ in range(k):
+        level = example.levels[int(rng.integers(len(example.levels)))]
+        ids, counts = np.unique(level[level > 0], return_counts=True)
+        ids = ids[counts >= MIN_OBJECT_PIXELS]
+        if len(ids):
+            targets.append(level == ids[int(rng.integers(len(ids)))])
+    return targets
+
+
+def first_prompts(targets, offset_px: int, use_boxes: bool, rng: np.random.Generator) -> Prompts:
+    """A random positive point in each target, or its box with 10 % jitter."""
+    if use_boxes:
+        boxes = [box_from_mask(t, jitter=0.1, rng=rng) for t in targets]
+        xyxy = np.array([[x0, y0, x1, y1] for y0, x0, y1, x1 in boxes], dtype=np.float32)
+        return Prompts(None, None, torch.from_numpy(xyxy + offset_px))
+    yx = np.array([random_point(t, rng) for t in targets], dtype=np.float32)
+    return Prompts(None, None, None).add_points(yx[:, ::-1] + offset_px, np.ones(len(targets)))
+
+
+def decode(sam: Sam, features, pe, prompts: Prompts, mask_input, multimask: bool):
+    """The decoder for a window of the input frame: ``features`` ``(N, C, h, w)``."""
+    points = None if prompts.points is None else (prompts.points, prompts.labels)
+    sparse, dense = sam.prompt_encoder(points=points, boxes=prompts.boxes, masks=None)
+    h, w = features.shape[-2:]
+    dense = dense[..., :h, :w] if mask_input is None else sam.prompt_encoder.mask_downscaling(mask_input)
+    return sam.mask_decoder(features, pe, sparse, dense, multimask_output=multimask)
+
+
+def interactive_loss(
+    sam: Sam,
+    batch: list[Example],
+    rng: np.random.Generator,
+    *,
+    objects_per_image: int,
+    iterations: int,
+    encoder_grad: bool = True,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of one step over a batch of equal-sized crops; also returns the first-prompt IoU."""
+    device = sam.pixel_mean.device
+    pixels = torch.from_numpy(np.stack([e.pixels for e in batch])).permute(0, 3, 1, 2).to(device)
+    with torch.set_grad_enabled(encoder_grad and torch.is_grad_enabled()):
+        features = sam.image_encoder((pixels - sam.pixel_mean) / sam.pixel_std)
+    owners, targets = _targets(batch, objects_per_image, rng)
+    if not targets:
+        return features.sum() * 0.0, {"iou": float("nan")}
+    feats = features[torch.as_tensor(owners, device=device)]
+    offset_tokens, pe = _window_pe(sam, feats.shape[-2:], rng)
+    offset_px = offset_tokens * (sam.image_size // sam.prompt_encoder.image_embedding_size[0])
+    target = torch.from_numpy(np.stack(targets)).float()[:, None].to(device)
+    prompts = first_prompts(targets, offset_px, use_boxes=bool(rng.random() < 0.4), rng=rng)
+    prompts = _to(prompts, device)
+    logits, iou = decode(sam, feats, pe, prompts, None, multimask=prompts.boxes is None)
+    loss, best, chosen, first_iou = _scored(logits, iou, target)
+    for _ in range(iterations):
+        prompts = _corrected(prompts, chosen, targets, offset_px, rng, device)
+        mask_input = logits[torch.arange(len(best)), best][:, None].detach()
+        logits, iou = decode(sam, feats, pe, prompts, mask_input, multimask=False)
+        step_loss, best, chosen, _ = _scored(logits, iou, target)
+        loss = loss + step_loss
+    return loss / (iterations + 1), {"iou": first_iou}
+
+
+def _targets(batch, k, rng):
+    owners, targets = [], []
+    for index, example in enumerate(batch):
+        picked = pick_objects(example, k, rng)
+        owners += [index] * len(picked)
+        targets += picked
+    return owners, targets
+
+
+def _window_pe(sam: Sam, hw, rng: np.random.Generator):
+    """A random window of the full input's positional encoding, and its offset in tokens."""
+    grid = sam.prompt_encoder.image_embedding_size[0]
+    h, w = hw
+    limit = max(grid - max(h, w), 0)
+    offset = int(rng.integers(limit + 1))
+    pe = sam.prompt_encoder.get_dense_pe()[..., offset : offset + h, offset : offset + w]
+    return offset, pe
+
+
+def _scored(logits, iou, target):
+    full = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    loss, best = sam_loss(full, iou, target)
+    chosen = full[torch.arange(len(best)), best]
+    first_iou = float(mask_iou(chosen[:, None], target).mean())
+    return loss, best, chosen, first_iou
+
+
+def _corrected(prompts: Prompts, chosen, targets, offset_px, rng, device) -> Prompts:
+    predicted = (chosen.detach() > 0).cpu().numpy()
+    # A perfect mask gets one more positive click inside the object, as a user might.
+    clicks = [
+        corrective_click(p, t, rng=rng) or (*random_point(t, rng), 1)
+        for p, t in zip(predicted, targets)
+    ]
+    xy = np.array([[x, y] for y, x, _ in clicks], dtype=np.float32) + offset_px
+    labels = np.array([label for _, _, label in clicks])
+    return _to(prompts.add_points(xy, labels), device)
+
+
+def _to(prompts: Prompts, device) -> Prompts:
+    move = lambda t: None if t is None else t.to(device)  # noqa: E731
+    return Prompts(move(prompts.points), move(prompts.labels), move(prompts.boxes))

@@ -1,0 +1,267 @@
+"""Training and fine-tuning: the loop, resumable checkpoints, validation, export.
+
+``train(TrainConfig(...))`` trains the bundled ``tiny`` model from scratch or fine-tunes any
+registry model or checkpoint. Everything needed to resume lives in ``out_dir/last.pt``
+(written atomically), so a killed run continues where it stopped with the same command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from tilesam.errors import TileSAMError
+from tilesam.loading import load_model, pick_device
+from tilesam.model import SamModel
+from tilesam.models.registry import ARCHITECTURES, Architecture, build_sam
+from tilesam.training.examples import Example, RealImages, augment, mix, synthetic_examples
+from tilesam.training.interactive import interactive_loss
+
+SCRATCH = "scratch"  # base model: the untrained ``tiny`` architecture
+
+
+@dataclass
+class TrainConfig:
+    """Settings of a training run (all plain values, saved with every checkpoint)."""
+
+    out_dir: str
+    base: str = SCRATCH
+    synthetic: tuple[str, ...] = ("nuclei", "cells", "ct", "aerial")
+    images: str | None = None
+    labels: str | None = None
+    real_fraction: float = 0.5
+    val_images: str | None = None
+    val_labels: str | None = None
+    crop: int | None = 256
+    batch_size: int = 4
+    objects_per_image: int = 8
+    iterations: int = 3
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    epochs: int = 10
+    steps_per_epoch: int = 200
+    max_minutes: float | None = None
+    freeze_encoder: bool = False
+    seed: int = 0
+    device: str | None = None
+    save_every: int = 25
+    trust_checkpoint: bool = False
+    history: list = field(default_factory=list)
+
+
+def train(config: TrainConfig, progress: bool = True) -> Path:
+    """Run (or resume) training; return the path of the exported model weights."""
+    return Trainer(config).run(progress=progress)
+
+
+class Trainer:
+    """Holds the model, optimiser and data streams of one run."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.out_dir = Path(config.out_dir)
+        self.device = pick_device(config.device)
+        self.sam, self.architecture = _base_model(config)
+        self.crop = _crop_size(config, self.architecture)
+        self.sam.to(self.device)
+        params = [p for n, p in self.sam.named_parameters() if _trainable(n, config)]
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.step = 0
+        self.total_steps = config.epochs * config.steps_per_epoch
+        self._resume()
+        self.validation = _folder(config.val_images, config.val_labels)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "last.pt"
+
+    def _resume(self) -> None:
+        if not self.checkpoint_path.exists():
+            return
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        if state["architecture"] != self.architecture.to_dict():
+            raise TileSAMError(
+                f"{self.checkpoint_path} belongs to a run of another architecture: use another "
+                "--out folder, or delete that file to start over."
+            )
+        self.sam.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = state["step"]
+        self.config.history = state["history"]
+
+    def run(self, progress: bool = True) -> Path:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        deadline = _deadline(self.config.max_minutes)
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress, desc="train")
+        stream = self._examples()
+        while self.step < self.total_steps and time.monotonic() < deadline:
+            loss, iou = self._train_step(stream)
+            self.step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", iou=f"{iou:.2f}")
+            self._record(loss, iou)
+            if self.step % self.config.steps_per_epoch == 0:
+                self._end_epoch()
+            elif self.step % self.config.save_every == 0:
+                self.save()
+        bar.close()
+        self.save()
+        return self.export(self.out_dir / "model.pt")
+
+    def _examples(self) -> Iterator[Example]:
+        # Seeded by the step, so a resumed run draws fresh, reproducible examples.
+        rng = np.random.default_rng([self.config.seed, self.step])
+        streams, weights = [], []
+        if self.config.synthetic:
+            streams.append(synthetic_examples(self.config.synthetic, self.crop, rng))
+            weights.append(1.0 - (self.config.real_fraction if self.config.images else 0.0))
+        real = _folder(self.config.images, self.config.labels)
+        if real is not None:
+            images = RealImages(real, self.sam.image_size)
+            streams.append(images.examples(self.crop, rng))
+            weights.append(self.config.real_fraction if self.config.synthetic else 1.0)
+        if not streams:
+            raise TileSAMError("No training data: give --images/--labels or synthetic kinds.")
+        self.rng = rng
+        return mix(streams, weights, rng)
+
+    def _train_step(self, stream: Iterator[Example]) -> tuple[float, float]:
+        self.sam.train()
+        if self.config.freeze_encoder:
+            self.sam.image_encoder.eval()
+        _set_lr(self.optimizer, self.config.lr, self.step, self.total_steps)
+        batch = [augment(next(stream), self.rng) for _ in range(self.config.batch_size)]
+        loss, stats = interactive_loss(
+            self.sam,
+            batch,
+            self.rng,
+            objects_per_image=self.config.objects_per_image,
+            iterations=self.config.iterations,
+            encoder_grad=not self.config.freeze_encoder,
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.sam.parameters(), 1.0)
+        self.optimizer.step()
+        return float(loss), stats["iou"]
+
+    def _record(self, loss: float, iou: float) -> None:
+        history = self.config.history
+        if not history or history[-1].get("step_end") is not None:
+            history.append({"epoch": len(history), "loss_sum": 0.0, "iou_sum": 0.0, "n": 0})
+        entry = history[-1]
+        entry["loss_sum"] += loss
+        entry["iou_sum"] += 0.0 if math.isnan(iou) else iou
+        entry["n"] += 1
+
+    def _end_epoch(self) -> None:
+        entry = self.config.history[-1]
+        entry["step_end"] = self.step
+        entry["train_loss"] = entry["loss_sum"] / max(entry["n"], 1)
+        entry["train_iou"] = entry["iou_sum"] / max(entry["n"], 1)
+        if self.validation is not None:
+            entry.update(self.validate())
+        tqdm.write(f"epoch {entry['epoch']}: " + ", ".join(
+            f"{k}={v:.3f}" for k, v in entry.items() if k.startswith(("train_", "val_"))
+        ))
+        self.save()
+        self.export(self.out_dir / "model.pt")
+
+    def validate(self) -> dict[str, float]:
+        """Mean IoU from one centre point and from a box on the validation images."""
+        from tilesam.evaluation import evaluate
+
+        result = evaluate(self.as_model(), self.validation, n_clicks=1, progress=False)
+        self.sam.train()
+        summary = result.summary
+        return {"val_point_iou": summary["point"], "val_box_iou": summary["box"]}
+
+    def as_model(self) -> SamModel:
+        """The model being trained, ready for inference (it shares the weights)."""
+        return SamModel(self.sam, name="training", architecture=self.architecture, device=self.device)
+
+    def save(self) -> None:
+        """Write everything needed to resume, atomically."""
+        state = {
+            "model": self.sam.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "architecture": self.architecture.to_dict(),
+            "config": dataclasses.asdict(self.config),
+            "history": self.config.history,
+        }
+        _atomic_save(state, self.checkpoint_path)
+
+    def export(self, path: Path, half: bool = False) -> Path:
+        """Save the weights as a plain state dict in the official key layout."""
+        state = {k: v.detach().cpu() for k, v in self.sam.state_dict().items()}
+        if half:
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        _atomic_save(state, Path(path))
+        return Path(path)
+
+
+def _base_model(config: TrainConfig):
+    if config.base == SCRATCH:
+        torch.manual_seed(config.seed)
+        return build_sam(ARCHITECTURES["tiny"]), ARCHITECTURES["tiny"]
+    is_path = Path(config.base).suffix in (".pt", ".pth") or Path(config.base).is_file()
+    model = load_model(
+        checkpoint=config.base if is_path else None,
+        name=None if is_path else config.base,
+        device="cpu",
+        trust_checkpoint=config.trust_checkpoint,
+    )
+    return model.sam, model.architecture
+
+
+def _crop_size(config: TrainConfig, arch: Architecture) -> int:
+    """Crops smaller than the input suit only translation-invariant (convolutional) encoders."""
+    crop = config.crop or arch.image_size
+    if crop != arch.image_size and arch.encoder != "tiny_cnn":
+        raise TileSAMError(
+            f"A {arch.encoder} encoder trains on full {arch.image_size}-pixel inputs: "
+            f"use --crop {arch.image_size} (or leave it unset)."
+        )
+    if crop % 16 or crop > arch.image_size:
+        raise TileSAMError(f"--crop must be a multiple of 16 up to {arch.image_size}, got {crop}.")
+    return crop
+
+
+def _trainable(name: str, config: TrainConfig) -> bool:
+    return not (config.freeze_encoder and name.startswith("image_encoder."))
+
+
+def _folder(images: str | None, labels: str | None):
+    if images is None:
+        return None
+    from tilesam.datasets import LabelledImageFolder
+
+    return LabelledImageFolder(images, labels or images)
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, base: float, step: int, total: int) -> None:
+    """Linear warm-up over 100 steps, then cosine decay to 5 % of the base rate."""
+    warm = min(1.0, (step + 1) / 100)
+    cosine = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / max(total, 1), 1.0)))
+    for group in optimizer.param_groups:
+        group["lr"] = base * warm * cosine
+
+
+def _deadline(max_minutes: float | None) -> float:
+    return math.inf if max_minutes is None else time.monotonic() + 60 * max_minutes
+
+
+def _atomic_save(obj: object, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,128 @@
+"""Our model code computes the same function as the official SAM and MobileSAM code.
+
+The fixtures (``tests/data/fixtures``, see its README) hold small, randomly initialised
+checkpoints in the official formats and the official implementations' outputs for them.
+The JSON prompts are in SAM's ``(x, y)`` order; our API takes ``(y, x)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import tilesam
+
+FIXTURES = Path(__file__).parents[1] / "data" / "fixtures"
+NAMES = ("sam1_small", "vit_t_small")
+TOLERANCE = 1e-3  # max abs difference of embeddings, logits and IoU
+MIN_AGREEMENT = 0.995  # fraction of equal mask pixels (image resizers differ slightly)
+
+
+def _prompts(name: str) -> dict[str, dict]:
+    return json.loads((FIXTURES / f"{name}_prompts.json").read_text())
+
+
+CASES = [(name, prompt) for name in NAMES for prompt in _prompts(name)]
+
+
+@functools.cache
+def _load(name: str) -> tuple[tilesam.SamModel, dict[str, np.ndarray]]:
+    """Our model from the fixture checkpoint and the official outputs, loaded once."""
+    model = tilesam.load_model(checkpoint=FIXTURES / f"{name}_fp16.pth", device="cpu")
+    with np.load(FIXTURES / f"{name}_reference.npz") as npz:
+        return model, dict(npz)
+
+
+def _reference_embedding(ref: dict[str, np.ndarray]) -> tilesam.ImageEmbedding:
+    return tilesam.ImageEmbedding(
+        features=torch.from_numpy(ref["embedding"])[None],
+        original_size=tuple(int(v) for v in ref["original_size"]),
+        input_size=tuple(int(v) for v in ref["input_size"]),
+    )
+
+
+def _predict(
+    model: tilesam.SamModel,
+    embedding: tilesam.ImageEmbedding,
+    prompt: dict,
+    refine_from: tilesam.Prediction | None = None,
+) -> tilesam.Prediction:
+    """Run one JSON prompt, converting SAM's (x, y) to our (y, x)."""
+    points = labels = box = mask_input = None
+    if prompt["point_coords"] is not None:
+        points = np.asarray(prompt["point_coords"], dtype=np.float64)[:, ::-1]
+        labels = prompt["point_labels"]
+    if prompt["box"] is not None:
+        x0, y0, x1, y1 = prompt["box"]
+        box = (y0, x0, y1, x1)
+    if prompt.get("mask_input") is not None:
+        # The official run fed back the best (highest IoU) logits of the plain click.
+        mask_input = refine_from.low_res_logits[refine_from.best]
+    return model.predict(
+        embedding,
+        points=points,
+        labels=labels,
+        box=box,
+        mask_input=mask_input,
+        multimask=prompt["multimask_output"],
+    )
+
+
+def _refine_source(name: str, prompt: dict, embedding, model) -> tilesam.Prediction | None:
+    if prompt.get("mask_input") is None:
+        return None
+    source = prompt["mask_input"].split("__")[0]
+    return _predict(model, embedding, _prompts(name)[source])
+
+
+def _agreement(ours: np.ndarray, theirs: np.ndarray) -> float:
+    assert ours.shape == theirs.shape
+    return float((ours == theirs).mean())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_encoder_matches_official(name: str) -> None:
+    model, ref = _load(name)
+    pixels = torch.from_numpy(ref["resized_uint8"]).permute(2, 0, 1)[None].float()
+    with torch.inference_mode():
+        features = model.sam.image_encoder(model.sam.preprocess(pixels))[0]
+    diff = (features - torch.from_numpy(ref["embedding"])).abs().max().item()
+    assert diff < TOLERANCE, f"{name}: encoder differs from the official by {diff:.2e}"
+
+
+@pytest.mark.parametrize(("name", "prompt_name"), CASES)
+def test_decoder_matches_official(name: str, prompt_name: str) -> None:
+    model, ref = _load(name)
+    embedding = _reference_embedding(ref)
+    prompt = _prompts(name)[prompt_name]
+    source = _refine_source(name, prompt, embedding, model)
+    result = _predict(model, embedding, prompt, refine_from=source)
+
+    logits, iou = ref[f"{prompt_name}__low_res_logits"], ref[f"{prompt_name}__iou"]
+    assert result.low_res_logits.shape == logits.shape
+    assert np.abs(result.low_res_logits - logits).max() < TOLERANCE
+    assert np.abs(result.scores - iou).max() < TOLERANCE
+    agreement = _agreement(result.masks, ref[f"{prompt_name}__masks"])
+    assert agreement >= MIN_AGREEMENT, f"masks agree on only {agreement:.4%} of pixels"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_full_path_masks_match_official(name: str) -> None:
+    """Our preprocessing (resize, normalise) + encoder + decoder, from the original image."""
+    model, ref = _load(name)
+    embedding = model.embed(ref["image"])
+    assert embedding.input_size == tuple(ref["input_size"])
+    assert embedding.original_size == tuple(ref["original_size"])
+    prompts = _prompts(name)
+    for prompt_name, prompt in prompts.items():
+        source = _refine_source(name, prompt, embedding, model)
+        result = _predict(model, embedding, prompt, refine_from=source)
+        agreement = _agreement(result.masks, ref[f"{prompt_name}__masks"])
+        assert agreement >= MIN_AGREEMENT, (
+            f"{name}/{prompt_name}: masks agree on only {agreement:.4%} of pixels"
+        )
