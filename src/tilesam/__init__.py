@@ -1,8 +1,45 @@
-"""TileSAM: promptable Segment-Anything-style segmentation of large scientific images."""
+"""TileSAM: promptable Segment-Anything-style segmentation of large scientific images.
+
+The top-level names are imported lazily, so that ``import tilesam.io`` (e.g. in a dask
+worker reading tiles) does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 from tilesam.errors import TileSAMError
-from tilesam.loading import load_model
-from tilesam.model import ImageEmbedding, Prediction, SamModel
 
-__all__ = ["ImageEmbedding", "Prediction", "SamModel", "TileSAMError", "load_model"]
 __version__ = "0.1.0"
+
+_LAZY = {
+    "load_model": "tilesam.loading",
+    "SamModel": "tilesam.model",
+    "ImageEmbedding": "tilesam.model",
+    "Prediction": "tilesam.model",
+    "open_image": "tilesam.io",
+    "segment_image": "tilesam.segment",
+}
+
+__all__ = [
+    "ImageEmbedding",
+    "Prediction",
+    "SamModel",
+    "TileSAMError",
+    "load_model",
+    "open_image",
+    "segment_image",
+]
+
+if TYPE_CHECKING:
+    from tilesam.io import open_image
+    from tilesam.loading import load_model
+    from tilesam.model import ImageEmbedding, Prediction, SamModel
+    from tilesam.segment import segment_image
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tilesam' has no attribute {name!r}")

@@ -41,7 +41,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="a checkpoint file to load instead")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: fastest available)")
     p.add_argument(
-        "--trust-checkpoint", action="store_true",
+        "--trust-checkpoint",
+        action="store_true",
         help="allow checkpoints that need full unpickling (only for files you trust)",
     )
 
@@ -80,7 +81,10 @@ def _segment_parser(sub) -> None:
     p = sub.add_parser("segment", help="segment one object from points and/or a box")
     p.add_argument("image", help="image file (TIFF, PNG, ...)")
     p.add_argument(
-        "--point", action="append", default=[], metavar="Y,X[,LABEL]",
+        "--point",
+        action="append",
+        default=[],
+        metavar="Y,X[,LABEL]",
         help="a prompt point; label 1 (default) positive, 0 negative; repeatable",
     )
     p.add_argument("--box", default=None, metavar="Y0,X0,Y1,X1", help="a box prompt")
@@ -145,21 +149,40 @@ def _train_parser(sub) -> None:
     d = TrainConfig(out_dir="")
     p = sub.add_parser("train", help="train or fine-tune a model (resumes from --out)")
     p.add_argument("--out", required=True, help="run folder: checkpoints, history, model.pt")
-    p.add_argument("--base", default=d.base, help="'scratch' (untrained tiny), a model name or a checkpoint")
+    p.add_argument(
+        "--base", default=d.base, help="'scratch' (untrained tiny), a model name or a checkpoint"
+    )
     p.add_argument("--images", help="folder of training images")
     p.add_argument("--labels", help="folder of instance label images (default: --images)")
     p.add_argument("--val-images", help="folder of validation images")
     p.add_argument("--val-labels", help="folder of validation labels (default: --val-images)")
     p.add_argument(
-        "--synthetic", default=",".join(d.synthetic),
+        "--synthetic",
+        default=",".join(d.synthetic),
         help="synthetic kinds to mix in, comma-separated, or 'none'",
     )
     p.add_argument("--real-fraction", type=float, default=d.real_fraction)
-    for name in ("crop", "batch_size", "objects_per_image", "iterations", "epochs", "steps_per_epoch", "seed", "save_every"):
+    for name in (
+        "crop",
+        "batch_size",
+        "objects_per_image",
+        "iterations",
+        "epochs",
+        "steps_per_epoch",
+        "seed",
+        "save_every",
+    ):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
     p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this long")
-    p.add_argument("--freeze-encoder", action="store_true", help="train prompt encoder and decoder only")
+    p.add_argument(
+        "--loss", choices=("focal", "bce"), default=d.loss, help="focal+dice (SAM) or bce+dice"
+    )
+    p.add_argument(
+        "--max-minutes", type=float, default=None, help="stop (resumably) after this long"
+    )
+    p.add_argument(
+        "--freeze-encoder", action="store_true", help="train prompt encoder and decoder only"
+    )
     p.add_argument("--device", default=None)
     p.add_argument("--trust-checkpoint", action="store_true")
     p.set_defaults(run=_run_train)
@@ -170,13 +193,28 @@ def _run_train(args: argparse.Namespace) -> None:
 
     synthetic = () if args.synthetic in ("", "none") else tuple(args.synthetic.split(","))
     config = TrainConfig(
-        out_dir=args.out, base=args.base, synthetic=synthetic, images=args.images,
-        labels=args.labels, real_fraction=args.real_fraction, val_images=args.val_images,
-        val_labels=args.val_labels, crop=args.crop, batch_size=args.batch_size,
-        objects_per_image=args.objects_per_image, iterations=args.iterations, lr=args.lr,
-        epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, max_minutes=args.max_minutes,
-        freeze_encoder=args.freeze_encoder, seed=args.seed, device=args.device,
-        save_every=args.save_every, trust_checkpoint=args.trust_checkpoint,
+        out_dir=args.out,
+        base=args.base,
+        synthetic=synthetic,
+        images=args.images,
+        labels=args.labels,
+        real_fraction=args.real_fraction,
+        val_images=args.val_images,
+        val_labels=args.val_labels,
+        crop=args.crop,
+        batch_size=args.batch_size,
+        objects_per_image=args.objects_per_image,
+        iterations=args.iterations,
+        lr=args.lr,
+        loss=args.loss,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        max_minutes=args.max_minutes,
+        freeze_encoder=args.freeze_encoder,
+        seed=args.seed,
+        device=args.device,
+        save_every=args.save_every,
+        trust_checkpoint=args.trust_checkpoint,
     )
     path = train(config)
     print(f"weights: {path}  (use with --checkpoint {path})")
@@ -190,7 +228,9 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--images", required=True, help="folder of images")
     p.add_argument("--labels", help="folder of instance label images (default: --images)")
     p.add_argument(
-        "--model", action="append", default=[],
+        "--model",
+        action="append",
+        default=[],
         help="registry name or checkpoint file; repeat to compare models (default: tiny)",
     )
     p.add_argument("--clicks", type=int, default=8)
@@ -213,7 +253,9 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     for spec in args.model or ["tiny"]:
         is_file = Path(spec).is_file()
         model = load_model(
-            None if is_file else spec, spec if is_file else None, args.device,
+            None if is_file else spec,
+            spec if is_file else None,
+            args.device,
             trust_checkpoint=args.trust_checkpoint,
         )
         label = Path(spec).stem if is_file else spec

@@ -13,7 +13,8 @@ installed; other files are ignored):
   (a stem that is only ``image``/``img`` has the empty key), and an image also
   matches a label file whose key is its full stem.
 
-So ``cell1.tif`` pairs with ``cell1.tif`` in a separate label folder or with
+In a separate label folder, a label file also matches by its full stem. So
+``cell1.tif`` pairs with ``cell1.tif`` in a separate label folder or with
 ``cell1_labels.png``/``cell1_label.tif``/``cell1_mask.png``; ``X_image.png``
 pairs with ``X_labels.png`` (the layout of the Coelho 2009 nuclei set) and
 ``image.tif`` with ``labels.tif``. When ``images`` and ``labels`` are the same
@@ -51,7 +52,8 @@ class LabelledImage:
     ----------
     image : ndarray
         As read: ``(H, W)`` grayscale, ``(H, W, 3)`` RGB (an alpha channel is
-        dropped), or ``(Z, Y, X)`` for a volume.
+        dropped), or ``(Z, Y, X)`` for a volume. A TIFF stored as ``(3, H, W)``
+        (planar colour) is read as a volume of three slices.
     labels : ndarray of uint32
         Instance labels of the image's spatial shape, 0 = background.
     name : str
@@ -105,7 +107,11 @@ def _find_pairs(images: Path, labels: Path) -> list[_Pair]:
     by_key: dict[str, list[Path]] = {}
     for stem, path in _list(labels):
         key = _strip(stem, _LABEL_SUFFIXES)
-        by_key.setdefault(stem if key is None else key, []).append(path)
+        keys = {stem if key is None else key}
+        if not same:  # a separate label folder may also reuse the image's name as is
+            keys.add(stem)
+        for k in keys:
+            by_key.setdefault(k, []).append(path)
     image_files = [
         (stem, p) for stem, p in _list(images) if not same or _strip(stem, _LABEL_SUFFIXES) is None
     ]
@@ -139,9 +145,10 @@ def _pair_for(
     found = sorted({p for key in keys for p in by_key.get(key, []) if p != path})
     if not found:
         where = "beside it" if same else f"in {labels}"
+        also = "" if same else f", or {stem} itself"
         raise TileSAMError(
-            f"No label image for {path} {where}: expected one named {stem}, "
-            f"{stem}_labels, {stem}_label, {stem}_mask or {stem}_masks (.tif or .png)."
+            f"No label image for {path} {where}: expected {stem}_labels (or _label, _mask, "
+            f"_masks){also}, as .tif or .png."
         )
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
@@ -223,6 +230,13 @@ def _as_labels(array: np.ndarray, path: Path) -> np.ndarray:
     return array.astype(np.uint32)
 
 
+def _file_pair(image: Path, labels: Path) -> _Pair:
+    for path in (image, labels):
+        if _split_name(path) is None:
+            raise TileSAMError(f"{path} is not a supported file: use {', '.join(_extensions())}.")
+    return _Pair(_split_name(image)[0], image, labels)
+
+
 def _check_pair(pair: _Pair) -> int:
     """Check a pair against its files; returns the image's spatial dimensionality."""
     shape = _spatial_shape(_header_shape(pair.image), pair.image)
@@ -290,7 +304,7 @@ class LabelledImageFolder(Sequence[LabelledImage]):
             if not path.exists():
                 raise TileSAMError(f"{path} does not exist; give an existing folder or file.")
         if images.is_file() and labels.is_file():
-            pairs = [_Pair(images.stem, images, labels)]
+            pairs = [_file_pair(images, labels)]
         elif images.is_dir() and labels.is_dir():
             pairs = _find_pairs(images, labels)
         else:
@@ -307,7 +321,10 @@ class LabelledImageFolder(Sequence[LabelledImage]):
     def __len__(self) -> int:
         return len(self._pairs)
 
-    def __getitem__(self, index: int) -> LabelledImage:  # type: ignore[override]
+    def __getitem__(self, index: int | slice) -> LabelledImage:  # type: ignore[override]
+        """The item at ``index`` (read from disk), or a subset for a slice."""
+        if isinstance(index, slice):
+            return self._subset(self._pairs[index], self.ndim)
         pair = self._pairs[index]
         image = _drop_alpha(_read_array(pair.image), pair.image)
         labels = _as_labels(_read_array(pair.labels, labels=True), pair.labels)

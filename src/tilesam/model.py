@@ -97,7 +97,8 @@ class SamModel:
         self.encoder_dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
 
     def __repr__(self) -> str:
-        return f"SamModel(name={self.name!r}, encoder={self.architecture.encoder!r}, device={self.device})"
+        encoder = self.architecture.encoder
+        return f"SamModel(name={self.name!r}, encoder={encoder!r}, device={self.device})"
 
     @property
     def image_size(self) -> int:
@@ -129,7 +130,10 @@ class SamModel:
             raise TileSAMError(f"embed_batch needs tiles of one size, got {sorted(shapes)}.")
         out = []
         for start in range(0, len(tiles), batch_size):
-            prepared = [prepare_image(t, self.image_size, intensity) for t in tiles[start : start + batch_size]]
+            prepared = [
+                prepare_image(t, self.image_size, intensity)
+                for t in tiles[start : start + batch_size]
+            ]
             pixels = torch.cat([p for p, _ in prepared]).to(self.device)
             features = self._encode(pixels)
             input_size = tuple(pixels.shape[-2:])
@@ -142,7 +146,9 @@ class SamModel:
     @torch.inference_mode()
     def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
         x = self.sam.preprocess(pixels)
-        with torch.autocast(self.device.type, dtype=self.encoder_dtype, enabled=self.encoder_dtype != torch.float32):
+        with torch.autocast(
+            self.device.type, dtype=self.encoder_dtype, enabled=self.encoder_dtype != torch.float32
+        ):
             features = self.sam.image_encoder(x)
         return features.float()
 
@@ -188,7 +194,10 @@ class SamModel:
             yx = _as_points(points, labels, embedding.original_size)
             labels = np.ones(len(yx)) if labels is None else np.asarray(labels)
             coords = torch.from_numpy(yx[:, ::-1] * scale).to(self.device)[None]
-            point_arg = (coords, torch.as_tensor(labels, dtype=torch.int64, device=self.device)[None])
+            point_arg = (
+                coords,
+                torch.as_tensor(labels, dtype=torch.int64, device=self.device)[None],
+            )
         if box is not None:
             y0, x0, y1, x1 = _as_box(box, embedding.original_size)
             corners = np.array([x0, y0, x1, y1], dtype=np.float32) * np.tile(scale, 2)
@@ -216,8 +225,8 @@ def _as_points(points, labels, size: tuple[int, int]) -> np.ndarray:
         labels = np.asarray(labels)
         if labels.shape != (len(yx),) or not np.isin(labels, (0, 1)).all():
             raise TileSAMError(
-                f"labels must hold one 1 (positive) or 0 (negative) per point: got {labels.tolist()} "
-                f"for {len(yx)} points."
+                "labels must hold one 1 (positive) or 0 (negative) per point: got "
+                f"{labels.tolist()} for {len(yx)} points."
             )
     outside = ~((yx >= 0) & (yx < np.array(size))).all(axis=1)
     if outside.any() or not np.isfinite(yx).all():
@@ -234,7 +243,9 @@ def _as_box(box, size: tuple[int, int]) -> tuple[float, float, float, float]:
         raise TileSAMError(f"box must be (y0, x0, y1, x1), got {np.asarray(box).shape} values.")
     y0, x0, y1, x1 = values
     if not (y1 > y0 and x1 > x0):
-        raise TileSAMError(f"box {tuple(values)} is empty: it must be (y0, x0, y1, x1) with y1 > y0, x1 > x0.")
+        raise TileSAMError(
+            f"box {tuple(values)} is empty: it must be (y0, x0, y1, x1) with y1 > y0, x1 > x0."
+        )
     if y0 < 0 or x0 < 0 or y1 > size[0] or x1 > size[1]:
         raise TileSAMError(f"box {tuple(values)} reaches outside the image of shape {size}.")
     return y0, x0, y1, x1
@@ -282,4 +293,3 @@ def _axis_weights(low_res: int, input_len: int, original_len: int) -> np.ndarray
     cropped = step1[:, :input_len]
     step2 = F.interpolate(cropped[None], size=original_len, mode="linear", align_corners=False)[0]
     return step2.T.contiguous().numpy()
-

@@ -91,20 +91,23 @@ def _coarse_to_fine(crop: np.ndarray, f: int) -> tuple[int, int] | None:
     pixel's exact distance lies within ``dc -+ (f - 1) * sqrt(2)`` (both nearest
     pixels are at most half a block diagonal from their block centres). The
     exact distances of the best block's pixels give a lower bound on the
-    maximum; only blocks whose upper bound reaches it are searched, with exact
-    distances to the background pixels that touch the object (the nearest
-    background pixel always touches it).
+    maximum; only blocks whose upper bound reaches it are searched. Exact
+    distances come from the background pixels that touch the object (the
+    nearest background pixel always does), within reach of the candidates.
     """
     coarse = ndimage.distance_transform_edt(_min_pool(crop, f)) * f
-    if coarse.max() == 0:
-        return None
-    tree = cKDTree(_touching_background(crop))
-    top = _block_pixels(crop, np.argwhere(coarse == coarse.max())[:1], f)
-    lower = tree.query(top)[0].max()
-    blocks = np.argwhere(coarse + (f - 1) * np.sqrt(2) >= lower - 1e-9)
-    if len(blocks) * f * f > crop.size // 16:
+    slack = (f - 1) * np.sqrt(2)
+    blocks = np.argwhere(coarse + slack >= coarse.max() - slack - 1e-9)
+    if coarse.max() == 0 or len(blocks) * f * f > crop.size // 16:
         return None
     pixels = _block_pixels(crop, blocks, f)
+    reach = int(np.ceil(coarse[tuple(blocks.T)].max() + slack)) + 1
+    (y0, x0), (y1, x1) = pixels.min(axis=0) - reach, pixels.max(axis=0) + reach + 1
+    y0, x0 = max(y0, 0), max(x0, 0)
+    tree = cKDTree(_touching_background(crop[y0:y1, x0:x1]) + (y0, x0))
+    top = _block_pixels(crop, blocks[coarse[tuple(blocks.T)] == coarse.max()][:1], f)
+    upper = coarse[tuple((pixels // f).T)] + slack
+    pixels = pixels[upper >= tree.query(top)[0].max() - 1e-9]
     dist, _ = tree.query(pixels)
     best = pixels[dist == dist.max()]
     i = _central(best[:, 0], best[:, 1])

@@ -33,7 +33,8 @@ def segment_image(
 
     Examples
     --------
-    >>> result = segment_image("nuclei.tif", model=load_model(), points=[(120, 80)])  # doctest: +SKIP
+    >>> model = load_model()  # doctest: +SKIP
+    >>> result = segment_image("nuclei.tif", model=model, points=[(120, 80)])  # doctest: +SKIP
     """
     from tilesam.io import open_image
 

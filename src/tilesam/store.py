@@ -19,9 +19,9 @@ tile's ``done`` chunk is written last, after its embedding and metadata chunks h
 been stored, so a process killed mid-tile leaves the tile "not done" (it is recomputed
 on resume) and never "done" with partial data. zarr's LocalStore also writes each chunk
 to a temporary file and renames it into place, so a chunk is either absent or whole.
-``done`` chunks are written only with ``True``; zarr does not store chunks equal to the
-fill value (``False``), so a ``done`` object exists exactly for the finished tiles, and
-`missing_tiles` lists the directory instead of opening one file per tile.
+``done`` chunks are only ever written with ``True`` and removed by `discard_tile`, so a
+``done`` object exists exactly for the finished tiles: `is_done` is one ``stat`` and
+`missing_tiles` lists the ``done/c`` directories instead of reading one chunk per tile.
 
 Create the store once (in the driver) before handing tiles to workers; workers then
 `EmbeddingStore.open` it and call `write_tile`.
@@ -30,7 +30,6 @@ Create the store once (in the driver) before handing tiles to workers; workers t
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
@@ -44,7 +43,9 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from tilesam.errors import TileSAMError
-from tilesam.io.source import ImageSource
+from tilesam.io.signature import content_signature
+
+__all__ = ["FORMAT_VERSION", "META_FIELDS", "EmbeddingStore", "content_signature"]
 
 FORMAT_VERSION = 1
 _KIND = "tilesam.embedding_store"
@@ -76,10 +77,11 @@ class EmbeddingStore:
         self.path = path
         self.mode = mode
         self._group = group
-        head = dict(group.attrs)["tilesam"]
+        attrs = dict(group.attrs)
+        head = attrs["tilesam"]
         self.grid_shape: tuple[int, ...] = tuple(head["grid_shape"])
         self.embedding_shape: tuple[int, ...] = tuple(head["embedding_shape"])
-        self.signature: dict[str, Any] = dict(group.attrs).get("signature", {})
+        self.signature: dict[str, Any] = attrs.get("signature", {})
         self._header = head
         try:
             self._emb = group["embeddings"]
@@ -92,9 +94,12 @@ class EmbeddingStore:
             "done": self.grid_shape,
             **{name: (*self.grid_shape, 2) for name in META_FIELDS},
         }
+        arrays = {"embeddings": self._emb, "done": self._done, **self._meta}
         for name, shape in expected.items():
-            if tuple(group[name].shape) != shape:
-                raise _corrupt(path, f"array '{name}' has shape {group[name].shape}, not {shape}")
+            if tuple(arrays[name].shape) != shape:
+                raise _corrupt(path, f"array '{name}' has shape {arrays[name].shape}, not {shape}")
+            if arrays[name].metadata.chunk_key_encoding.to_dict() != _CHUNK_KEYS:
+                raise _corrupt(path, f"array '{name}' does not use the default chunk keys")
 
     # -- opening ----------------------------------------------------------------------------
     @classmethod
@@ -304,7 +309,8 @@ class EmbeddingStore:
                 f"Embedding for tile {(z, ty, tx)} has shape {emb.shape}; this cache holds "
                 f"{self.embedding_shape}. Was the cache made for another model?"
             )
-        emb16 = emb.astype(np.float16)
+        with np.errstate(over="ignore"):  # overflow is reported just below
+            emb16 = emb.astype(np.float16)
         if not np.isfinite(emb16).all():
             raise TileSAMError(
                 f"Embedding for tile {(z, ty, tx)} has NaN/inf values (or values beyond "
@@ -346,13 +352,15 @@ class EmbeddingStore:
     def is_done(self, z: int, ty: int, tx: int) -> bool:
         """Whether the tile's embedding is completely stored."""
         self._check_index(z, ty, tx)
-        return bool(self._done[z, ty, tx])
+        return self._done_chunk(z, ty, tx).is_file()  # a stat, not a zarr read (~1 ms)
 
     def discard_tile(self, z: int, ty: int, tx: int) -> None:
         """Mark a tile not done (e.g. a damaged one) so that the next run recomputes it."""
         self._check_writable()
         self._check_index(z, ty, tx)
-        self._done[z, ty, tx] = False  # equal to the fill value: zarr deletes the chunk
+        # Remove the chunk itself rather than writing False, which zarr would store as a
+        # chunk if its `write_empty_chunks` option were on.
+        self._done_chunk(z, ty, tx).unlink(missing_ok=True)
 
     def done_tiles(self) -> list[tuple[int, int, int]]:
         """Finished tiles ``(z, ty, tx)``, sorted."""
@@ -396,16 +404,19 @@ class EmbeddingStore:
 
     # -- internals --------------------------------------------------------------------------
     def _iter_done(self) -> Iterator[tuple[int, int, int]]:
-        if self._done.metadata.chunk_key_encoding.to_dict() != _CHUNK_KEYS:
-            yield from (tuple(int(i) for i in t) for t in np.argwhere(self._done[...]))
-            return
-        # Chunk keys are "c/<z>/<ty>/<tx>" (zarr v3 default encoding, pinned at create).
-        # Names that are not integers (e.g. a crashed writer's temporary file) are skipped.
+        # Listing three directory levels is ~100x faster than reading every `done` chunk
+        # through zarr (25 ms vs 9 s for 12 544 tiles). Names that are not integers (e.g. a
+        # killed writer's temporary file) are skipped.
         root = self.path / "done" / "c"
         for zd in _int_entries(root, dirs=True):
             for yd in _int_entries(root / zd, dirs=True):
                 for xf in _int_entries(root / zd / yd, dirs=False):
                     yield (int(zd), int(yd), int(xf))
+
+    def _done_chunk(self, z: int, ty: int, tx: int) -> Path:
+        # Key of the tile's `done` chunk: zarr v3's default encoding "c/<z>/<ty>/<tx>",
+        # pinned at create and checked on open.
+        return self.path / "done" / "c" / str(z) / str(ty) / str(tx)
 
     def _require_done(self, z: int, ty: int, tx: int) -> None:
         if not self.is_done(z, ty, tx):
@@ -427,64 +438,6 @@ class EmbeddingStore:
             raise TileSAMError(
                 f"Embedding cache '{self.path}' is open read-only; open it with mode='r+'."
             )
-
-
-# -- content signature --------------------------------------------------------------------
-_N_BLOCKS = 16  # sampled blocks per slice
-_BLOCK = 16  # block edge in pixels
-_N_SLICES = 5  # sampled slices of a volume (first, last and three between)
-
-
-def content_signature(source: ImageSource) -> str:
-    """A cheap, deterministic fingerprint of an image's pixels, without reading all of them.
-
-    Hashes the shape, dtype and axes, plus up to 16 blocks of 16 x 16 pixels (all
-    channels) on up to 5 slices (first, last, evenly spaced between), placed by a
-    low-discrepancy sequence so they spread over the slice without lining up with tile
-    or chunk boundaries. Each block is read on its own, so the cost is at most 80 small
-    region reads whatever the image size.
-
-    It catches: a different image, a different shape, dtype, axes or channel count,
-    re-exports that rescale intensities or change bit depth, flips, rotations, crops and
-    shifts, most re-orderings of slices. It cannot catch: edits confined to pixels it
-    does not sample (a local annotation burned in, a few changed pixels, changes only in
-    unsampled slices), and it ignores metadata (spacing, origin, georeference), which
-    does not change embeddings. Hash the whole file when certainty is worth a full read.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from tilesam.io import ArraySource
-    >>> a = np.arange(10_000, dtype=np.uint16).reshape(100, 100)
-    >>> content_signature(ArraySource(a)) == content_signature(ArraySource(a.copy()))
-    True
-    >>> content_signature(ArraySource(a)) == content_signature(ArraySource(a[::-1]))
-    False
-    """
-    h = hashlib.sha256()
-    header = {"shape": list(source.shape), "dtype": source.dtype.str, "axes": source.axes}
-    h.update(json.dumps(header, sort_keys=True).encode())
-    nz = source.n_slices
-    slices = sorted({round(i * (nz - 1) / (_N_SLICES - 1)) for i in range(_N_SLICES)})
-    for z in slices:
-        for region in _sample_blocks(source.slice_shape):
-            block = source.read_slice(z, region)
-            # Fixed byte order so that the hash is the same on any machine.
-            h.update(np.ascontiguousarray(block, dtype=block.dtype.newbyteorder("<")).tobytes())
-    return "sample-v1:" + h.hexdigest()
-
-
-def _sample_blocks(shape: tuple[int, int]) -> list[tuple[slice, slice]]:
-    # R2 sequence (Roberts 2018): well-spread 2D points from the plastic number.
-    g = 1.32471795724474602596
-    a1, a2 = 1 / g, 1 / g**2
-    by, bx = min(_BLOCK, shape[0]), min(_BLOCK, shape[1])
-    out = []
-    for i in range(_N_BLOCKS):
-        fy, fx = (0.5 + a1 * i) % 1.0, (0.5 + a2 * i) % 1.0
-        y, x = int(fy * (shape[0] - by + 1)), int(fx * (shape[1] - bx + 1))
-        out.append((slice(y, y + by), slice(x, x + bx)))
-    return out
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -115,6 +115,8 @@ def test_plain_tiff_roundtrip(tmp_path) -> None:
         assert isinstance(src, TiffSource)
         assert (src.axes, src.shape, src.dtype) == ("YX", (300, 400), np.uint16)
         np.testing.assert_array_equal(src.read((slice(10, 20), slice(390, 500))), img[10:20, 390:])
+    with pytest.raises(TileSAMError, match="is closed"):
+        src.read()
 
 
 def test_big_endian_tiff_reports_native_dtype(tmp_path) -> None:
@@ -294,12 +296,19 @@ def test_ome_zarr_time_axis(tmp_path) -> None:
         open_image(tmp_path / "t3.zarr")
 
 
+def test_bioformats2raw_layout(tmp_path) -> None:
+    axes = [{"name": n, "type": "space"} for n in "zyx"]
+    _write_ngff(tmp_path / "b.zarr" / "0", [_img(2, 32, 32)], axes, version="0.4")
+    zarr.open_group(tmp_path / "b.zarr", mode="a", zarr_format=2).attrs["bioformats2raw.layout"] = 3
+    assert open_image(tmp_path / "b.zarr").shape == (2, 32, 32)
+
+
 def test_zarr_group_without_multiscales(tmp_path) -> None:
     group = zarr.open_group(tmp_path / "g.zarr", mode="w")
     group.create_array("only", data=_img(20, 20), chunks=(10, 10))
     assert open_image(tmp_path / "g.zarr").shape == (20, 20)
     group.create_array("other", data=_img(20, 20), chunks=(10, 10))
-    with pytest.raises(TileSAMError, match="holds 2 arrays"):
+    with pytest.raises(TileSAMError, match=r"holds 2 arrays \(members: \['only', 'other'\]\)"):
         open_image(tmp_path / "g.zarr")
     assert open_image(tmp_path / "g.zarr" / "other").shape == (20, 20)
 

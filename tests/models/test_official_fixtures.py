@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -50,9 +51,13 @@ def _predict(
     model: tilesam.SamModel,
     embedding: tilesam.ImageEmbedding,
     prompt: dict,
-    refine_from: tilesam.Prediction | None = None,
+    earlier: Mapping[str, tuple[np.ndarray, np.ndarray]],
 ) -> tilesam.Prediction:
-    """Run one JSON prompt, converting SAM's (x, y) to our (y, x)."""
+    """Run one JSON prompt, converting SAM's (x, y) to our (y, x).
+
+    ``earlier`` maps the names of earlier prompts to their (low-res logits, IoU), for
+    prompts that feed an earlier result back as the mask input.
+    """
     points = labels = box = mask_input = None
     if prompt["point_coords"] is not None:
         points = np.asarray(prompt["point_coords"], dtype=np.float64)[:, ::-1]
@@ -61,8 +66,9 @@ def _predict(
         x0, y0, x1, y1 = prompt["box"]
         box = (y0, x0, y1, x1)
     if prompt.get("mask_input") is not None:
-        # The official run fed back the best (highest IoU) logits of the plain click.
-        mask_input = refine_from.low_res_logits[refine_from.best]
+        # The official run fed back the highest-IoU logits of the named earlier prompt.
+        logits, iou = earlier[prompt["mask_input"].split("__")[0]]
+        mask_input = logits[np.argmax(iou)]
     return model.predict(
         embedding,
         points=points,
@@ -71,13 +77,6 @@ def _predict(
         mask_input=mask_input,
         multimask=prompt["multimask_output"],
     )
-
-
-def _refine_source(name: str, prompt: dict, embedding, model) -> tilesam.Prediction | None:
-    if prompt.get("mask_input") is None:
-        return None
-    source = prompt["mask_input"].split("__")[0]
-    return _predict(model, embedding, _prompts(name)[source])
 
 
 def _agreement(ours: np.ndarray, theirs: np.ndarray) -> float:
@@ -99,9 +98,9 @@ def test_encoder_matches_official(name: str) -> None:
 def test_decoder_matches_official(name: str, prompt_name: str) -> None:
     model, ref = _load(name)
     embedding = _reference_embedding(ref)
-    prompt = _prompts(name)[prompt_name]
-    source = _refine_source(name, prompt, embedding, model)
-    result = _predict(model, embedding, prompt, refine_from=source)
+    prompts = _prompts(name)
+    official = {p: (ref[f"{p}__low_res_logits"], ref[f"{p}__iou"]) for p in prompts}
+    result = _predict(model, embedding, prompts[prompt_name], official)
 
     logits, iou = ref[f"{prompt_name}__low_res_logits"], ref[f"{prompt_name}__iou"]
     assert result.low_res_logits.shape == logits.shape
@@ -118,10 +117,10 @@ def test_full_path_masks_match_official(name: str) -> None:
     embedding = model.embed(ref["image"])
     assert embedding.input_size == tuple(ref["input_size"])
     assert embedding.original_size == tuple(ref["original_size"])
-    prompts = _prompts(name)
-    for prompt_name, prompt in prompts.items():
-        source = _refine_source(name, prompt, embedding, model)
-        result = _predict(model, embedding, prompt, refine_from=source)
+    ours: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for prompt_name, prompt in _prompts(name).items():  # refinements follow their source
+        result = _predict(model, embedding, prompt, ours)
+        ours[prompt_name] = (result.low_res_logits, result.scores)
         agreement = _agreement(result.masks, ref[f"{prompt_name}__masks"])
         assert agreement >= MIN_AGREEMENT, (
             f"{name}/{prompt_name}: masks agree on only {agreement:.4%} of pixels"

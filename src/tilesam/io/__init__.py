@@ -8,6 +8,7 @@
 """
 
 from tilesam.io.open import open_image
+from tilesam.io.signature import content_signature
 from tilesam.io.source import AXES, ArraySource, ImageSource, guess_axes
 from tilesam.io.tiff import TiffSource
 from tilesam.io.zarr_source import ZarrSource
@@ -18,6 +19,7 @@ __all__ = [
     "ImageSource",
     "TiffSource",
     "ZarrSource",
+    "content_signature",
     "guess_axes",
     "open_image",
 ]

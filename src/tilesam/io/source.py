@@ -298,6 +298,8 @@ class LayoutSource(ImageSource):
         self._origin = check_geometry(origin, nd, 0.0, f"{what}: origin", positive=False)
 
     def _read(self, region: Region) -> np.ndarray:
+        if self._array is None:
+            raise TileSAMError(f"{self.describe()} is closed; open the image again to read it.")
         block = np.asarray(self._array[self._layout.index(region, self._axes)])
         out = self._layout.to_canonical(block).astype(self._dtype, copy=False)
         if not out.flags.owndata:

@@ -79,13 +79,18 @@ class ZarrSource(LayoutSource):
         self, group: zarr.Group, level: int, what: str
     ) -> tuple[zarr.Array, str | None, list[float] | None, list[float] | None]:
         attrs = dict(group.attrs)
+        if "bioformats2raw.layout" in attrs or "bioformats2raw.layout" in attrs.get("ome", {}):
+            # bioformats2raw output: the images are the groups "0", "1", ...; read the first.
+            return self._from_group(group["0"], level, what)
         ms_list = attrs.get("ome", {}).get("multiscales") or attrs.get("multiscales")
         if not ms_list:
             arrays = sorted(group.array_keys())
             if len(arrays) != 1:
+                members = sorted(group.keys())
                 raise TileSAMError(
                     f"{what} is a zarr group without OME-Zarr 'multiscales' metadata and holds "
-                    f"{len(arrays)} arrays {arrays}; open one of them as '<group>/<name>'."
+                    f"{len(arrays)} arrays (members: {members}); open one of them as "
+                    "'<group>/<name>'."
                 )
             _check_level(level, 1, what)
             return group[arrays[0]], None, None, None

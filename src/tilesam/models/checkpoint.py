@@ -105,7 +105,9 @@ def infer_architecture(state: StateDict) -> Architecture:
             **_decoder_kwargs(state),
         )
     except KeyError as err:
-        raise TileSAMError(f"The checkpoint lacks the key {err}: it is not a complete SAM model.")
+        raise TileSAMError(
+            f"The checkpoint lacks the key {err}: it is not a complete SAM model."
+        ) from None
 
 
 def _count(state: StateDict, pattern: str) -> int:
@@ -151,7 +153,9 @@ def _vit_image_size(state: StateDict) -> int:
 
 def _tiny_vit_kwargs(state: StateDict) -> dict:
     n_layers = _count(state, r"image_encoder\.layers\.(\d+)\.")
-    depths = [_count(state, rf"image_encoder\.layers\.{i}\.blocks\.(\d+)\.") for i in range(n_layers)]
+    depths = [
+        _count(state, rf"image_encoder\.layers\.{i}\.blocks\.(\d+)\.") for i in range(n_layers)
+    ]
     dims = [state["image_encoder.layers.0.blocks.0.conv3.c.weight"].shape[0]]
     heads, windows = [2], [7]  # the convolutional first stage has no attention: defaults
     for i in range(1, n_layers):

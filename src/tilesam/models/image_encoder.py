@@ -149,9 +149,11 @@ class Attention(nn.Module):
         b, h, w, _ = x.shape
         qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, HW, head_dim)
-        bias = relative_position_bias(q, self.rel_pos_h, self.rel_pos_w, (h, w)) if (
-            self.use_rel_pos
-        ) else None
+        bias = (
+            relative_position_bias(q, self.rel_pos_h, self.rel_pos_w, (h, w))
+            if (self.use_rel_pos)
+            else None
+        )
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(x.transpose(1, 2).reshape(b, h, w, -1))
 
@@ -181,9 +183,9 @@ def rel_pos_table(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tens
     """
     max_dist = 2 * max(q_size, k_size) - 1
     if rel_pos.shape[0] != max_dist:
-        rel_pos = F.interpolate(
-            rel_pos.T[None], size=max_dist, mode="linear", align_corners=False
-        )[0].T
+        rel_pos = F.interpolate(rel_pos.T[None], size=max_dist, mode="linear", align_corners=False)[
+            0
+        ].T
     q_coords = torch.arange(q_size, device=rel_pos.device)[:, None] * max(k_size / q_size, 1.0)
     k_coords = torch.arange(k_size, device=rel_pos.device)[None, :] * max(q_size / k_size, 1.0)
     offsets = (q_coords - k_coords) + (k_size - 1) * max(q_size / k_size, 1.0)

@@ -134,7 +134,9 @@ class PositionEmbeddingRandom(nn.Module):
         grid = torch.stack(torch.meshgrid(x, y, indexing="xy"), dim=-1)
         return self._encode(grid).permute(2, 0, 1)
 
-    def forward_with_coords(self, coords: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    def forward_with_coords(
+        self, coords: torch.Tensor, image_size: tuple[int, int]
+    ) -> torch.Tensor:
         """Encode pixel ``(x, y)`` coordinates of an ``(H, W)`` frame."""
         scale = coords.new_tensor([1.0 / image_size[1], 1.0 / image_size[0]])
         return self._encode(coords.to(torch.float32) * scale)

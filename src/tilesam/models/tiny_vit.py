@@ -184,6 +184,8 @@ class Attention(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, window_size: int) -> None:
         super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.norm = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
@@ -429,9 +431,13 @@ class TinyViT(nn.Module):
         torch.Tensor
             ``(B, out_chans, img_size / 16, img_size / 16)`` contiguous embeddings.
         """
-        # oneDNN convolutions are several times faster on channels-last data; every later
-        # layer keeps that layout, so this is the only conversion.
-        x = self.patch_embed(x.contiguous(memory_format=torch.channels_last))
+        if not self.training:
+            # oneDNN convolutions are several times faster on channels-last data; every later
+            # layer keeps that layout, so this is the only conversion.  Training keeps the
+            # reference layout: with batch statistics, the channels-last CPU kernels gave
+            # gradients ~50x less accurate than contiguous NCHW in our checks.
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.patch_embed(x)
         for layer in self.layers:
             x = layer(x)
         return self.neck(x).contiguous()

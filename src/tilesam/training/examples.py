@@ -27,7 +27,9 @@ class Example:
     levels: tuple[np.ndarray, ...]
 
 
-def synthetic_examples(kinds: Sequence[str], crop: int, rng: np.random.Generator) -> Iterator[Example]:
+def synthetic_examples(
+    kinds: Sequence[str], crop: int, rng: np.random.Generator
+) -> Iterator[Example]:
     """Endless synthetic examples of the given kinds."""
     while True:
         sample = make_sample(str(rng.choice(kinds)), size=(crop, crop), rng=rng)
@@ -76,7 +78,9 @@ def _rescale(pixels: np.ndarray, labels: np.ndarray, scale: float):
     return img.numpy(), lab.numpy()
 
 
-def _random_crop(pixels: np.ndarray, labels: np.ndarray, crop: int, rng: np.random.Generator) -> Example:
+def _random_crop(
+    pixels: np.ndarray, labels: np.ndarray, crop: int, rng: np.random.Generator
+) -> Example:
     """A crop of side ``crop`` (zero-padded where the image is smaller), centred near an object."""
     pad_y, pad_x = max(crop - labels.shape[0], 0), max(crop - labels.shape[1], 0)
     if pad_y or pad_x:

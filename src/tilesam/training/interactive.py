@@ -70,7 +70,11 @@ def decode(sam: Sam, features, pe, prompts: Prompts, mask_input, multimask: bool
     points = None if prompts.points is None else (prompts.points, prompts.labels)
     sparse, dense = sam.prompt_encoder(points=points, boxes=prompts.boxes, masks=None)
     h, w = features.shape[-2:]
-    dense = dense[..., :h, :w] if mask_input is None else sam.prompt_encoder.mask_downscaling(mask_input)
+    dense = (
+        dense[..., :h, :w]
+        if mask_input is None
+        else sam.prompt_encoder.mask_downscaling(mask_input)
+    )
     return sam.mask_decoder(features, pe, sparse, dense, multimask_output=multimask)
 
 
@@ -82,6 +86,7 @@ def interactive_loss(
     objects_per_image: int,
     iterations: int,
     encoder_grad: bool = True,
+    loss: str = "focal",
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one step over a batch of equal-sized crops; also returns the first-prompt IoU."""
     device = sam.pixel_mean.device
@@ -94,18 +99,28 @@ def interactive_loss(
     feats = features[torch.as_tensor(owners, device=device)]
     offset_tokens, pe = _window_pe(sam, feats.shape[-2:], rng)
     offset_px = offset_tokens * (sam.image_size // sam.prompt_encoder.image_embedding_size[0])
-    target = torch.from_numpy(np.stack(targets)).float()[:, None].to(device)
     prompts = first_prompts(targets, offset_px, use_boxes=bool(rng.random() < 0.4), rng=rng)
+    # Losses and corrective clicks work at half the crop resolution: a quarter of the cost,
+    # and still twice the resolution of the decoder's logits.
+    targets = [_half(t) for t in targets]
+    target = torch.from_numpy(np.stack(targets)).float()[:, None].to(device)
     prompts = _to(prompts, device)
     logits, iou = decode(sam, feats, pe, prompts, None, multimask=prompts.boxes is None)
-    loss, best, chosen, first_iou = _scored(logits, iou, target)
+    total, best, chosen, first_iou = _scored(logits, iou, target, loss)
     for _ in range(iterations):
         prompts = _corrected(prompts, chosen, targets, offset_px, rng, device)
         mask_input = logits[torch.arange(len(best)), best][:, None].detach()
         logits, iou = decode(sam, feats, pe, prompts, mask_input, multimask=False)
-        step_loss, best, chosen, _ = _scored(logits, iou, target)
-        loss = loss + step_loss
-    return loss / (iterations + 1), {"iou": first_iou}
+        step_loss, best, chosen, _ = _scored(logits, iou, target, loss)
+        total = total + step_loss
+    return total / (iterations + 1), {"iou": first_iou}
+
+
+def _half(mask: np.ndarray) -> np.ndarray:
+    h, w = mask.shape
+    cover = mask[: h - h % 2, : w - w % 2].reshape(h // 2, 2, w // 2, 2).mean((1, 3))
+    half = cover >= 0.5
+    return half if half.any() else cover > 0  # thin objects must not vanish
 
 
 def _targets(batch, k, rng):
@@ -127,9 +142,9 @@ def _window_pe(sam: Sam, hw, rng: np.random.Generator):
     return offset, pe
 
 
-def _scored(logits, iou, target):
+def _scored(logits, iou, target, kind: str):
     full = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
-    loss, best = sam_loss(full, iou, target)
+    loss, best = sam_loss(full, iou, target, kind)
     chosen = full[torch.arange(len(best)), best]
     first_iou = float(mask_iou(chosen[:, None], target).mean())
     return loss, best, chosen, first_iou
@@ -142,7 +157,8 @@ def _corrected(prompts: Prompts, chosen, targets, offset_px, rng, device) -> Pro
         corrective_click(p, t, rng=rng) or (*random_point(t, rng), 1)
         for p, t in zip(predicted, targets)
     ]
-    xy = np.array([[x, y] for y, x, _ in clicks], dtype=np.float32) + offset_px
+    # Clicks are found at half resolution: back to crop pixels, at the centre of the 2x2 cell.
+    xy = np.array([[x, y] for y, x, _ in clicks], dtype=np.float32) * 2 + 0.5 + offset_px
     labels = np.array([label for _, _, label in clicks])
     return _to(prompts.add_points(xy, labels), device)
 

@@ -34,8 +34,21 @@ def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return inter / union.clamp(min=1.0)
 
 
+def pixel_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-mask pixel loss: SAM's ``"focal"`` (20 focal : 1 dice), or ``"bce"`` (BCE + dice).
+
+    From scratch, focal loss first drives every pixel to background and takes long to
+    recover; BCE + dice leaves that regime within a few dozen steps, so the ``tiny``
+    recipe uses it.
+    """
+    if kind == "bce":
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        return bce.flatten(2).mean(-1) + dice_loss(logits, target)
+    return FOCAL_WEIGHT * focal_loss(logits, target) + dice_loss(logits, target)
+
+
 def sam_loss(
-    logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor
+    logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor, kind: str = "focal"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss of ``(N, M, H, W)`` mask logits against ``(N, 1, H, W)`` targets.
 
@@ -44,7 +57,7 @@ def sam_loss(
     Returns the scalar loss and the index of the best candidate per prompt.
     """
     target = target.expand_as(logits)
-    per_mask = FOCAL_WEIGHT * focal_loss(logits, target) + dice_loss(logits, target)
+    per_mask = pixel_loss(logits, target, kind)
     best = per_mask.argmin(dim=1)
     mask_term = per_mask.gather(1, best[:, None]).mean()
     iou_term = F.mse_loss(iou_pred, mask_iou(logits.detach(), target))

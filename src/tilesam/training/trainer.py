@@ -43,9 +43,10 @@ class TrainConfig:
     val_labels: str | None = None
     crop: int | None = 256
     batch_size: int = 4
-    objects_per_image: int = 8
+    objects_per_image: int = 6
     iterations: int = 3
     lr: float = 1e-3
+    loss: str = "focal"
     weight_decay: float = 0.01
     epochs: int = 10
     steps_per_epoch: int = 200
@@ -147,12 +148,13 @@ class Trainer:
             objects_per_image=self.config.objects_per_image,
             iterations=self.config.iterations,
             encoder_grad=not self.config.freeze_encoder,
+            loss=self.config.loss,
         )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.sam.parameters(), 1.0)
         self.optimizer.step()
-        return float(loss), stats["iou"]
+        return float(loss.detach()), stats["iou"]
 
     def _record(self, loss: float, iou: float) -> None:
         history = self.config.history
@@ -170,9 +172,12 @@ class Trainer:
         entry["train_iou"] = entry["iou_sum"] / max(entry["n"], 1)
         if self.validation is not None:
             entry.update(self.validate())
-        tqdm.write(f"epoch {entry['epoch']}: " + ", ".join(
-            f"{k}={v:.3f}" for k, v in entry.items() if k.startswith(("train_", "val_"))
-        ))
+        tqdm.write(
+            f"epoch {entry['epoch']}: "
+            + ", ".join(
+                f"{k}={v:.3f}" for k, v in entry.items() if k.startswith(("train_", "val_"))
+            )
+        )
         self.save()
         self.export(self.out_dir / "model.pt")
 
@@ -187,7 +192,9 @@ class Trainer:
 
     def as_model(self) -> SamModel:
         """The model being trained, ready for inference (it shares the weights)."""
-        return SamModel(self.sam, name="training", architecture=self.architecture, device=self.device)
+        return SamModel(
+            self.sam, name="training", architecture=self.architecture, device=self.device
+        )
 
     def save(self) -> None:
         """Write everything needed to resume, atomically."""
