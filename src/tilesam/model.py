@@ -190,6 +190,8 @@ class SamModel:
             [embedding.input_size[1] / width, embedding.input_size[0] / height], dtype=np.float32
         )
         point_arg = box_arg = None
+        if labels is not None and (points is None or not len(points)):
+            raise TileSAMError("labels were given without points: pass points=[(y, x), ...].")
         if points is not None and len(points):
             yx = _as_points(points, labels, embedding.original_size)
             labels = np.ones(len(yx)) if labels is None else np.asarray(labels)
@@ -218,9 +220,10 @@ class SamModel:
 
 
 def _as_points(points, labels, size: tuple[int, int]) -> np.ndarray:
-    yx = np.asarray(points, dtype=np.float32).reshape(-1, 2) if len(points) else None
-    if yx is None or np.asarray(points).shape[-1] != 2:
-        raise TileSAMError(f"points must be (y, x) pairs, got {np.asarray(points).shape}.")
+    arr = np.asarray(points, dtype=np.float32)
+    if arr.size == 0 or arr.shape[-1] != 2:
+        raise TileSAMError(f"points must be (y, x) pairs, got an array of shape {arr.shape}.")
+    yx = arr.reshape(-1, 2)
     if labels is not None:
         labels = np.asarray(labels)
         if labels.shape != (len(yx),) or not np.isin(labels, (0, 1)).all():

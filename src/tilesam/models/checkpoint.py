@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import pickle
 import re
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -39,13 +38,15 @@ def _torch_load(path: Path, trust: bool) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err):  # garbage, not a refused Python object
+            raise _corrupt(path, err) from err
         if not trust:
             raise TileSAMError(
                 f"Checkpoint {path} stores Python objects besides tensors, and loading it would "
                 "run code from the file. If you trust its source, load it with "
                 "trust_checkpoint=True (command line: --trust-checkpoint)."
             ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+    except Exception as err:  # truncated archives, text files: torch raises many types
         raise _corrupt(path, err) from err
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
