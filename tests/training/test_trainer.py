@@ -1,0 +1,130 @@
+"""Training and fine-tuning: real short runs on synthetic and real data, resume, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import tilesam
+from tilesam.models.checkpoint import read_checkpoint
+from tilesam.training.losses import sam_loss
+from tilesam.training.trainer import TrainConfig, Trainer
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DSB = SHARED / "microscopy" / "dsb2018_crop"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def small_config(out: Path, **overrides) -> TrainConfig:
+    settings = dict(
+        out_dir=str(out),
+        synthetic=("nuclei", "cells"),
+        crop=64,
+        batch_size=2,
+        objects_per_image=2,
+        iterations=1,
+        epochs=1,
+        steps_per_epoch=4,
+        save_every=2,
+        loss="bce",
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def test_scratch_training_exports_a_loadable_official_state_dict(tmp_path):
+    weights = Trainer(small_config(tmp_path)).run(progress=False)
+    model = tilesam.load_model(checkpoint=weights)
+    assert model.architecture.encoder == "tiny_cnn"
+    assert set(read_checkpoint(weights)) == set(model.sam.state_dict())
+    image = (np.random.default_rng(0).random((80, 96)) * 200).astype(np.uint8)
+    result = model.predict(model.embed(image), points=[(40, 50)], labels=[1])
+    assert result.masks.shape == (3, 80, 96)
+    assert np.isfinite(result.scores).all()
+
+
+def test_training_changes_the_weights_and_records_history(tmp_path):
+    trainer = Trainer(small_config(tmp_path))
+    before = {k: v.clone() for k, v in trainer.sam.state_dict().items()}
+    trainer.run(progress=False)
+    after = trainer.sam.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert any(k.startswith("mask_decoder.") for k in changed)
+    assert any(k.startswith("image_encoder.") for k in changed)
+    history = trainer.config.history
+    assert history[0]["n"] == 4 and np.isfinite(history[0]["train_loss"])
+
+
+def test_a_stopped_run_resumes_where_it_stopped(tmp_path):
+    first = Trainer(small_config(tmp_path, steps_per_epoch=2))
+    first.run(progress=False)
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert saved["step"] == 2
+    resumed = Trainer(small_config(tmp_path, steps_per_epoch=2, epochs=2))
+    assert resumed.step == 2
+    for key, value in saved["model"].items():
+        assert torch.equal(resumed.sam.state_dict()[key].cpu(), value.cpu())
+    resumed.run(progress=False)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 4
+
+
+def test_resuming_with_another_architecture_is_refused(tmp_path):
+    Trainer(small_config(tmp_path, steps_per_epoch=2)).run(progress=False)
+    config = small_config(tmp_path, base=str(FIXTURES / "sam1_small_fp16.pth"), crop=None)
+    with pytest.raises(tilesam.TileSAMError, match="another architecture"):
+        Trainer(config)
+
+
+def test_crops_smaller_than_the_input_are_refused_for_vit(tmp_path):
+    config = small_config(tmp_path, base=str(FIXTURES / "sam1_small_fp16.pth"), crop=256)
+    with pytest.raises(tilesam.TileSAMError, match="--crop 1024"):
+        Trainer(config)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DSB.is_dir(), reason="../shared/data is not beside the repository")
+def test_fine_tuning_a_vit_checkpoint_with_frozen_encoder(tmp_path):
+    config = small_config(
+        tmp_path,
+        base=str(FIXTURES / "sam1_small_fp16.pth"),
+        crop=None,
+        synthetic=(),
+        images=str(DSB),
+        batch_size=1,
+        steps_per_epoch=1,
+        freeze_encoder=True,
+    )
+    trainer = Trainer(config)
+    encoder_before = {k: v.clone() for k, v in trainer.sam.image_encoder.state_dict().items()}
+    decoder_before = trainer.sam.mask_decoder.state_dict()["iou_token.weight"].clone()
+    weights = trainer.run(progress=False)
+    for key, value in trainer.sam.image_encoder.state_dict().items():
+        assert torch.equal(value, encoder_before[key]), key
+    assert not torch.equal(trainer.sam.mask_decoder.state_dict()["iou_token.weight"], decoder_before)
+    official = read_checkpoint(FIXTURES / "sam1_small_fp16.pth")
+    exported = read_checkpoint(weights)
+    assert {k: v.shape for k, v in exported.items()} == {k: v.shape for k, v in official.items()}
+
+
+def test_sam_loss_trains_only_the_best_candidate():
+    target = torch.zeros(1, 1, 8, 8)
+    target[..., 2:6, 2:6] = 1
+    good = (target * 20 - 10).expand(1, 1, 8, 8)
+    bad = torch.full((1, 1, 8, 8), -10.0)
+    logits = torch.cat([bad, good, bad], dim=1)
+    loss, best = sam_loss(logits, torch.tensor([[0.0, 1.0, 0.0]]), target)
+    assert best.tolist() == [1]
+    assert float(loss) < 0.05
+    worse, _ = sam_loss(torch.cat([bad, bad, bad], 1), torch.zeros(1, 3), target)
+    assert float(worse) > 0.5
