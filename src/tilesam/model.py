@@ -275,9 +275,18 @@ def upsample_mask(
     wx = _axis_weights(low_res.shape[1], input_size[1], original_size[1])
     y0, y1 = _support(wy, rows[0], rows[-1])
     x0, x1 = _support(wx, cols[0], cols[-1])
-    window = wy[y0:y1] @ low_res.astype(np.float32) @ wx[x0:x1].T
+    wy, wx = wy[y0:y1], wx[x0:x1]
+    # Only the low-res cells these output pixels interpolate from take part.
+    r0, r1 = _used_cells(wy)
+    c0, c1 = _used_cells(wx)
+    window = wy[:, r0:r1] @ low_res[r0:r1, c0:c1].astype(np.float32) @ wx[:, c0:c1].T
     mask[y0:y1, x0:x1] = window > threshold
     return mask
+
+
+def _used_cells(weights: np.ndarray) -> tuple[int, int]:
+    used = np.flatnonzero((weights != 0).any(0))
+    return int(used[0]), int(used[-1]) + 1
 
 
 def _support(weights: np.ndarray, first: int, last: int) -> tuple[int, int]:

@@ -1,53 +1,186 @@
-"""One-call segmentation of one object in an image from point and/or box prompts."""
+"""Segmentation results that stay small for huge images, and one-call `segment_image`.
+
+A mask of a 20 000 x 20 000 slice is 400 MB as a full boolean array, but an object is
+usually a few hundred pixels wide. :class:`SegmentResult` therefore keeps only the
+*window*: the mask inside its bounding box, and where that box lies. The full-size
+array is built only when ``.mask`` is asked for; ``.save`` writes a full-size TIFF tile
+by tile from the window.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from tilesam.errors import TileSAMError
-from tilesam.model import SamModel
+
+# Full-size masks above this many pixels are written as tiled TIFFs, tile by tile.
+_TILED_ABOVE = 2048 * 2048
+_TIFF_TILE = 256
 
 
 @dataclass(frozen=True)
-class SegmentResult:
-    """The chosen mask ``(H, W)`` bool and its predicted IoU."""
+class TileVisit:
+    """One tile's part in a segmentation: the prompt it got (image coordinates) and its score.
 
-    mask: np.ndarray
+    ``parent`` is the tile whose mask reached into this one, ``None`` for a tile the user's
+    prompt chose.
+    """
+
+    tile: tuple[int, int]
+    points: np.ndarray
+    labels: np.ndarray
+    box: tuple[float, float, float, float] | None
+    multimask: bool
     score: float
+    parent: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentResult:
+    """One object's mask, stored as the window around it.
+
+    Attributes
+    ----------
+    window : numpy.ndarray, bool, shape (h, w)
+        The mask inside `bbox` (``(0, 0)`` for an empty mask).
+    offset : (int, int)
+        ``(y0, x0)`` of the window in the slice.
+    shape : (int, int)
+        ``(H, W)`` of the whole slice.
+    score : float
+        Predicted IoU of the mask in the tile the prompt chose.
+    z : int
+        The slice (0 for a 2D image).
+    tiles : tuple of TileVisit
+        The tiles that were predicted, in order; more than one when the object crosses
+        tile borders.
+    truncated : bool
+        The object reached further tiles than the ``max_tiles`` cap allowed.
+
+    Examples
+    --------
+    >>> window = np.ones((2, 3), bool)
+    >>> r = SegmentResult(window, offset=(10, 20), shape=(100, 100), score=0.9)
+    >>> r.bbox, r.area, r.mask.shape
+    ((10, 20, 12, 23), 6, (100, 100))
+    """
+
+    window: np.ndarray
+    offset: tuple[int, int]
+    shape: tuple[int, int]
+    score: float
+    z: int = 0
+    tiles: tuple[TileVisit, ...] = field(default=(), repr=False)
+    truncated: bool = False
+
+    @property
+    def bbox(self) -> tuple[int, int, int, int] | None:
+        """``(y0, x0, y1, x1)`` of the mask, end-exclusive; ``None`` when it is empty."""
+        if not self.window.any():
+            return None
+        (y0, x0), (h, w) = self.offset, self.window.shape
+        return (y0, x0, y0 + h, x0 + w)
+
+    @property
+    def area(self) -> int:
+        """Number of mask pixels."""
+        return int(np.count_nonzero(self.window))
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        """The full ``(H, W)`` bool mask, built on first access (H * W bytes: mind huge images)."""
+        return self.crop((0, 0, *self.shape))
+
+    def crop(self, region: tuple[int, int, int, int]) -> np.ndarray:
+        """The mask inside ``(y0, x0, y1, x1)`` (clipped to the slice), without the full array."""
+        y0, x0 = max(int(region[0]), 0), max(int(region[1]), 0)
+        y1, x1 = min(int(region[2]), self.shape[0]), min(int(region[3]), self.shape[1])
+        out = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=bool)
+        (wy, wx), (h, w) = self.offset, self.window.shape
+        iy0, ix0, iy1, ix1 = max(y0, wy), max(x0, wx), min(y1, wy + h), min(x1, wx + w)
+        if iy1 > iy0 and ix1 > ix0:
+            out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = self.window[
+                iy0 - wy : iy1 - wy, ix0 - wx : ix1 - wx
+            ]
+        return out
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the full-size mask (0 / 255 uint8) as ``.tif`` (tiled, zlib, for large
+        slices: written tile by tile) or ``.png``."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix in (".tif", ".tiff"):
+            _write_tiff(path, self)
+        elif suffix == ".png":
+            import imageio.v3 as iio
+
+            iio.imwrite(path, self.mask.astype(np.uint8) * 255)
+        else:
+            raise TileSAMError(f"Unsupported mask file {path.suffix!r}: use .tif or .png.")
+        return path
+
+
+def _write_tiff(path: Path, result: SegmentResult) -> None:
+    import tifffile
+
+    height, width = result.shape
+    if height * width <= _TILED_ABOVE:
+        tifffile.imwrite(path, result.mask.astype(np.uint8) * 255, compression="zlib")
+        return
+
+    def tiles() -> Iterator[np.ndarray]:
+        for y in range(0, height, _TIFF_TILE):
+            for x in range(0, width, _TIFF_TILE):
+                crop = result.crop((y, x, y + _TIFF_TILE, x + _TIFF_TILE))
+                yield crop.astype(np.uint8) * 255
+
+    tifffile.imwrite(
+        path,
+        tiles(),
+        shape=(height, width),
+        dtype=np.uint8,
+        tile=(_TIFF_TILE, _TIFF_TILE),
+        compression="zlib",
+    )
 
 
 def segment_image(
-    image,
+    image: Any,
     *,
-    model: SamModel,
-    points=None,
-    labels=None,
-    box=None,
+    model: Any = None,
+    points: Any = None,
+    labels: Any = None,
+    box: Any = None,
+    z: int | None = None,
 ) -> SegmentResult:
-    """Segment one object of a 2D image given as a path, an array or an ``ImageSource``.
+    """Segment one object of an image given as a path, an array or an ``ImageSource``.
 
-    Points are ``(y, x)``, labels 1 / 0, the box ``(y0, x0, y1, x1)``; one point alone asks
-    for the model's best of three candidate masks.
+    A thin wrapper over :class:`tilesam.Session` without a cache: tiles are embedded on
+    demand, and objects crossing tile borders come back whole. Points are ``(y, x)``,
+    labels 1 / 0, the box ``(y0, x0, y1, x1)``; one point alone asks for the model's
+    best of three candidate masks. A volume needs ``z``.
 
     Examples
     --------
     >>> model = load_model()  # doctest: +SKIP
     >>> result = segment_image("nuclei.tif", model=model, points=[(120, 80)])  # doctest: +SKIP
+    >>> result.mask.shape, result.score  # doctest: +SKIP
     """
-    from tilesam.io import open_image
+    from tilesam.session import Session
 
-    source = open_image(image)
-    if source.n_slices != 1:
-        raise TileSAMError(
-            f"{source.describe()} is a volume of {source.n_slices} slices: segment one slice "
-            "(e.g. pass image[z]) or use the 3D propagation."
-        )
-    pixels = source.read_slice(0)
-    embedding = model.embed(pixels)
-    n_points = 0 if points is None else len(points)
-    result = model.predict(
-        embedding, points=points, labels=labels, box=box, multimask=n_points == 1 and box is None
-    )
-    return SegmentResult(mask=result.mask(), score=float(result.scores[result.best]))
+    session = Session(image, model)
+    if z is None:
+        if session.source.n_slices != 1:
+            raise TileSAMError(
+                f"{session.source.describe()} is a volume of {session.source.n_slices} "
+                "slices: pass z= to segment one slice, or use the 3D propagation."
+            )
+        z = 0
+    return session.segment(points, labels, box, z=z)

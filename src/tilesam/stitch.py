@@ -1,0 +1,391 @@
+"""Objects that cross tile borders: follow the mask from tile to tile and stitch it.
+
+A prompt is answered in the tile whose owned (inner) region holds it (a point), or in
+the tile that holds the whole box (a box; a box that fits in no tile is answered in
+every tile whose owned region it overlaps, clipped to each). The mask decoder only sees
+that tile, so an object crossing the tile's edge would be cut off there. The same idea
+as slice-to-slice propagation in 3D carries it on:
+
+1. Predict the tile. If the mask comes within ``margin`` pixels (about one cell of the
+   decoder's low-resolution output) of an edge that has a neighbouring tile (not the
+   image border), that neighbour is queued; a corner queues the diagonal neighbour.
+2. The neighbour's prompt is derived from the mask so far: one positive point per
+   connected piece of the mask inside the neighbour's halo, i.e. the strip that the
+   parent owns and the neighbour also sees (the deepest pixel of each of the largest
+   ``MAX_DERIVED_POINTS`` pieces), plus the user's own points and box where they fall
+   inside the neighbour. No box is derived: the known part is a thin strip of the
+   object, and a box around it would tell the decoder the object ends there.
+3. Breadth first, each tile at most once, at most ``max_tiles`` tiles; prompts from
+   several parents of one tile are pooled before it is predicted.
+4. Stitching: every pixel comes from the tile that owns it when that tile was
+   predicted, else from the union of the predicted tiles that see it (the halo of a
+   mask that stops before its tile's edge). So the result equals each predicted
+   tile's mask on its owned region, and owned regions never overlap.
+
+The prediction itself is a callable, ``predict(ty, tx, points, labels, box, multimask)
+-> (mask, score)`` in tile coordinates, so the stitching does not depend on how
+embeddings are stored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from tilesam.errors import TileSAMError
+from tilesam.segment import SegmentResult, TileVisit
+from tilesam.tiling import TileGrid
+
+MAX_DERIVED_POINTS = 3
+Tile = tuple[int, int]
+Box = tuple[float, float, float, float]
+#: ``predict(ty, tx, points_yx, labels, box, multimask) -> (mask (h, w) bool, score)``
+TilePredictor = Callable[[int, int, np.ndarray, np.ndarray, Box | None, bool], tuple]
+
+_SIDES = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A user's prompt in image coordinates, checked against the slice shape.
+
+    Examples
+    --------
+    >>> p = Prompt.make([(5, 6)], None, None, (100, 100))
+    >>> p.points.tolist(), p.labels.tolist(), p.box
+    ([[5.0, 6.0]], [1], None)
+    """
+
+    points: np.ndarray  # (N, 2) float (y, x)
+    labels: np.ndarray  # (N,) int, 1 positive, 0 negative
+    box: Box | None
+
+    @classmethod
+    def make(cls, points, labels, box, shape: tuple[int, int]) -> Prompt:
+        """Validate user input; anything wrong raises :class:`TileSAMError`."""
+        yx = _points(points, shape)
+        lab = _labels(labels, len(yx))
+        bx = _box(box, shape) if box is not None else None
+        if bx is None and not (lab == 1).any():
+            raise TileSAMError(
+                "The prompt needs a positive point or a box: negative points alone do not "
+                "say which object to segment."
+            )
+        return cls(yx, lab, bx)
+
+
+def _points(points, shape: tuple[int, int]) -> np.ndarray:
+    if points is None or len(points) == 0:
+        return np.zeros((0, 2))
+    arr = np.asarray(points, dtype=np.float64)
+    if arr.shape[-1] != 2:
+        raise TileSAMError(f"points must be (y, x) pairs, got an array of shape {arr.shape}.")
+    yx = arr.reshape(-1, 2)
+    inside = np.isfinite(yx).all(1) & (yx >= 0).all(1) & (yx < np.array(shape)).all(1)
+    if not inside.all():
+        bad = tuple(yx[np.argmin(inside)].tolist())
+        raise TileSAMError(
+            f"Point {bad} lies outside the image slice of shape {shape}: points are (y, x) "
+            "pixel positions with 0 <= y < H and 0 <= x < W."
+        )
+    return yx
+
+
+def _labels(labels, n: int) -> np.ndarray:
+    if labels is None:
+        return np.ones(n, dtype=np.int64)
+    lab = np.asarray(labels).reshape(-1)
+    if lab.shape != (n,) or not np.isin(lab, (0, 1)).all():
+        raise TileSAMError(
+            f"labels must hold one 1 (positive) or 0 (negative) per point: got {lab.tolist()} "
+            f"for {n} points."
+        )
+    return lab.astype(np.int64)
+
+
+def _box(box, shape: tuple[int, int]) -> Box:
+    values = np.asarray(box, dtype=np.float64).reshape(-1)
+    if values.shape != (4,) or not np.isfinite(values).all():
+        raise TileSAMError(f"box must be 4 numbers (y0, x0, y1, x1), got {box!r}.")
+    y0, x0, y1, x1 = (float(v) for v in values)
+    if not (y1 > y0 and x1 > x0):
+        raise TileSAMError(f"box {tuple(values)} is empty: it needs y1 > y0 and x1 > x0.")
+    if y0 < 0 or x0 < 0 or y1 > shape[0] or x1 > shape[1]:
+        raise TileSAMError(
+            f"box {tuple(values)} reaches outside the image slice of shape {shape}; boxes are "
+            "(y0, x0, y1, x1) with 0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W."
+        )
+    return (y0, x0, y1, x1)
+
+
+# -- the search ----------------------------------------------------------------------------
+def stitch_segment(
+    grid: TileGrid,
+    predict: TilePredictor,
+    prompt: Prompt,
+    *,
+    z: int = 0,
+    multimask: bool | None = None,
+    max_tiles: int = 16,
+    margin: int = 4,
+) -> SegmentResult:
+    """Segment one object over as many tiles as it spans (see the module docstring).
+
+    Examples
+    --------
+    >>> grid = TileGrid((300, 300), tile_size=160, halo=16)
+    >>> def predict(ty, tx, pts, labels, box, multimask):  # a square object everywhere
+    ...     h, w = grid.tile_shape(ty, tx)
+    ...     return np.ones((h, w), bool), 1.0
+    >>> r = stitch_segment(grid, predict, Prompt.make([(10, 10)], None, None, (300, 300)))
+    >>> r.area, len(r.tiles)
+    (90000, 4)
+    """
+    seeds = seed_tiles(grid, prompt)
+    queue, pending = deque(seeds), {t: [] for t in seeds}
+    parents: dict[Tile, Tile | None] = dict.fromkeys(seeds)
+    masks: dict[Tile, np.ndarray] = {}
+    visits: list[TileVisit] = []
+    while queue and len(visits) < max_tiles:
+        tile = queue.popleft()
+        # The user's multimask choice holds where the user's prompt is answered.
+        mm = multimask if parents[tile] is None else None
+        found = _visit(grid, predict, tile, prompt, pending.pop(tile), parents[tile], mm)
+        if found is None:
+            continue
+        visits.append(found[0])
+        masks[tile] = found[1]
+        for other in touched_neighbours(grid, tile, found[1], margin):
+            if other in masks:
+                continue
+            points = derived_points(grid, tile, other, found[1])
+            if len(points) == 0:
+                continue
+            if other not in pending:
+                queue.append(other)
+                pending[other], parents[other] = [], tile
+            pending[other].append(points)
+    window, offset = merge_tiles(grid, masks)
+    score = visits[0].score if visits else 0.0
+    return SegmentResult(
+        window, offset, grid.slice_shape, score, z, tuple(visits), truncated=bool(queue)
+    )
+
+
+def seed_tiles(grid: TileGrid, prompt: Prompt) -> list[Tile]:
+    """Tiles a prompt starts in: the box's tile(s), then owners of positive points not yet seen.
+
+    Examples
+    --------
+    >>> grid = TileGrid((1000, 1000), tile_size=512, halo=32)
+    >>> seed_tiles(grid, Prompt.make([(10, 10), (900, 900)], None, None, (1000, 1000)))
+    [(0, 0), (1, 1)]
+    """
+    seeds: list[Tile] = []
+    if prompt.box is not None:
+        candidates = grid.tiles_for_box(*prompt.box)
+        holding = [t for t in _near(grid, candidates) if _contains(grid, t, prompt.box)]
+        if holding:
+            seeds = [max(holding, key=lambda t: _inner_overlap(grid, t, prompt.box))]
+        else:  # no tile sees the whole box: answer it piecewise, clipped to each tile
+            seeds = list(candidates)
+    for (y, x), label in zip(prompt.points, prompt.labels):
+        seen = any(_covers(grid, t, y, x) for t in seeds)
+        if label == 1 and not seen:
+            seeds.append(grid.tile_for_point(y, x))
+    return seeds
+
+
+def _visit(grid, predict, tile, prompt, derived, parent, multimask):
+    """Predict one tile; None when the tile gets no positive prompt."""
+    ys, xs = grid.tile_region(*tile)
+    inside = (
+        (prompt.points[:, 0] >= ys.start)
+        & (prompt.points[:, 0] < ys.stop)
+        & (prompt.points[:, 1] >= xs.start)
+        & (prompt.points[:, 1] < xs.stop)
+    )
+    extra = np.concatenate(derived) if derived else np.zeros((0, 2))
+    points = np.concatenate([prompt.points[inside], extra])
+    labels = np.concatenate([prompt.labels[inside], np.ones(len(extra), dtype=np.int64)])
+    box = _clip_box(prompt.box, ys, xs)
+    if box is None and not (labels == 1).any():
+        return None
+    if multimask is None:
+        multimask = len(points) == 1 and box is None
+    origin = np.array([ys.start, xs.start], dtype=np.float64)
+    tile_box = None if box is None else tuple(np.asarray(box) - np.tile(origin, 2))
+    mask, score = predict(*tile, points - origin, labels, tile_box, multimask)
+    visit = TileVisit(tile, points, labels, box, multimask, float(score), parent)
+    return visit, np.asarray(mask, dtype=bool)
+
+
+# -- neighbours and derived prompts -----------------------------------------------------------
+def touched_neighbours(grid: TileGrid, tile: Tile, mask: np.ndarray, margin: int) -> list[Tile]:
+    """Neighbours whose side (or corner) the tile's mask reaches within `margin` pixels.
+
+    Sides on the image border have no neighbour and are ignored.
+
+    Examples
+    --------
+    >>> grid = TileGrid((300, 300), tile_size=160, halo=16)
+    >>> mask = np.zeros((160, 160), bool); mask[50:60, 150:160] = True
+    >>> touched_neighbours(grid, (0, 0), mask, margin=4)
+    [(0, 1)]
+    """
+    ty, tx = tile
+    ny, nx = grid.grid_shape
+    m = max(int(margin), 1)
+    out = []
+    for dy, dx in _SIDES:
+        # A side: the band of `m` rows/columns along it; a corner: the m x m square there.
+        near = mask[_band(dy, m), _band(dx, m)]
+        if 0 <= ty + dy < ny and 0 <= tx + dx < nx and near.any():
+            out.append((ty + dy, tx + dx))
+    return out
+
+
+def _band(step: int, m: int) -> slice:
+    return slice(None, m) if step < 0 else slice(-m, None) if step > 0 else slice(None)
+
+
+def derived_points(grid: TileGrid, parent: Tile, child: Tile, mask: np.ndarray) -> np.ndarray:
+    """Positive points ``(K, 2)`` in image coordinates for `child`, from `parent`'s mask.
+
+    One per connected piece of the mask inside the strip that `parent` owns and `child`
+    sees (or, if the mask has no pixel there, the whole overlap of the two tiles): the
+    piece's deepest pixel, for the ``MAX_DERIVED_POINTS`` largest pieces.
+    """
+    origin = grid.tile_origin(*parent)
+    cover = grid.tile_region(*child)
+    for region in (grid.inner_region(*parent), grid.tile_region(*parent)):
+        ys, xs = _intersect(region, cover)
+        if ys.stop <= ys.start or xs.stop <= xs.start:
+            continue
+        strip = mask[ys.start - origin[0] : ys.stop - origin[0],
+                     xs.start - origin[1] : xs.stop - origin[1]]  # fmt: skip
+        if strip.any():
+            return _deepest_points(strip) + np.array([ys.start, xs.start], dtype=np.float64)
+    return np.zeros((0, 2))
+
+
+def _deepest_points(strip: np.ndarray) -> np.ndarray:
+    pieces, n = ndimage.label(strip)
+    # Padding with background keeps the points away from the strip's own edges too.
+    depth = ndimage.distance_transform_edt(np.pad(strip, 1))[1:-1, 1:-1]
+    sizes = np.bincount(pieces.ravel(), minlength=n + 1)[1:]
+    points = []
+    for label in np.argsort(-sizes, kind="stable")[:MAX_DERIVED_POINTS] + 1:
+        d = np.where(pieces == label, depth, -1.0)
+        points.append(np.unravel_index(int(np.argmax(d)), d.shape))
+    return np.asarray(points, dtype=np.float64).reshape(-1, 2)
+
+
+# -- stitching ---------------------------------------------------------------------------------
+def merge_tiles(
+    grid: TileGrid, masks: dict[Tile, np.ndarray]
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Stitch per-tile masks: the window around the result and its ``(y0, x0)`` offset.
+
+    A pixel comes from its owner tile if that tile is in `masks`, else from the union of
+    the tiles in `masks` that cover it.
+    """
+    pieces = []
+    for tile, mask in masks.items():
+        cover = grid.tile_region(*tile)
+        origin = grid.tile_origin(*tile)
+        (oy0, ox0), (oy1, ox1) = (
+            grid.tile_for_point(cover[0].start, cover[1].start),
+            grid.tile_for_point(cover[0].stop - 1, cover[1].stop - 1),
+        )
+        for owner in ((uy, ux) for uy in range(oy0, oy1 + 1) for ux in range(ox0, ox1 + 1)):
+            if owner != tile and owner in masks:
+                continue
+            ys, xs = _intersect(grid.inner_region(*owner), cover)
+            part = mask[ys.start - origin[0] : ys.stop - origin[0],
+                        xs.start - origin[1] : xs.stop - origin[1]]  # fmt: skip
+            if part.any():
+                pieces.append((ys.start, xs.start, part))
+    return _paste(pieces)
+
+
+def _paste(pieces: Sequence[tuple[int, int, np.ndarray]]) -> tuple[np.ndarray, tuple[int, int]]:
+    if not pieces:
+        return np.zeros((0, 0), dtype=bool), (0, 0)
+    boxes = [_tight_box(y, x, p) for y, x, p in pieces]
+    y0, x0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    y1, x1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    window = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    for (by0, bx0, by1, bx1), (py, px, part) in zip(boxes, pieces):
+        window[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0] |= part[
+            by0 - py : by1 - py, bx0 - px : bx1 - px
+        ]
+    return window, (y0, x0)
+
+
+def _tight_box(y: int, x: int, part: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.flatnonzero(part.any(1)), np.flatnonzero(part.any(0))
+    return (y + int(rows[0]), x + int(cols[0]), y + int(rows[-1]) + 1, x + int(cols[-1]) + 1)
+
+
+# -- geometry helpers ------------------------------------------------------------------------
+def _intersect(a: tuple[slice, slice], b: tuple[slice, slice]) -> tuple[slice, slice]:
+    out = []
+    for s, t in zip(a, b):
+        start = max(s.start, t.start)
+        out.append(slice(start, max(start, min(s.stop, t.stop))))
+    return out[0], out[1]
+
+
+def _covers(grid: TileGrid, tile: Tile, y: float, x: float) -> bool:
+    ys, xs = grid.tile_region(*tile)
+    return ys.start <= y < ys.stop and xs.start <= x < xs.stop
+
+
+def _contains(grid: TileGrid, tile: Tile, box: Box) -> bool:
+    ys, xs = grid.tile_region(*tile)
+    return ys.start <= box[0] and xs.start <= box[1] and box[2] <= ys.stop and box[3] <= xs.stop
+
+
+def _inner_overlap(grid: TileGrid, tile: Tile, box: Box) -> float:
+    ys, xs = grid.inner_region(*tile)
+    dy = min(ys.stop, box[2]) - max(ys.start, box[0])
+    dx = min(xs.stop, box[3]) - max(xs.start, box[1])
+    return max(dy, 0.0) * max(dx, 0.0)
+
+
+def _near(grid: TileGrid, tiles: Sequence[Tile]) -> list[Tile]:
+    """`tiles` and their neighbours (a box's holding tile may only see it in its halo)."""
+    ny, nx = grid.grid_shape
+    ty0, tx0 = min(t[0] for t in tiles), min(t[1] for t in tiles)
+    ty1, tx1 = max(t[0] for t in tiles), max(t[1] for t in tiles)
+    return [
+        (ty, tx)
+        for ty in range(max(ty0 - 1, 0), min(ty1 + 2, ny))
+        for tx in range(max(tx0 - 1, 0), min(tx1 + 2, nx))
+    ]
+
+
+def _clip_box(box: Box | None, ys: slice, xs: slice) -> Box | None:
+    if box is None:
+        return None
+    y0, x0 = max(box[0], ys.start), max(box[1], xs.start)
+    y1, x1 = min(box[2], ys.stop), min(box[3], xs.stop)
+    if y1 <= y0 or x1 <= x0:
+        return None
+    return (float(y0), float(x0), float(y1), float(x1))
+
+
+def default_margin(tile_size: int, image_size: int) -> int:
+    """About one cell of the decoder's low-res output (a quarter of the model input), in tile
+    pixels: closer than that to an edge, the mask may continue past it.
+
+    >>> default_margin(1024, 1024)
+    4
+    """
+    return max(2, math.ceil(4 * tile_size / image_size))
