@@ -20,12 +20,14 @@ _LAZY = {
     "Prediction": "tilesam.model",
     "open_image": "tilesam.io",
     "segment_image": "tilesam.segment",
+    "Session": "tilesam.session",
 }
 
 __all__ = [
     "ImageEmbedding",
     "Prediction",
     "SamModel",
+    "Session",
     "TileSAMError",
     "load_model",
     "open_image",

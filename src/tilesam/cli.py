@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _models_parser(sub)
+    _embed_parser(sub)
+    _info_parser(sub)
     _segment_parser(sub)
     _train_parser(sub)
     _evaluate_parser(sub)
@@ -74,7 +76,93 @@ def _run_models(args: argparse.Namespace) -> None:
         print(f"{entry.name:32} {entry.architecture:12} {where:10} {entry.description}")
 
 
-# -- segment --------------------------------------------------------------------------------
+# -- sessions: embed, info, segment ---------------------------------------------------------
+
+
+def _add_session_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tile", type=int, default=None, help="tile size (default: model input)")
+    p.add_argument("--halo", type=int, default=64, help="context shared by neighbouring tiles")
+    p.add_argument("--axes", default=None, help="the image's axis order, e.g. ZYX, CYX")
+    p.add_argument("--intensity", default=None, metavar="LOW,HIGH", help="fixed intensity range")
+    p.add_argument("--overwrite", action="store_true", help="replace a cache made for other inputs")
+
+
+def _session(args: argparse.Namespace, cache: str | None):
+    from tilesam.session import Session
+
+    intensity = _parse_numbers(args.intensity, (2,), "low,high") if args.intensity else None
+    return Session(
+        args.image,
+        args.model,
+        cache,
+        tile_size=args.tile,
+        halo=args.halo,
+        intensity=intensity,
+        axes=args.axes,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        trust_checkpoint=args.trust_checkpoint,
+        overwrite=args.overwrite,
+        progress=True,
+    )
+
+
+def _embed_parser(sub) -> None:
+    p = sub.add_parser("embed", help="precompute an image's tile embeddings into a cache")
+    p.add_argument("image", help="image file or folder (TIFF, OME-TIFF, zarr)")
+    p.add_argument("--cache", required=True, help="embedding cache folder (zarr), resumable")
+    p.add_argument("--batch", type=int, default=4, help="tiles per encoder batch")
+    p.add_argument("--workers", type=int, default=None, help="local dask worker processes")
+    p.add_argument("--dask", default=None, metavar="ADDRESS", help="dask scheduler address")
+    _add_session_options(p)
+    _add_model_options(p)
+    p.set_defaults(run=_run_embed)
+
+
+def _run_embed(args: argparse.Namespace) -> None:
+    import time
+
+    session = _session(args, args.cache)
+    start = time.perf_counter()
+    n = session.embed(
+        progress=True, batch_size=args.batch, workers=args.workers, scheduler=args.dask
+    )
+    seconds = time.perf_counter() - start
+    rate = f", {n / seconds:.2f} tiles/s" if n else ""
+    print(
+        f"cache: {session.cache_path}  tiles: {session.n_done}/{session.n_tiles} done "
+        f"(computed {n} in {seconds:.1f} s{rate})"
+    )
+
+
+def _info_parser(sub) -> None:
+    p = sub.add_parser("info", help="show what an embedding cache holds")
+    p.add_argument("cache", help="embedding cache folder")
+    p.set_defaults(run=_run_info)
+
+
+def _run_info(args: argparse.Namespace) -> None:
+    from tilesam.store import EmbeddingStore
+
+    info = EmbeddingStore.open(args.cache, mode="r").info()
+    print(f"cache: {info['path']}")
+    print(f"format: {info['format_version']}  created: {info['created']}")
+    for key, value in _flat(info["signature"]):
+        print(f"  {key}: {value}")
+    n_done, n_tiles = info["n_done"], info["n_tiles"]
+    state = "complete" if info["complete"] else f"{n_tiles - n_done} missing"
+    print(f"tiles: {n_done}/{n_tiles} done ({state}); grid (z, y, x) {info['grid_shape']}")
+    size = info["bytes_on_disk"]
+    per_tile = f", {size / n_done / 2**20:.2f} MiB per tile" if n_done else ""
+    print(f"size on disk: {size / 2**20:.1f} MiB{per_tile}")
+
+
+def _flat(d, prefix: str = ""):
+    for key, value in d.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def _segment_parser(sub) -> None:
@@ -88,7 +176,10 @@ def _segment_parser(sub) -> None:
         help="a prompt point; label 1 (default) positive, 0 negative; repeatable",
     )
     p.add_argument("--box", default=None, metavar="Y0,X0,Y1,X1", help="a box prompt")
-    p.add_argument("--out", required=True, help="output mask file (.tif or .png)")
+    p.add_argument("--out", required=True, help="output mask file (.tif or .png), full size")
+    p.add_argument("--cache", default=None, help="embedding cache folder (missing tiles are added)")
+    p.add_argument("--z", type=int, default=0, help="slice of a volume")
+    _add_session_options(p)
     _add_model_options(p)
     p.set_defaults(run=_run_segment)
 
@@ -104,40 +195,22 @@ def _parse_numbers(text: str, count: tuple[int, ...], what: str) -> list[float]:
 
 
 def _run_segment(args: argparse.Namespace) -> None:
-    import numpy as np
-
-    from tilesam.segment import segment_image
-
     points = [_parse_numbers(p, (2, 3), "y,x[,label]") for p in args.point]
     box = _parse_numbers(args.box, (4,), "y0,x0,y1,x1") if args.box else None
-    result = segment_image(
-        args.image,
-        model=_load(args),
-        points=[p[:2] for p in points] or None,
-        labels=[int(p[2]) if len(p) == 3 else 1 for p in points] or None,
-        box=box,
+    if Path(args.out).suffix.lower() not in (".tif", ".tiff", ".png"):
+        raise TileSAMError(f"Unsupported output {Path(args.out).suffix!r}: use .tif or .png.")
+    session = _session(args, args.cache)
+    result = session.segment(
+        [p[:2] for p in points] or None,
+        [int(p[2]) if len(p) == 3 else 1 for p in points] or None,
+        box,
+        z=args.z,
     )
-    _write_mask(Path(args.out), result.mask)
+    result.save(args.out)
     print(
-        f"mask: {int(np.count_nonzero(result.mask))} pixels, predicted IoU {result.score:.3f} "
-        f"-> {args.out}"
+        f"mask: {result.area} pixels, bbox {result.bbox}, predicted IoU {result.score:.3f}, "
+        f"{len(result.tiles)} tile(s) -> {args.out}"
     )
-
-
-def _write_mask(path: Path, mask) -> None:
-    import numpy as np
-
-    data = mask.astype(np.uint8) * 255
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        tifffile.imwrite(path, data, compression="zlib")
-    elif path.suffix.lower() == ".png":
-        import imageio.v3 as iio
-
-        iio.imwrite(path, data)
-    else:
-        raise TileSAMError(f"Unsupported output {path.suffix!r}: use .tif or .png.")
 
 
 # -- train ----------------------------------------------------------------------------------

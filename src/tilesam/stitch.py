@@ -15,8 +15,10 @@ as slice-to-slice propagation in 3D carries it on:
    ``MAX_DERIVED_POINTS`` pieces), plus the user's own points and box where they fall
    inside the neighbour. No box is derived: the known part is a thin strip of the
    object, and a box around it would tell the decoder the object ends there.
-3. Breadth first, each tile at most once, at most ``max_tiles`` tiles; prompts from
-   several parents of one tile are pooled before it is predicted.
+3. Breadth first, at most ``max_tiles`` predictions; prompts from several parents of
+   one tile are pooled before it is predicted. A tile already predicted is predicted
+   once more (``MAX_REVISITS``) only if a neighbour's mask brings points its own mask
+   missed: an object that leaves a tile and comes back into it (a U, a ring) is whole.
 4. Stitching: every pixel comes from the tile that owns it when that tile was
    predicted, else from the union of the predicted tiles that see it (the halo of a
    mask that stops before its tile's edge). So the result equals each predicted
@@ -42,6 +44,7 @@ from tilesam.segment import SegmentResult, TileVisit
 from tilesam.tiling import TileGrid
 
 MAX_DERIVED_POINTS = 3
+MAX_REVISITS = 1  # times a tile may be predicted again with points its mask missed
 Tile = tuple[int, int]
 Box = tuple[float, float, float, float]
 #: ``predict(ty, tx, points_yx, labels, box, multimask) -> (mask (h, w) bool, score)``
@@ -147,34 +150,68 @@ def stitch_segment(
     (90000, 4)
     """
     seeds = seed_tiles(grid, prompt)
-    queue, pending = deque(seeds), {t: [] for t in seeds}
-    parents: dict[Tile, Tile | None] = dict.fromkeys(seeds)
-    masks: dict[Tile, np.ndarray] = {}
-    visits: list[TileVisit] = []
-    while queue and len(visits) < max_tiles:
-        tile = queue.popleft()
-        # The user's multimask choice holds where the user's prompt is answered.
-        mm = multimask if parents[tile] is None else None
-        found = _visit(grid, predict, tile, prompt, pending.pop(tile), parents[tile], mm)
-        if found is None:
-            continue
-        visits.append(found[0])
-        masks[tile] = found[1]
-        for other in touched_neighbours(grid, tile, found[1], margin):
-            if other in masks:
-                continue
-            points = derived_points(grid, tile, other, found[1])
-            if len(points) == 0:
-                continue
-            if other not in pending:
-                queue.append(other)
-                pending[other], parents[other] = [], tile
-            pending[other].append(points)
-    window, offset = merge_tiles(grid, masks)
-    score = visits[0].score if visits else 0.0
+    search = _Search(grid, predict, prompt, multimask, margin)
+    for seed in seeds:
+        search.offer(seed, np.zeros((0, 2)), None)
+    while search.queue and len(search.visits) < max_tiles:
+        search.step()
+    window, offset = merge_tiles(grid, search.masks)
+    # The score of the user's own tile, in its latest prediction.
+    scores = [v.score for v in search.visits if v.tile == seeds[0]]
     return SegmentResult(
-        window, offset, grid.slice_shape, score, z, tuple(visits), truncated=bool(queue)
+        window,
+        offset,
+        grid.slice_shape,
+        scores[-1] if scores else 0.0,
+        z,
+        tuple(search.visits),
+        truncated=bool(search.queue),
     )
+
+
+class _Search:
+    """State of the breadth-first walk over tiles: queue, prompts, latest mask per tile."""
+
+    def __init__(self, grid, predict, prompt, multimask, margin) -> None:
+        self.grid, self.predict, self.prompt = grid, predict, prompt
+        self.multimask, self.margin = multimask, margin
+        self.queue: deque[Tile] = deque()
+        self.derived: dict[Tile, list[np.ndarray]] = {}
+        self.parents: dict[Tile, Tile | None] = {}
+        self.masks: dict[Tile, np.ndarray] = {}
+        self.counts: dict[Tile, int] = {}
+        self.visits: list[TileVisit] = []
+
+    def offer(self, tile: Tile, points: np.ndarray, parent: Tile | None) -> None:
+        """Queue `tile` with extra positive points; a predicted tile only for points its
+        mask missed (an object leaving and re-entering it, e.g. a U), and only once again."""
+        if tile in self.masks:
+            ys, xs = self.grid.tile_region(*tile)
+            iy, ix = (points - [ys.start, xs.start]).astype(int).T
+            points = points[~self.masks[tile][iy, ix]]
+            if len(points) == 0 or self.counts[tile] > MAX_REVISITS:
+                return
+        self.derived.setdefault(tile, []).append(points)
+        self.parents.setdefault(tile, parent)
+        if tile not in self.queue:
+            self.queue.append(tile)
+
+    def step(self) -> None:
+        tile = self.queue.popleft()
+        parent = self.parents[tile]
+        # The user's multimask choice holds where the user's prompt is answered.
+        mm = self.multimask if parent is None else None
+        found = _visit(self.grid, self.predict, tile, self.prompt, self.derived[tile], parent, mm)
+        if found is None:
+            return
+        visit, mask = found
+        self.visits.append(visit)
+        self.masks[tile] = mask
+        self.counts[tile] = self.counts.get(tile, 0) + 1
+        for other in touched_neighbours(self.grid, tile, mask, self.margin):
+            points = derived_points(self.grid, tile, other, mask)
+            if len(points):
+                self.offer(other, points, tile)
 
 
 def seed_tiles(grid: TileGrid, prompt: Prompt) -> list[Tile]:
@@ -267,8 +304,7 @@ def derived_points(grid: TileGrid, parent: Tile, child: Tile, mask: np.ndarray) 
         ys, xs = _intersect(region, cover)
         if ys.stop <= ys.start or xs.stop <= xs.start:
             continue
-        strip = mask[ys.start - origin[0] : ys.stop - origin[0],
-                     xs.start - origin[1] : xs.stop - origin[1]]  # fmt: skip
+        strip = _crop(mask, origin, ys, xs)
         if strip.any():
             return _deepest_points(strip) + np.array([ys.start, xs.start], dtype=np.float64)
     return np.zeros((0, 2))
@@ -307,8 +343,7 @@ def merge_tiles(
             if owner != tile and owner in masks:
                 continue
             ys, xs = _intersect(grid.inner_region(*owner), cover)
-            part = mask[ys.start - origin[0] : ys.stop - origin[0],
-                        xs.start - origin[1] : xs.stop - origin[1]]  # fmt: skip
+            part = _crop(mask, origin, ys, xs)
             if part.any():
                 pieces.append((ys.start, xs.start, part))
     return _paste(pieces)
@@ -340,6 +375,12 @@ def _intersect(a: tuple[slice, slice], b: tuple[slice, slice]) -> tuple[slice, s
         start = max(s.start, t.start)
         out.append(slice(start, max(start, min(s.stop, t.stop))))
     return out[0], out[1]
+
+
+def _crop(mask: np.ndarray, origin: tuple[int, int], ys: slice, xs: slice) -> np.ndarray:
+    """The image region ``(ys, xs)`` of a tile's mask whose first pixel is at `origin`."""
+    oy, ox = origin
+    return mask[ys.start - oy : ys.stop - oy, xs.start - ox : xs.stop - ox]
 
 
 def _covers(grid: TileGrid, tile: Tile, y: float, x: float) -> bool:

@@ -1,0 +1,381 @@
+"""`Session`: one image, one model, one embedding cache; prompts in, masks out.
+
+A session ties together the pieces of the large-image path::
+
+    image (any size, 2D or 3D) ──► TileGrid ──► embeddings (zarr cache or memory)
+                                                      │
+    points / box in image coordinates ──► stitch_segment (tile to tile) ──► SegmentResult
+
+Intensities are normalised with ONE range for the whole image (uint8: as is), so a
+pixel has the same value in every tile. The range, the model, the tiling and the image's
+fingerprint form the cache signature: a cache is never reused for another image, model
+or preprocessing. Embeddings are computed up front with `Session.embed` (resumable,
+optionally on a dask cluster) or on demand by `Session.embedding` / `Session.segment`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tilesam.cluster import ModelRecipe, embed_distributed, recipe_from_model
+from tilesam.errors import TileSAMError
+from tilesam.io import content_signature, open_image
+from tilesam.model import ImageEmbedding, SamModel
+from tilesam.precompute import MemoryStore, TileIndex, embed_tiles, sample_intensity_range
+from tilesam.preprocess import DEFAULT_PERCENTILES
+from tilesam.segment import SegmentResult
+from tilesam.stitch import Prompt, default_margin, stitch_segment
+from tilesam.store import EmbeddingStore
+from tilesam.tiling import TileGrid
+
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+_RECENT = 8  # tile embeddings kept decoded for the next clicks
+
+
+class Session:
+    """Segment a (possibly huge) image interactively from a tiled embedding cache.
+
+    Parameters
+    ----------
+    image : path, array or ImageSource
+        Anything :func:`tilesam.open_image` opens; 2D, 2D RGB, or a volume (``z=``).
+    model : str, path or SamModel, optional
+        A registry name, a checkpoint file or a loaded model; default: ``load_model()``.
+    cache : path, optional
+        A zarr embedding cache (created if missing, resumed if it matches); ``None``
+        keeps embeddings in memory.
+    tile_size : int, optional
+        Tile edge in pixels; default: the model input size (no resizing).
+    halo : int
+        Context each tile shares with its neighbours (see :class:`TileGrid`).
+    intensity : (low, high), optional
+        Fixed intensity range; default: percentiles of a strided sample of the whole image.
+    axes : str, optional
+        The image's axis order, if its reader cannot tell.
+    checkpoint, device, trust_checkpoint
+        As for :func:`tilesam.load_model`, when `model` is not a loaded model.
+    overwrite : bool
+        Replace a TileSAM cache made for other inputs instead of raising.
+    progress : bool
+        Show a progress bar when tiles are embedded on demand.
+
+    Examples
+    --------
+    >>> s = Session("slide.ome.tif", "vit_b", cache="slide.vit_b.zarr")  # doctest: +SKIP
+    >>> s.embed()  # progress bar with time left; resumes if interrupted  # doctest: +SKIP
+    >>> r = s.segment(points=[(10240, 5120)])  # doctest: +SKIP
+    >>> r.bbox, r.window.shape  # small, even for a 20k x 20k slide  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        image: Any,
+        model: str | os.PathLike[str] | SamModel | None = None,
+        cache: str | os.PathLike[str] | None = None,
+        *,
+        tile_size: int | None = None,
+        halo: int = 64,
+        intensity: tuple[float, float] | None = None,
+        axes: str | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        device: str | None = None,
+        trust_checkpoint: bool = False,
+        overwrite: bool = False,
+        progress: bool = False,
+    ) -> None:
+        self.source = open_image(image, axes=axes)
+        if self.source.n_channels not in (1, 3, 4):
+            raise TileSAMError(
+                f"{self.source.describe()} has {self.source.n_channels} channels; TileSAM "
+                "segments grayscale or RGB(A) images. Select one channel or three first."
+            )
+        self.model, self._recipe = _resolve_model(model, checkpoint, device, trust_checkpoint)
+        self.grid = TileGrid(self.source.slice_shape, tile_size or self.model.image_size, halo)
+        self.cache_path = None if cache is None else Path(cache).expanduser()
+        self.progress = progress
+        self.store, self.signature = self._open_store(intensity, overwrite)
+        low, high = self.signature["normalisation"]["range"]
+        self.intensity = (float(low), float(high))
+        self._recent: OrderedDict[TileIndex, ImageEmbedding] = OrderedDict()
+
+    def __repr__(self) -> str:
+        where = self.cache_path or "memory"
+        return (
+            f"Session({self.source.describe()}, model={self.model.name!r}, cache={where}, "
+            f"grid={self.grid_shape}, done={self.n_done}/{self.n_tiles})"
+        )
+
+    # -- geometry and progress --------------------------------------------------------------
+    @property
+    def grid_shape(self) -> tuple[int, int, int]:
+        """``(n_slices, n_tiles_y, n_tiles_x)``."""
+        return (self.source.n_slices, *self.grid.grid_shape)
+
+    @property
+    def n_tiles(self) -> int:
+        """Tiles over all slices."""
+        return self.source.n_slices * self.grid.n_tiles
+
+    @property
+    def n_done(self) -> int:
+        """Tiles whose embedding is stored."""
+        return self.n_tiles - len(self.store.missing_tiles())
+
+    def missing_tiles(self, slices: int | list[int] | None = None) -> list[TileIndex]:
+        """Tiles ``(z, ty, tx)`` still to embed, of all slices or only of `slices`."""
+        missing = self.store.missing_tiles()
+        if slices is None:
+            return missing
+        wanted = {slices} if isinstance(slices, int | np.integer) else set(slices)
+        for z in wanted:
+            self._check_z(z)
+        return [t for t in missing if t[0] in wanted]
+
+    # -- embedding --------------------------------------------------------------------------
+    def embed(
+        self,
+        progress: bool = True,
+        slices: int | list[int] | None = None,
+        batch_size: int = 4,
+        workers: int | None = None,
+        scheduler: Any = None,
+    ) -> int:
+        """Compute the embeddings still missing (all, or of `slices`); returns how many.
+
+        Tiles already in the cache are skipped, so an interrupted run resumes. With
+        `workers` (a local dask cluster of that many processes) or `scheduler` (an
+        address ``"tcp://host:port"`` or a ``distributed.Client``) the tiles are
+        embedded by dask workers, which needs an on-disk `cache`.
+
+        Examples
+        --------
+        >>> Session("big.tif", cache="big.zarr").embed(workers=4)  # doctest: +SKIP
+        """
+        tiles = self.missing_tiles(slices)
+        if workers is None and scheduler is None:
+            return embed_tiles(
+                self.model,
+                self.source,
+                self.grid,
+                self.store,
+                tiles,
+                intensity=self.intensity,
+                batch_size=batch_size,
+                progress=progress,
+            )
+        if self.cache_path is None:
+            raise TileSAMError(
+                "Embedding on dask workers needs an on-disk cache that all workers write "
+                "to: create the session with cache='image.zarr'."
+            )
+        if workers is not None and (not isinstance(workers, int) or workers < 1):
+            raise TileSAMError(f"workers must be a positive integer, got {workers!r}.")
+        recipe = self._recipe or recipe_from_model(self.model, self.cache_path.parent)
+        try:
+            return embed_distributed(
+                recipe,
+                self.source,
+                self.grid,
+                self.cache_path,
+                tiles,
+                intensity=self.intensity,
+                batch_size=batch_size,
+                workers=workers,
+                scheduler=scheduler,
+                progress=progress,
+            )
+        finally:
+            if self._recipe is None:  # the weights file written for the workers
+                Path(recipe.checkpoint).unlink(missing_ok=True)
+
+    def embedding(self, z: int, ty: int, tx: int) -> ImageEmbedding:
+        """The embedding of tile ``(ty, tx)`` of slice `z`, computed now if missing."""
+        key = (int(z), int(ty), int(tx))
+        if key in self._recent:
+            self._recent.move_to_end(key)
+            return self._recent[key]
+        self._check_z(z)
+        self.grid.tile_region(ty, tx)  # raises for a tile outside the grid
+        if not self.store.is_done(*key):
+            embed_tiles(
+                self.model,
+                self.source,
+                self.grid,
+                self.store,
+                [key],
+                intensity=self.intensity,
+                progress=self.progress,
+                desc="embedding (on demand)",
+            )
+        meta = self.store.read_meta(*key)
+        features = torch.from_numpy(self.store.read_tile(*key))[None]
+        emb = ImageEmbedding(features, meta["tile_shape"], meta["input_shape"])
+        self._recent[key] = emb
+        if len(self._recent) > _RECENT:
+            self._recent.popitem(last=False)
+        return emb
+
+    # -- segmentation -----------------------------------------------------------------------
+    def segment(
+        self,
+        points: Any = None,
+        labels: Any = None,
+        box: Any = None,
+        *,
+        z: int = 0,
+        multimask: bool | None = None,
+        max_tiles: int = 16,
+    ) -> SegmentResult:
+        """Segment one object from points ``(y, x)`` / a box ``(y0, x0, y1, x1)`` in image
+        coordinates of slice `z`.
+
+        The object comes back whole when it crosses tile borders (see :mod:`tilesam.stitch`),
+        over at most `max_tiles` tiles. `multimask` (default: for a single point without a
+        box) picks the best of three candidate masks. The result keeps only the window
+        around the mask: ``.bbox``, ``.window``, ``.offset``; ``.mask`` builds the full
+        ``(H, W)`` array on request.
+
+        Examples
+        --------
+        >>> r = session.segment(points=[(120, 300)], labels=[1])  # doctest: +SKIP
+        >>> r.score, r.bbox, r.crop(r.bbox).sum()  # doctest: +SKIP
+        """
+        self._check_z(z)
+        prompt = Prompt.make(points, labels, box, self.grid.slice_shape)
+
+        def predict(ty, tx, pts, labs, tile_box, mm):
+            emb = self.embedding(z, ty, tx)
+            has_points = len(pts) > 0
+            pred = self.model.predict(
+                emb,
+                points=pts if has_points else None,
+                labels=labs if has_points else None,
+                box=tile_box,
+                multimask=mm,
+            )
+            return pred.mask(pred.best), float(pred.scores[pred.best])
+
+        margin = default_margin(self.grid.tile_size, self.model.image_size)
+        return stitch_segment(
+            self.grid, predict, prompt, z=z, multimask=multimask, max_tiles=max_tiles, margin=margin
+        )
+
+    def close(self) -> None:
+        """Release the image file."""
+        self.source.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------------------
+    def _check_z(self, z: int) -> None:
+        n = self.source.n_slices
+        if not (isinstance(z, int | np.integer) and 0 <= z < n):
+            raise TileSAMError(
+                f"Slice z={z!r} does not exist: {self.source.describe()} has {n} slice(s) "
+                f"(valid: 0..{n - 1})."
+            )
+
+    def _open_store(self, intensity, overwrite: bool):
+        sam = self.model.sam
+        emb_shape = (sam.prompt_encoder.embed_dim, *sam.prompt_encoder.image_embedding_size)
+        if self.cache_path is None:
+            sig = self._signature(self._normalisation(intensity, None))
+            return MemoryStore(self.grid_shape, emb_shape), sig
+        # Reuse the cached range (same image, same method) rather than re-reading the
+        # whole image: the content signature identifies the image.
+        known = None if overwrite else _stored_signature(self.cache_path)
+        norm = self._normalisation(intensity, (known or {}).get("normalisation"))
+        sig = self._signature(norm)
+        store = EmbeddingStore.open_or_create(
+            self.cache_path,
+            signature=sig,
+            grid_shape=self.grid_shape,
+            embedding_shape=emb_shape,
+            overwrite=overwrite,
+        )
+        return store, sig
+
+    def _signature(self, normalisation: dict[str, Any]) -> dict[str, Any]:
+        m, src = self.model, self.source
+        return {
+            "model": {
+                "name": m.name,
+                "weights_sha256": m.weights_hash,
+                "encoder": m.architecture.encoder,
+                "input_size": m.image_size,
+            },
+            "tiling": {"tile_size": self.grid.tile_size, "halo": self.grid.halo},
+            "normalisation": normalisation,
+            "image": {
+                "shape": list(src.shape),
+                "dtype": src.dtype.str,
+                "axes": src.axes,
+                "content": content_signature(src),
+            },
+        }
+
+    def _normalisation(self, intensity, known: dict[str, Any] | None) -> dict[str, Any]:
+        if intensity is not None:
+            return {"method": "user", "range": list(_check_range(intensity))}
+        if self.source.dtype == np.uint8:  # SAM's own input scale: used as is
+            return {"method": "uint8", "range": [0.0, 255.0]}
+        if self.source.dtype == bool:
+            return {"method": "bool", "range": [0.0, 1.0]}
+        method = {"method": "percentiles", "percentiles": list(DEFAULT_PERCENTILES)}
+        if known and "range" in known and all(known.get(k) == v for k, v in method.items()):
+            return {**method, "range": list(known["range"])}
+        low, high = sample_intensity_range(self.source, DEFAULT_PERCENTILES)
+        return {**method, "range": [low, high]}
+
+
+def _resolve_model(model, checkpoint, device, trust: bool) -> tuple[SamModel, ModelRecipe | None]:
+    """The model, and how dask workers rebuild it (None: from the driver's weights)."""
+    if isinstance(model, SamModel):
+        return model, None
+    from tilesam.loading import load_model
+
+    name = None
+    if isinstance(model, str | os.PathLike):
+        path = Path(model).expanduser()
+        if checkpoint is None and (path.is_file() or path.suffix.lower() in _CHECKPOINT_SUFFIXES):
+            checkpoint = path
+        else:
+            name = os.fspath(model)
+    elif model is not None:
+        raise TileSAMError(
+            f"model must be a registry name, a checkpoint path or a SamModel, got "
+            f"{type(model).__name__}."
+        )
+    loaded = load_model(name, checkpoint, device, trust_checkpoint=trust)
+    ckpt = None if checkpoint is None else os.fspath(Path(checkpoint).expanduser().absolute())
+    recipe = ModelRecipe(
+        name=name, checkpoint=ckpt, device=str(loaded.device), trust_checkpoint=trust
+    )
+    return loaded, recipe
+
+
+def _stored_signature(path: Path) -> dict[str, Any] | None:
+    """The signature of the TileSAM cache at `path`; None for a missing or empty folder."""
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return None
+    return EmbeddingStore.open(path, mode="r").signature  # raises for anything else
+
+
+def _check_range(intensity) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in intensity)
+    except (TypeError, ValueError):
+        raise TileSAMError(f"intensity must be (low, high), got {intensity!r}.") from None
+    if not (np.isfinite(low) and np.isfinite(high) and high > low):
+        raise TileSAMError(f"intensity (low, high) needs finite low < high, got {intensity!r}.")
+    return low, high
