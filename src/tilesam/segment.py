@@ -83,10 +83,16 @@ class SegmentResult:
     @property
     def bbox(self) -> tuple[int, int, int, int] | None:
         """``(y0, x0, y1, x1)`` of the mask, end-exclusive; ``None`` when it is empty."""
-        if not self.window.any():
+        rows, cols = np.flatnonzero(self.window.any(1)), np.flatnonzero(self.window.any(0))
+        if rows.size == 0:
             return None
-        (y0, x0), (h, w) = self.offset, self.window.shape
-        return (y0, x0, y0 + h, x0 + w)
+        y0, x0 = self.offset
+        return (
+            y0 + int(rows[0]),
+            x0 + int(cols[0]),
+            y0 + int(rows[-1]) + 1,
+            x0 + int(cols[-1]) + 1,
+        )
 
     @property
     def area(self) -> int:
