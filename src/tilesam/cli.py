@@ -80,8 +80,12 @@ def _run_models(args: argparse.Namespace) -> None:
 
 
 def _add_session_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tile", type=int, default=None, help="tile size (default: model input)")
-    p.add_argument("--halo", type=int, default=64, help="context shared by neighbouring tiles")
+    p.add_argument(
+        "--tile", type=int, default=None, help="tile size (default: the cache's, or model input)"
+    )
+    p.add_argument(
+        "--halo", type=int, default=None, help="tile overlap context (default: the cache's, or 64)"
+    )
     p.add_argument("--axes", default=None, help="the image's axis order, e.g. ZYX, CYX")
     p.add_argument("--intensity", default=None, metavar="LOW,HIGH", help="fixed intensity range")
     p.add_argument("--overwrite", action="store_true", help="replace a cache made for other inputs")
@@ -91,20 +95,25 @@ def _session(args: argparse.Namespace, cache: str | None):
     from tilesam.session import Session
 
     intensity = _parse_numbers(args.intensity, (2,), "low,high") if args.intensity else None
-    return Session(
-        args.image,
-        args.model,
-        cache,
-        tile_size=args.tile,
-        halo=args.halo,
-        intensity=intensity,
-        axes=args.axes,
-        checkpoint=args.checkpoint,
-        device=args.device,
-        trust_checkpoint=args.trust_checkpoint,
-        overwrite=args.overwrite,
-        progress=True,
-    )
+    try:
+        return Session(
+            args.image,
+            args.model,
+            cache,
+            tile_size=args.tile,
+            halo=args.halo,
+            intensity=intensity,
+            axes=args.axes,
+            checkpoint=args.checkpoint,
+            device=args.device,
+            trust_checkpoint=args.trust_checkpoint,
+            overwrite=args.overwrite,
+            progress=True,
+        )
+    except TileSAMError as err:
+        if "overwrite=True" not in str(err):
+            raise
+        raise TileSAMError(f"{err} On the command line: --overwrite.") from err
 
 
 def _embed_parser(sub) -> None:

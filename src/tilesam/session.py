@@ -35,6 +35,7 @@ from tilesam.store import EmbeddingStore
 from tilesam.tiling import TileGrid
 
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+DEFAULT_HALO = 64
 _RECENT = 8  # tile embeddings kept decoded for the next clicks
 
 
@@ -51,9 +52,11 @@ class Session:
         A zarr embedding cache (created if missing, resumed if it matches); ``None``
         keeps embeddings in memory.
     tile_size : int, optional
-        Tile edge in pixels; default: the model input size (no resizing).
-    halo : int
-        Context each tile shares with its neighbours (see :class:`TileGrid`).
+        Tile edge in pixels; default: an existing cache's, else the model input size (no
+        resizing).
+    halo : int, optional
+        Context each tile shares with its neighbours (see :class:`TileGrid`); default: an
+        existing cache's, else 64.
     intensity : (low, high), optional
         Fixed intensity range; default: percentiles of a strided sample of the whole image.
     axes : str, optional
@@ -80,7 +83,7 @@ class Session:
         cache: str | os.PathLike[str] | None = None,
         *,
         tile_size: int | None = None,
-        halo: int = 64,
+        halo: int | None = None,
         intensity: tuple[float, float] | None = None,
         axes: str | None = None,
         checkpoint: str | os.PathLike[str] | None = None,
@@ -96,10 +99,15 @@ class Session:
                 "segments grayscale or RGB(A) images. Select one channel or three first."
             )
         self.model, self._recipe = _resolve_model(model, checkpoint, device, trust_checkpoint)
-        self.grid = TileGrid(self.source.slice_shape, tile_size or self.model.image_size, halo)
         self.cache_path = None if cache is None else Path(cache).expanduser()
+        known = None if overwrite or cache is None else _stored_signature(self.cache_path)
+        tiling = (known or {}).get("tiling", {})
+        # An existing cache's tiling is the default, so that reopening needs no options.
+        tile_size = tile_size or tiling.get("tile_size") or self.model.image_size
+        halo = halo if halo is not None else tiling.get("halo", DEFAULT_HALO)
+        self.grid = TileGrid(self.source.slice_shape, tile_size, halo)
         self.progress = progress
-        self.store, self.signature = self._open_store(intensity, overwrite)
+        self.store, self.signature = self._open_store(intensity, known, overwrite)
         low, high = self.signature["normalisation"]["range"]
         self.intensity = (float(low), float(high))
         self._recent: OrderedDict[TileIndex, ImageEmbedding] = OrderedDict()
@@ -235,11 +243,11 @@ class Session:
         """Segment one object from points ``(y, x)`` / a box ``(y0, x0, y1, x1)`` in image
         coordinates of slice `z`.
 
-        The object comes back whole when it crosses tile borders (see :mod:`tilesam.stitch`),
-        over at most `max_tiles` tiles. `multimask` (default: for a single point without a
-        box) picks the best of three candidate masks. The result keeps only the window
-        around the mask: ``.bbox``, ``.window``, ``.offset``; ``.mask`` builds the full
-        ``(H, W)`` array on request.
+        The object comes back whole when it crosses tile borders (see
+        :mod:`tilesam.stitch`), with at most `max_tiles` tile predictions. `multimask`
+        (default: for a single point without a box) picks the best of three candidate
+        masks. The result keeps only the window around the mask: ``.bbox``, ``.window``,
+        ``.offset``; ``.mask`` builds the full ``(H, W)`` array on request.
 
         Examples
         --------
@@ -285,7 +293,7 @@ class Session:
                 f"(valid: 0..{n - 1})."
             )
 
-    def _open_store(self, intensity, overwrite: bool):
+    def _open_store(self, intensity, known: dict[str, Any] | None, overwrite: bool):
         sam = self.model.sam
         emb_shape = (sam.prompt_encoder.embed_dim, *sam.prompt_encoder.image_embedding_size)
         if self.cache_path is None:
@@ -293,7 +301,6 @@ class Session:
             return MemoryStore(self.grid_shape, emb_shape), sig
         # Reuse the cached range (same image, same method) rather than re-reading the
         # whole image: the content signature identifies the image.
-        known = None if overwrite else _stored_signature(self.cache_path)
         norm = self._normalisation(intensity, (known or {}).get("normalisation"))
         sig = self._signature(norm)
         store = EmbeddingStore.open_or_create(
