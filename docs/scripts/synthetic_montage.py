@@ -32,7 +32,8 @@ def main() -> None:
     for row, kind in zip(axes, KINDS):
         for seed, ax in enumerate(row):
             sample = make_sample(kind, size=(256, 256), rng=seed)
-            ax.imshow(overlay(sample) if seed % 2 else to_rgb(normalize_intensity(sample.image)) / 255)
+            plain = to_rgb(normalize_intensity(sample.image)) / 255
+            ax.imshow(overlay(sample) if seed % 2 else plain)
             ax.set_axis_off()
         row[0].set_title(kind, loc="left", fontsize=9)
     fig.tight_layout()
