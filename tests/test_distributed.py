@@ -3,6 +3,7 @@ embeddings, bit for bit."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -10,12 +11,24 @@ import pytest
 import tifffile
 import torch
 
+from tilesam.cluster import local_worker_threads
 from tilesam.model import SamModel
 from tilesam.models.registry import ARCHITECTURES, build_sam
 from tilesam.session import Session
 from tilesam.store import EmbeddingStore
 
 distributed = pytest.importorskip("distributed")
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """Float results depend on the thread count: run the reference like the workers."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _assert_same_embeddings(path_a, path_b) -> None:
@@ -38,12 +51,15 @@ def test_scheduler_address_and_resume(image_path, tmp_path) -> None:
     # A model built in memory: the driver hands its weights to the workers as a file.
     arch = dataclasses.replace(ARCHITECTURES["tiny"], image_size=256, embedding_size=16)
     torch.manual_seed(0)
-    model = SamModel(build_sam(arch), name="tiny-random", architecture=arch,
-                     weights_hash="random-seed0")  # fmt: skip
+    model = SamModel(
+        build_sam(arch), name="tiny-random", architecture=arch, weights_hash="random-seed0"
+    )
     single = Session(image_path, model, tmp_path / "single.zarr", halo=32)
-    assert single.embed(progress=False) == 6
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster:  # fmt: skip
+    with _torch_threads(1):  # dask starts worker processes with OMP_NUM_THREADS=1
+        assert single.embed(progress=False, batch_size=2) == 6
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
         session = Session(image_path, model, tmp_path / "dask.zarr", halo=32)
         n = session.embed(progress=False, batch_size=2, scheduler=cluster.scheduler_address)
@@ -65,7 +81,8 @@ def test_local_cluster_from_a_checkpoint(image_path, tmp_path) -> None:
     torch.save(build_sam(ARCHITECTURES["tiny"]).state_dict(), checkpoint)
     kwargs = {"tile_size": 320, "halo": 32}  # 2 x 2 tiles, each resized to the 1024 input
     single = Session(image_path, checkpoint, tmp_path / "single.zarr", **kwargs)
-    assert single.embed(progress=False, batch_size=1) == 4
+    with _torch_threads(local_worker_threads(2)):
+        assert single.embed(progress=False, batch_size=1) == 4
     session = Session(image_path, checkpoint, tmp_path / "dask.zarr", **kwargs)
     assert session.embed(progress=False, batch_size=1, workers=2) == 4
     _assert_same_embeddings(tmp_path / "single.zarr", tmp_path / "dask.zarr")

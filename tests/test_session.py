@@ -22,9 +22,9 @@ from tilesam.model import SamModel
 from tilesam.models.registry import ARCHITECTURES, build_sam
 from tilesam.precompute import prefetch, sample_intensity_range
 from tilesam.preprocess import intensity_range
-from tilesam.segment import SegmentResult
+from tilesam.segment import Prompt, SegmentResult
 from tilesam.session import Session
-from tilesam.stitch import Prompt, derived_points, stitch_segment, touched_neighbours
+from tilesam.stitch import derived_points, stitch_segment, touched_neighbours
 from tilesam.store import EmbeddingStore
 from tilesam.tiling import TileGrid
 
@@ -34,8 +34,9 @@ SHAPE = (400, 500)  # with 256-pixel tiles and halo 32: a 2 x 3 grid
 def _random_model(seed: int = 0) -> SamModel:
     arch = dataclasses.replace(ARCHITECTURES["tiny"], image_size=256, embedding_size=16)
     torch.manual_seed(seed)
-    return SamModel(build_sam(arch), name="tiny-random", architecture=arch,
-                    weights_hash=f"random-seed{seed}")  # fmt: skip
+    return SamModel(
+        build_sam(arch), name="tiny-random", architecture=arch, weights_hash=f"random-seed{seed}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -222,8 +223,13 @@ def test_border_crossing_mechanics(image, model) -> None:
     for visit in result.tiles:
         origin = np.array(grid.tile_origin(*visit.tile), dtype=float)
         box = None if visit.box is None else np.asarray(visit.box) - np.tile(origin, 2)
-        pred = model.predict(s.embedding(0, *visit.tile), points=visit.points - origin,
-                             labels=visit.labels, box=box, multimask=visit.multimask)  # fmt: skip
+        pred = model.predict(
+            s.embedding(0, *visit.tile),
+            points=visit.points - origin,
+            labels=visit.labels,
+            box=box,
+            multimask=visit.multimask,
+        )
         masks[visit.tile] = pred.mask(pred.best)
         if visit.parent is not None:  # a neighbour, reached through a border
             assert max(abs(a - b) for a, b in zip(visit.tile, visit.parent)) == 1

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from tilesam.loading import load_model
     from tilesam.model import ImageEmbedding, Prediction, SamModel
     from tilesam.segment import segment_image
+    from tilesam.session import Session
 
 
 def __getattr__(name: str):

@@ -176,7 +176,7 @@ def _flat(d, prefix: str = ""):
 
 def _segment_parser(sub) -> None:
     p = sub.add_parser("segment", help="segment one object from points and/or a box")
-    p.add_argument("image", help="image file (TIFF, PNG, ...)")
+    p.add_argument("image", help="image file or folder (TIFF, OME-TIFF, zarr)")
     p.add_argument(
         "--point",
         action="append",

@@ -142,22 +142,11 @@ def embed_distributed(
     batches = tile_batches(grid, tiles, max(int(batch_size), 1))
     if not batches:
         return 0
+    store = str(Path(store_path).absolute())  # workers may run in another folder
     with _connect(workers, scheduler) as (client, threads):
         image = client.scatter(source, broadcast=True)
-        futures = [
-            client.submit(
-                _embed_task,
-                recipe,
-                image,
-                grid,
-                str(store_path),
-                batch,
-                intensity,
-                threads,
-                pure=False,
-            )
-            for batch in batches
-        ]
+        task = (recipe, image, grid, store, intensity, threads)
+        futures = [client.submit(_embed_task, *task, batch, pure=False) for batch in batches]
         done = 0
         try:
             with tqdm(total=len(tiles), desc="embedding", unit="tile", disable=not progress) as bar:
@@ -199,15 +188,23 @@ class _connect:
         )
         client = Client(cluster)
         self.owned += [client, cluster]
-        # Share the cores: n processes with all cores each would oversubscribe the CPU.
-        return client, max(1, (os.cpu_count() or 1) // n)
+        return client, local_worker_threads(n)
 
     def __exit__(self, *exc: object) -> None:
         for thing in self.owned:
             thing.close()
 
 
-def _embed_task(recipe, source, grid, store_path, tiles, intensity, threads) -> int:
+def local_worker_threads(n_workers: int) -> int:
+    """Torch threads per process of a local cluster: the cores, shared.
+
+    n processes with all cores each would oversubscribe the CPU; dask's own default for
+    a worker process is one thread.
+    """
+    return max(1, (os.cpu_count() or 1) // n_workers)
+
+
+def _embed_task(recipe, source, grid, store_path, intensity, threads, tiles) -> int:
     """On a worker: read, encode and store one group of tiles."""
     model = _MODELS.get(recipe.key)
     if model is None:

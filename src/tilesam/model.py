@@ -112,7 +112,14 @@ class SamModel:
 
         ``intensity`` fixes the normalisation range (see
         :func:`tilesam.preprocess.normalize_intensity`); by default it is the image's own.
+        A constant image raises :class:`TileSAMError` (a blank *tile* of a larger image is
+        fine: :meth:`embed_batch` takes it).
         """
+        pixels = np.asarray(image)
+        if intensity is None and pixels.size and pixels.min() == pixels.max():
+            raise TileSAMError(
+                f"The image is constant (every pixel is {pixels.flat[0]}): nothing to segment."
+            )
         return self.embed_batch([image], intensity=intensity)[0]
 
     def embed_batch(

@@ -61,10 +61,6 @@ def normalize_intensity(
     """
     image = np.asarray(image)
     if image.dtype == np.uint8 and intensity is None:
-        if image.size and image.min() == image.max():
-            raise TileSAMError(
-                f"The image is constant (every pixel is {image.flat[0]}): nothing to segment."
-            )
         return image.astype(np.float32)
     if image.dtype.kind not in "uif" and image.dtype != bool:
         raise TileSAMError(f"Images of dtype {image.dtype} are not supported; convert to numbers.")

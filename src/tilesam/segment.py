@@ -1,4 +1,5 @@
-"""Segmentation results that stay small for huge images, and one-call `segment_image`.
+"""Segmentation in and out: checked prompts, results that stay small for huge images,
+and one-call `segment_image`.
 
 A mask of a 20 000 x 20 000 slice is 400 MB as a full boolean array, but an object is
 usually a few hundred pixels wide. :class:`SegmentResult` therefore keeps only the
@@ -20,9 +21,83 @@ import numpy as np
 
 from tilesam.errors import TileSAMError
 
+Box = tuple[float, float, float, float]
 # Full-size masks above this many pixels are written as tiled TIFFs, tile by tile.
 _TILED_ABOVE = 2048 * 2048
 _TIFF_TILE = 256
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A user's prompt in image coordinates, checked against the slice shape.
+
+    Examples
+    --------
+    >>> p = Prompt.make([(5, 6)], None, None, (100, 100))
+    >>> p.points.tolist(), p.labels.tolist(), p.box
+    ([[5.0, 6.0]], [1], None)
+    """
+
+    points: np.ndarray  # (N, 2) float (y, x)
+    labels: np.ndarray  # (N,) int, 1 positive, 0 negative
+    box: Box | None
+
+    @classmethod
+    def make(cls, points, labels, box, shape: tuple[int, int]) -> Prompt:
+        """Validate user input; anything wrong raises :class:`TileSAMError`."""
+        yx = _points(points, shape)
+        lab = _labels(labels, len(yx))
+        bx = _box(box, shape) if box is not None else None
+        if bx is None and not (lab == 1).any():
+            raise TileSAMError(
+                "The prompt needs a positive point or a box: negative points alone do not "
+                "say which object to segment."
+            )
+        return cls(yx, lab, bx)
+
+
+def _points(points, shape: tuple[int, int]) -> np.ndarray:
+    if points is None or len(points) == 0:
+        return np.zeros((0, 2))
+    arr = np.asarray(points, dtype=np.float64)
+    if arr.shape[-1] != 2:
+        raise TileSAMError(f"points must be (y, x) pairs, got an array of shape {arr.shape}.")
+    yx = arr.reshape(-1, 2)
+    inside = np.isfinite(yx).all(1) & (yx >= 0).all(1) & (yx < np.array(shape)).all(1)
+    if not inside.all():
+        bad = tuple(yx[np.argmin(inside)].tolist())
+        raise TileSAMError(
+            f"Point {bad} lies outside the image slice of shape {shape}: points are (y, x) "
+            "pixel positions with 0 <= y < H and 0 <= x < W."
+        )
+    return yx
+
+
+def _labels(labels, n: int) -> np.ndarray:
+    if labels is None:
+        return np.ones(n, dtype=np.int64)
+    lab = np.asarray(labels).reshape(-1)
+    if lab.shape != (n,) or not np.isin(lab, (0, 1)).all():
+        raise TileSAMError(
+            f"labels must hold one 1 (positive) or 0 (negative) per point: got {lab.tolist()} "
+            f"for {n} points."
+        )
+    return lab.astype(np.int64)
+
+
+def _box(box, shape: tuple[int, int]) -> Box:
+    values = np.asarray(box, dtype=np.float64).reshape(-1)
+    if values.shape != (4,) or not np.isfinite(values).all():
+        raise TileSAMError(f"box must be 4 numbers (y0, x0, y1, x1), got {box!r}.")
+    y0, x0, y1, x1 = (float(v) for v in values)
+    if not (y1 > y0 and x1 > x0):
+        raise TileSAMError(f"box {tuple(values)} is empty: it needs y1 > y0 and x1 > x0.")
+    if y0 < 0 or x0 < 0 or y1 > shape[0] or x1 > shape[1]:
+        raise TileSAMError(
+            f"box {tuple(values)} reaches outside the image slice of shape {shape}; boxes are "
+            "(y0, x0, y1, x1) with 0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W."
+        )
+    return (y0, x0, y1, x1)
 
 
 @dataclass(frozen=True)

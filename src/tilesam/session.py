@@ -29,14 +29,14 @@ from tilesam.io import content_signature, open_image
 from tilesam.model import ImageEmbedding, SamModel
 from tilesam.precompute import MemoryStore, TileIndex, embed_tiles, sample_intensity_range
 from tilesam.preprocess import DEFAULT_PERCENTILES
-from tilesam.segment import SegmentResult
-from tilesam.stitch import Prompt, default_margin, stitch_segment
+from tilesam.segment import Prompt, SegmentResult
+from tilesam.stitch import default_margin, stitch_segment
 from tilesam.store import EmbeddingStore
 from tilesam.tiling import TileGrid
 
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 DEFAULT_HALO = 64
-_RECENT = 8  # tile embeddings kept decoded for the next clicks
+_RECENT = 16  # decoded tile embeddings kept for the next clicks (a stitched object's tiles)
 
 
 class Session:
@@ -166,6 +166,8 @@ class Session:
         >>> Session("big.tif", cache="big.zarr").embed(workers=4)  # doctest: +SKIP
         """
         tiles = self.missing_tiles(slices)
+        if not tiles:
+            return 0
         if workers is None and scheduler is None:
             return embed_tiles(
                 self.model,

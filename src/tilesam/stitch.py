@@ -34,96 +34,20 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
-from tilesam.errors import TileSAMError
-from tilesam.segment import SegmentResult, TileVisit
+from tilesam.segment import Box, Prompt, SegmentResult, TileVisit
 from tilesam.tiling import TileGrid
 
 MAX_DERIVED_POINTS = 3
 MAX_REVISITS = 1  # times a tile may be predicted again with points its mask missed
 Tile = tuple[int, int]
-Box = tuple[float, float, float, float]
 #: ``predict(ty, tx, points_yx, labels, box, multimask) -> (mask (h, w) bool, score)``
 TilePredictor = Callable[[int, int, np.ndarray, np.ndarray, Box | None, bool], tuple]
 
 _SIDES = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """A user's prompt in image coordinates, checked against the slice shape.
-
-    Examples
-    --------
-    >>> p = Prompt.make([(5, 6)], None, None, (100, 100))
-    >>> p.points.tolist(), p.labels.tolist(), p.box
-    ([[5.0, 6.0]], [1], None)
-    """
-
-    points: np.ndarray  # (N, 2) float (y, x)
-    labels: np.ndarray  # (N,) int, 1 positive, 0 negative
-    box: Box | None
-
-    @classmethod
-    def make(cls, points, labels, box, shape: tuple[int, int]) -> Prompt:
-        """Validate user input; anything wrong raises :class:`TileSAMError`."""
-        yx = _points(points, shape)
-        lab = _labels(labels, len(yx))
-        bx = _box(box, shape) if box is not None else None
-        if bx is None and not (lab == 1).any():
-            raise TileSAMError(
-                "The prompt needs a positive point or a box: negative points alone do not "
-                "say which object to segment."
-            )
-        return cls(yx, lab, bx)
-
-
-def _points(points, shape: tuple[int, int]) -> np.ndarray:
-    if points is None or len(points) == 0:
-        return np.zeros((0, 2))
-    arr = np.asarray(points, dtype=np.float64)
-    if arr.shape[-1] != 2:
-        raise TileSAMError(f"points must be (y, x) pairs, got an array of shape {arr.shape}.")
-    yx = arr.reshape(-1, 2)
-    inside = np.isfinite(yx).all(1) & (yx >= 0).all(1) & (yx < np.array(shape)).all(1)
-    if not inside.all():
-        bad = tuple(yx[np.argmin(inside)].tolist())
-        raise TileSAMError(
-            f"Point {bad} lies outside the image slice of shape {shape}: points are (y, x) "
-            "pixel positions with 0 <= y < H and 0 <= x < W."
-        )
-    return yx
-
-
-def _labels(labels, n: int) -> np.ndarray:
-    if labels is None:
-        return np.ones(n, dtype=np.int64)
-    lab = np.asarray(labels).reshape(-1)
-    if lab.shape != (n,) or not np.isin(lab, (0, 1)).all():
-        raise TileSAMError(
-            f"labels must hold one 1 (positive) or 0 (negative) per point: got {lab.tolist()} "
-            f"for {n} points."
-        )
-    return lab.astype(np.int64)
-
-
-def _box(box, shape: tuple[int, int]) -> Box:
-    values = np.asarray(box, dtype=np.float64).reshape(-1)
-    if values.shape != (4,) or not np.isfinite(values).all():
-        raise TileSAMError(f"box must be 4 numbers (y0, x0, y1, x1), got {box!r}.")
-    y0, x0, y1, x1 = (float(v) for v in values)
-    if not (y1 > y0 and x1 > x0):
-        raise TileSAMError(f"box {tuple(values)} is empty: it needs y1 > y0 and x1 > x0.")
-    if y0 < 0 or x0 < 0 or y1 > shape[0] or x1 > shape[1]:
-        raise TileSAMError(
-            f"box {tuple(values)} reaches outside the image slice of shape {shape}; boxes are "
-            "(y0, x0, y1, x1) with 0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W."
-        )
-    return (y0, x0, y1, x1)
 
 
 # -- the search ----------------------------------------------------------------------------
@@ -142,12 +66,13 @@ def stitch_segment(
     Examples
     --------
     >>> grid = TileGrid((300, 300), tile_size=160, halo=16)
-    >>> def predict(ty, tx, pts, labels, box, multimask):  # a square object everywhere
-    ...     h, w = grid.tile_shape(ty, tx)
-    ...     return np.ones((h, w), bool), 1.0
+    >>> grid.grid_shape
+    (3, 3)
+    >>> def predict(ty, tx, pts, labels, box, multimask):  # an object filling the image
+    ...     return np.ones(grid.tile_shape(ty, tx), bool), 1.0
     >>> r = stitch_segment(grid, predict, Prompt.make([(10, 10)], None, None, (300, 300)))
     >>> r.area, len(r.tiles)
-    (90000, 4)
+    (90000, 9)
     """
     seeds = seed_tiles(grid, prompt)
     search = _Search(grid, predict, prompt, multimask, margin)

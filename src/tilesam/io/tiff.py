@@ -152,7 +152,7 @@ class TiffSource(LayoutSource):
 
     def __getstate__(self) -> dict[str, Any]:
         # Sources travel to dask workers by path: each worker reopens the file itself.
-        return {"path": self.path, "kwargs": self._kwargs}
+        return {"path": Path(self.path).absolute(), "kwargs": self._kwargs}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"], **state["kwargs"])  # type: ignore[misc]

@@ -123,7 +123,7 @@ class ZarrSource(LayoutSource):
         # Sent to dask workers by path: each reopens the store itself.
         if self.path is None:
             return self.__dict__
-        return {"_reopen": (self.path, self._kwargs)}
+        return {"_reopen": (Path(self.path).absolute(), self._kwargs)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "_reopen" in state:
