@@ -95,25 +95,20 @@ def _session(args: argparse.Namespace, cache: str | None):
     from tilesam.session import Session
 
     intensity = _parse_numbers(args.intensity, (2,), "low,high") if args.intensity else None
-    try:
-        return Session(
-            args.image,
-            args.model,
-            cache,
-            tile_size=args.tile,
-            halo=args.halo,
-            intensity=intensity,
-            axes=args.axes,
-            checkpoint=args.checkpoint,
-            device=args.device,
-            trust_checkpoint=args.trust_checkpoint,
-            overwrite=args.overwrite,
-            progress=True,
-        )
-    except TileSAMError as err:
-        if "overwrite=True" not in str(err):
-            raise
-        raise TileSAMError(f"{err} On the command line: --overwrite.") from err
+    return Session(
+        args.image,
+        args.model,
+        cache,
+        tile_size=args.tile,
+        halo=args.halo,
+        intensity=intensity,
+        axes=args.axes,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        trust_checkpoint=args.trust_checkpoint,
+        overwrite=args.overwrite,
+        progress=True,
+    )
 
 
 def _embed_parser(sub) -> None:

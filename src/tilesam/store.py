@@ -24,13 +24,13 @@ to a temporary file and renames it into place, so a chunk is either absent or wh
 `missing_tiles` lists the ``done/c`` directories instead of reading one chunk per tile.
 
 Create the store once (in the driver) before handing tiles to workers; workers then
-`EmbeddingStore.open` it and call `write_tile`.
+`EmbeddingStore.open` it and call `write_tile`. Signatures (what a store was computed for)
+are normalised and compared in :mod:`tilesam.store_signature`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import os
 import shutil
@@ -43,7 +43,7 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from tilesam.errors import TileSAMError
-from tilesam.io.signature import content_signature
+from tilesam.store_signature import check_signature, content_signature, normalise_signature
 
 __all__ = ["FORMAT_VERSION", "META_FIELDS", "EmbeddingStore", "content_signature"]
 
@@ -127,7 +127,7 @@ class EmbeddingStore:
             Replace an existing TileSAM store at `path` (never any other folder).
         """
         path = Path(path)
-        sig = _normalise_signature(signature)
+        sig = normalise_signature(signature)
         grid = _positive_ints(grid_shape, 3, "grid_shape (n_slices, n_ty, n_tx)")
         emb = _positive_ints(embedding_shape, 3, "embedding_shape (C, h, w)")
         if path.exists():
@@ -268,14 +268,7 @@ class EmbeddingStore:
 
     def check_signature(self, signature: Mapping[str, Any]) -> None:
         """Raise `TileSAMError` listing every field where `signature` differs from the store's."""
-        diffs = _diff(_flatten(self.signature), _flatten(_normalise_signature(signature)))
-        if diffs:
-            lines = "; ".join(f"{k}: cache={a!r}, now={b!r}" for k, a, b in diffs)
-            raise TileSAMError(
-                f"Embedding cache '{self.path}' was computed for different inputs ({lines}). "
-                "Use another cache path, or overwrite=True to recompute it (this deletes the "
-                "cached embeddings)."
-            )
+        check_signature(self.path, self.signature, signature)
 
     # -- tiles ------------------------------------------------------------------------------
     @property
@@ -422,8 +415,8 @@ class EmbeddingStore:
         if not self.is_done(z, ty, tx):
             raise TileSAMError(
                 f"Tile {(z, ty, tx)} has no embedding yet in cache '{self.path}' "
-                f"({self.n_done}/{self.n_tiles} tiles done). Compute it first (run the "
-                "precompute step, which resumes where it stopped)."
+                f"({self.n_done}/{self.n_tiles} tiles done). Compute it first with Session.embed() "
+                "or `tilesam embed` (both resume where they stopped)."
             )
 
     def _check_index(self, z: int, ty: int, tx: int) -> None:
@@ -462,51 +455,6 @@ def _remove_store(path: Path) -> None:
         f"'{path}' exists and is not a TileSAM embedding cache; refusing to overwrite it. "
         "Choose another cache path."
     )
-
-
-def _normalise_signature(signature: Mapping[str, Any]) -> dict[str, Any]:
-    if not isinstance(signature, Mapping):
-        raise TileSAMError(f"signature must be a dict, got {type(signature).__name__}.")
-
-    def default(obj: Any) -> Any:
-        if isinstance(obj, np.generic | np.ndarray):
-            return obj.tolist()
-        if isinstance(obj, os.PathLike):
-            return os.fspath(obj)
-        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-    try:
-        # Round-trip through JSON so that tuples/lists and numpy/python numbers compare
-        # equal to what was stored; NaN is refused because NaN != NaN would never match.
-        text = json.dumps(dict(signature), default=default, sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TileSAMError(
-            f"The cache signature must hold JSON values (str, numbers, lists, dicts): {exc}."
-        ) from exc
-    return json.loads(text)
-
-
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
-_MISSING = "<missing>"
-
-
-def _diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
-    out = []
-    for key in sorted(set(a) | set(b)):
-        old, new = a.get(key, _MISSING), b.get(key, _MISSING)
-        if old != new:
-            out.append((key, old, new))
-    return out
 
 
 def _positive_ints(values: Sequence[int], n: int, what: str) -> tuple[int, ...]:
