@@ -113,8 +113,9 @@ def test_intensity_sample_is_strided_and_read_in_bands() -> None:
 
 # -- embedding: resume, prefetch, memory vs disk ------------------------------------------------
 def test_embed_resumes_after_a_failure(image, model, tmp_path) -> None:
+    # One tile per batch throughout: batched convolutions may round differently.
     clean = Session(image, model, tmp_path / "clean.zarr", halo=32)
-    assert clean.embed(progress=False) == 6 and clean.embed(progress=False) == 0
+    assert clean.embed(progress=False, batch_size=1) == 6 and clean.embed(progress=False) == 0
     # 16 reads for the content signature, 1 band for the intensity, then 2 tiles: the
     # third tile's read fails.
     src = _CountingSource(image, fail_after=16 + 1 + 2)
@@ -125,7 +126,7 @@ def test_embed_resumes_after_a_failure(image, model, tmp_path) -> None:
     assert 1 <= done < 6
     resumed = Session(image, model, tmp_path / "c.zarr", halo=32)
     assert resumed.n_done == done
-    assert resumed.embed(progress=False) == 6 - done
+    assert resumed.embed(progress=False, batch_size=1) == 6 - done
     a, b = EmbeddingStore.open(tmp_path / "clean.zarr"), EmbeddingStore.open(tmp_path / "c.zarr")
     for tile in a.done_tiles():
         np.testing.assert_array_equal(a.read_tile(*tile), b.read_tile(*tile))
