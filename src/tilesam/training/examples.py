@@ -28,13 +28,26 @@ class Example:
 
 
 def synthetic_examples(
-    kinds: Sequence[str], crop: int, rng: np.random.Generator
+    kinds: Sequence[str],
+    crop: int,
+    rng: np.random.Generator,
+    zoom_range: tuple[float, float] = (1.0, 6.0),
 ) -> Iterator[Example]:
-    """Endless synthetic examples of the given kinds."""
+    """Endless synthetic examples of the given kinds, at a random zoom.
+
+    The generators draw objects of one typical pixel size (nuclei about 8 px across); real
+    images come at any magnification (Coelho's nuclei are 70 to 90 px across at model
+    scale), so each sample is drawn at ``crop / zoom`` pixels and scaled up to ``crop``,
+    with ``zoom`` log-uniform in ``zoom_range``.
+    """
     while True:
-        sample = make_sample(str(rng.choice(kinds)), size=(crop, crop), rng=rng)
-        pixels = to_rgb(normalize_intensity(sample.image))
-        yield Example(pixels.astype(np.float32), tuple(sample.levels))
+        zoom = float(np.exp(rng.uniform(*np.log(zoom_range))))
+        side = max(int(round(crop / zoom)), 32)
+        sample = make_sample(str(rng.choice(kinds)), size=(side, side), rng=rng)
+        pixels = to_rgb(normalize_intensity(sample.image)).astype(np.float32)
+        levels = np.stack(sample.levels, axis=-1)
+        pixels, levels = _resize_to(pixels, levels, crop)
+        yield Example(pixels, tuple(np.moveaxis(levels, -1, 0)))
 
 
 class RealImages:
@@ -71,11 +84,18 @@ def _rescale(pixels: np.ndarray, labels: np.ndarray, scale: float):
     if abs(scale - 1) < 1e-3:
         return pixels, labels
     size = tuple(max(1, int(round(s * scale))) for s in labels.shape)
+    return _resize_to(pixels, labels, size)
+
+
+def _resize_to(pixels: np.ndarray, labels: np.ndarray, size: int | tuple[int, int]):
+    """Bilinear ``(H, W, 3)`` pixels and nearest-neighbour ``(H, W[, L])`` labels."""
+    size = (size, size) if isinstance(size, int) else size
     img = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None]
     img = F.interpolate(img, size=size, mode="bilinear", antialias=True)[0].permute(1, 2, 0)
-    lab = torch.from_numpy(labels.astype(np.int64))[None, None].float()
-    lab = F.interpolate(lab, size=size, mode="nearest")[0, 0].long()
-    return img.numpy(), lab.numpy()
+    lab = torch.from_numpy(labels.astype(np.int64).reshape(*labels.shape[:2], -1))
+    lab = F.interpolate(lab.permute(2, 0, 1)[None].float(), size=size, mode="nearest")[0]
+    lab = lab.permute(1, 2, 0).long().numpy().astype(labels.dtype)
+    return img.numpy(), lab.reshape(*size, *labels.shape[2:])
 
 
 def _random_crop(
@@ -97,7 +117,7 @@ def _random_crop(
 
 
 def augment(example: Example, rng: np.random.Generator) -> Example:
-    """Random flips, 90-degree rotations and a gamma / contrast change."""
+    """Random flips, 90-degree rotations, a gamma / contrast change and dimming."""
     k, flip = int(rng.integers(4)), bool(rng.integers(2))
 
     def geometry(a: np.ndarray) -> np.ndarray:
@@ -107,6 +127,11 @@ def augment(example: Example, rng: np.random.Generator) -> Example:
     pixels = geometry(example.pixels) / 255.0
     pixels = pixels ** float(np.exp(rng.normal(0, 0.25)))
     pixels = (pixels - 0.5) * float(rng.uniform(0.8, 1.2)) + 0.5 + float(rng.normal(0, 0.05))
+    if rng.random() < 0.5:
+        # A dim acquisition: uint8 images are used as they are, and fluorescence is often
+        # recorded in a fraction of the range above a camera offset.
+        contrast = float(np.exp(rng.uniform(np.log(0.12), 0.0)))
+        pixels = pixels * contrast + float(rng.uniform(0.0, 0.15))
     pixels = np.clip(pixels * 255.0, 0, 255).astype(np.float32)
     return Example(pixels, tuple(geometry(level) for level in example.levels))
 
