@@ -2,9 +2,15 @@
 # Set up a virtual environment and run the whole test suite (the README's second command).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# napari's tests drive a real viewer on a virtual X display (Qt's xcb platform).
+if ! command -v Xvfb > /dev/null && [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends xvfb xauth libxcb-icccm4 libxcb-keysyms1 \
+        libxkbcommon-x11-0 libxcb-cursor0 libgl1 libegl1 libfontconfig1 libdbus-1-3 > /dev/null
+fi
 python3 -m venv .venv
 # The CPU build of torch first, so that no CUDA build is pulled in by a dependency.
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e '.[test]'
-.venv/bin/ruff check src tests benchmarks
+.venv/bin/pip install -q -e '.[test,napari]'
+.venv/bin/ruff check src tests benchmarks plugins
 .venv/bin/python -m pytest -q "$@"

@@ -95,6 +95,15 @@ class SamModel:
         self.weights_hash = weights_hash
         # Half precision only where the outputs stay within tolerance: the encoder on a GPU.
         self.encoder_dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self._image_pe: torch.Tensor | None = None
+
+    @property
+    def image_pe(self) -> torch.Tensor:
+        """The decoder's positional encoding of the embedding grid, computed once."""
+        if self._image_pe is None:
+            with torch.inference_mode():
+                self._image_pe = self.sam.prompt_encoder.get_dense_pe()
+        return self._image_pe
 
     def __repr__(self) -> str:
         encoder = self.architecture.encoder
@@ -183,6 +192,7 @@ class SamModel:
             boxes=box_arg,
             mask_input=mask_arg,
             multimask_output=multimask,
+            image_pe=self.image_pe,
         )
         return Prediction(
             scores=iou[0].float().cpu().numpy(),

@@ -61,12 +61,19 @@ class Sam(nn.Module):
         boxes: torch.Tensor | None = None,
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
+        image_pe: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt embeddings, then the decoder: low-res logits ``(B, M, 4h, 4w)`` and IoU."""
+        """Prompt embeddings, then the decoder: low-res logits ``(B, M, 4h, 4w)`` and IoU.
+
+        ``image_pe`` is the prompt encoder's ``get_dense_pe()``; callers that decode many
+        prompts with fixed weights pass it precomputed.
+        """
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        if image_pe is None:
+            image_pe = self.prompt_encoder.get_dense_pe()
         return self.mask_decoder(
             image_embeddings=image_embeddings,
-            image_pe=self.prompt_encoder.get_dense_pe(),
+            image_pe=image_pe,
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask_output,
