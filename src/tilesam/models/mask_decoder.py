@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tilesam.models.common import LayerNorm2d
@@ -85,18 +86,47 @@ class MaskDecoder(nn.Module):
         tokens = torch.cat([output_tokens.expand(batch, -1, -1), sparse_prompt_embeddings], dim=1)
         src = image_embeddings.expand(batch, -1, -1, -1) + dense_prompt_embeddings
         pos = image_pe.expand(batch, -1, -1, -1)
-        b, c, h, w = src.shape
+        h, w = src.shape[-2:]
         hs, src = self.transformer(src, pos, tokens)
         iou_token_out = hs[:, 0]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens]
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
             dim=1,
         )
-        b, c, h, w = upscaled.shape
-        masks = (hyper_in @ upscaled.flatten(2)).reshape(b, -1, h, w)
+        masks = self.upscale_masks(src, hyper_in, (h, w))
         return masks, self.iou_prediction_head(iou_token_out)
+
+    def upscale_masks(
+        self, tokens: torch.Tensor, hyper_in: torch.Tensor, hw: tuple[int, int]
+    ) -> torch.Tensor:
+        """``output_upscaling`` and the hypernetwork product: ``(B, M, 4h, 4w)`` logits.
+
+        Same arithmetic as running the ``output_upscaling`` modules on ``(B, C, h, w)``, but
+        on the transformer's token-major ``(B, h*w, C)`` output: each stride-2 transposed
+        convolution is a matrix product per pixel, layer norm and GELU act per pixel, so
+        the 4 x 4 sub-pixels stay in channel-last blocks and are put in place once, at the
+        end, on the few mask channels. This avoids layout copies of the widest tensors.
+        """
+        up1, norm, act1, up2, act2 = self.output_upscaling
+        b = tokens.shape[0]
+        x = _subpixel_conv(tokens, up1)  # (B, h*w*4, C/4)
+        x = act1(F.layer_norm(x, x.shape[-1:], norm.weight, norm.bias, norm.eps))
+        x = act2(_subpixel_conv(x, up2))  # (B, h*w*16, C/8)
+        masks = x @ hyper_in.transpose(1, 2)  # (B, h*w*16, M)
+        h, w = hw
+        # Pixel (4i + 2a + c, 4j + 2b + d) of mask m sits at [i, j, a, b, c, d, m].
+        masks = masks.reshape(b, h, w, 2, 2, 2, 2, -1).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        return masks.reshape(b, -1, 4 * h, 4 * w)
+
+
+def _subpixel_conv(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
+    """A kernel-2, stride-2 transposed convolution on channel-last pixels ``(B, N, C_in)``:
+    ``(B, N * 4, C_out)``, each pixel followed by its 2 x 2 sub-pixels in row-major order."""
+    c_in, c_out = conv.weight.shape[:2]
+    weight = conv.weight.permute(0, 2, 3, 1).reshape(c_in, 4 * c_out)
+    out = x @ weight
+    return out.reshape(x.shape[0], -1, c_out) + conv.bias
 
 
 class MLP(nn.Module):
