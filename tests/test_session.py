@@ -336,3 +336,37 @@ def test_result_window_crop_and_tiled_tiff(tmp_path) -> None:
         r.save(tmp_path / "m.jpg")
     empty = SegmentResult(np.zeros((0, 0), bool), (0, 0), (10, 10), 0.0)
     assert empty.bbox is None and empty.mask.shape == (10, 10) and empty.area == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 160 kB file system (tmpfs): room for the cache's metadata and a few tiles."""
+    import subprocess
+
+    mount = tmp_path / "small_disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)])
+    if done.returncode:
+        pytest.skip("mounting a small tmpfs needs root (the CI machine runs tests as root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_full_disk_keeps_stored_tiles_and_resumes(image, model, tmp_path, small_disk) -> None:
+    import subprocess
+
+    session = Session(image, model, small_disk / "c.zarr", halo=32)
+    with pytest.raises(TileSAMError, match="Free space on that disk"):
+        session.embed(progress=False, batch_size=1)
+    done = EmbeddingStore.open(small_disk / "c.zarr").n_done
+    assert 1 <= done < 6
+    # More room, the same call: only the missing tiles are embedded.
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)
+    resumed = Session(image, model, small_disk / "c.zarr", halo=32)
+    assert resumed.n_done == done
+    assert resumed.embed(progress=False, batch_size=1) == 6 - done
+    clean = Session(image, model, tmp_path / "clean.zarr", halo=32)
+    clean.embed(progress=False, batch_size=1)
+    a, b = EmbeddingStore.open(tmp_path / "clean.zarr"), EmbeddingStore.open(small_disk / "c.zarr")
+    for tile in a.done_tiles():
+        np.testing.assert_array_equal(a.read_tile(*tile), b.read_tile(*tile))

@@ -310,11 +310,18 @@ class EmbeddingStore:
                 "float16's range, 65504); not stored. Check the input normalisation."
             )
         values = _check_meta(meta)
-        # Order matters: data first, the done marker last (see the module docstring).
-        self._emb[z, ty, tx] = emb16
-        for name, value in values.items():
-            self._meta[name][z, ty, tx] = value
-        self._done[z, ty, tx] = True
+        try:
+            # Order matters: data first, the done marker last (see the module docstring).
+            self._emb[z, ty, tx] = emb16
+            for name, value in values.items():
+                self._meta[name][z, ty, tx] = value
+            self._done[z, ty, tx] = True
+        except OSError as err:  # a full disk, a lost network share, no permission
+            raise TileSAMError(
+                f"Could not write tile {(z, ty, tx)} into the cache {self.path}: "
+                f"{err.strerror or err}. Free space on that disk (or choose a cache on another "
+                "disk) and run the same command again: the tiles already stored are kept."
+            ) from err
 
     def read_tile(self, z: int, ty: int, tx: int) -> np.ndarray:
         """One tile's embedding, ``(C, h, w)`` float32.

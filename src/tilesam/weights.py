@@ -43,13 +43,28 @@ def resolve_weights(entry: ModelEntry, *, download: bool = True) -> Path:
     bar. Offline, or for models without a download address, the error names the file and
     the folder to put it in.
     """
-    for path in (bundled_path(entry), cached_path(entry)):
-        if path is not None:
-            return path
+    bundled = bundled_path(entry)
+    if bundled is not None:
+        _check_bundled(entry, bundled)
+        return bundled
+    cached = cached_path(entry)
+    if cached is not None:
+        return cached
     target = cache_dir() / entry.filename
     if entry.url is None or not download:
         raise TileSAMError(_missing_message(entry, target))
     return _download(entry, target)
+
+
+def _check_bundled(entry: ModelEntry, path: Path) -> None:
+    """Weights shipped in the package must be the registered ones (they are small)."""
+    if entry.known_hash is None or not entry.known_hash.startswith("sha256:"):
+        return
+    if file_sha256(path) != entry.known_hash.split(":", 1)[1]:
+        raise TileSAMError(
+            f"The bundled weights {path} do not match the registered hash of {entry.name!r}: "
+            "the installation is damaged. Reinstall TileSAM (pip install --force-reinstall)."
+        )
 
 
 def _missing_message(entry: ModelEntry, target: Path) -> str:
