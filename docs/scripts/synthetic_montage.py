@@ -1,6 +1,6 @@
 """Draw docs/images/synthetic.png: samples of each synthetic kind with their label outlines.
 
-    python docs/scripts/synthetic_montage.py
+python docs/scripts/synthetic_montage.py
 """
 
 from pathlib import Path

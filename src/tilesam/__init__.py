@@ -19,6 +19,8 @@ _LAZY = {
     "ImageEmbedding": "tilesam.model",
     "Prediction": "tilesam.model",
     "open_image": "tilesam.io",
+    "write_labels": "tilesam.io",
+    "propagate_mask": "tilesam.propagate",
     "segment_image": "tilesam.segment",
     "Session": "tilesam.session",
 }
@@ -31,13 +33,16 @@ __all__ = [
     "TileSAMError",
     "load_model",
     "open_image",
+    "propagate_mask",
     "segment_image",
+    "write_labels",
 ]
 
 if TYPE_CHECKING:
-    from tilesam.io import open_image
+    from tilesam.io import open_image, write_labels
     from tilesam.loading import load_model
     from tilesam.model import ImageEmbedding, Prediction, SamModel
+    from tilesam.propagate import propagate_mask
     from tilesam.segment import segment_image
     from tilesam.session import Session
 

@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     _embed_parser(sub)
     _info_parser(sub)
     _segment_parser(sub)
+    _propagate_parser(sub)
     _train_parser(sub)
     _evaluate_parser(sub)
     return parser
@@ -88,21 +89,37 @@ def _add_session_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--axes", default=None, help="the image's axis order, e.g. ZYX, CYX")
     p.add_argument("--intensity", default=None, metavar="LOW,HIGH", help="fixed intensity range")
+    p.add_argument(
+        "--window", default=None, metavar="NAME|WIDTH,LEVEL", help="CT window, e.g. lung, 400,40"
+    )
+    p.add_argument("--series", default=None, help="DICOM series (number or UID) of a folder")
     p.add_argument("--overwrite", action="store_true", help="replace a cache made for other inputs")
 
 
-def _session(args: argparse.Namespace, cache: str | None):
+def _open(args: argparse.Namespace):
+    """The image of `args` (``--axes``, ``--series`` applied)."""
+    from tilesam.io import open_image
+
+    series = int(args.series) if args.series and args.series.isdigit() else args.series
+    return open_image(args.image, axes=args.axes, series=series)
+
+
+def _session(args: argparse.Namespace, cache: str | None, source=None):
+    """A session over `source` (default: the image of `args`) with the session options."""
     from tilesam.session import Session
 
     intensity = _parse_numbers(args.intensity, (2,), "low,high") if args.intensity else None
+    window = args.window
+    if window is not None and "," in window:
+        window = tuple(_parse_numbers(window, (2,), "width,level"))
     return Session(
-        args.image,
+        _open(args) if source is None else source,
         args.model,
         cache,
         tile_size=args.tile,
         halo=args.halo,
         intensity=intensity,
-        axes=args.axes,
+        window=window,
         checkpoint=args.checkpoint,
         device=args.device,
         trust_checkpoint=args.trust_checkpoint,
@@ -217,6 +234,72 @@ def _run_segment(args: argparse.Namespace) -> None:
     )
 
 
+def _propagate_parser(sub) -> None:
+    p = sub.add_parser(
+        "propagate",
+        help="segment objects through a volume from clicks, a box or a seed mask",
+        description="Propagate an object (from --point / --box) or every object of a seed "
+        "mask (--mask) slice by slice through a volume; the labels are written with the "
+        "volume's geometry (spacing, origin, direction).",
+    )
+    p.add_argument(
+        "image", metavar="VOLUME", help="NIfTI, MHA/MHD, NRRD, DICOM folder, TIFF stack, zarr"
+    )
+    p.add_argument(
+        "--point",
+        action="append",
+        default=[],
+        metavar="Z,Y,X[,LABEL]",
+        help="a click; label 1 (default) object, 0 background; repeatable, on one or more slices",
+    )
+    p.add_argument("--box", default=None, metavar="Z,Y0,X0,Y1,X1", help="a box on slice Z")
+    p.add_argument("--mask", default=None, help="seed labels (same grid): every object propagates")
+    p.add_argument("--out", required=True, help="labels file: .nii.gz, .nii, .mha, .nrrd or .tif")
+    p.add_argument("--cache", required=True, help="embedding cache folder (zarr), reused next time")
+    p.add_argument("--axis", type=int, default=0, help="axis whose planes are segmented (0: z)")
+    p.add_argument("--method", default="prompt", choices=("prompt", "box", "points"))
+    p.add_argument("--range", default=None, metavar="START,STOP", help="only these slices")
+    p.add_argument(
+        "--largest-component", action="store_true", help="keep each object's largest 3D piece"
+    )
+    _add_session_options(p)
+    _add_model_options(p)
+    p.set_defaults(run=_run_propagate)
+
+
+def _run_propagate(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from tilesam.io import AxisView, write_labels
+    from tilesam.io.write import check_labels_path
+    from tilesam.propagate import propagate_mask
+
+    check_labels_path(args.out)  # before the long work, not after it
+    points = [_parse_numbers(p, (3, 4), "z,y,x[,label]") for p in args.point]
+    box = _parse_numbers(args.box, (5,), "z,y0,x0,y1,x1") if args.box else None
+    span = _parse_numbers(args.range, (2,), "start,stop") if args.range else None
+    source = _open(args)
+    view = source if args.axis == 0 else AxisView(source, args.axis)
+    labels = propagate_mask(
+        source,
+        points=[p[:3] for p in points] or None,
+        labels=[int(p[3]) if len(p) == 4 else 1 for p in points] or None,
+        box=box,
+        mask=args.mask,
+        axis=args.axis,
+        method=args.method,
+        slice_range=None if span is None else (int(span[0]), int(span[1])),
+        largest_component=args.largest_component,
+        progress=True,
+        session=_session(args, args.cache, view),
+    )
+    path = write_labels(args.out, labels, like=source)
+    ids = np.unique(labels[labels > 0])
+    extent = np.flatnonzero(labels.reshape(len(labels), -1).any(axis=1))
+    where = f"slices {extent[0]}..{extent[-1]}" if extent.size else "no slice"
+    print(f"labels: {len(ids)} object(s) {ids.tolist()} on {where} -> {path}")
+
+
 # -- train ----------------------------------------------------------------------------------
 
 
@@ -252,6 +335,13 @@ def _train_parser(sub) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument(
+        "--mosaic",
+        type=float,
+        default=d.mosaic,
+        help="share of steps whose crops form one field (teaches the decoder to leave out "
+        "look-alike objects far from the prompt)",
+    )
+    p.add_argument(
         "--loss", choices=("focal", "bce"), default=d.loss, help="focal+dice (SAM) or bce+dice"
     )
     p.add_argument(
@@ -282,6 +372,7 @@ def _run_train(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         objects_per_image=args.objects_per_image,
         iterations=args.iterations,
+        mosaic=args.mosaic,
         lr=args.lr,
         loss=args.loss,
         epochs=args.epochs,

@@ -3,3 +3,7 @@
 
 class TileSAMError(Exception):
     """A problem the user can fix: the message says what went wrong and what to do."""
+
+
+class Cancelled(TileSAMError):
+    """Long work (e.g. a propagation) was stopped by its caller's cancel flag; nothing was kept."""

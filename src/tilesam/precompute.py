@@ -102,12 +102,15 @@ def sample_intensity_range(
     source: ImageSource,
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
     budget: int = SAMPLE_BUDGET,
+    *,
+    nonzero: bool = False,
 ) -> tuple[float, float]:
     """Robust ``(low, high)`` of a whole image from about `budget` evenly strided pixels.
 
     Reads up to 16 evenly spaced slices in bands of whole rows (a few MB each), keeping
     every ``step``-th row and column, so memory stays small for any image size; the
-    percentiles are then :func:`tilesam.preprocess.intensity_range`'s.
+    percentiles (of the non-zero pixels only, with `nonzero`) are then
+    :func:`tilesam.preprocess.intensity_range`'s.
 
     Examples
     --------
@@ -126,7 +129,7 @@ def sample_intensity_range(
         for y in range(0, height, band):
             block = source.read_slice(z, (slice(y, min(y + band, height)), slice(None)))
             parts.append(np.ascontiguousarray(block[::step, ::step]).reshape(-1))
-    return intensity_range(np.concatenate(parts), percentiles)
+    return intensity_range(np.concatenate(parts), percentiles, nonzero=nonzero)
 
 
 # -- reading and embedding --------------------------------------------------------------------

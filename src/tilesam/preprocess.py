@@ -1,7 +1,10 @@
 """From a user's image to the model input: intensity normalisation, RGB, resizing.
 
 One function, :func:`normalize_intensity`, owns how intensities are mapped to the 0..255
-scale the SAM encoders expect.
+scale the SAM encoders expect; the range it maps comes from :func:`intensity_range` (robust
+percentiles, optionally of the non-zero voxels only, for MR and microscopy volumes whose
+zero padding would otherwise pull the range down) or from a CT window,
+:func:`window_range` (Hounsfield units, width / level).
 """
 
 from __future__ import annotations
@@ -13,27 +16,44 @@ import torch.nn.functional as F
 from tilesam.errors import TileSAMError
 
 DEFAULT_PERCENTILES = (0.5, 99.5)
+#: CT windows in Hounsfield units, ``name: (width, level)``; the range is level -/+ width / 2.
+CT_WINDOWS: dict[str, tuple[float, float]] = {
+    "soft-tissue": (400.0, 40.0),  # abdomen
+    "lung": (1500.0, -600.0),
+    "brain": (80.0, 40.0),
+    "mediastinum": (350.0, 50.0),
+    "bone": (1800.0, 400.0),
+    "liver": (150.0, 30.0),
+}
 # Percentiles of very large images are estimated from this many evenly strided pixels.
 _MAX_SAMPLES = 4_000_000
 
 
 def intensity_range(
-    image: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+    image: np.ndarray,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    *,
+    nonzero: bool = False,
 ) -> tuple[float, float]:
     """Robust intensity range ``(low, high)`` of an image: the given percentiles of its pixels.
 
-    NaN pixels are ignored; an image that is all NaN, or constant, raises
-    :class:`TileSAMError` (there is nothing to segment).
+    NaN pixels are ignored; with `nonzero`, so are zeros (the padding around an MR or
+    microscopy volume), unless every pixel is zero. An image that is all NaN, or constant,
+    raises :class:`TileSAMError` (there is nothing to segment).
 
     Examples
     --------
     >>> intensity_range(np.arange(1000, dtype=np.uint16))
     (4.995, 994.005)
+    >>> intensity_range(np.r_[np.zeros(9000), np.arange(1, 1001)], nonzero=True)
+    (5.995, 995.005)
     """
     flat = np.asarray(image).reshape(-1)
     if flat.size > _MAX_SAMPLES:
         flat = flat[:: flat.size // _MAX_SAMPLES + 1]
     flat = flat[np.isfinite(flat)] if flat.dtype.kind == "f" else flat
+    if nonzero and flat.any():
+        flat = flat[flat != 0]
     if flat.size == 0:
         raise TileSAMError("The image has no finite pixel values (all NaN or infinite).")
     low, high = (float(v) for v in np.percentile(flat, percentiles))
@@ -44,6 +64,35 @@ def intensity_range(
             f"The image is constant (every pixel is {low:g}): there is nothing to segment."
         )
     return low, high
+
+
+def window_range(window: str | tuple[float, float]) -> tuple[float, float]:
+    """The intensity range ``(low, high)`` of a CT window: a name of :data:`CT_WINDOWS` or a
+    custom ``(width, level)`` in Hounsfield units.
+
+    Examples
+    --------
+    >>> window_range("lung"), window_range((400, 40))
+    ((-1350.0, 150.0), (-160.0, 240.0))
+    """
+    if isinstance(window, str):
+        if window not in CT_WINDOWS:
+            raise TileSAMError(
+                f"Unknown CT window {window!r}. Use one of {', '.join(CT_WINDOWS)}, or a custom "
+                "(width, level) in Hounsfield units, e.g. window=(400, 40)."
+            )
+        width, level = CT_WINDOWS[window]
+    else:
+        try:
+            width, level = (float(v) for v in window)
+        except (TypeError, ValueError):
+            raise TileSAMError(
+                f"window must be a name ({', '.join(CT_WINDOWS)}) or (width, level), "
+                f"got {window!r}."
+            ) from None
+        if not (np.isfinite(width) and np.isfinite(level) and width > 0):
+            raise TileSAMError(f"A CT window needs a finite width > 0 and level, got {window!r}.")
+    return level - width / 2, level + width / 2
 
 
 def normalize_intensity(

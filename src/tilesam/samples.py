@@ -9,11 +9,18 @@ import numpy as np
 from tilesam.errors import TileSAMError
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
-SAMPLES = {"nuclei": ("nuclei.tif", "nuclei_labels.tif")}
+#: name: (image, ground-truth labels). The volumes are made by
+#: ``docs/scripts/make_sample_volumes.py``: ``ct_volume`` in Hounsfield units with its
+#: spacing (liver 1, kidneys 2 and 3, spine 4), ``nuclei_volume`` a confocal-like stack.
+SAMPLES = {
+    "nuclei": ("nuclei.tif", "nuclei_labels.tif"),
+    "ct_volume": ("ct_volume.nii.gz", "ct_volume_labels.nii.gz"),
+    "nuclei_volume": ("nuclei_volume.tif", "nuclei_volume_labels.tif"),
+}
 
 
 def sample_path(name: str) -> Path:
-    """Path of a sample image (``"nuclei"``); see ``sample_data/NOTICE.md`` for sources."""
+    """Path of a sample image (a name of `SAMPLES`); see ``sample_data/NOTICE.md``."""
     if name not in SAMPLES:
         raise TileSAMError(f"Unknown sample {name!r}; samples: {', '.join(SAMPLES)}.")
     path = SAMPLE_DIR / SAMPLES[name][0]
@@ -33,8 +40,12 @@ def load_sample(name: str) -> tuple[np.ndarray, np.ndarray]:
     >>> image, labels = load_sample("nuclei")
     >>> image.shape, int(labels.max())
     ((256, 256), 65)
+    >>> volume, organs = load_sample("ct_volume")
+    >>> volume.shape, volume.dtype.name, int(organs.max())
+    ((40, 160, 160), 'int16', 4)
     """
-    import tifffile
+    from tilesam.io import open_image
 
     path = sample_path(name)
-    return tifffile.imread(path), tifffile.imread(path.with_name(SAMPLES[name][1]))
+    with open_image(path) as image, open_image(path.with_name(SAMPLES[name][1])) as labels:
+        return image.read(), labels.read()

@@ -6,8 +6,9 @@ A session ties together the pieces of the large-image path::
                                                       │
     points / box in image coordinates ──► stitch_segment (tile to tile) ──► SegmentResult
 
-Intensities are normalised with ONE range for the whole image (uint8: as is), so a
-pixel has the same value in every tile. The range, the model, the tiling and the image's
+Intensities are normalised with ONE range for the whole image (uint8: as is; a CT window
+if one is given; else robust percentiles, of the non-zero voxels for a volume), so a pixel
+has the same value in every tile and slice. The range, the model, the tiling and the image's
 fingerprint form the cache signature: a cache is never reused for another image, model
 or preprocessing. Embeddings are computed up front with `Session.embed` (resumable,
 optionally on a dask cluster) or on demand by `Session.embedding` / `Session.segment`.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from tilesam.errors import TileSAMError
 from tilesam.io import content_signature, open_image
 from tilesam.model import ImageEmbedding, SamModel
 from tilesam.precompute import MemoryStore, TileIndex, embed_tiles, sample_intensity_range
-from tilesam.preprocess import DEFAULT_PERCENTILES
+from tilesam.preprocess import DEFAULT_PERCENTILES, window_range
 from tilesam.segment import Prompt, SegmentResult
 from tilesam.stitch import default_margin, stitch_segment
 from tilesam.store import EmbeddingStore
@@ -58,7 +60,13 @@ class Session:
         Context each tile shares with its neighbours (see :class:`TileGrid`); default: an
         existing cache's, else 64.
     intensity : (low, high), optional
-        Fixed intensity range; default: percentiles of a strided sample of the whole image.
+        Fixed intensity range; default: percentiles of a strided sample of the whole image
+        (of its non-zero voxels for a volume: MR and microscopy stacks are zero-padded).
+    window : str or (width, level), optional
+        A CT window in Hounsfield units instead of `intensity`: a name of
+        :data:`tilesam.preprocess.CT_WINDOWS` (``"lung"``, ``"soft-tissue"``, ...) or a custom
+        ``(width, level)``. Only what the encoder sees changes; it is part of the cache
+        signature.
     axes : str, optional
         The image's axis order, if its reader cannot tell.
     checkpoint, device, trust_checkpoint
@@ -85,6 +93,7 @@ class Session:
         tile_size: int | None = None,
         halo: int | None = None,
         intensity: tuple[float, float] | None = None,
+        window: str | tuple[float, float] | None = None,
         axes: str | None = None,
         checkpoint: str | os.PathLike[str] | None = None,
         device: str | None = None,
@@ -107,7 +116,8 @@ class Session:
         halo = halo if halo is not None else tiling.get("halo", DEFAULT_HALO)
         self.grid = TileGrid(self.source.slice_shape, tile_size, halo)
         self.progress = progress
-        self.store, self.signature = self._open_store(intensity, known, overwrite)
+        fixed = _fixed_normalisation(intensity, window)
+        self.store, self.signature = self._open_store(fixed, known, overwrite)
         low, high = self.signature["normalisation"]["range"]
         self.intensity = (float(low), float(high))
         self._recent: OrderedDict[TileIndex, ImageEmbedding] = OrderedDict()
@@ -256,8 +266,40 @@ class Session:
         >>> r = session.segment(points=[(120, 300)], labels=[1])  # doctest: +SKIP
         >>> r.score, r.bbox, r.crop(r.bbox).sum()  # doctest: +SKIP
         """
+        result, _ = self.segment_with_logits(
+            points, labels, box, z=z, multimask=multimask, max_tiles=max_tiles
+        )
+        return result
+
+    def segment_with_logits(
+        self,
+        points: Any = None,
+        labels: Any = None,
+        box: Any = None,
+        *,
+        z: int = 0,
+        mask_inputs: Mapping[tuple[int, int], np.ndarray] | None = None,
+        multimask: bool | None = None,
+        max_tiles: int = 16,
+    ) -> tuple[SegmentResult, dict[tuple[int, int], np.ndarray]]:
+        """`segment`, also taking and returning the decoder's low-resolution logits per tile.
+
+        `mask_inputs` maps a tile ``(ty, tx)`` to the logits that tile gave before (e.g. on
+        the previous slice, which has the same tile grid): the decoder's mask prompt there.
+        Returns the result and ``{(ty, tx): logits}`` (a quarter of the model input per side,
+        256 x 256 for SAM) of the chosen mask of every tile predicted; slice-to-slice
+        propagation feeds them to the next slice.
+
+        Examples
+        --------
+        >>> r, logits = session.segment_with_logits(box=(10, 10, 60, 80), z=4)  # doctest: +SKIP
+        >>> r2, _ = session.segment_with_logits(box=r.bbox, z=5,  # doctest: +SKIP
+        ...                                     mask_inputs=logits)
+        """
         self._check_z(z)
         prompt = Prompt.make(points, labels, box, self.grid.slice_shape)
+        inputs = mask_inputs or {}
+        logits: dict[tuple[int, int], np.ndarray] = {}
 
         def predict(ty, tx, pts, labs, tile_box, mm):
             emb = self.embedding(z, ty, tx)
@@ -267,14 +309,17 @@ class Session:
                 points=pts if has_points else None,
                 labels=labs if has_points else None,
                 box=tile_box,
+                mask_input=inputs.get((ty, tx)),
                 multimask=mm,
             )
+            logits[(ty, tx)] = pred.low_res_logits[pred.best]
             return pred.mask(pred.best), float(pred.scores[pred.best])
 
         margin = default_margin(self.grid.tile_size, self.model.image_size)
-        return stitch_segment(
+        result = stitch_segment(
             self.grid, predict, prompt, z=z, multimask=multimask, max_tiles=max_tiles, margin=margin
         )
+        return result, logits
 
     def close(self) -> None:
         """Release the image file."""
@@ -295,15 +340,15 @@ class Session:
                 f"(valid: 0..{n - 1})."
             )
 
-    def _open_store(self, intensity, known: dict[str, Any] | None, overwrite: bool):
+    def _open_store(self, fixed, known: dict[str, Any] | None, overwrite: bool):
         sam = self.model.sam
         emb_shape = (sam.prompt_encoder.embed_dim, *sam.prompt_encoder.image_embedding_size)
         if self.cache_path is None:
-            sig = self._signature(self._normalisation(intensity, None))
+            sig = self._signature(fixed or self._normalisation(None))
             return MemoryStore(self.grid_shape, emb_shape), sig
         # Reuse the cached range (same image, same method) rather than re-reading the
         # whole image: the content signature identifies the image.
-        norm = self._normalisation(intensity, (known or {}).get("normalisation"))
+        norm = fixed or self._normalisation((known or {}).get("normalisation"))
         sig = self._signature(norm)
         store = EmbeddingStore.open_or_create(
             self.cache_path,
@@ -333,17 +378,19 @@ class Session:
             },
         }
 
-    def _normalisation(self, intensity, known: dict[str, Any] | None) -> dict[str, Any]:
-        if intensity is not None:
-            return {"method": "user", "range": list(_check_range(intensity))}
+    def _normalisation(self, known: dict[str, Any] | None) -> dict[str, Any]:
+        """The image's own normalisation (no user range or window), reusing `known`'s range."""
         if self.source.dtype == np.uint8:  # SAM's own input scale: used as is
             return {"method": "uint8", "range": [0.0, 255.0]}
         if self.source.dtype == bool:
             return {"method": "bool", "range": [0.0, 1.0]}
-        method = {"method": "percentiles", "percentiles": list(DEFAULT_PERCENTILES)}
+        # Volumes (MR, microscopy stacks) are often zero-padded: zeros would drag the range.
+        nonzero = self.source.n_slices > 1
+        name = "percentiles-nonzero" if nonzero else "percentiles"
+        method = {"method": name, "percentiles": list(DEFAULT_PERCENTILES)}
         if known and "range" in known and all(known.get(k) == v for k, v in method.items()):
             return {**method, "range": list(known["range"])}
-        low, high = sample_intensity_range(self.source, DEFAULT_PERCENTILES)
+        low, high = sample_intensity_range(self.source, DEFAULT_PERCENTILES, nonzero=nonzero)
         return {**method, "range": [low, high]}
 
 
@@ -378,6 +425,26 @@ def _stored_signature(path: Path) -> dict[str, Any] | None:
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         return None
     return EmbeddingStore.open(path, mode="r").signature  # raises for anything else
+
+
+def _fixed_normalisation(intensity, window) -> dict[str, Any] | None:
+    """The signature's normalisation entry for a user range or a CT window; None for neither.
+
+    >>> _fixed_normalisation(None, "lung")
+    {'method': 'window', 'window': 'lung', 'range': [-1350.0, 150.0]}
+    """
+    if intensity is not None and window is not None:
+        raise TileSAMError(
+            "Give either intensity=(low, high) or a CT window=, not both: both set the "
+            "intensity range sent to the encoder."
+        )
+    if intensity is not None:
+        return {"method": "user", "range": list(_check_range(intensity))}
+    if window is None:
+        return None
+    low, high = window_range(window)
+    name = window if isinstance(window, str) else [float(v) for v in window]
+    return {"method": "window", "window": name, "range": [low, high]}
 
 
 def _check_range(intensity) -> tuple[float, float]:

@@ -1,6 +1,37 @@
 """TileSAM's napari plugin: thin glue over the :mod:`tilesam` core API.
 
 The manifest (``napari.yaml``) declares the contributions; each is a small function here.
+From the napari console, `annotator` gives the dock widget's controller::
+
+    >>> import tilesam_napari
+    >>> ann = tilesam_napari.annotator(viewer)  # doctest: +SKIP
+    >>> ann.segment(points=[(120, 80)]); ann.commit()  # doctest: +SKIP
 """
 
+from __future__ import annotations
+
 __version__ = "0.1.0"
+
+__all__ = ["annotator"]
+
+
+def annotator(viewer):
+    """The TileSAM controller (`Annotator`) of `viewer`, docking the widget if needed.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+
+    Returns
+    -------
+    Annotator
+        With ``segment(points=..., labels=..., box=...)``, ``commit()``, ``undo()``,
+        ``clear()``, ``next_mask()``, ``embed()``, ``propagate()`` and ``setup(...)``.
+    """
+    from tilesam_napari._widget import TileSAMWidget, docked_widget
+
+    widget = docked_widget(viewer)
+    if widget is None:
+        widget = TileSAMWidget(viewer)
+        viewer.window.add_dock_widget(widget, name="TileSAM", area="right")
+    return widget.annotator

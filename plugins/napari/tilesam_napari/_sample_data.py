@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from tilesam.samples import load_sample
+import numpy as np
+
+from tilesam.samples import SAMPLES, load_sample, sample_path
+
+MOSAIC_SHAPE = (3072, 4096)
 
 
 def nuclei() -> list[tuple]:
@@ -11,4 +15,51 @@ def nuclei() -> list[tuple]:
     return [
         (image, {"name": "nuclei"}, "image"),
         (labels, {"name": "nuclei ground truth", "visible": False}, "labels"),
+    ]
+
+
+def mosaic() -> list[tuple]:
+    """A large tiled mosaic (3072 x 4096, 12 tiles of 1024): the nuclei image mirrored
+    over and over, made at load time so that the repository stays small."""
+    image, _ = load_sample("nuclei")
+    return [(mirror_tile(image, MOSAIC_SHAPE), {"name": "mosaic"}, "image")]
+
+
+def mirror_tile(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """`image` repeated by mirroring (no seams) to fill `shape`.
+
+    >>> mirror_tile(np.arange(4).reshape(2, 2), (2, 5)).tolist()
+    [[0, 1, 1, 0, 0], [2, 3, 3, 2, 2]]
+    """
+    pad = [(0, max(n - s, 0)) for n, s in zip(shape, image.shape)]
+    return np.pad(image, pad, mode="symmetric")[: shape[0], : shape[1]]
+
+
+def ct_volume() -> list[tuple]:
+    """A synthetic abdomen-like CT (40 x 160 x 160, 2.5 x 0.8 x 0.8 mm, Hounsfield units)
+    with its organ labels, shown in a soft-tissue window."""
+    return _volume("ct_volume", contrast_limits=(-160, 240))
+
+
+def nuclei_volume() -> list[tuple]:
+    """A synthetic confocal-like stack of nuclei (32 x 128 x 128) with its labels."""
+    return _volume("nuclei_volume")
+
+
+def _volume(name: str, **image_kwargs) -> list[tuple]:
+    """A sample volume through the plugin's reader (spacing -> scale, origin -> translate)
+    and its ground truth on the same grid."""
+    from tilesam_napari._io import read_image
+
+    path = sample_path(name)
+    ((image, meta, _),) = read_image(str(path))
+    ((labels, _, _),) = read_image(str(path.with_name(SAMPLES[name][1])))
+    geometry = {"scale": meta["scale"], "translate": meta["translate"]}
+    return [
+        (np.asarray(image), {**meta, "name": name, **image_kwargs}, "image"),
+        (
+            np.asarray(labels),
+            {**geometry, "name": f"{name} ground truth", "visible": False},
+            "labels",
+        ),
     ]

@@ -7,19 +7,25 @@
 ('ZYX', 4, (256, 256))
 """
 
+from tilesam.io.medical import MedicalSource
 from tilesam.io.open import open_image
+from tilesam.io.reslice import AxisView
 from tilesam.io.signature import content_signature
 from tilesam.io.source import AXES, ArraySource, ImageSource, guess_axes
 from tilesam.io.tiff import TiffSource
+from tilesam.io.write import write_labels
 from tilesam.io.zarr_source import ZarrSource
 
 __all__ = [
     "AXES",
     "ArraySource",
+    "AxisView",
     "ImageSource",
+    "MedicalSource",
     "TiffSource",
     "ZarrSource",
     "content_signature",
     "guess_axes",
     "open_image",
+    "write_labels",
 ]

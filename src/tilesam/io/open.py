@@ -9,6 +9,7 @@ from typing import Any
 import zarr
 
 from tilesam.errors import TileSAMError
+from tilesam.io.medical import MedicalSource, dicom_series, medical_suffix
 from tilesam.io.source import ArraySource, ImageSource
 from tilesam.io.tiff import TiffSource
 from tilesam.io.zarr_source import ZarrSource
@@ -17,6 +18,7 @@ _TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
 _ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 _SUPPORTED = (
     "TIFF / OME-TIFF files (.tif, .tiff, .ome.tif, .btf), zarr / OME-Zarr folders, "
+    "medical volumes (.nii, .nii.gz, .mha, .mhd, .nrrd, DICOM series folders), "
     "and numpy or dask arrays"
 )
 
@@ -26,6 +28,7 @@ def open_image(
     *,
     axes: str | None = None,
     level: int = 0,
+    series: str | int | None = None,
 ) -> ImageSource:
     """Open an image lazily, choosing the reader from the type, extension or folder content.
 
@@ -38,6 +41,8 @@ def open_image(
         Stored axis order to override the reader's (letters ``Z``, ``Y``, ``X``, ``C``).
     level : int
         Pyramid level for multiscale files, 0 = full resolution.
+    series : str or int, optional
+        The DICOM series (UID or number) of a folder holding several.
 
     Returns
     -------
@@ -68,14 +73,24 @@ def open_image(
             f"No such file or folder: '{path}' (current folder: '{Path.cwd()}'). "
             "Check the path and spelling."
         )
+    medical = path.is_dir() and not _is_zarr(path) and dicom_series(path)
+    if medical or medical_suffix(path):
+        if axes is not None or level != 0:
+            raise TileSAMError(
+                f"'{path.name}' is a medical volume: its axes come from the file (ZYX) and it "
+                "has one level; leave axes= and level= out."
+            )
+        return MedicalSource(path, series=series)
     if path.is_dir():
-        if any((path / m).exists() for m in _ZARR_MARKERS):
+        if _is_zarr(path):
             return ZarrSource(path, axes=axes, level=level)
         raise TileSAMError(
             f"'{path}' is a folder but not a zarr store (it has no zarr.json, .zgroup or "
             f".zarray). TileSAM opens {_SUPPORTED}; pass the image file inside it, or load "
             "the images yourself and pass an array."
         )
+    if series is not None:
+        raise TileSAMError("series= selects a DICOM series; this file is not a DICOM folder.")
     if path.suffix.lower() in _TIFF_SUFFIXES:
         return TiffSource(path, axes=axes, level=level)
     raise TileSAMError(
@@ -83,3 +98,7 @@ def open_image(
         f"opens {_SUPPORTED}. Convert the file (e.g. to OME-TIFF or OME-Zarr with "
         "bioformats2raw), or load it yourself and pass the array."
     )
+
+
+def _is_zarr(path: Path) -> bool:
+    return any((path / m).exists() for m in _ZARR_MARKERS)

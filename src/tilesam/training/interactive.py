@@ -87,8 +87,13 @@ def interactive_loss(
     iterations: int,
     encoder_grad: bool = True,
     loss: str = "focal",
+    mosaic: bool = False,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss of one step over a batch of equal-sized crops; also returns the first-prompt IoU."""
+    """Loss of one step over a batch of equal-sized crops; also returns the first-prompt IoU.
+
+    With ``mosaic`` the crops' features are laid out side by side as one field (see
+    :func:`mosaic_field`) and each target lies in its own crop's part of it.
+    """
     device = sam.pixel_mean.device
     pixels = torch.from_numpy(np.stack([e.pixels for e in batch])).permute(0, 3, 1, 2).to(device)
     with torch.set_grad_enabled(encoder_grad and torch.is_grad_enabled()):
@@ -96,6 +101,9 @@ def interactive_loss(
     owners, targets = _targets(batch, objects_per_image, rng)
     if not targets:
         return features.sum() * 0.0, {"iou": float("nan")}
+    if mosaic and len(batch) % 2 == 0:
+        features, targets = mosaic_field(features, owners, targets)
+        owners = [0] * len(targets)
     feats = features[torch.as_tensor(owners, device=device)]
     offset_tokens, pe = _window_pe(sam, feats.shape[-2:], rng)
     offset_px = offset_tokens * (sam.image_size // sam.prompt_encoder.image_embedding_size[0])
@@ -114,6 +122,30 @@ def interactive_loss(
         step_loss, best, chosen, _ = _scored(logits, iou, target, loss)
         total = total + step_loss
     return total / (iterations + 1), {"iou": first_iou}
+
+
+def mosaic_field(
+    features: torch.Tensor, owners: list[int], targets: list[np.ndarray]
+) -> tuple[torch.Tensor, list[np.ndarray]]:
+    """Lay ``(B, C, h, w)`` crop features out as one ``(1, C, B/2 * h, 2 * w)`` field.
+
+    Crops are smaller than the model input, so without this the decoder never sees an
+    object-like region farther from the prompt than a crop is wide, and on a full input it
+    happily adds every look-alike object of the image to the mask. In a mosaic the other
+    crops' objects are such regions, and the targets (padded to the field) exclude them.
+    """
+    rows = features.shape[0] // 2
+    field = torch.cat(
+        [torch.cat([features[2 * r], features[2 * r + 1]], -1) for r in range(rows)], -2
+    )
+    crop_h, crop_w = targets[0].shape
+    placed = []
+    for owner, target in zip(owners, targets):
+        full = np.zeros((rows * crop_h, 2 * crop_w), dtype=bool)
+        row, col = divmod(owner, 2)
+        full[row * crop_h : (row + 1) * crop_h, col * crop_w : (col + 1) * crop_w] = target
+        placed.append(full)
+    return field[None], placed
 
 
 def _half(mask: np.ndarray) -> np.ndarray:

@@ -45,6 +45,7 @@ class TrainConfig:
     batch_size: int = 4
     objects_per_image: int = 6
     iterations: int = 3
+    mosaic: float = 0.0
     lr: float = 1e-3
     loss: str = "focal"
     weight_decay: float = 0.01
@@ -149,6 +150,7 @@ class Trainer:
             iterations=self.config.iterations,
             encoder_grad=not self.config.freeze_encoder,
             loss=self.config.loss,
+            mosaic=self.config.mosaic > 0 and bool(self.rng.random() < self.config.mosaic),
         )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

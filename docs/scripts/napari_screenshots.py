@@ -1,0 +1,153 @@
+"""Screenshots of the TileSAM napari plugin for docs/napari.md, from a real viewer.
+
+Drives the dock widget and its controller exactly as a user (or the napari console) would,
+then saves the whole window:
+
+* ``docs/images/napari_2d.png``: the nuclei sample, three committed objects, a current
+  object from a positive and a negative click, and a box prompt;
+* ``docs/images/napari_embedding.png``: the large mosaic sample while *Compute
+  embeddings* runs in its worker (progress, time left, cancel);
+* ``docs/images/napari_3d.png``: the CT-like volume (millimetre spacing), an object clicked
+  on one slice and propagated through the volume.
+
+The model is the default ``tiny`` when its weights are available, else ``--checkpoint``,
+else the randomly initialised test checkpoint (then the masks show the workflow, not
+real segmentations). Needs a display: ``xvfb-run -a python docs/scripts/napari_screenshots.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "docs" / "images"
+TEST_CHECKPOINT = ROOT / "tests" / "data" / "fixtures" / "sam1_small_fp16.pth"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", help="checkpoint file (default: tiny, else test one)")
+    args = parser.parse_args()
+    import napari
+
+    settings = _settings(args.checkpoint)
+    print(f"model: {settings.checkpoint or settings.model}")
+    for scene in (scene_2d, scene_embedding, scene_3d):
+        viewer = napari.Viewer(show=True)
+        viewer.window._qt_window.resize(1400, 860)
+        path = scene(viewer, settings)
+        print(f"wrote {path}")
+        viewer.close()
+
+
+def _settings(checkpoint: str | None):
+    from tilesam_napari._session import Settings
+
+    from tilesam.models.registry import model_entry
+    from tilesam.weights import bundled_path, cached_path
+
+    if checkpoint:
+        return Settings(checkpoint=checkpoint)
+    entry = model_entry("tiny")
+    if bundled_path(entry) or cached_path(entry):
+        return Settings(model="tiny")
+    return Settings(checkpoint=str(TEST_CHECKPOINT))
+
+
+def _wait(condition, timeout: float = 300.0) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    end = time.perf_counter() + timeout
+    while not condition() and time.perf_counter() < end:
+        QApplication.processEvents()
+        time.sleep(0.01)
+
+
+def _save(viewer, name: str) -> Path:
+    from qtpy.QtWidgets import QApplication
+
+    for _ in range(5):  # let the canvas and the dock widget paint
+        QApplication.processEvents()
+        time.sleep(0.05)
+    path = OUT / name
+    viewer.screenshot(str(path), canvas_only=False)
+    return path
+
+
+def _dock(viewer, settings):
+    import tilesam_napari
+
+    annotator = tilesam_napari.annotator(viewer)
+    from tilesam_napari._widget import docked_widget
+
+    widget = docked_widget(viewer)
+    widget.set_settings(settings)
+    return annotator, widget
+
+
+def scene_2d(viewer, settings) -> Path:
+    from tilesam_napari._sample_data import nuclei
+
+    (image, meta, _), (truth, _, _) = nuclei()
+    viewer.add_image(image, **meta)
+    ann, widget = _dock(viewer, settings)
+    widget.setup()
+    # Click the middle of a few ground-truth nuclei, as a user would.
+    for label in (5, 17, 40):
+        y, x = np.argwhere(truth == label).mean(0)
+        ann.segment(points=[(y, x)])
+        ann.commit()
+    points = viewer.layers["prompts"]
+    y, x = np.argwhere(truth == 30).mean(0)
+    points.add([[y, x]])
+    points.feature_defaults = {"label": False}
+    points.add([[y + 12, x + 12]])
+    _wait(lambda: not ann.busy)
+    viewer.layers["box_prompts"].add_rectangles(np.array([[150, 150], [200, 210]]))
+    _wait(lambda: not ann.busy)
+    viewer.layers.selection.active = points
+    return _save(viewer, "napari_2d.png")
+
+
+def scene_embedding(viewer, settings) -> Path:
+    import tempfile
+    from dataclasses import replace
+
+    from tilesam_napari._sample_data import mosaic
+
+    ((image, meta, _),) = mosaic()
+    viewer.add_image(image, **meta)
+    ann, widget = _dock(viewer, settings)
+    cache = Path(tempfile.mkdtemp(prefix="tilesam-shot-")) / "mosaic.zarr"
+    widget.set_settings(replace(settings, cache=str(cache), tile_size=512, halo=32))
+    job = widget.compute_embeddings()
+    _wait(lambda: widget.progress.value() >= 6 or job.finished)
+    path = _save(viewer, "napari_embedding.png")
+    job.cancel()
+    _wait(lambda: job.finished)
+    return path
+
+
+def scene_3d(viewer, settings) -> Path:
+    from tilesam_napari._sample_data import ct_volume
+
+    (image, meta, _), (truth, truth_meta, _) = ct_volume()
+    layer = viewer.add_image(image, **meta)
+    ann, widget = _dock(viewer, settings)
+    widget.setup()
+    z = 20
+    viewer.dims.set_point(0, layer.data_to_world((z, 0, 0))[0])
+    y, x = np.argwhere(truth[z] == 1).mean(0)  # the liver on the middle slice
+    viewer.layers["prompts"].add([[z, y, x]])
+    _wait(lambda: not ann.busy)
+    ann.propagate()
+    viewer.layers.selection.active = viewer.layers["prompts"]
+    return _save(viewer, "napari_3d.png")
+
+
+if __name__ == "__main__":
+    main()

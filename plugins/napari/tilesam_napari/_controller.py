@@ -1,0 +1,388 @@
+"""`Annotator`: the state of one annotation session in a viewer, over a `tilesam.Session`.
+
+It owns no computation: prompts are read from the layers, handed to the core
+(`Session.segment`, `embed_tiles`, `tilesam.propagate_mask`), and the answers are drawn
+into ``current_object`` and, on commit, ``committed_objects``. The same object is what the
+dock widget's buttons, the key bindings and the napari console
+(`tilesam_napari.annotator`) drive.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Generator
+from pathlib import Path
+
+import numpy as np
+
+from tilesam.errors import TileSAMError
+from tilesam_napari import _labels, _layers, _predict
+from tilesam_napari._keys import bind_on
+from tilesam_napari._labels import Edit, Window, bounding_window
+from tilesam_napari._layers import SlicePrompt
+from tilesam_napari._session import Settings, open_session
+from tilesam_napari._workers import LatestOnly
+
+
+class Annotator:
+    """Click, box, commit and propagate on one image layer of `viewer`.
+
+    Examples
+    --------
+    >>> ann = tilesam_napari.annotator(viewer)  # doctest: +SKIP
+    >>> ann.segment(points=[(120, 80)])  # (y, x) pixels of the image  # doctest: +SKIP
+    >>> ann.commit()  # doctest: +SKIP
+    1
+    """
+
+    def __init__(self, viewer) -> None:
+        self.viewer = viewer
+        self.settings = Settings()
+        self.session = None
+        self.image = None
+        self.live = True
+        self.current: list[Window] = []  # the live object, one window per slice
+        self._alternatives: list[list[Window]] = []
+        self._prompt: SlicePrompt | None = None  # the prompt of the current object
+        self._choice = 0
+        self._history: list[list[Edit]] = []
+        self._live = LatestOnly(self._collect, self._compute, self._show, self._is_cached)
+        self.key_handlers: dict = {}  # set by the widget's key bindings, bound on new layers
+        self.on_change: list = []  # called after the current object changed (e.g. the widget)
+
+    # -- setup --------------------------------------------------------------------------------
+    def setup(self, image=None, settings: Settings | None = None):
+        """Build the session for `image` (a layer or its name; default: the selected or only
+        image layer) and create the annotation layers; returns the `tilesam.Session`."""
+        settings = settings or self.settings
+        layer = self.image_layer(image)
+        if self.is_current(layer, settings):
+            self._ensure_layers()  # same image, same settings: keep the session
+            return self.session
+        return self.attach(layer, open_session(layer, settings), settings)
+
+    def is_current(self, layer, settings: Settings) -> bool:
+        """Whether the session is already the one for `layer` with `settings`."""
+        return self.session is not None and layer is self.image and settings == self.settings
+
+    def attach(self, layer, session, settings: Settings):
+        """Make `session` (from `open_session`) this annotator's and create the layers."""
+        if self.session is not None and self.image is not layer:
+            self._forget_layers()
+        self.session, self.image, self.settings = session, layer, settings
+        self._ensure_layers()
+        return session
+
+    def require_session(self):
+        """The session, built with the current settings on first use."""
+        return self.session if self.session is not None else self.setup()
+
+    def image_layer(self, image=None):
+        """The image layer to segment: `image` (a layer or its name), else the selected
+        image layer, the current one, or the first."""
+        from napari.layers import Image
+
+        if isinstance(image, Image):
+            return image
+        if isinstance(image, str):
+            if image not in self.viewer.layers:
+                raise TileSAMError(f"There is no layer called {image!r} in the viewer.")
+            image = self.viewer.layers[image]
+            if not isinstance(image, Image):
+                raise TileSAMError(f"Layer {image.name!r} is not an image layer.")
+            return image
+        if image is not None:
+            raise TileSAMError(f"Expected an image layer or its name, got {type(image).__name__}.")
+        images = [lyr for lyr in self.viewer.layers if isinstance(lyr, Image)]
+        active = self.viewer.layers.selection.active
+        if isinstance(active, Image):
+            return active
+        if self.image is not None and self.image in images:
+            return self.image
+        if not images:
+            raise TileSAMError(
+                "No image layer to segment: open an image (File > Open, or drag it into the "
+                "viewer) and press the button again."
+            )
+        return images[0]
+
+    def _ensure_layers(self) -> None:
+        viewer, image = self.viewer, self.image
+        shape = self.session.source.spatial_shape
+        old = self.layer(_layers.COMMITTED)
+        if old is not None and tuple(old.data.shape) != tuple(shape):
+            # Objects committed on another image stay, under a name of their own.
+            old.name = f"{_layers.COMMITTED} ({tuple(old.data.shape)})"
+        points = _layers.get_or_add(
+            viewer, _layers.POINTS, lambda: _layers.add_points(viewer, image)
+        )
+        boxes = _layers.get_or_add(viewer, _layers.BOXES, lambda: _layers.add_boxes(viewer, image))
+        _layers.get_or_add(
+            viewer,
+            _layers.COMMITTED,
+            lambda: _layers.add_labels(
+                viewer, image, _layers.COMMITTED, self._new_committed(shape)
+            ),
+        )
+        _layers.get_or_add(
+            viewer,
+            _layers.CURRENT,
+            lambda: _layers.add_labels(
+                viewer, image, _layers.CURRENT, np.zeros(shape, np.uint8), opacity=0.5
+            ),
+        )
+        for layer in (points, boxes):
+            layer.events.data.disconnect(self._prompts_changed)
+            layer.events.data.connect(self._prompts_changed)
+        for name in (_layers.POINTS, _layers.BOXES, _layers.CURRENT, _layers.COMMITTED):
+            bind_on(viewer.layers[name], self.key_handlers)
+        viewer.layers.selection.active = points
+
+    def _new_committed(self, shape: tuple[int, ...]):
+        if int(np.prod(shape)) <= _labels.LARGE_VOXELS:
+            return _labels.new_labels(shape)
+        cache = self.settings.cache
+        if cache:
+            path = Path(cache).with_suffix(".labels.zarr")
+        else:
+            path = Path(tempfile.mkdtemp(prefix="tilesam-labels-")) / "committed.zarr"
+        from napari.utils.notifications import show_info
+
+        show_info(f"TileSAM: committed objects are saved as you go to {path}")
+        return _labels.new_labels(shape, path=path)
+
+    def _forget_layers(self) -> None:
+        for name in (_layers.POINTS, _layers.BOXES, _layers.CURRENT):
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+        self.current, self._history = [], []
+
+    def layer(self, name: str):
+        """An annotation layer by name (``prompts``, ``box_prompts``, ``current_object``,
+        ``committed_objects``); None if it was removed."""
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    # -- prompts to the current object ------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """A live segmentation is computing."""
+        return self._live.busy
+
+    def _prompts_changed(self, event=None) -> None:
+        action = str(getattr(event, "action", "") or "")
+        if action.endswith("ing"):  # 'adding', 'removing', 'changing': wait for the result
+            return
+        if self.live:
+            self._live.request()
+
+    def update(self) -> None:
+        """Segment from the prompt layers now (the ``S`` key): in the GUI thread when the
+        prompt's tiles are embedded, else in a worker thread."""
+        self._live.request()
+
+    def _collect(self):
+        if self.session is None or self.layer(_layers.POINTS) is None:
+            return None
+        z = _layers.current_z(self.viewer, self.image)
+        prompt = self.prompt(z)
+        if prompt.empty or (prompt.box is None and not (prompt.labels == 1).any()):
+            self._draw([])  # nothing (or only negative points) left: no object
+            return None
+        return prompt, z
+
+    def prompt(self, z: int | None = None) -> SlicePrompt:
+        """The prompts of the layers on slice `z` (2D: all), in image pixels."""
+        return _layers.read_prompt(
+            self.layer(_layers.POINTS), self.layer(_layers.BOXES), self.image, z
+        )
+
+    def _is_cached(self, job: tuple[SlicePrompt, int | None]) -> bool:
+        return _predict.is_cached(self.session, *job)
+
+    def _compute(self, job: tuple[SlicePrompt, int | None]):
+        prompt, z = job
+        return prompt, [_predict.segment(self.session, prompt, z)[1]]
+
+    def _show(self, answer: tuple[SlicePrompt, list[Window]]) -> None:
+        self._prompt, windows = answer
+        self._alternatives, self._choice = [windows], 0
+        self._draw(windows)
+
+    def segment(self, points=None, labels=None, box=None, *, z: int | None = None):
+        """Segment now (in this thread) and show the result in ``current_object``.
+
+        Without arguments the prompt layers are used; otherwise `points` ``(y, x)``,
+        `labels` 1 / 0 and `box` ``(y0, x0, y1, x1)`` are image pixels of slice `z`
+        (default: the slice on screen). Returns the `tilesam.segment.SegmentResult`.
+        """
+        session = self.require_session()
+        if z is None:
+            z = _layers.current_z(self.viewer, self.image)
+        if points is None and box is None:
+            prompt = self.prompt(z)
+        else:
+            prompt = _predict.as_prompt(points, labels, box, session.grid.slice_shape)
+        result, window = _predict.segment(session, prompt, z)
+        self._show((prompt, [window]))
+        return result
+
+    def next_mask(self) -> int:
+        """Show the next of the model's alternative masks for the prompt (the ``M`` key);
+        returns its index (0: the stitched best mask)."""
+        if not self.current:
+            raise TileSAMError("No current object: click on an object first.")
+        if len(self._alternatives) == 1:
+            self._alternatives += self._candidate_masks()
+        self._choice = (self._choice + 1) % len(self._alternatives)
+        self._draw(self._alternatives[self._choice])
+        return self._choice
+
+    def _candidate_masks(self) -> list[list[Window]]:
+        z = self.current[0].z
+        return [[w] for w in _predict.candidate_masks(self.session, self._prompt, z)]
+
+    def _draw(self, windows: list[Window]) -> None:
+        layer = self.layer(_layers.CURRENT)
+        if layer is None:
+            return
+        old = [w for w in self.current if not w.empty]
+        self.current = [w for w in windows if not w.empty]
+        if old:  # one redraw at the end: the object never flickers
+            _set_pixels(layer, old, 0, refresh=not self.current)
+        if self.current:
+            _set_pixels(layer, self.current, 1, refresh=True)
+        for callback in self.on_change:
+            callback()
+
+    # -- commit, clear, undo ----------------------------------------------------------------
+    def commit(self, *, overwrite: bool = False) -> int:
+        """Commit the current object under the next free id and clear the prompts (``C``).
+
+        Committed objects are only overwritten with ``overwrite=True``. Returns the id.
+        """
+        if not self.current:
+            raise TileSAMError("Nothing to commit: click on an object (or draw a box) first.")
+        layer = self.layer(_layers.COMMITTED)
+        if layer is None:
+            raise TileSAMError("The committed_objects layer was removed: press Set up again.")
+        new_id = self._next_id(layer.data)
+        edits = [
+            e
+            for w in self.current
+            if (e := _labels.paste(layer.data, w, new_id, overwrite=overwrite))
+        ]
+        if not edits:
+            raise TileSAMError(
+                "The current object lies entirely on committed objects: nothing was "
+                "committed (use commit(overwrite=True) to replace them)."
+            )
+        if _labels.is_on_disk(layer.data):
+            layer.data.attrs["next_id"] = new_id + 1
+        self._history.append(edits)
+        layer.refresh()
+        self.clear()
+        return new_id
+
+    def undo(self) -> None:
+        """Undo the last commit (repeatable)."""
+        if not self._history:
+            raise TileSAMError("Nothing to undo: no commit in this session.")
+        layer = self.layer(_layers.COMMITTED)
+        for edit in reversed(self._history.pop()):
+            _labels.restore(layer.data, edit)
+        layer.refresh()
+
+    def clear(self) -> None:
+        """Remove all prompts and the current object without committing (``Shift+C``)."""
+        for name in (_layers.POINTS, _layers.BOXES):
+            layer = self.layer(name)
+            if layer is not None and len(layer.data):
+                with layer.events.data.blocker():
+                    layer.data = np.zeros((0, layer.ndim)) if name == _layers.POINTS else []
+                layer.refresh()
+        self._alternatives, self._choice = [], 0
+        self._draw([])
+
+    def _next_id(self, data) -> int:
+        if _labels.is_on_disk(data):
+            return max(int(data.attrs.get("next_id", 1)), 1)
+        return _labels.max_label(data) + 1
+
+    # -- embedding and propagation ----------------------------------------------------------
+    def embed(self, cancel: threading.Event | None = None) -> int:
+        """Compute every missing tile embedding now, in this thread; returns how many."""
+        start = self.require_session().n_done
+        return _predict.run_to_end(self.embed_steps(cancel)) - start
+
+    def embed_steps(
+        self, cancel: threading.Event | None = None, batch: int = 2, session=None
+    ) -> Generator[tuple[int, int], None, int]:
+        """Embed the missing tiles of `session` (default: this annotator's), yielding
+        ``(done, total)`` after each batch of `batch` tiles; stops cleanly between batches
+        when `cancel` is set."""
+        from tilesam.precompute import embed_tiles
+
+        s = session or self.require_session()
+        tiles, done = s.missing_tiles(), s.n_done
+        yield done, s.n_tiles
+        for i in range(0, len(tiles), batch):
+            if cancel is not None and cancel.is_set():
+                break
+            part = tiles[i : i + batch]
+            embed_tiles(
+                s.model, s.source, s.grid, s.store, part, intensity=s.intensity, progress=False
+            )
+            done += len(part)
+            yield done, s.n_tiles
+        return done
+
+    def propagate(self, cancel: threading.Event | None = None):
+        """Propagate the current object through the volume now (``Shift+S`` runs it in a
+        worker); returns the labels volume shown in ``current_object``."""
+        result = _predict.run_to_end(self.propagate_steps(cancel))
+        self.show_volume(result)
+        return result
+
+    def propagate_steps(
+        self, cancel: threading.Event | None = None
+    ) -> Generator[tuple[int, int], None, np.ndarray]:
+        """Propagate the current object with `tilesam.propagate_mask`, yielding ``(done,
+        total)`` slices; returns the labels volume (show it with `show_volume`, in the GUI
+        thread)."""
+        session = self.check_can_propagate()
+        seed = np.zeros(session.source.spatial_shape, np.uint8)
+        for w in self.current:
+            seed[w.region] |= w.mask
+        return (yield from _predict.propagate_steps(session, seed, cancel))
+
+    def check_can_propagate(self):
+        """The session, if the image is a volume with a current object; else raise."""
+        session = self.require_session()
+        if session.source.n_slices == 1 or self.image.ndim != 3:
+            raise TileSAMError(
+                "Propagation needs a volume (ZYX image layer); this image is 2D. Use commit "
+                "(C) to keep the object instead."
+            )
+        if not self.current:
+            raise TileSAMError("No current object to propagate: click on an object first.")
+        return session
+
+    def show_volume(self, labels: np.ndarray) -> None:
+        """Show a propagated labels volume as the current object, one window per slice."""
+        mask = np.asarray(labels) > 0
+        windows = [bounding_window(z, mask[z]) for z in range(mask.shape[0]) if mask[z].any()]
+        self._alternatives, self._choice = [windows], 0
+        self._draw(windows)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _set_pixels(layer, windows: list[Window], value: int, *, refresh: bool) -> None:
+    """Set the True pixels of `windows` in a labels layer, redrawing only what changed."""
+    coords = []
+    for w in windows:
+        yy, xx = np.nonzero(w.mask)
+        idx = (yy + w.offset[0], xx + w.offset[1])
+        coords.append(idx if w.z is None else (np.full(len(yy), w.z), *idx))
+    indices = tuple(np.concatenate(parts) for parts in zip(*coords))
+    layer.data_setitem(indices, value, refresh=refresh)

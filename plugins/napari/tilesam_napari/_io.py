@@ -1,0 +1,165 @@
+"""napari readers and writers over the core's lazy readers, keeping physical geometry.
+
+Reading: any file `tilesam.open_image` opens becomes an image layer whose ``scale`` is
+the source's spacing and ``translate`` its origin; a pyramid becomes a multiscale layer
+(napari shows the level that fits the screen; TileSAM still segments level 0). Pixels
+are read lazily, region by region, through `SourceArray`.
+
+Writing: a labels layer goes to OME-Zarr (spacing and origin), or through the core's
+`tilesam.write_labels` to OME-TIFF (spacing) and NIfTI / NRRD / MHA with the geometry of
+the source image, direction included.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+# -- reading ---------------------------------------------------------------------------------
+class SourceArray:
+    """A numpy-indexable view of an `ImageSource` (canonical axes), read on demand.
+
+    napari slices layers with tuples of ints and slices; only the region a key selects
+    is read from the file.
+    """
+
+    def __init__(self, source) -> None:
+        self.source = source
+        self.shape = tuple(source.shape)
+        self.dtype = source.dtype
+        self.ndim = len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        data = self.source.read()
+        return data if dtype is None else data.astype(dtype)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        n = self.source.spatial_ndim
+        region, after = [], []
+        for k, size in zip(key[:n], self.shape[:n]):
+            if isinstance(k, int | np.integer):
+                k = int(k) + size if k < 0 else int(k)
+                region.append(slice(k, k + 1))
+                after.append(0)
+            else:
+                start, stop, step = k.indices(size)
+                region.append(slice(start, max(start, stop)))
+                after.append(slice(None, None, step))
+        block = self.source.read(tuple(region))
+        return block[(*after, *key[n:])]
+
+
+def get_reader(path: str | list[str]):
+    """The reader for `path` if the core can open it (npe2 ``get_reader`` contract)."""
+    if isinstance(path, list):
+        return None if len(path) != 1 else get_reader(path[0])
+    return read_image
+
+
+def read_image(path: str | list[str]) -> list[tuple]:
+    """An image layer with scale = spacing, translate = origin (multiscale for pyramids)."""
+    from tilesam import open_image
+
+    path = path[0] if isinstance(path, list) else path
+    source = open_image(path)
+    levels = [SourceArray(source)]
+    levels += [SourceArray(open_image(path, level=i)) for i in range(1, source.n_levels)]
+    geometry = {
+        "spacing": list(source.spacing),
+        "origin": list(source.origin),
+        "source": os.fspath(path),
+    }
+    meta = {
+        "name": _stem(path),
+        "scale": tuple(source.spacing),
+        "translate": tuple(source.origin),
+        "rgb": source.axes.endswith("C") and source.n_channels in (3, 4),
+        "multiscale": len(levels) > 1,
+        "metadata": {"tilesam_geometry": geometry},
+    }
+    data = levels if len(levels) > 1 else levels[0]
+    return [(data, meta, "image")]
+
+
+def _stem(path: str | os.PathLike[str]) -> str:
+    name = Path(path).name
+    for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr", ".nii.gz"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+# -- writing ---------------------------------------------------------------------------------
+def write_labels_file(path: str, data: Any, meta: dict) -> list[str]:
+    """Labels as OME-TIFF (spacing) or NIfTI / NRRD / MHA with the source image's geometry.
+
+    When the labels layer was made over a medical file opened by TileSAM, the file's full
+    geometry (spacing, origin and direction) is written; otherwise the layer's scale and
+    translate are.
+    """
+    from tilesam.io import write_labels
+
+    ndim = len(data.shape)
+    like = _medical_source(meta, data.shape)
+    if like is not None:
+        written = write_labels(path, np.asarray(data), like=like)
+    else:
+        written = write_labels(
+            path, np.asarray(data), spacing=_scale(meta, ndim), origin=_translate(meta, ndim)
+        )
+    return [str(written)]
+
+
+def write_ome_zarr(path: str, data: Any, meta: dict) -> list[str]:
+    """Labels as an OME-Zarr 0.5 image (zarr v3), slice by slice, with scale and origin."""
+    import zarr
+
+    ndim = len(data.shape)
+    axes = [{"name": a, "type": "space"} for a in "zyx"[-ndim:]]
+    transforms = [
+        {"type": "scale", "scale": list(_scale(meta, ndim))},
+        {"type": "translation", "translation": list(_translate(meta, ndim))},
+    ]
+    dataset = {"path": "0", "coordinateTransformations": transforms}
+    multiscale = {"version": "0.5", "axes": axes, "datasets": [dataset]}
+    group = zarr.open_group(path, mode="w", zarr_format=3)
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [multiscale]}
+    chunks = (*(1,) * (ndim - 2), *(min(1024, n) for n in data.shape[-2:]))
+    array = group.create_array("0", shape=data.shape, chunks=chunks, dtype=data.dtype)
+    for index in np.ndindex(*data.shape[:-2]):  # one slice at a time: bounded memory
+        array[index] = np.asarray(data[index])
+    return [path]
+
+
+def _medical_source(meta: dict, shape: tuple[int, ...]):
+    """The medical file the labels were drawn over (same shape), to copy its geometry."""
+    from tilesam.io import MedicalSource, open_image
+
+    source = meta.get("metadata", {}).get("tilesam_geometry", {}).get("source")
+    if not source or not Path(source).exists():
+        return None
+    like = open_image(source)
+    if not isinstance(like, MedicalSource) or like.spatial_shape != tuple(shape):
+        return None
+    return like
+
+
+def _scale(meta: dict, ndim: int) -> tuple[float, ...]:
+    return tuple(float(v) for v in meta.get("scale", (1.0,) * ndim))[-ndim:]
+
+
+def _translate(meta: dict, ndim: int) -> tuple[float, ...]:
+    return tuple(float(v) for v in meta.get("translate", (0.0,) * ndim))[-ndim:]

@@ -1,0 +1,71 @@
+"""Key bindings: T, S, M, C, Shift+C and Shift+S, on the viewer and on the TileSAM layers.
+
+napari asks the active layer's keymap before the viewer's, and the Points, Shapes and
+Labels layers bind some of these letters themselves, so the keys are bound on both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from napari.utils.notifications import show_info
+
+from tilesam_napari import _layers
+
+#: Key → what it does, for the docs and the widget's tooltips.
+KEYS = {
+    "T": "toggle the label of new points (positive / negative)",
+    "S": "segment now (when live mode is off)",
+    "M": "next of the model's alternative masks",
+    "C": "commit the current object under the next free id",
+    "Shift-C": "clear the prompts without committing",
+    "Shift-S": "propagate the current object through the volume (3D)",
+}
+
+
+def actions(annotator, propagate: Callable[[], Any]) -> dict[str, Callable[[], Any]]:
+    """The function each key calls."""
+    return {
+        "T": lambda: toggle_label(annotator),
+        "S": annotator.update,
+        "M": annotator.next_mask,
+        "C": annotator.commit,
+        "Shift-C": annotator.clear,
+        "Shift-S": propagate,
+    }
+
+
+def bind_keys(viewer, annotator, propagate: Callable[[], Any]) -> None:
+    """Bind the keys on `viewer` now and on the annotation layers as they are created."""
+    from tilesam_napari._widget import guarded
+
+    bound = {key: _handler(fn, guarded) for key, fn in actions(annotator, propagate).items()}
+    annotator.key_handlers = bound
+    bind_on(viewer, bound)
+
+
+def bind_on(target, handlers: dict[str, Callable[[Any], None]]) -> None:
+    """Bind `handlers` on a viewer or a layer, replacing napari's own use of the keys."""
+    for key, handler in handlers.items():
+        target.bind_key(key, handler, overwrite=True)
+
+
+def _handler(fn: Callable[[], Any], guarded) -> Callable[[Any], None]:
+    def handler(_target: Any) -> None:
+        guarded(fn)
+
+    return handler
+
+
+def toggle_label(annotator) -> int:
+    """Switch new points between positive (1) and negative (0); returns the new label."""
+    layer = annotator.layer(_layers.POINTS)
+    if layer is None:
+        return 1
+    label = 0 if bool(layer.feature_defaults["label"][0]) else 1
+    layer.feature_defaults = {"label": bool(label)}
+    color = _layers.POSITIVE_COLOR if label else _layers.NEGATIVE_COLOR
+    layer.current_face_color = color
+    show_info(f"TileSAM: new points are {'positive' if label else 'negative'}")
+    return label

@@ -1,0 +1,137 @@
+"""The annotation layers and the conversion of their prompts to image coordinates.
+
+Prompt layers are created with the image layer's scale and translate, but the user may
+move or rescale any layer, so prompts are always mapped layer data -> world -> image
+data: the core then gets ``(y, x)`` pixel positions of the image, its own convention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+POINTS, BOXES = "prompts", "box_prompts"
+CURRENT, COMMITTED = "current_object", "committed_objects"
+POSITIVE_COLOR, NEGATIVE_COLOR = "lime", "red"
+
+
+@dataclass(frozen=True)
+class SlicePrompt:
+    """Prompts on one slice in image pixel coordinates (the core's convention)."""
+
+    points: np.ndarray  # (N, 2) float, (y, x)
+    labels: np.ndarray  # (N,) int, 1 positive / 0 negative
+    box: tuple[float, float, float, float] | None
+
+    @property
+    def empty(self) -> bool:
+        return len(self.points) == 0 and self.box is None
+
+
+def geometry(image) -> dict:
+    """Scale and translate of the image layer's spatial axes, for layers laid over it."""
+    n = spatial_ndim(image)
+    return {"scale": tuple(image.scale[-n:]), "translate": tuple(image.translate[-n:])}
+
+
+def spatial_ndim(image) -> int:
+    """2 or 3: the image layer's dimensions without an RGB channel axis."""
+    return image.ndim
+
+
+def get_or_add(viewer, name: str, factory):
+    """The layer called `name`, created by `factory()` if the viewer has none."""
+    if name in viewer.layers:
+        return viewer.layers[name]
+    return factory()
+
+
+def add_points(viewer, image):
+    """The ``prompts`` layer: positive points (label True) lime, negative red, in add mode."""
+    layer = viewer.add_points(
+        np.zeros((0, spatial_ndim(image))),
+        name=POINTS,
+        # bool, not int: napari takes a small-int feature for a colour cycle and warns.
+        features={"label": np.zeros(0, dtype=bool)},
+        feature_defaults={"label": True},
+        face_color="label",
+        face_color_cycle={True: POSITIVE_COLOR, False: NEGATIVE_COLOR},
+        border_color="white",
+        size=_point_size(image),
+        **geometry(image),
+    )
+    layer.mode = "add"
+    return layer
+
+
+def add_boxes(viewer, image):
+    """The ``box_prompts`` layer, drawing rectangles."""
+    layer = viewer.add_shapes(
+        ndim=spatial_ndim(image),
+        name=BOXES,
+        edge_color="yellow",
+        face_color="transparent",
+        edge_width=max(1.0, _point_size(image) / 4),
+        **geometry(image),
+    )
+    layer.mode = "add_rectangle"
+    return layer
+
+
+def add_labels(viewer, image, name: str, data, *, opacity: float = 0.6):
+    """A labels layer over the image (``current_object`` or ``committed_objects``)."""
+    # The image's metadata (e.g. its source file) lets the writers copy its geometry.
+    metadata = dict(image.metadata)
+    return viewer.add_labels(data, name=name, opacity=opacity, metadata=metadata, **geometry(image))
+
+
+def _point_size(image) -> float:
+    h, w = image.data[0].shape[-2:] if image.multiscale else image.data.shape[-2:]
+    return float(np.clip(max(h, w) / 100, 4, 30)) * float(np.mean(image.scale[-2:]))
+
+
+# -- reading prompts ---------------------------------------------------------------------------
+def to_image_data(layer, image, coords: np.ndarray) -> np.ndarray:
+    """Map `coords` (rows of layer data coordinates) to image layer data coordinates."""
+    if len(coords) == 0:
+        return np.zeros((0, image.ndim))
+    return np.array([image.world_to_data(layer.data_to_world(c)) for c in coords])
+
+
+def current_z(viewer, image) -> int | None:
+    """The slice of a volume the viewer shows, in image data coordinates (None in 2D)."""
+    if spatial_ndim(image) == 2:
+        return None
+    return int(np.round(image.world_to_data(viewer.dims.point)[0]))
+
+
+def read_prompt(points_layer, boxes_layer, image, z: int | None) -> SlicePrompt:
+    """The prompts on slice `z` (all of them in 2D), in image pixel coordinates."""
+    pts = np.zeros((0, 2))
+    labels = np.zeros(0, dtype=int)
+    if points_layer is not None and len(points_layer.data):
+        yx = to_image_data(points_layer, image, np.asarray(points_layer.data))
+        lab = np.asarray(points_layer.features["label"], dtype=int)
+        keep = _on_slice(yx, z)
+        pts, labels = yx[keep][:, -2:], lab[keep]
+    return SlicePrompt(pts, labels, _last_box(boxes_layer, image, z))
+
+
+def _on_slice(coords: np.ndarray, z: int | None) -> np.ndarray:
+    if z is None:
+        return np.ones(len(coords), bool)
+    return np.round(coords[:, 0]).astype(int) == z
+
+
+def _last_box(boxes_layer, image, z: int | None):
+    """The newest rectangle on slice `z` as ``(y0, x0, y1, x1)``; None if there is none."""
+    if boxes_layer is None:
+        return None
+    for vertices in reversed(boxes_layer.data):
+        corners = to_image_data(boxes_layer, image, np.asarray(vertices))
+        if not _on_slice(corners[:1], z).all():
+            continue
+        (y0, x0), (y1, x1) = corners[:, -2:].min(0), corners[:, -2:].max(0)
+        return (float(y0), float(x0), float(y1), float(x1))
+    return None

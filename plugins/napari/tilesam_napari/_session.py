@@ -1,0 +1,88 @@
+"""Opening a `tilesam.Session` for an image layer, with the dock widget's settings.
+
+Nothing here touches the viewer, so a session can be opened in a worker thread (loading a
+model and sampling a large image's intensities take seconds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tilesam.errors import TileSAMError
+
+_MODELS: dict[tuple, Any] = {}  # loaded models, shared by every annotator of the process
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a session is built from: the dock widget's fields.
+
+    ``tile_size=None`` / ``halo=None`` take an existing cache's values, else the model's
+    input size and 64; ``axes=None`` reads the layer's own (YX, YXC for RGB, ZYX).
+    """
+
+    model: str = "tiny"
+    checkpoint: str | None = None
+    device: str | None = None
+    cache: str | None = None
+    tile_size: int | None = None
+    halo: int | None = None
+    axes: str | None = None
+
+
+def load_model_cached(settings: Settings):
+    """`tilesam.load_model` once per (name, checkpoint, device) in this process."""
+    from tilesam import load_model
+
+    key = (settings.model, settings.checkpoint, settings.device)
+    if key not in _MODELS:
+        name = None if settings.checkpoint else settings.model
+        _MODELS[key] = load_model(name, settings.checkpoint, settings.device)
+    return _MODELS[key]
+
+
+def open_session(layer, settings: Settings):
+    """A `tilesam.Session` over an image layer: loads the model and opens or creates the
+    cache. Touches no viewer state, so it can run in a worker thread."""
+    from tilesam import Session
+
+    data = layer.data[0] if layer.multiscale else layer.data  # prompts at full resolution
+    axes = settings.axes or _layer_axes(layer)
+    return Session(
+        _as_source(data, axes, layer),
+        load_model_cached(settings),
+        settings.cache or None,
+        tile_size=settings.tile_size or None,
+        halo=settings.halo,
+    )
+
+
+def _layer_axes(layer) -> str:
+    if layer.rgb:
+        return "YXC"
+    if layer.ndim == 2:
+        return "YX"
+    if layer.ndim == 3:
+        return "ZYX"
+    raise TileSAMError(
+        f"Layer {layer.name!r} has {layer.ndim} dimensions: "
+        "TileSAM segments 2D images (YX, RGB) and volumes (ZYX). Pick one channel or time "
+        "point first (e.g. split the layer with right click > Split Stack)."
+    )
+
+
+def _as_source(data, axes: str, layer):
+    from tilesam.io import ArraySource
+
+    n = 3 if axes.startswith("Z") else 2
+    if len(axes) != np.ndim(data):
+        raise TileSAMError(
+            f"Axes {axes!r} do not fit layer {layer.name!r} of shape {tuple(np.shape(data))}: "
+            "give one letter per dimension (YX, YXC, ZYX or ZYXC)."
+        )
+    return ArraySource(
+        data, axes=axes, spacing=tuple(layer.scale[-n:]), origin=tuple(layer.translate[-n:])
+    )

@@ -1,0 +1,185 @@
+"""Work off the Qt event loop: live segmentation and long jobs with progress and cancel.
+
+Everything here runs the core in napari's worker threads and hands results back to the
+GUI thread through Qt signals, so the viewer keeps answering while a tile is embedded
+or a volume propagated. Errors come back as values and are shown as notifications,
+never as a traceback dialog.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+
+from tilesam import errors
+from tilesam.errors import TileSAMError
+
+# `Cancelled` arrives with the 3D propagation; until then nothing is an instance of ().
+_CANCELLED = getattr(errors, "Cancelled", ())
+
+
+def report(exc: BaseException) -> None:
+    """Show an error in napari's notification area (user errors without a type name)."""
+    if isinstance(exc, _CANCELLED):
+        show_info(f"TileSAM: {exc or 'cancelled'}")
+    elif isinstance(exc, TileSAMError):
+        show_error(str(exc))
+    else:
+        show_error(f"TileSAM: unexpected {type(exc).__name__}: {exc}")
+
+
+def _capture(fn: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+    """``(True, result)`` or ``(False, exception)``: errors travel back as values."""
+    try:
+        return True, fn(*args)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a notification
+        return False, exc
+
+
+class LatestOnly:
+    """Run ``compute(job)`` in a worker; requests made meanwhile collapse into one rerun.
+
+    ``collect()`` (GUI thread) snapshots the job, or returns None for nothing to do;
+    ``apply(result)`` shows it (GUI thread). Only the newest prompt matters, so a burst
+    of edits costs at most one computation in flight plus one queued.
+
+    Jobs for which ``inline(job)`` is true run in the GUI thread instead: a decoder pass
+    over cached embeddings takes tens of milliseconds, while in a worker it can take
+    several times longer, because every one of its many small torch calls must win the
+    GIL back from the busy GUI thread (Python switches threads every 5 ms).
+    """
+
+    def __init__(self, collect, compute, apply, inline=None) -> None:
+        self._collect, self._compute, self._apply = collect, compute, apply
+        self._inline = inline or (lambda job: False)
+        self._busy = False
+        self._dirty = False
+        self.worker = None
+
+    @property
+    def busy(self) -> bool:
+        """A computation is in flight or queued."""
+        return self._busy or self._dirty
+
+    def request(self) -> None:
+        """Ask for a computation of the current state."""
+        if self._busy:
+            self._dirty = True
+            return
+        self._start()
+
+    def _start(self) -> None:
+        self._dirty = False
+        try:
+            job = self._collect()
+        except Exception as exc:  # noqa: BLE001 - a bad prompt is a notification
+            report(exc)
+            return
+        if job is None:
+            return
+        if self._inline(job):
+            self._returned(_capture(self._compute, job))
+            return
+        self._busy = True
+        self.worker = create_worker(_capture, self._compute, job, _start_thread=False)
+        self.worker.returned.connect(self._returned)
+        self.worker.finished.connect(self._finished)
+        self.worker.start()
+
+    def _returned(self, outcome: tuple[bool, Any]) -> None:
+        ok, value = outcome
+        # A newer request supersedes this result: don't flash a stale mask.
+        if self._dirty:
+            return
+        if ok:
+            self._apply(value)
+        else:
+            report(value)
+
+    def _finished(self) -> None:
+        self._busy = False
+        if self._dirty:
+            self._start()
+
+
+class Job:
+    """A long job (embedding, propagation) in a worker thread, with progress and cancel.
+
+    ``steps(cancel)`` is a generator yielding ``(done, total)`` and returning a result;
+    ``on_progress(done, total, seconds_left)`` and ``on_done(result)`` run in the GUI
+    thread, and so does ``on_message(value)`` for anything else the steps yield (e.g. a
+    session opened in the worker, to attach to the viewer). `cancel` is a
+    ``threading.Event`` the core checks between tiles or slices, so
+    a cancelled job stops cleanly and leaves every finished tile in the cache.
+    """
+
+    def __init__(
+        self,
+        steps: Callable[[threading.Event], Generator[tuple[int, int], None, Any]],
+        *,
+        on_progress: Callable[[int, int, float | None], None] | None = None,
+        on_done: Callable[[Any], None] | None = None,
+        on_finish: Callable[[], None] | None = None,
+        on_message: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.cancel_event = threading.Event()
+        self._steps = steps
+        self._on_progress, self._on_done, self._on_message = on_progress, on_done, on_message
+        self.finished = False
+        self._start: tuple[float, int] | None = None
+        self.worker = create_worker(self._run, _start_thread=False)
+        self.worker.yielded.connect(self._progress)
+        self.worker.returned.connect(self._returned)
+        self.worker.finished.connect(self._mark_finished)
+        if on_finish is not None:
+            self.worker.finished.connect(on_finish)
+
+    def start(self) -> Job:
+        self.worker.start()
+        return self
+
+    def cancel(self) -> None:
+        """Stop after the tile or slice in progress."""
+        self.cancel_event.set()
+
+    @property
+    def running(self) -> bool:
+        """Started and not finished yet (False once the GUI heard it finish)."""
+        return not self.finished
+
+    def _mark_finished(self) -> None:
+        self.finished = True
+
+    def _run(self):
+        try:
+            result = yield from self._steps(self.cancel_event)
+        except Exception as exc:  # noqa: BLE001 - shown as a notification in the GUI thread
+            return False, exc
+        return True, result
+
+    def _progress(self, value: Any) -> None:
+        if not isinstance(value, tuple):
+            if self._on_message is not None:
+                self._on_message(value)
+            return
+        done, total = value
+        now = time.perf_counter()
+        if self._start is None:
+            self._start = (now, done)
+        t0, d0 = self._start
+        rate = (done - d0) / (now - t0) if now > t0 and done > d0 else None
+        left = (total - done) / rate if rate else None
+        if self._on_progress is not None:
+            self._on_progress(done, total, left)
+
+    def _returned(self, outcome: tuple[bool, Any]) -> None:
+        ok, value = outcome
+        if not ok:
+            report(value)
+        elif self._on_done is not None:
+            self._on_done(value)

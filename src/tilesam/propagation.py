@@ -1,0 +1,351 @@
+"""Slice-to-slice propagation through a volume: the algorithm, independent of the model.
+
+From the slices a user annotated (a seed: 2D labels on some slices), every object is carried
+slice by slice in both directions. The model stays outside: a *slice predictor*
+``predict(z, prompt) -> SlicePrediction`` answers a prompt on one slice (in TileSAM, a
+:class:`tilesam.Session` over a tiled embedding cache; in tests, anything deterministic).
+
+Prompts for the next slice come from the object's mask on the current one
+(:func:`prompt_from_mask`): its box (grown by ``BOX_MARGIN`` of its size), a positive point
+at the mask's deepest pixel, a negative point at the deepest background pixel inside the box
+when that hollow is deep (a concave or ring-shaped object), and the decoder's low-resolution
+logits of the current slice as mask input (the predictor's opaque ``state``). ``method``
+chooses what is sent: ``"prompt"`` all of it, ``"box"`` the box only, ``"points"`` the
+points only.
+
+A walk stops at the first slice where (:class:`StopRules`, thresholds documented there):
+
+- the object vanished: fewer than ``min_area`` pixels (after removing pixels other objects
+  own);
+- the decoder doubts its mask: predicted IoU below ``min_score``;
+- the mask jumped: its IoU with the previous slice's mask is below ``min_overlap``;
+- the mask leaks: its area grew by more than ``max_growth`` times the previous slice's.
+
+That slice is not written: a leak is caught, not carried to the end of the volume.
+
+Rules for the labels:
+
+- An object's annotated slices are kept exactly as given; so is every annotated pixel.
+- Between two annotated slices of an object the gap is filled from both ends at once, one
+  slice from each side in turn, so each slice comes from its nearer annotation and the
+  result does not depend on a direction; if one side stops, the other may go on.
+- Objects are propagated in order of their ids and never overwrite one another (nor an
+  annotation): a pixel two objects claim stays with the first.
+- ``slice_range = (start, stop)`` (end-exclusive) caps every walk.
+- ``largest_component`` keeps each object's largest 3D connected component (plus its
+  annotations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from scipy import ndimage
+
+from tilesam.errors import Cancelled, TileSAMError
+
+METHODS = ("prompt", "box", "points")
+BOX_MARGIN = 0.05  # the next slice's box: the mask's box grown by 5 % of its size per side
+NEGATIVE_DEPTH = 0.2  # a hollow this deep (fraction of the box's short side) gets a - point
+_GROWTH_FLOOR = 64  # pixels: growth is measured against at least this area (tiny masks jitter)
+_POINT_GRID = 128  # points are placed on at most this many samples per side of the box
+
+
+@dataclass(frozen=True)
+class SlicePrompt:
+    """A prompt on one slice: points ``(N, 2)`` ``(y, x)`` with labels 1 / 0, a box
+    ``(y0, x0, y1, x1)`` or None, and the predictor's `state` from the previous slice
+    (None when the mask came from the user or the method sends no mask input)."""
+
+    points: np.ndarray
+    labels: np.ndarray
+    box: tuple[int, int, int, int] | None
+    state: Any = None
+
+
+@dataclass(frozen=True)
+class SlicePrediction:
+    """A predictor's answer: the ``(H, W)`` bool mask, its predicted IoU and an opaque state
+    handed back with the next slice's prompt (TileSAM: the low-res logits per tile)."""
+
+    mask: np.ndarray
+    score: float
+    state: Any = None
+
+
+#: ``predict(z, prompt) -> SlicePrediction``
+SlicePredictor = Callable[[int, SlicePrompt], SlicePrediction]
+
+
+class CancelFlag(Protocol):
+    """Anything with ``is_set()``, e.g. a ``threading.Event``."""
+
+    def is_set(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class StopRules:
+    """When a walk stops (see the module docstring); the defaults are TileSAM's.
+
+    Attributes
+    ----------
+    min_area : int
+        Fewer pixels than this (and always an empty mask): the object has vanished.
+    min_score : float
+        Predicted IoU below this: the decoder doubts its own mask.
+    min_overlap : float
+        IoU with the previous slice's mask below this: the mask jumped elsewhere.
+    max_growth : float
+        Area above this many times the previous slice's (at least 64 pixels): a leak.
+
+    Examples
+    --------
+    >>> prev = np.zeros((20, 20), bool); prev[5:15, 5:15] = True
+    >>> StopRules().why_stop(prev, prev, 0.9) is None
+    True
+    >>> StopRules().why_stop(prev, np.ones((20, 20), bool), 0.9)
+    'leak: area 400 > 2.0 x 100'
+    """
+
+    min_area: int = 8
+    min_score: float = 0.5
+    min_overlap: float = 0.3
+    max_growth: float = 2.0
+
+    def why_stop(self, previous: np.ndarray, mask: np.ndarray, score: float) -> str | None:
+        """Why `mask` (following `previous`) ends the walk, or None to accept it."""
+        area, before = int(mask.sum()), int(previous.sum())
+        if area < max(self.min_area, 1):  # an empty mask always ends the walk
+            return f"vanished: {area} pixels < {max(self.min_area, 1)}"
+        if score < self.min_score:
+            return f"predicted IoU {score:.2f} < {self.min_score}"
+        if area > self.max_growth * max(before, _GROWTH_FLOOR):
+            return f"leak: area {area} > {self.max_growth} x {before}"
+        union = np.logical_or(mask, previous).sum()
+        overlap = np.logical_and(mask, previous).sum() / union if union else 1.0
+        if overlap < self.min_overlap:
+            return f"jump: overlap {overlap:.2f} with the previous slice < {self.min_overlap}"
+        return None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Where one walk ended: the object, the direction (+1 / -1), the last slice it wrote
+    and why it stopped (``"range"`` at the end of the range or a meeting walk)."""
+
+    obj: int
+    step: int
+    last: int
+    reason: str
+
+
+@dataclass
+class PropagationResult:
+    """The labels volume ``(Z, H, W)`` uint32 and how every walk ended."""
+
+    labels: np.ndarray
+    stops: list[Stop] = field(default_factory=list)
+
+
+def prompt_from_mask(mask: np.ndarray, method: str = "prompt", state: Any = None) -> SlicePrompt:
+    """The next slice's prompt from an object's mask on this one (see the module docstring).
+
+    Examples
+    --------
+    >>> mask = np.zeros((40, 40), bool); mask[10:30, 10:30] = True
+    >>> p = prompt_from_mask(mask)
+    >>> p.box, p.points.tolist(), p.labels.tolist()
+    ((9, 9, 31, 31), [[19.0, 19.0]], [1])
+    """
+    if method not in METHODS:
+        raise TileSAMError(f"Unknown method {method!r}; use one of {', '.join(METHODS)}.")
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    # Points need not be exact: distances on at most ~128 x 128 samples of the box keep the
+    # cost per slice small for organs hundreds of pixels wide.
+    step = max(1, -(-max(y1 - y0, x1 - x0) // _POINT_GRID))
+    crop = mask[y0:y1:step, x0:x1:step]
+    # Padding keeps the positive point away from the box edges as well as the mask's.
+    depth = ndimage.distance_transform_edt(np.pad(crop, 1))[1:-1, 1:-1]
+    points = [np.unravel_index(int(np.argmax(depth)), crop.shape)]
+    labels = [1]
+    hollow = ndimage.distance_transform_edt(~crop)  # distance to the mask, inside the box
+    if hollow.max() * step >= max(2.0, NEGATIVE_DEPTH * min(y1 - y0, x1 - x0)):
+        points.append(np.unravel_index(int(np.argmax(hollow)), crop.shape))
+        labels.append(0)
+    yx = np.asarray(points, dtype=np.float64) * step + [y0, x0]
+    my, mx = (max(1, round(BOX_MARGIN * n)) for n in (y1 - y0, x1 - x0))
+    h, w = mask.shape
+    box = (max(y0 - my, 0), max(x0 - mx, 0), min(y1 + my, h), min(x1 + mx, w))
+    if method == "box":
+        return SlicePrompt(np.zeros((0, 2)), np.zeros(0, np.int64), box)
+    lab = np.asarray(labels, dtype=np.int64)
+    if method == "points":
+        return SlicePrompt(yx, lab, None)
+    return SlicePrompt(yx, lab, box, state)
+
+
+def propagate_labels(
+    shape: tuple[int, int, int],
+    seeds: Mapping[int, np.ndarray],
+    predict: SlicePredictor,
+    *,
+    states: Mapping[tuple[int, int], Any] | None = None,
+    method: str = "prompt",
+    rules: StopRules | None = None,
+    slice_range: tuple[int, int] | None = None,
+    largest_component: bool = False,
+    callback: Callable[[int, int], Any] | None = None,
+    cancel: CancelFlag | None = None,
+) -> PropagationResult:
+    """Propagate every object of the annotated slices through a volume of `shape`.
+
+    Parameters
+    ----------
+    shape : (Z, H, W)
+    seeds : {z: (H, W) int array}
+        The annotated slices, 0 = background, every other value an object id.
+    predict : SlicePredictor
+        Answers a prompt on one slice.
+    states : {(id, z): state}, optional
+        The predictor's state for an annotated object (e.g. the logits of the user's click).
+    method, rules, slice_range, largest_component
+        See the module docstring.
+    callback : callable, optional
+        ``callback(done, total)`` after every slice (counted per object).
+    cancel : object with ``is_set()``, optional
+        Checked before every slice; when set, :class:`tilesam.errors.Cancelled` is raised.
+
+    Examples
+    --------
+    >>> truth = np.zeros((5, 32, 32), bool); truth[1:4, 8:24, 8:24] = True
+    >>> oracle = lambda z, prompt: SlicePrediction(truth[z], 1.0)
+    >>> out = propagate_labels(truth.shape, {2: truth[2].astype(int)}, oracle)
+    >>> out.labels.sum(axis=(1, 2)).tolist(), [s.reason for s in out.stops]
+    ([0, 256, 256, 256, 0], ['vanished: 0 pixels < 8', 'vanished: 0 pixels < 8'])
+    """
+    if method not in METHODS:
+        raise TileSAMError(f"Unknown method {method!r}; use one of {', '.join(METHODS)}.")
+    run = _Run(shape, seeds, predict, states or {}, method, rules or StopRules(), cancel)
+    run.set_range(slice_range)
+    run.callback = callback
+    for obj in run.objects:
+        run.propagate(obj)
+    if largest_component:
+        run.keep_largest_components()
+    return PropagationResult(run.labels, run.stops)
+
+
+@dataclass
+class _Walk:
+    obj: int
+    step: int
+    mask: np.ndarray
+    state: Any
+    last: int
+    alive: bool = True
+
+
+class _Run:
+    """One propagation: the labels being written, progress and the walks' stops."""
+
+    def __init__(self, shape, seeds, predict, states, method, rules, cancel) -> None:
+        self.labels = np.zeros(shape, dtype=np.uint32)
+        self.annotated: dict[int, list[int]] = {}
+        for z, seed in sorted(seeds.items()):
+            seed = np.asarray(seed)
+            if seed.shape != shape[1:]:
+                raise TileSAMError(f"Seed of slice {z} has shape {seed.shape}, not {shape[1:]}.")
+            self.labels[z] = seed
+            for obj in np.unique(seed[seed > 0]).tolist():
+                self.annotated.setdefault(int(obj), []).append(int(z))
+        if not self.annotated:
+            raise TileSAMError(
+                "The seed mask is empty: draw or commit at least one object on a slice first."
+            )
+        self.objects = sorted(self.annotated)
+        self.predict, self.states, self.method = predict, states, method
+        self.rules, self.cancel = rules, cancel
+        self.stops: list[Stop] = []
+        self.callback: Callable[[int, int], Any] | None = None
+        self.done = 0
+
+    def set_range(self, slice_range: tuple[int, int] | None) -> None:
+        n = self.labels.shape[0]
+        start, stop = (0, n) if slice_range is None else (int(v) for v in slice_range)
+        if not 0 <= start < stop <= n:
+            raise TileSAMError(
+                f"slice_range {slice_range!r} must be (start, stop) with 0 <= start < stop <= {n}."
+            )
+        outside = sorted(
+            {z for zs in self.annotated.values() for z in zs} - set(range(start, stop))
+        )
+        if outside:
+            raise TileSAMError(
+                f"Annotated slice(s) {outside} lie outside slice_range ({start}, {stop}); widen "
+                "the range to include them."
+            )
+        self.start, self.stop = start, stop
+        self.total = sum(stop - start - len(zs) for zs in self.annotated.values())
+
+    def propagate(self, obj: int) -> None:
+        own = self.annotated[obj]
+        self._fill(self.start, own[0] - 1, None, self._walk(obj, own[0], -1))
+        for a, b in zip(own, own[1:]):
+            self._fill(a + 1, b - 1, self._walk(obj, a, +1), self._walk(obj, b, -1))
+        self._fill(own[-1] + 1, self.stop - 1, self._walk(obj, own[-1], +1), None)
+
+    def _walk(self, obj: int, z: int, step: int) -> _Walk:
+        return _Walk(obj, step, self.labels[z] == obj, self.states.get((obj, z)), z)
+
+    def _fill(self, lo: int, hi: int, up: _Walk | None, down: _Walk | None) -> None:
+        """Slices ``lo..hi`` from the walk up (from below) and down (from above), in turn."""
+        walks = [w for w in (up, down) if w is not None]
+        while lo <= hi and any(w.alive for w in walks):
+            for w in walks:
+                if w.alive and lo <= hi and self._advance(w, lo if w.step > 0 else hi):
+                    lo, hi = (lo + 1, hi) if w.step > 0 else (lo, hi - 1)
+        for w in walks:
+            if w.alive:  # reached the range's end or the walk from the other side
+                self.stops.append(Stop(w.obj, w.step, w.last, "range"))
+        self._count(max(hi - lo + 1, 0))  # slices no walk reached
+
+    def _advance(self, walk: _Walk, z: int) -> bool:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("Propagation cancelled; no labels were kept.")
+        prompt = prompt_from_mask(walk.mask, self.method, walk.state)
+        pred = self.predict(z, prompt)
+        # Pixels other objects (or annotations) own are never taken.
+        mask = np.asarray(pred.mask, dtype=bool) & (self.labels[z] == 0)
+        reason = self.rules.why_stop(walk.mask, mask, float(pred.score))
+        if reason is not None:
+            walk.alive = False
+            self.stops.append(Stop(walk.obj, walk.step, walk.last, reason))
+            return False
+        self.labels[z][mask] = walk.obj
+        walk.mask, walk.state, walk.last = mask, pred.state, z
+        self._count(1)
+        return True
+
+    def _count(self, n: int) -> None:
+        self.done += n
+        if self.callback is not None and n:
+            self.callback(self.done, self.total)
+
+    def keep_largest_components(self) -> None:
+        for obj, box in enumerate(ndimage.find_objects(self.labels), start=1):
+            if box is None:
+                continue
+            view = self.labels[box]
+            pieces, n = ndimage.label(view == obj)
+            if n < 2:
+                continue
+            sizes = np.bincount(pieces.ravel())[1:]
+            drop = (pieces > 0) & (pieces != int(np.argmax(sizes)) + 1)
+            for z in self.annotated.get(obj, []):  # annotations are kept as they are
+                if box[0].start <= z < box[0].stop:
+                    drop[z - box[0].start] = False
+            view[drop] = 0

@@ -1,0 +1,71 @@
+"""Fixtures for the napari plugin's tests: a real viewer (pytest-qt, Xvfb) and the small
+randomly initialised official-format checkpoint as the model (its masks are meaningless,
+but loading, embedding, caching and decoding are all real)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+CHECKPOINT = Path(__file__).parents[1] / "data" / "fixtures" / "sam1_small_fp16.pth"
+
+
+@pytest.fixture
+def settings():
+    from tilesam_napari._session import Settings
+
+    return Settings(checkpoint=str(CHECKPOINT), halo=0)
+
+
+@pytest.fixture
+def nuclei():
+    from tilesam.samples import load_sample
+
+    return load_sample("nuclei")[0]
+
+
+@pytest.fixture
+def widget(make_napari_viewer, qtbot):
+    """A viewer with the TileSAM widget docked and the test checkpoint filled in."""
+    from tilesam_napari._widget import TileSAMWidget
+
+    viewer = make_napari_viewer()
+    w = TileSAMWidget(viewer)
+    viewer.window.add_dock_widget(w, name="TileSAM")
+    w.checkpoint.setText(str(CHECKPOINT))
+    return w
+
+
+@pytest.fixture
+def notes():
+    """Messages napari's notification manager receives during the test."""
+    from napari.utils.notifications import notification_manager
+
+    start = len(notification_manager.records)
+    return lambda: [str(n.message) for n in notification_manager.records[start:]]
+
+
+@pytest.fixture
+def wait_idle(qtbot):
+    """Wait until the live segmentation of an annotator has shown its result."""
+
+    def wait(annotator, timeout=20_000):
+        qtbot.waitUntil(lambda: not annotator.busy, timeout=timeout)
+
+    return wait
+
+
+@pytest.fixture
+def textured():
+    """A non-constant test image of any shape (the model refuses constant images)."""
+
+    def make(shape, dtype=np.uint16):
+        rng = np.random.default_rng(0)
+        return (rng.random(shape) * 4000).astype(dtype)
+
+    return make

@@ -1,0 +1,133 @@
+"""Prompts in a real viewer: points and boxes update `current_object`, commits give
+ids 1, 2, … without overwriting, undo restores, keys and alternative masks work."""
+
+from __future__ import annotations
+
+import numpy as np
+from tilesam_napari import _keys, annotator
+from tilesam_napari._layers import BOXES, COMMITTED, CURRENT, POINTS
+
+
+def _start(widget, image, settings, **layer_kw):
+    layer = widget.viewer.add_image(image, name="img", **layer_kw)
+    ann = widget.annotator
+    ann.setup(layer, settings)
+    return ann, widget.viewer
+
+
+def test_adding_points_updates_current_object(widget, wait_idle, nuclei, settings):
+    ann, viewer = _start(widget, nuclei, settings)
+    points = viewer.layers[POINTS]
+    points.add([[120, 80]])
+    wait_idle(ann)
+    shown = viewer.layers[CURRENT].data
+    expected = ann.session.segment(points=[(120, 80)]).mask
+    np.testing.assert_array_equal(shown > 0, expected)
+    assert shown.any()
+    # T makes the next point negative; the object is segmented again from both points.
+    assert _keys.toggle_label(ann) == 0
+    points.add([[30, 30]])
+    wait_idle(ann)
+    assert points.features["label"].tolist() == [True, False]
+    expected = ann.session.segment(points=[(120, 80), (30, 30)], labels=[1, 0]).mask
+    np.testing.assert_array_equal(viewer.layers[CURRENT].data > 0, expected)
+
+
+def test_prompts_follow_layer_scale_and_translate(widget, wait_idle, nuclei, settings):
+    """A point at world (y, x) reaches the core as image pixels (world - translate) / scale."""
+    ann, viewer = _start(widget, nuclei, settings, scale=(0.5, 2.0), translate=(10, -4))
+    points = viewer.layers[POINTS]
+    points.scale, points.translate = (1, 1), (0, 0)  # the user moved the prompt layer
+    points.add([[10 + 0.5 * 120, -4 + 2.0 * 80]])  # its data coordinates are now world ones
+    wait_idle(ann)
+    prompt = ann.prompt()
+    np.testing.assert_allclose(prompt.points, [[120, 80]])
+    expected = ann.session.segment(points=[(120, 80)]).mask
+    np.testing.assert_array_equal(viewer.layers[CURRENT].data > 0, expected)
+
+
+def test_commits_number_objects_and_never_overwrite(widget, wait_idle, nuclei, settings):
+    ann, viewer = _start(widget, nuclei, settings)
+    ann.segment(points=[(120, 80)])
+    first = viewer.layers[CURRENT].data > 0
+    assert ann.commit() == 1
+    committed = viewer.layers[COMMITTED].data
+    np.testing.assert_array_equal(committed > 0, first)
+    assert len(viewer.layers[POINTS].data) == 0 and not viewer.layers[CURRENT].data.any()
+
+    ann.segment(points=[(30, 200)])
+    second = viewer.layers[CURRENT].data > 0
+    assert ann.commit() == 2
+    committed = viewer.layers[COMMITTED].data
+    np.testing.assert_array_equal(committed[first], 1)  # object 1 untouched
+    np.testing.assert_array_equal(committed[second & ~first], 2)
+    assert set(np.unique(committed)) <= {0, 1, 2}
+
+    ann.undo()
+    np.testing.assert_array_equal(viewer.layers[COMMITTED].data, np.where(first, 1, 0))
+    assert ann.commit.__self__ is ann  # the console's object is the widget's
+
+
+def test_box_prompt_segments_and_shift_c_clears(widget, wait_idle, nuclei, settings):
+    ann, viewer = _start(widget, nuclei, settings)
+    viewer.layers[BOXES].add_rectangles(np.array([[100, 60], [140, 100]]))
+    wait_idle(ann)
+    assert ann.prompt().box == (100, 60, 140, 100)
+    expected = ann.session.segment(box=(100, 60, 140, 100)).mask
+    np.testing.assert_array_equal(viewer.layers[CURRENT].data > 0, expected)
+    ann.clear()
+    assert len(viewer.layers[BOXES].data) == 0 and not viewer.layers[CURRENT].data.any()
+    assert not viewer.layers[COMMITTED].data.any()
+
+
+def test_with_live_mode_off_s_segments(widget, wait_idle, nuclei, settings):
+    ann, viewer = _start(widget, nuclei, settings)
+    widget.live.setChecked(False)
+    viewer.layers[POINTS].add([[120, 80]])
+    wait_idle(ann)
+    assert not viewer.layers[CURRENT].data.any()
+    viewer.keymap[_keybinding("S")](viewer)
+    wait_idle(ann)
+    assert viewer.layers[CURRENT].data.any()
+
+
+def _keybinding(key):
+    from napari.utils.key_bindings import coerce_keybinding
+
+    return coerce_keybinding(key)
+
+
+def test_m_cycles_through_alternative_masks(widget, wait_idle, nuclei, settings):
+    ann, viewer = _start(widget, nuclei, settings)
+    ann.segment(points=[(120, 80)])
+    seen = [viewer.layers[CURRENT].data.copy()]
+    for _ in range(4):
+        ann.next_mask()
+        seen.append(viewer.layers[CURRENT].data.copy())
+    assert ann._choice == 4 % 4  # best stitched mask, the model's 3 masks, back to the first
+    assert len({s.tobytes() for s in seen}) > 1
+    np.testing.assert_array_equal(seen[0], seen[4])
+
+
+def test_keys_are_bound_on_viewer_and_layers(widget, nuclei, settings):
+    from napari.utils.key_bindings import coerce_keybinding
+
+    ann, viewer = _start(widget, nuclei, settings)
+    for target in (viewer, viewer.layers[POINTS], viewer.layers[CURRENT]):
+        for key in _keys.KEYS:
+            assert coerce_keybinding(key) in target.keymap, (target, key)
+    # The C key commits: call what napari calls for it on the active (prompts) layer.
+    ann.segment(points=[(120, 80)])
+    viewer.layers[POINTS].keymap[coerce_keybinding("C")](viewer.layers[POINTS])
+    assert viewer.layers[COMMITTED].data.max() == 1
+
+
+def test_console_annotator_docks_once_and_segments(make_napari_viewer, qtbot, nuclei, settings):
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei, name="nuclei")
+    ann = annotator(viewer)
+    assert annotator(viewer) is ann
+    ann.setup("nuclei", settings)
+    result = ann.segment(points=[(120, 80)])
+    assert result.area == int((viewer.layers[CURRENT].data > 0).sum())
+    assert ann.commit() == 1

@@ -1,0 +1,99 @@
+"""Readers and writers keep the geometry: spacing -> scale, origin -> translate, and back;
+pyramids open as multiscale layers; the sample data loads."""
+
+from __future__ import annotations
+
+import numpy as np
+from tilesam_napari import _io, _sample_data
+
+
+def _labels(shape=(4, 40, 60)):
+    labels = np.zeros(shape, np.uint32)
+    labels[1:3, 10:20, 5:25] = 7
+    return labels
+
+
+def test_ome_zarr_round_trip_keeps_scale_and_translate(tmp_path):
+    path = str(tmp_path / "labels.ome.zarr")
+    meta = {"scale": (2.5, 0.5, 0.25), "translate": (-10.0, 3.0, 4.5)}
+    assert _io.write_ome_zarr(path, _labels(), meta) == [path]
+    reader = _io.get_reader(path)
+    ((data, layer_meta, kind),) = reader(path)
+    assert kind == "image" and layer_meta["scale"] == meta["scale"]
+    assert layer_meta["translate"] == meta["translate"]
+    np.testing.assert_array_equal(np.asarray(data), _labels())
+    np.testing.assert_array_equal(data[2, 10:12, ::5], _labels()[2, 10:12, ::5])
+
+
+def test_tiff_round_trip_keeps_spacing(tmp_path):
+    path = str(tmp_path / "labels.tif")
+    assert _io.write_labels_file(path, _labels(), {"scale": (2.0, 0.5, 0.25)}) == [path]
+    ((data, meta, _),) = _io.read_image(path)
+    assert meta["scale"] == (2.0, 0.5, 0.25)
+    np.testing.assert_array_equal(np.asarray(data), _labels())
+
+
+def test_pyramidal_tiff_opens_as_multiscale(tmp_path, make_napari_viewer):
+    import tifffile
+
+    path = str(tmp_path / "pyramid.ome.tif")
+    image = (np.arange(512 * 512) % 251).astype(np.uint8).reshape(512, 512)
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(image, subifds=2, tile=(128, 128), metadata={"axes": "YX"})
+        tif.write(image[::2, ::2], subfiletype=1, tile=(128, 128))
+        tif.write(image[::4, ::4], subfiletype=1, tile=(128, 128))
+    ((levels, meta, _),) = _io.read_image(path)
+    assert meta["multiscale"] and [lvl.shape for lvl in levels] == [
+        (512, 512),
+        (256, 256),
+        (128, 128),
+    ]
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(levels, **meta)
+    assert layer.multiscale and layer.data[0].shape == (512, 512)
+
+
+def test_nifti_labels_keep_the_source_geometry(tmp_path, make_napari_viewer):
+    """A CT-like volume read through the plugin, labels drawn over it, written as NIfTI:
+    spacing, origin and direction of the source come back."""
+    import SimpleITK as sitk
+
+    source = tmp_path / "ct.nii.gz"
+    volume = sitk.GetImageFromArray(
+        (np.arange(4 * 40 * 60) % 977).reshape(4, 40, 60).astype(np.int16)
+    )
+    volume.SetSpacing((0.25, 0.5, 2.5))  # (x, y, z)
+    volume.SetOrigin((4.5, 3.0, -10.0))
+    volume.SetDirection((-1, 0, 0, 0, -1, 0, 0, 0, 1))  # LPS flips, as from a RAS NIfTI
+    sitk.WriteImage(volume, str(source))
+    ((data, meta, _),) = _io.get_reader(str(source))(str(source))
+    assert meta["scale"] == (2.5, 0.5, 0.25) and meta["translate"] == (-10.0, 3.0, 4.5)
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(data, **meta)
+    from tilesam_napari._layers import add_labels
+
+    labels = add_labels(viewer, image, "committed_objects", _labels())
+    out = str(tmp_path / "labels.nii.gz")
+    _io.write_labels_file(out, labels.data, {**labels._get_state(), "metadata": labels.metadata})
+    back = sitk.ReadImage(out)
+    np.testing.assert_allclose(back.GetSpacing(), volume.GetSpacing())
+    np.testing.assert_allclose(back.GetOrigin(), volume.GetOrigin())
+    np.testing.assert_allclose(back.GetDirection(), volume.GetDirection())
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back), _labels())
+
+
+def test_mosaic_sample_is_large_and_seamless():
+    ((image, meta, kind),) = _sample_data.mosaic()
+    assert kind == "image" and image.shape == _sample_data.MOSAIC_SHAPE
+    np.testing.assert_array_equal(image[:256, :256], _sample_data.nuclei()[0][0])
+    np.testing.assert_array_equal(image[:256, 256:512], image[:256, :256][:, ::-1])
+
+
+def test_volume_samples_keep_their_spacing():
+    (image, meta, kind), (labels, label_meta, _) = _sample_data.ct_volume()
+    assert kind == "image" and image.shape == labels.shape == (40, 160, 160)
+    np.testing.assert_allclose(meta["scale"], (2.5, 0.8, 0.8))
+    assert label_meta["scale"] == meta["scale"] and int(labels.max()) == 4
+    (image, meta, _), _ = _sample_data.nuclei_volume()
+    assert image.shape == (32, 128, 128)
