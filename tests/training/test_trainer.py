@@ -129,3 +129,26 @@ def test_sam_loss_trains_only_the_best_candidate():
     assert float(loss) < 0.05
     worse, _ = sam_loss(torch.cat([bad, bad, bad], 1), torch.zeros(1, 3), target)
     assert float(worse) > 0.5
+
+
+def test_mosaic_lays_crops_out_as_one_field_with_each_target_in_its_crop():
+    from tilesam.training.interactive import mosaic_field
+
+    features = torch.arange(4.0)[:, None, None, None].expand(4, 2, 3, 5)
+    targets = [np.zeros((48, 80), bool) for _ in range(3)]
+    for t in targets:
+        t[10:20, 30:40] = True
+    field, placed = mosaic_field(features, [0, 1, 3], targets)
+    assert field.shape == (1, 2, 6, 10)
+    # Crop k sits at row k // 2, column k % 2 of the field.
+    assert field[0, 0, :3, :5].eq(0).all() and field[0, 0, :3, 5:].eq(1).all()
+    assert field[0, 0, 3:, :5].eq(2).all() and field[0, 0, 3:, 5:].eq(3).all()
+    assert [p.shape for p in placed] == [(96, 160)] * 3
+    assert [tuple(np.argwhere(p).min(0)) for p in placed] == [(10, 30), (10, 110), (58, 110)]
+    assert all(p.sum() == 100 for p in placed)
+
+
+def test_mosaic_training_steps_run(tmp_path):
+    trainer = Trainer(small_config(tmp_path, mosaic=1.0))
+    trainer.run(progress=False)
+    assert np.isfinite(trainer.config.history[0]["train_loss"])
