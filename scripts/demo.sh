@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Set up a virtual environment and run the main job (the README's first command):
-# segment a nucleus of the bundled sample image from one click.
+# Set up a virtual environment and run the main job (the README's first command) with the
+# bundled default model `tiny` on the sample data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -e .
-.venv/bin/tilesam segment sample_data/nuclei.tif --point 143,3 \
-    --checkpoint tests/data/fixtures/sam1_small_fp16.pth --out nuclei_mask.tif
+# One click on a nucleus of the fluorescence sample: its mask, full size.
+.venv/bin/tilesam segment sample_data/nuclei.tif --point 122,203 --out nuclei_mask.tif
+# One click on the liver of the CT sample: the liver on every slice, in the volume's geometry.
+.venv/bin/tilesam propagate sample_data/ct_volume.nii.gz --point 21,61,50 \
+    --window soft-tissue --cache ct_volume.tiny.zarr --out ct_labels.nii.gz
