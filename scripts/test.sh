@@ -3,10 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # napari's tests drive a real viewer on a virtual X display (Qt's xcb platform).
-if ! command -v Xvfb > /dev/null && [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+X_PACKAGES="xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 libxcb-cursor0 libgl1
+    libegl1 libfontconfig1 libdbus-1-3"
+# shellcheck disable=SC2086
+if ! dpkg -s $X_PACKAGES > /dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null
+then
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends xvfb xauth libxcb-icccm4 libxcb-keysyms1 \
-        libxkbcommon-x11-0 libxcb-cursor0 libgl1 libegl1 libfontconfig1 libdbus-1-3 > /dev/null
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $X_PACKAGES > /dev/null
 fi
 python3 -m venv .venv
 # The CPU build of torch first, so that no CUDA build is pulled in by a dependency.

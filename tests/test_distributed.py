@@ -4,7 +4,6 @@ embeddings, bit for bit."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ import tifffile
 import torch
 
 from tilesam.cluster import local_worker_threads
-from tilesam.model import SamModel
 from tilesam.models.registry import ARCHITECTURES, build_sam
 from tilesam.session import Session
 from tilesam.store import EmbeddingStore
@@ -47,13 +45,8 @@ def image_path(tmp_path_factory):
     return path
 
 
-def test_scheduler_address_and_resume(image_path, tmp_path) -> None:
+def test_scheduler_address_and_resume(image_path, model, tmp_path) -> None:
     # A model built in memory: the driver hands its weights to the workers as a file.
-    arch = dataclasses.replace(ARCHITECTURES["tiny"], image_size=256, embedding_size=16)
-    torch.manual_seed(0)
-    model = SamModel(
-        build_sam(arch), name="tiny-random", architecture=arch, weights_hash="random-seed0"
-    )
     single = Session(image_path, model, tmp_path / "single.zarr", halo=32)
     with _torch_threads(1):  # dask starts worker processes with OMP_NUM_THREADS=1
         assert single.embed(progress=False, batch_size=2) == 6

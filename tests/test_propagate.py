@@ -23,7 +23,6 @@ from scipy import ndimage
 from tilesam.cli import main
 from tilesam.errors import Cancelled, TileSAMError
 from tilesam.io import open_image
-from tilesam.model import SamModel
 from tilesam.models.registry import ARCHITECTURES, build_sam
 from tilesam.propagate import propagate_mask
 from tilesam.propagation import (
@@ -223,13 +222,6 @@ def test_prompts_from_a_mask() -> None:
 
 
 # -- end to end ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def model() -> SamModel:
-    arch = dataclasses.replace(ARCHITECTURES["tiny"], image_size=256, embedding_size=16)
-    torch.manual_seed(0)
-    return SamModel(build_sam(arch), name="tiny-random", architecture=arch, weights_hash="r0")
-
-
 @pytest.fixture(scope="module")
 def ct(tmp_path_factory) -> Path:
     """A small NIfTI volume with a bright ellipsoid, a flipped direction and an origin."""

@@ -8,8 +8,6 @@ ideal tile predictor on objects whose true shape is known.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import tifffile
@@ -18,8 +16,6 @@ from scipy import ndimage
 
 from tilesam.errors import TileSAMError
 from tilesam.io import ArraySource
-from tilesam.model import SamModel
-from tilesam.models.registry import ARCHITECTURES, build_sam
 from tilesam.precompute import prefetch, sample_intensity_range
 from tilesam.preprocess import intensity_range
 from tilesam.segment import Prompt, SegmentResult
@@ -29,19 +25,6 @@ from tilesam.store import EmbeddingStore
 from tilesam.tiling import TileGrid
 
 SHAPE = (400, 500)  # with 256-pixel tiles and halo 32: a 2 x 3 grid
-
-
-def _random_model(seed: int = 0) -> SamModel:
-    arch = dataclasses.replace(ARCHITECTURES["tiny"], image_size=256, embedding_size=16)
-    torch.manual_seed(seed)
-    return SamModel(
-        build_sam(arch), name="tiny-random", architecture=arch, weights_hash=f"random-seed{seed}"
-    )
-
-
-@pytest.fixture(scope="module")
-def model() -> SamModel:
-    return _random_model()
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +151,7 @@ def test_memory_and_cache_give_identical_masks(tif, image, model, tmp_path) -> N
 
 
 # -- cache signature ----------------------------------------------------------------------------
-def test_reopen_checks_the_signature(tif, image, model, tmp_path) -> None:
+def test_reopen_checks_the_signature(tif, image, model, random_tiny, tmp_path) -> None:
     cache = tmp_path / "c.zarr"
     first = Session(tif, model, cache, halo=32)
     first.embedding(0, 0, 0)
@@ -178,7 +161,7 @@ def test_reopen_checks_the_signature(tif, image, model, tmp_path) -> None:
     other[::7] += 1
     cases = [
         ((other, model, cache), {"halo": 32}, "image.content"),
-        ((tif, _random_model(seed=1), cache), {"halo": 32}, "model.weights_sha256"),
+        ((tif, random_tiny(1), cache), {"halo": 32}, "model.weights_sha256"),
         ((tif, model, cache), {"halo": 16}, "tiling.halo"),
         ((tif, model, cache), {"halo": 32, "intensity": (0, 100)}, "normalisation"),
     ]

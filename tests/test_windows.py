@@ -6,24 +6,13 @@ tests check which intensities reach the encoder and what the cache records, not 
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
 from tilesam.errors import TileSAMError
-from tilesam.model import SamModel
-from tilesam.models.registry import ARCHITECTURES, build_sam
 from tilesam.preprocess import CT_WINDOWS, intensity_range, normalize_intensity, window_range
 from tilesam.session import Session
-
-
-@pytest.fixture(scope="module")
-def model() -> SamModel:
-    arch = dataclasses.replace(ARCHITECTURES["tiny"], image_size=256, embedding_size=16)
-    torch.manual_seed(0)
-    return SamModel(build_sam(arch), name="tiny-random", architecture=arch, weights_hash="r0")
 
 
 @pytest.fixture(scope="module")
