@@ -131,7 +131,7 @@ MODELS: dict[str, ModelEntry] = {
             "tiny",
             "tiny",
             None,
-            None,
+            "sha256:801205601a1163e678a1d53da0216b8d2456747679f3bcf8a55e56a6fb6971ad",
             "tiny.pt",
             "TileSAM's own small model, trained by tilesam.training; ships in the package",
         ),
