@@ -8,6 +8,3 @@ python3 -m venv .venv
 .venv/bin/pip install -q -e .
 # One click on a nucleus of the fluorescence sample: its mask, full size.
 .venv/bin/tilesam segment sample_data/nuclei.tif --point 122,203 --out nuclei_mask.tif
-# One click on the liver of the CT sample: the liver on every slice, in the volume's geometry.
-.venv/bin/tilesam propagate sample_data/ct_volume.nii.gz --point 21,61,50 \
-    --window soft-tissue --cache ct_volume.tiny.zarr --out ct_labels.nii.gz
