@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -96,8 +97,18 @@ def _download(entry: ModelEntry, target: Path) -> Path:
     return Path(path)
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
-    """SHA-256 of a file, read in chunks."""
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in chunks.
+
+    Remembered per file version (path, size, modification time): loading the bundled model
+    checks its hash and then records it, and a big checkpoint loaded again is not re-read.
+    """
+    stat = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _sha256(path: str, size: int, mtime_ns: int, chunk: int = 1 << 22) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
