@@ -6,6 +6,9 @@ in pixels of the original image. Only :mod:`tilesam.models` speaks SAM's ``(x, y
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -17,9 +20,13 @@ import torch.nn.functional as F
 from tilesam.errors import TileSAMError
 from tilesam.models.registry import Architecture
 from tilesam.models.sam import Sam
+from tilesam.models.transformer import ImageTokens
 from tilesam.preprocess import prepare_image
 
 LOW_RES = 256  # side of the decoder's low-resolution logits for a 1024 input
+# Embeddings whose decoder-ready image tokens are kept: a click, its corrections and a
+# stitched object's neighbouring tiles mostly revisit the last few.
+_TOKEN_CACHE_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,8 @@ class SamModel:
         # Half precision only where the outputs stay within tolerance: the encoder on a GPU.
         self.encoder_dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         self._image_pe: torch.Tensor | None = None
+        self._tokens: OrderedDict[int, tuple[weakref.ref, ImageTokens]] = OrderedDict()
+        self._tokens_lock = threading.Lock()
 
     @property
     def image_pe(self) -> torch.Tensor:
@@ -186,8 +195,12 @@ class SamModel:
         mask_arg = self._mask_prompt(mask_input)
         if point_arg is None and box_arg is None and mask_arg is None:
             raise TileSAMError("Empty prompt: give at least one point, a box or a mask input.")
+        if mask_arg is None:
+            image = self._image_tokens(embedding.features)
+        else:
+            image = embedding.features.to(self.device)
         logits, iou = self.sam.decode(
-            embedding.features.to(self.device),
+            image,
             points=point_arg,
             boxes=box_arg,
             mask_input=mask_arg,
@@ -200,6 +213,21 @@ class SamModel:
             embedding=embedding,
             threshold=self.sam.mask_threshold,
         )
+
+    def _image_tokens(self, features: torch.Tensor) -> ImageTokens:
+        """The decoder's image side for ``features``, from a small cache keyed by identity."""
+        key = id(features)
+        with self._tokens_lock:
+            hit = self._tokens.get(key)
+            if hit is not None and hit[0]() is features:
+                self._tokens.move_to_end(key)
+                return hit[1]
+        tokens = self.sam.image_tokens(features.to(self.device), self.image_pe)
+        with self._tokens_lock:
+            self._tokens[key] = (weakref.ref(features), tokens)
+            while len(self._tokens) > _TOKEN_CACHE_SIZE:
+                self._tokens.popitem(last=False)
+        return tokens
 
     def _sam_prompts(self, embedding, points, labels, box):
         height, width = embedding.original_size

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tilesam.models.common import LayerNorm2d
-from tilesam.models.transformer import TwoWayTransformer
+from tilesam.models.transformer import ImageTokens, TwoWayTransformer
 
 
 class MaskDecoder(nn.Module):
@@ -54,9 +54,22 @@ class MaskDecoder(nn.Module):
             transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, num_layers=iou_head_depth
         )
 
-    def forward(
+    def image_tokens(
         self,
         image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> ImageTokens:
+        """Features plus a dense prompt, prepared once to decode many sparse prompts on them.
+
+        Pass the result as ``image_embeddings`` to :meth:`forward` with the same dense prompt
+        (in practice the "no mask" embedding: mask inputs differ per prompt).
+        """
+        return self.transformer.image_tokens(image_embeddings + dense_prompt_embeddings, image_pe)
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor | ImageTokens,
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
@@ -65,7 +78,9 @@ class MaskDecoder(nn.Module):
         """Return low-resolution mask logits ``(B, M, 4h, 4w)`` and IoU ``(B, M)``.
 
         ``image_embeddings`` is ``(1, C, h, w)`` (shared by every prompt) or ``(B, C, h, w)``
-        (one per prompt, as in training). ``M`` is 3 with ``multimask_output`` and 1 without.
+        (one per prompt, as in training), or :class:`ImageTokens` from :meth:`image_tokens`,
+        which already hold the dense prompt (``dense_prompt_embeddings`` is then ignored).
+        ``M`` is 3 with ``multimask_output`` and 1 without.
         """
         masks, iou = self.predict_masks(
             image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
@@ -75,7 +90,7 @@ class MaskDecoder(nn.Module):
 
     def predict_masks(
         self,
-        image_embeddings: torch.Tensor,
+        image_embeddings: torch.Tensor | ImageTokens,
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
@@ -84,17 +99,18 @@ class MaskDecoder(nn.Module):
         batch = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight])
         tokens = torch.cat([output_tokens.expand(batch, -1, -1), sparse_prompt_embeddings], dim=1)
-        src = image_embeddings.expand(batch, -1, -1, -1) + dense_prompt_embeddings
-        pos = image_pe.expand(batch, -1, -1, -1)
-        h, w = src.shape[-2:]
-        hs, src = self.transformer(src, pos, tokens)
+        image = image_embeddings
+        if not isinstance(image, ImageTokens):
+            src = image.expand(batch, -1, -1, -1) + dense_prompt_embeddings
+            image = self.transformer.image_tokens(src, image_pe, precompute=False)
+        hs, src = self.transformer(image, image_pe, tokens)
         iou_token_out = hs[:, 0]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens]
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
             dim=1,
         )
-        masks = self.upscale_masks(src, hyper_in, (h, w))
+        masks = self.upscale_masks(src, hyper_in, image.size)
         return masks, self.iou_prediction_head(iou_token_out)
 
     def upscale_masks(
@@ -104,19 +120,21 @@ class MaskDecoder(nn.Module):
 
         Same arithmetic as running the ``output_upscaling`` modules on ``(B, C, h, w)``, but
         on the transformer's token-major ``(B, h*w, C)`` output: each stride-2 transposed
-        convolution is a matrix product per pixel, layer norm and GELU act per pixel, so
-        the 4 x 4 sub-pixels stay in channel-last blocks and are put in place once, at the
-        end, on the few mask channels. This avoids layout copies of the widest tensors.
+        convolution is a matrix product per pixel, layer norm and GELU act per pixel. The
+        2 x 2 sub-pixels of the first convolution are put in place on its narrow output;
+        those of the second on the few mask channels, after the hypernetwork product (taken
+        as ``hyper_in @ pixels^T`` so that the masks come out channel-first).
         """
         up1, norm, act1, up2, act2 = self.output_upscaling
         b = tokens.shape[0]
-        x = _subpixel_conv(tokens, up1)  # (B, h*w*4, C/4)
-        x = act1(F.layer_norm(x, x.shape[-1:], norm.weight, norm.bias, norm.eps))
-        x = act2(_subpixel_conv(x, up2))  # (B, h*w*16, C/8)
-        masks = x @ hyper_in.transpose(1, 2)  # (B, h*w*16, M)
         h, w = hw
-        # Pixel (4i + 2a + c, 4j + 2b + d) of mask m sits at [i, j, a, b, c, d, m].
-        masks = masks.reshape(b, h, w, 2, 2, 2, 2, -1).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        x = _subpixel_conv(tokens, up1)  # (B, h*w*4, C/4): pixel (i, j), then sub-pixel (a, b)
+        x = act1(F.layer_norm(x, x.shape[-1:], norm.weight, norm.bias, norm.eps))
+        x = x.view(b, h, w, 2, 2, -1).transpose(2, 3).reshape(b, 4 * h * w, -1)  # row-major
+        x = act2(_subpixel_conv(x, up2))  # (B, 2h*2w*4, C/8)
+        masks = hyper_in @ x.transpose(1, 2)  # (B, M, 2h*2w*4)
+        # Pixel (2y + c, 2x + d) of mask m sits at [m, y, x, c, d].
+        masks = masks.view(b, -1, 2 * h, 2 * w, 2, 2).permute(0, 1, 2, 4, 3, 5)
         return masks.reshape(b, -1, 4 * h, 4 * w)
 
 
@@ -125,8 +143,8 @@ def _subpixel_conv(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
     ``(B, N * 4, C_out)``, each pixel followed by its 2 x 2 sub-pixels in row-major order."""
     c_in, c_out = conv.weight.shape[:2]
     weight = conv.weight.permute(0, 2, 3, 1).reshape(c_in, 4 * c_out)
-    out = x @ weight
-    return out.reshape(x.shape[0], -1, c_out) + conv.bias
+    out = torch.addmm(conv.bias.repeat(4), x.flatten(0, 1), weight)
+    return out.view(x.shape[0], -1, c_out)
 
 
 class MLP(nn.Module):

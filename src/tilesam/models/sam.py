@@ -8,6 +8,7 @@ from torch import nn
 
 from tilesam.models.mask_decoder import MaskDecoder
 from tilesam.models.prompt_encoder import PromptEncoder
+from tilesam.models.transformer import ImageTokens
 
 # ImageNet statistics on the 0..255 scale, as the official SAM checkpoints expect.
 PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -53,9 +54,22 @@ class Sam(nn.Module):
         h, w = x.shape[-2:]
         return F.pad(x, (0, self.image_size - w, 0, self.image_size - h))
 
+    def image_tokens(
+        self, image_embeddings: torch.Tensor, image_pe: torch.Tensor | None = None
+    ) -> ImageTokens:
+        """Prepare ``(1, C, h, w)`` features once for decoding many prompts without mask input.
+
+        The result replaces ``image_embeddings`` in :meth:`decode`; it costs a few of the
+        decoder's image-side projections once instead of at every prompt.
+        """
+        if image_pe is None:
+            image_pe = self.prompt_encoder.get_dense_pe()
+        no_mask = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        return self.mask_decoder.image_tokens(image_embeddings, image_pe, no_mask)
+
     def decode(
         self,
-        image_embeddings: torch.Tensor,
+        image_embeddings: torch.Tensor | ImageTokens,
         *,
         points: tuple[torch.Tensor, torch.Tensor] | None = None,
         boxes: torch.Tensor | None = None,
@@ -66,8 +80,11 @@ class Sam(nn.Module):
         """Prompt embeddings, then the decoder: low-res logits ``(B, M, 4h, 4w)`` and IoU.
 
         ``image_pe`` is the prompt encoder's ``get_dense_pe()``; callers that decode many
-        prompts with fixed weights pass it precomputed.
+        prompts with fixed weights pass it precomputed. ``image_embeddings`` may be
+        :meth:`image_tokens` of the features when there is no ``mask_input``.
         """
+        if isinstance(image_embeddings, ImageTokens) and mask_input is not None:
+            raise ValueError("ImageTokens hold the no-mask dense prompt: pass the features")
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
         if image_pe is None:
             image_pe = self.prompt_encoder.get_dense_pe()

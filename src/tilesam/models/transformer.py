@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tilesam.models.common import MLPBlock
+
+
+@dataclass(frozen=True)
+class ImageTokens:
+    """The image side of the transformer, token-major, ready for many prompts.
+
+    ``keys`` and ``key_pe`` are ``(B, h*w, C)``, ``size`` is ``(h, w)``. ``first_block``
+    holds the first block's projections that depend on the image alone (the keys and
+    values of token-to-image attention, the queries of image-to-token attention), computed
+    once by :meth:`TwoWayTransformer.image_tokens` so that each prompt skips them.
+    """
+
+    keys: torch.Tensor
+    key_pe: torch.Tensor
+    size: tuple[int, int]
+    first_block: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
 
 class TwoWayTransformer(nn.Module):
@@ -45,17 +63,53 @@ class TwoWayTransformer(nn.Module):
         )
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
 
-    def forward(
-        self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return updated tokens ``(B, N, C)`` and image features ``(B, h*w, C)``."""
+    def image_tokens(
+        self, image_embedding: torch.Tensor, image_pe: torch.Tensor, *, precompute: bool = True
+    ) -> ImageTokens:
+        """``(B, C, h, w)`` features and positional encoding as :class:`ImageTokens`.
+
+        With ``precompute`` the first block's image-only projections are computed too: worth
+        it when several prompts will be decoded on the same features.
+        """
         # Token-major and contiguous: element-wise ops on the transposed views are slow.
+        size = tuple(image_embedding.shape[-2:])
         keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
         key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
+        if not precompute:
+            return ImageTokens(keys, key_pe, size)
+        first = self.layers[0]
+        k = keys + key_pe
+        kv = first.cross_attn_token_to_image.project_keys_values(k, keys)
+        q = first.cross_attn_image_to_token.project_queries(k)
+        return ImageTokens(keys, key_pe, size, (*kv, q))
+
+    def forward(
+        self,
+        image_embedding: torch.Tensor | ImageTokens,
+        image_pe: torch.Tensor,
+        point_embedding: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return updated tokens ``(B, N, C)`` and image features ``(B, h*w, C)``.
+
+        ``image_embedding`` is ``(B, C, h, w)`` features, or :class:`ImageTokens` made from
+        them (then ``image_pe`` is not used again).
+        """
+        image = image_embedding
+        if not isinstance(image, ImageTokens):
+            image = self.image_tokens(image, image_pe, precompute=False)
+        keys, key_pe = image.keys, image.key_pe
         queries = point_embedding
-        for layer in self.layers:
-            queries, keys = layer(queries, keys, query_pe=point_embedding, key_pe=key_pe)
-        attn = self.final_attn_token_to_image(q=queries + point_embedding, k=keys + key_pe, v=keys)
+        for i, layer in enumerate(self.layers):
+            queries, keys = layer(
+                queries,
+                keys,
+                query_pe=point_embedding,
+                key_pe=key_pe,
+                image_only=image.first_block if i == 0 else None,
+            )
+        attn = self.final_attn_token_to_image.tokens_to_image(
+            q=queries + point_embedding, k=keys + key_pe, v=keys
+        )
         return self.norm_final_attn(queries + attn), keys
 
 
@@ -92,7 +146,9 @@ class TwoWayAttentionBlock(nn.Module):
         keys: torch.Tensor,
         query_pe: torch.Tensor,
         key_pe: torch.Tensor,
+        image_only: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``image_only``: this block's precomputed image projections, see :class:`ImageTokens`."""
         if self.skip_first_layer_pe:
             # The first block's queries are the prompt embeddings themselves, PE included.
             queries = self.self_attn(q=queries, k=queries, v=queries)
@@ -101,17 +157,33 @@ class TwoWayAttentionBlock(nn.Module):
             queries = queries + self.self_attn(q=q, k=q, v=queries)
         queries = self.norm1(queries)
 
-        q, k = queries + query_pe, keys + key_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image(q=q, k=k, v=keys))
+        k_heads = v_heads = q_heads = k = None
+        if image_only is None:
+            k = keys + key_pe
+        else:
+            k_heads, v_heads, q_heads = image_only
+        attn = self.cross_attn_token_to_image.tokens_to_image(
+            q=queries + query_pe, k=k, v=keys, kv_heads=(k_heads, v_heads)
+        )
+        queries = self.norm2(queries + attn)
         queries = self.norm3(queries + self.mlp(queries))
 
         q = queries + query_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(q=k, k=q, v=queries))
-        return queries, keys
+        attn = self.cross_attn_image_to_token.image_to_tokens(q=k, k=q, v=queries, q_heads=q_heads)
+        return queries, self.norm4(keys + attn)
 
 
 class Attention(nn.Module):
-    """Multi-head attention with optional down-projection of the inner width."""
+    """Multi-head attention with optional down-projection of the inner width.
+
+    Besides the plain ``forward``, two entry points serve the decoder's cross-attention
+    between a few prompt tokens and thousands of image tokens at inference.
+    :meth:`tokens_to_image` and :meth:`image_to_tokens` reorder the same products so that
+    no projection of the image tokens to the inner width is computed when the prompt side
+    is small: a head's scores ``(x W_q^T)(y W_k^T)^T`` equal ``x (W_q^T W_k y^T)``, and its
+    output ``P (y W_v^T) W_o^T`` equals ``P (y W_v^T W_o^T)``; the image tokens then meet
+    a matrix of ``heads * prompt tokens`` columns instead of the inner width.
+    """
 
     def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1) -> None:
         super().__init__()
@@ -128,25 +200,102 @@ class Attention(nn.Module):
         b, n, c = x.shape
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
+    def _merge(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(x.transpose(1, 2).flatten(2))
+
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         q, k, v = (
             self._heads(self.q_proj(q)),
             self._heads(self.k_proj(k)),
             self._heads(self.v_proj(v)),
         )
-        if k.shape[-2] <= _FEW_KEYS < q.shape[-2] and not torch.is_grad_enabled():
-            out = _attend_to_few_keys(q, k, v)
+        return self._merge(F.scaled_dot_product_attention(q, k, v))
+
+    def project_queries(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-head queries ``(B, H, N, D)``."""
+        return self._heads(self.q_proj(x))
+
+    def project_keys_values(
+        self, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-head keys and values ``(B, H, N, D)``."""
+        return self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
+
+    def _folds(self, prompt_tokens: int) -> bool:
+        """Whether the reordered products are cheaper (and allowed: inference only)."""
+        inner = self.q_proj.out_features
+        return self.num_heads * prompt_tokens < inner and not torch.is_grad_enabled()
+
+    def _weight_heads(self, layer: nn.Linear) -> torch.Tensor:
+        """An input projection's weight as ``(H, D, C)``."""
+        return layer.weight.view(self.num_heads, -1, layer.in_features)
+
+    def tokens_to_image(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor | None,
+        v: torch.Tensor,
+        kv_heads: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
+    ) -> torch.Tensor:
+        """A few prompt tokens ``q`` attend to the image tokens ``k`` / ``v`` ``(B, N, C)``.
+
+        ``kv_heads``: the image tokens' projected keys and values, when already computed.
+        """
+        k_heads, v_heads = kv_heads
+        if k_heads is not None:
+            q_heads = self.project_queries(q)
+            b = q_heads.shape[0]
+            k_heads, v_heads = k_heads.expand(b, -1, -1, -1), v_heads.expand(b, -1, -1, -1)
+            return self._merge(F.scaled_dot_product_attention(q_heads, k_heads, v_heads))
+        if not self._folds(q.shape[1]):
+            return self(q, k, v)
+        b, n, _ = q.shape
+        q_heads = self.project_queries(q)
+        scale = q_heads.shape[-1] ** -0.5
+        # k_proj's bias adds the same score to every key of a query: softmax ignores it.
+        qk = torch.matmul(q_heads * scale, self._weight_heads(self.k_proj))  # (B, H, n, C)
+        scores = qk.flatten(1, 2) @ k.transpose(1, 2)  # (B, H*n, N)
+        pv = (scores.softmax(dim=-1) @ v).view(b, self.num_heads, n, -1)  # (B, H, n, C)
+        v_bias = self.v_proj.bias.view(self.num_heads, 1, -1)
+        out = torch.matmul(pv, self._weight_heads(self.v_proj).transpose(1, 2)) + v_bias
+        return self._merge(out)
+
+    def image_to_tokens(
+        self,
+        q: torch.Tensor | None,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        q_heads: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The image tokens ``q`` ``(B, N, C)`` attend to a few prompt tokens ``k`` / ``v``.
+
+        ``q_heads``: the image tokens' projected queries, when already computed.
+        """
+        n = k.shape[1]
+        folds = self._folds(n)
+        if q_heads is None and not folds and (n > _FEW_KEYS or torch.is_grad_enabled()):
+            return self(q, k, v)
+        k_heads = self._heads(self.k_proj(k))
+        scale = k_heads.shape[-1] ** -0.5
+        if q_heads is None and folds:
+            kq = torch.matmul(k_heads * scale, self._weight_heads(self.q_proj))  # (B, H, n, C)
+            q_bias = torch.matmul(k_heads * scale, self.q_proj.bias.view(self.num_heads, -1, 1))
+            scores = (kq.flatten(1, 2) @ q.transpose(1, 2)).unflatten(1, (self.num_heads, n))
+            scores = scores + q_bias
         else:
-            out = F.scaled_dot_product_attention(q, k, v)
-        return self.out_proj(out.transpose(1, 2).flatten(2))
+            if q_heads is None:
+                q_heads = self.project_queries(q)
+            scores = torch.matmul(k_heads * scale, q_heads.transpose(-1, -2))  # (B, H, n, N)
+        # A softmax over so short a last axis is slow on CPU: run it along the token axis.
+        probs = scores.softmax(dim=-2)
+        v_heads = self._heads(self.v_proj(v))
+        if not folds:
+            return self._merge(torch.matmul(probs.transpose(-1, -2), v_heads))
+        w_out = self.out_proj.weight.t().unflatten(0, (self.num_heads, -1))  # (H, D, C)
+        vo = torch.matmul(v_heads, w_out).flatten(1, 2)  # (B, H*n, C)
+        return probs.flatten(1, 2).transpose(1, 2) @ vo + self.out_proj.bias
 
 
-# Image tokens attending to a handful of prompt tokens: a softmax over so short a last axis
-# is slow on CPU (3x SDPA's time for 4096 x 7 scores), so it runs along the query axis.
+# Up to this many prompt tokens, image-to-token attention computes its softmax along the
+# image-token axis (3x faster on CPU than SDPA for 4096 x 7 scores).
 _FEW_KEYS = 16
-
-
-def _attend_to_few_keys(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Softmax attention ``(B, H, Nq, D)`` for ``Nk`` much smaller than ``Nq``."""
-    scores = torch.matmul(k, q.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, H, Nk, Nq)
-    return torch.matmul(scores.softmax(dim=-2).transpose(-1, -2), v)
