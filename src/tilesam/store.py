@@ -87,6 +87,8 @@ class EmbeddingStore:
             self._emb = group["embeddings"]
             self._done = group["done"]
             self._meta = {name: group[name] for name in META_FIELDS}
+            # Each meta read is a zarr chunk read (~1 ms); a stored tile's meta never changes.
+            self._meta_seen: dict[tuple[int, int, int], dict[str, tuple[int, int]]] = {}
         except KeyError as exc:
             raise _corrupt(path, f"array {exc} is missing") from exc
         expected = {
@@ -316,6 +318,7 @@ class EmbeddingStore:
             for name, value in values.items():
                 self._meta[name][z, ty, tx] = value
             self._done[z, ty, tx] = True
+            self._meta_seen[(z, ty, tx)] = values
         except OSError as err:  # a full disk, a lost network share, no permission
             raise TileSAMError(
                 f"Could not write tile {(z, ty, tx)} into the cache {self.path}: "
@@ -343,11 +346,12 @@ class EmbeddingStore:
     def read_meta(self, z: int, ty: int, tx: int) -> dict[str, tuple[int, int]]:
         """The tile's metadata as written: ``{"tile_shape": (h, w), "input_shape": (h, w)}``."""
         self._require_done(z, ty, tx)
-        out = {}
-        for name, arr in self._meta.items():
-            h, w = arr[z, ty, tx]
-            out[name] = (int(h), int(w))
-        return out
+        key = (z, ty, tx)
+        if key not in self._meta_seen:
+            self._meta_seen[key] = {
+                name: (int(arr[key][0]), int(arr[key][1])) for name, arr in self._meta.items()
+            }
+        return dict(self._meta_seen[key])
 
     def is_done(self, z: int, ty: int, tx: int) -> bool:
         """Whether the tile's embedding is completely stored."""
@@ -361,6 +365,7 @@ class EmbeddingStore:
         # Remove the chunk itself rather than writing False, which zarr would store as a
         # chunk if its `write_empty_chunks` option were on.
         self._done_chunk(z, ty, tx).unlink(missing_ok=True)
+        self._meta_seen.pop((z, ty, tx), None)
 
     def done_tiles(self) -> list[tuple[int, int, int]]:
         """Finished tiles ``(z, ty, tx)``, sorted."""
