@@ -17,14 +17,18 @@ volume with :func:`tilesam.propagate_mask`'s pieces. Reports
   with an ideal predictor standing in for the model (labels, masks, prompts and rules;
   the session adds at most 16 cached tile embeddings, 64 MB for a 256 x 64 x 64 one).
 
-The model is the default one (``--model`` / ``--checkpoint`` to change it); with a
-randomly initialised checkpoint (e.g. ``tests/data/fixtures/sam1_small_fp16.pth``) the
-timings hold but the masks, and so the Dice, are meaningless.
+Slices are embedded at most ``--slice-scale`` times enlarged (:class:`VolumeSession`, as
+:func:`tilesam.propagate_mask` does; ``--slice-scale sam``: SAM's convention, the longest side
+fills the model input). The model is the default one (``--model`` / ``--checkpoint`` to
+change it); with a randomly initialised checkpoint (e.g.
+``tests/data/fixtures/sam1_small_fp16.pth``) the timings hold but the masks, and so the
+Dice, are meaningless.
 
 Examples
 --------
     python benchmarks/bench_propagation.py --checkpoint tests/data/fixtures/sam1_small_fp16.pth
     python benchmarks/bench_propagation.py --model tiny --json bench_propagation.json
+    python benchmarks/bench_propagation.py --model tiny --slice-scale sam
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import numpy as np
 from scipy import ndimage
 
 from tilesam.loading import load_model
-from tilesam.propagate import session_predictor
+from tilesam.propagate import DEFAULT_SLICE_SCALE, VolumeSession, session_predictor
 from tilesam.propagation import SlicePrediction, prompt_from_mask, propagate_labels
 from tilesam.samples import load_sample, sample_path
 from tilesam.session import Session
@@ -59,7 +63,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: fastest)")
     parser.add_argument("--json", default="bench_propagation.json", help="results file")
     parser.add_argument("--large", action="store_true", help="also a 300 x 512 x 512 volume")
+    parser.add_argument(
+        "--slice-scale",
+        type=_scale,
+        default=DEFAULT_SLICE_SCALE,
+        help=f"largest enlargement of a slice (default {DEFAULT_SLICE_SCALE:g}; 'sam': none)",
+    )
     return parser.parse_args(argv)
+
+
+def _scale(text: str) -> float | None:
+    return None if text == "sam" else float(text)
+
+
+def open_session(name: str, model, cache: Path, scale: float | None) -> Session:
+    """A session over a sample as `propagate_mask` opens it at `scale`."""
+    window = SAMPLES[name]
+    if scale is None:
+        return Session(sample_path(name), model, cache, window=window)
+    return VolumeSession(sample_path(name), model, cache, window=window, slice_scale=scale)
 
 
 def middle_click(truth: np.ndarray) -> tuple[int, int, int]:
@@ -118,21 +140,19 @@ def steady_ms_per_slice(session: Session, truth: np.ndarray) -> float:
     return 1000 * (time.perf_counter() - start) / truth.shape[0]
 
 
-def bench_sample(model, name: str, window: str | None, workdir: Path) -> list[dict[str, Any]]:
+def bench_sample(model, name: str, scale: float | None, workdir: Path) -> list[dict[str, Any]]:
     volume, truth = load_sample(name)
     cache = workdir / f"{name}.zarr"
     start = time.perf_counter()
-    Session(sample_path(name), model, cache, window=window).embed(progress=False)
+    open_session(name, model, cache, scale).embed(progress=False)
     embed_s = time.perf_counter() - start
     rows = []
     for obj in np.unique(truth[truth > 0]).tolist():
         # A fresh session over the full cache: embeddings are read, never computed.
-        session = Session(sample_path(name), model, cache, window=window)
+        session = open_session(name, model, cache, scale)
         row = bench_object(session, truth == obj)
         rows.append({"sample": name, "object": int(obj), "embed_s_volume": embed_s, **row})
-    steady = steady_ms_per_slice(
-        Session(sample_path(name), model, cache, window=window), truth == 1
-    )
+    steady = steady_ms_per_slice(open_session(name, model, cache, scale), truth == 1)
     for row in rows:
         row["steady_ms_per_slice"] = steady
     return rows
@@ -181,12 +201,13 @@ def main(argv: list[str] | None = None) -> None:
     model = load_model(args.model, args.checkpoint, args.device)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, window in SAMPLES.items():
-            rows += bench_sample(model, name, window, Path(tmp))
+        for name in SAMPLES:
+            rows += bench_sample(model, name, args.slice_scale, Path(tmp))
     per_slice = [r["ms_per_slice"] for r in rows]
     summary = {
         "model": model.name,
         "checkpoint": args.checkpoint,
+        "slice_scale": args.slice_scale,
         "device": str(model.device),
         "machine": platform.processor() or platform.machine(),
         "median_ms_per_slice": float(np.median(per_slice)),
@@ -208,7 +229,8 @@ def main(argv: list[str] | None = None) -> None:
         for n in SAMPLES
     )
     print(
-        f"\nmodel {model.name}: median {summary['median_ms_per_slice']:.0f} ms/slice with cached "
+        f"\nmodel {model.name}, slice scale {args.slice_scale or 'sam'}: median "
+        f"{summary['median_ms_per_slice']:.0f} ms/slice with cached "
         f"embeddings; {per_sample}; peak RSS {summary['peak_rss_mb']:.0f} MB"
     )
     if args.large:

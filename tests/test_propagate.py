@@ -162,6 +162,7 @@ def test_gap_between_annotations_is_filled_from_both_sides(organs) -> None:
     out = propagate_labels(
         spine.shape, {10: spine[10], 21: spine[21]}, oracle(spine, calls),
         states={(1, 10): "from 10", (1, 21): "from 21"}, slice_range=(5, 30),
+        method="prompt+logits",
     )  # fmt: skip
     inside = {z: state for z, state in calls if 10 < z < 21}
     # Each slice of the gap comes from its nearer annotation, in turns from both ends.
@@ -212,8 +213,10 @@ def test_cancel_raises_and_callback_sees_every_slice() -> None:
 
 def test_prompts_from_a_mask() -> None:
     ring = _disc((64, 64), (32, 32), 20) & ~_disc((64, 64), (32, 32), 10)
-    p = prompt_from_mask(ring, state="logits")
+    p = prompt_from_mask(ring, "prompt+logits", state="logits")
     assert p.labels.tolist() == [1, 0] and p.state == "logits"
+    # By default the logits stay behind: they make the decoder copy the previous mask.
+    assert prompt_from_mask(ring, state="logits").state is None
     assert ring[tuple(p.points[0].astype(int))] and not ring[tuple(p.points[1].astype(int))]
     assert p.box == (11, 11, 54, 54)  # the ring's box (13..52), grown by 5 % per side
     assert prompt_from_mask(ring, "box").points.shape == (0, 2)

@@ -8,6 +8,11 @@ the store's ``missing_tiles``.
 
 `sample_intensity_range` gives the one intensity range for a whole image, from a strided
 sample read band by band, never the whole image at once.
+
+`embed_scaled` embeds tiles at a fixed magnification (model pixels per image pixel) instead
+of SAM's convention of enlarging every tile until its longest side fills the model input:
+small volume slices (a 160-pixel CT slice becomes 6.4 times larger) otherwise show objects
+far larger than a model trained on crops has seen.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import numpy as np
 
 from tilesam.errors import TileSAMError
 from tilesam.io import ImageSource
-from tilesam.preprocess import DEFAULT_PERCENTILES, intensity_range
+from tilesam.model import ImageEmbedding
+from tilesam.preprocess import DEFAULT_PERCENTILES, intensity_range, normalize_intensity
 from tilesam.tiling import TileGrid
 
 TileIndex = tuple[int, int, int]
@@ -157,12 +163,60 @@ def tile_batches(grid: TileGrid, tiles: Iterable[TileIndex], size: int) -> list[
     return batches
 
 
-def embed_batch_into(model, store, tiles: Sequence[TileIndex], pixels, intensity) -> None:
-    """Encode one batch of equally sized tiles and write each embedding to `store`."""
-    embeddings = model.embed_batch(list(pixels), intensity=intensity, batch_size=len(pixels))
+def embed_batch_into(
+    model, store, tiles: Sequence[TileIndex], pixels, intensity, scale: float | None = None
+) -> None:
+    """Encode one batch of equally sized tiles and write each embedding to `store`.
+
+    `scale` embeds them at that magnification (:func:`embed_scaled`); None: SAM's convention.
+    """
+    if scale is None:
+        embeddings = model.embed_batch(list(pixels), intensity=intensity, batch_size=len(pixels))
+    else:
+        embeddings = embed_scaled(model, list(pixels), intensity=intensity, scale=scale)
     for tile, emb in zip(tiles, embeddings):
         meta = {"tile_shape": emb.original_size, "input_shape": emb.input_size}
         store.write_tile(*tile, emb.features[0].cpu().numpy(), meta)
+
+
+def embed_scaled(
+    model, tiles: Sequence[np.ndarray], *, intensity: tuple[float, float], scale: float
+) -> list[ImageEmbedding]:
+    """Embed tiles at `scale` model-input pixels per tile pixel.
+
+    Each tile is normalised with `intensity`, padded at its bottom and right with black (the
+    low end of the range, e.g. air under a CT window, the background of a fluorescence
+    image) to a square canvas of ``image_size / scale`` pixels (at least the tile), and the
+    canvas is resized to the model input. The embedding's sizes are the tile's and its
+    resized extent, so prompts and masks map exactly as for a tile SAM pads itself.
+
+    Examples
+    --------
+    >>> emb = embed_scaled(model, [slice_160px], intensity=(-160, 240), scale=3.0)  # doctest: +SKIP
+    >>> emb[0].original_size, emb[0].input_size  # doctest: +SKIP
+    ((160, 160), (480, 480))
+    """
+    if not scale > 0:
+        raise TileSAMError(f"scale must be a positive number of model pixels per pixel: {scale!r}")
+    side = max(round(model.image_size / scale), *(max(np.shape(t)[:2]) for t in tiles))
+    canvases = []
+    for tile in tiles:
+        scaled = normalize_intensity(tile, intensity)
+        pad = [(0, side - scaled.shape[0]), (0, side - scaled.shape[1])] + [(0, 0)] * (
+            scaled.ndim - 2
+        )
+        canvases.append(np.pad(scaled, pad))
+    factor = model.image_size / side
+    # Already on the 0..255 scale: the range (0, 255) leaves the canvases as they are.
+    embedded = model.embed_batch(canvases, intensity=(0.0, 255.0), batch_size=len(canvases))
+    return [
+        ImageEmbedding(
+            emb.features,
+            original_size=tuple(np.shape(tile)[:2]),
+            input_size=tuple(int(n * factor + 0.5) for n in np.shape(tile)[:2]),
+        )
+        for emb, tile in zip(embedded, tiles)
+    ]
 
 
 def embed_tiles(
@@ -176,8 +230,12 @@ def embed_tiles(
     batch_size: int = 4,
     progress: bool = True,
     desc: str = "embedding",
+    scale: float | None = None,
 ) -> int:
     """Embed `tiles` into `store` in this process; returns how many were computed.
+
+    `scale` embeds every tile at that magnification (:func:`embed_scaled`); None enlarges
+    each tile until its longest side fills the model input (SAM's convention).
 
     Examples
     --------
@@ -192,7 +250,7 @@ def embed_tiles(
     with tqdm(total=len(tiles), desc=desc, unit="tile", disable=not progress) as bar:
         # Two batches read ahead: enough to hide reading behind compute, and bounded.
         for batch, pixels in prefetch(batches, load, depth=2):
-            embed_batch_into(model, store, batch, pixels, intensity)
+            embed_batch_into(model, store, batch, pixels, intensity, scale)
             done += len(batch)
             bar.update(len(batch))
     return done
