@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from tilesam.errors import TileSAMError
+from tilesam.isolate import PromptFootprint, keep_prompted
 from tilesam.models.registry import Architecture
 from tilesam.models.sam import Sam
 from tilesam.models.transformer import ImageTokens
@@ -45,12 +46,18 @@ class ImageEmbedding:
 @dataclass
 class Prediction:
     """Masks for one prompt: ``scores`` ``(M,)`` predicted IoU, ``low_res_logits``
-    ``(M, 256, 256)``; full-resolution masks are computed only when asked for."""
+    ``(M, 256, 256)``; full-resolution masks are computed only when asked for.
+
+    With a ``footprint`` (the prompt's positive points and box), full-resolution masks keep
+    only the parts the prompt touches (:func:`tilesam.isolate.keep_prompted`); the logits
+    are the decoder's own either way.
+    """
 
     scores: np.ndarray
     low_res_logits: np.ndarray
     embedding: ImageEmbedding = field(repr=False)
     threshold: float = 0.0
+    footprint: PromptFootprint | None = field(default=None, repr=False)
 
     @property
     def best(self) -> int:
@@ -65,12 +72,22 @@ class Prediction:
     def mask(self, index: int | None = None) -> np.ndarray:
         """One mask (the best by default) at the original resolution, ``(H, W)`` bool."""
         index = self.best if index is None else index
-        return upsample_mask(
-            self.low_res_logits[index],
-            self.embedding.input_size,
-            self.embedding.original_size,
-            self.threshold,
+        logits, emb = self.low_res_logits[index], self.embedding
+        if self.footprint is None or self.footprint.empty:
+            return upsample_mask(logits, emb.input_size, emb.original_size, self.threshold)
+        # Choose the prompted parts on the low-res grid first (a cell is 4 model-input
+        # pixels), so that only their window is upsampled; then exactly, at full resolution.
+        factor = [i / o / 4 for i, o in zip(emb.input_size, emb.original_size)]
+        cells = keep_prompted(logits > self.threshold, self.footprint.scaled(*factor), clip=False)
+        mask = np.zeros(emb.original_size, dtype=bool)
+        window = _upsample_window(
+            logits, emb.input_size, emb.original_size, self.threshold, cells=cells
         )
+        if window is not None:
+            part, (y0, x0) = window
+            part = keep_prompted(part, self.footprint.shifted(y0, x0))
+            mask[y0 : y0 + part.shape[0], x0 : x0 + part.shape[1]] = part
+        return mask
 
 
 class SamModel:
@@ -186,10 +203,16 @@ class SamModel:
         box: Sequence[float] | None = None,
         mask_input: np.ndarray | None = None,
         multimask: bool = True,
+        keep_prompted: bool = True,
     ) -> Prediction:
         """Masks for a prompt: positive/negative ``points`` ``(y, x)`` with ``labels`` 1/0, a
         ``box`` ``(y0, x0, y1, x1)``, and/or ``mask_input``, the ``(256, 256)`` low-res logits of
         an earlier prediction. ``multimask`` returns three alternatives for ambiguous prompts.
+
+        With ``keep_prompted`` (the default) the full-resolution masks keep only the parts
+        connected to a positive point or overlapping the box, clipped to the box (see
+        :mod:`tilesam.isolate`); ``False`` gives the decoder's masks as they are, like the
+        official SAM code.
         """
         point_arg, box_arg = self._sam_prompts(embedding, points, labels, box)
         mask_arg = self._mask_prompt(mask_input)
@@ -212,6 +235,7 @@ class SamModel:
             low_res_logits=logits[0].float().cpu().numpy(),
             embedding=embedding,
             threshold=self.sam.mask_threshold,
+            footprint=_footprint(points, labels, box, embedding) if keep_prompted else None,
         )
 
     def _image_tokens(self, features: torch.Tensor) -> ImageTokens:
@@ -264,6 +288,15 @@ class SamModel:
         return torch.from_numpy(mask.reshape(1, 1, *expected)).to(self.device)
 
 
+def _footprint(points, labels, box, embedding: ImageEmbedding) -> PromptFootprint:
+    """The positive points and the box of an already validated prompt."""
+    positive = np.zeros((0, 2))
+    if points is not None and len(points):
+        yx = _as_points(points, labels, embedding.original_size)
+        positive = yx if labels is None else yx[np.asarray(labels) == 1]
+    return PromptFootprint(positive, None if box is None else _as_box(box, embedding.original_size))
+
+
 def _as_points(points, labels, size: tuple[int, int]) -> np.ndarray:
     arr = np.asarray(points, dtype=np.float32)
     if arr.size == 0 or arr.shape[-1] != 2:
@@ -312,10 +345,26 @@ def upsample_mask(
     only be positive near a positive low-res cell, so only that window is computed.
     """
     mask = np.zeros(original_size, dtype=bool)
-    positive = low_res > threshold
+    window = _upsample_window(low_res, input_size, original_size, threshold)
+    if window is not None:
+        part, (y0, x0) = window
+        mask[y0 : y0 + part.shape[0], x0 : x0 + part.shape[1]] = part
+    return mask
+
+
+def _upsample_window(
+    low_res: np.ndarray,
+    input_size: tuple[int, int],
+    original_size: tuple[int, int],
+    threshold: float,
+    cells: np.ndarray | None = None,
+) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """The full-resolution mask around the positive low-res ``cells`` (default: all), and
+    its origin; ``None`` when there are none."""
+    positive = low_res > threshold if cells is None else cells
     rows, cols = np.flatnonzero(positive.any(1)), np.flatnonzero(positive.any(0))
     if rows.size == 0:
-        return mask
+        return None
     wy = _axis_weights(low_res.shape[0], input_size[0], original_size[0])
     wx = _axis_weights(low_res.shape[1], input_size[1], original_size[1])
     y0, y1 = _support(wy, rows[0], rows[-1])
@@ -325,8 +374,7 @@ def upsample_mask(
     r0, r1 = _used_cells(wy)
     c0, c1 = _used_cells(wx)
     window = wy[:, r0:r1] @ low_res[r0:r1, c0:c1].astype(np.float32) @ wx[:, c0:c1].T
-    mask[y0:y1, x0:x1] = window > threshold
-    return mask
+    return window > threshold, (y0, x0)
 
 
 def _used_cells(weights: np.ndarray) -> tuple[int, int]:

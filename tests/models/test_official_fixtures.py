@@ -76,6 +76,7 @@ def _predict(
         box=box,
         mask_input=mask_input,
         multimask=prompt["multimask_output"],
+        keep_prompted=False,  # the official code returns the decoder's masks as they are
     )
 
 

@@ -1,0 +1,106 @@
+"""Keep the object a prompt points at: drop mask parts that no positive point or box touches.
+
+A prompt names one object: it lies under the positive points and inside the box. A decoder
+that sees the whole image may still add look-alike objects elsewhere (the default ``tiny``,
+trained on crops, does so often on fields of nuclei); those parts are not connected to the
+prompt. :func:`keep_prompted` keeps the connected components (8-connected) that hold a
+positive point or overlap the box, and clips them to the box.
+
+Measured with ``tiny`` on held-out real nuclei (docs/benchmarks.md): one point 0.47 -> 0.78
+mean IoU, a box 0.44 -> 0.77. On validation images, clipping to the box itself scored
+better than to the box grown by 5 or 10 % (box IoU 0.825, 0.810, 0.804).
+``SamModel.predict(..., keep_prompted=False)`` returns the decoder's masks as they are, as
+the official SAM code does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+@dataclass(frozen=True)
+class PromptFootprint:
+    """Where a prompt says its object is: positive points ``(n, 2)`` ``(y, x)`` and a box
+    ``(y0, x0, y1, x1)`` (end-exclusive), in pixels of some image."""
+
+    points: np.ndarray
+    box: tuple[float, float, float, float] | None = None
+
+    @property
+    def empty(self) -> bool:
+        """True when there is nothing to keep a mask to (negative points or a mask only)."""
+        return len(self.points) == 0 and self.box is None
+
+    def scaled(self, factor_y: float, factor_x: float) -> PromptFootprint:
+        """The same footprint in an image ``factor`` times the size along each axis."""
+        scale = np.array([factor_y, factor_x])
+        box = None
+        if self.box is not None:
+            box = tuple(float(v) for v in np.asarray(self.box) * np.tile(scale, 2))
+        return PromptFootprint(np.asarray(self.points, dtype=float) * scale, box)
+
+    def shifted(self, dy: int, dx: int) -> PromptFootprint:
+        """The same footprint in a window whose origin is ``(dy, dx)`` in the image."""
+        box = None
+        if self.box is not None:
+            y0, x0, y1, x1 = self.box
+            box = (y0 - dy, x0 - dx, y1 - dy, x1 - dx)
+        return PromptFootprint(np.asarray(self.points, dtype=float) - (dy, dx), box)
+
+
+def keep_prompted(mask: np.ndarray, prompt: PromptFootprint, *, clip: bool = True) -> np.ndarray:
+    """The components of boolean ``mask`` that ``prompt`` touches, clipped to its box.
+
+    A component is kept if it holds a positive point or overlaps the box. When no component
+    does (a point just beside a thin object), the one nearest the first point is kept.
+    With ``clip``, the result is cut to the box.
+
+    Examples
+    --------
+    >>> m = np.zeros((6, 9), bool); m[1:3, 1:3] = m[1:3, 6:8] = True
+    >>> int(keep_prompted(m, PromptFootprint(np.array([[1.5, 1.5]]))).sum())
+    4
+    """
+    if prompt.empty or not mask.any():
+        return mask
+    labels, _ = ndimage.label(mask, structure=_EIGHT)
+    ids = set(_ids_at_points(labels, prompt.points))
+    if prompt.box is not None:
+        ys, xs = _box_slices(prompt.box, mask.shape)
+        ids.update(np.unique(labels[ys, xs]).tolist())
+    ids.discard(0)
+    if not ids and len(prompt.points):
+        ids = {_nearest_label(labels, prompt.points[0])}
+    kept = np.isin(labels, sorted(ids)) if ids else np.zeros_like(mask)
+    if clip and prompt.box is not None:
+        ys, xs = _box_slices(prompt.box, mask.shape)
+        clipped = np.zeros_like(kept)
+        clipped[ys, xs] = kept[ys, xs]
+        kept = clipped
+    return kept
+
+
+def _ids_at_points(labels: np.ndarray, points: np.ndarray) -> list[int]:
+    if not len(points):
+        return []
+    idx = np.floor(np.asarray(points, dtype=float)).astype(int)
+    inside = ((idx >= 0) & (idx < labels.shape)).all(axis=1)
+    return labels[idx[inside, 0], idx[inside, 1]].tolist()
+
+
+def _nearest_label(labels: np.ndarray, point: np.ndarray) -> int:
+    where = np.argwhere(labels > 0)
+    nearest = where[np.argmin(((where - np.asarray(point)) ** 2).sum(axis=1))]
+    return int(labels[tuple(nearest)])
+
+
+def _box_slices(box: tuple[float, ...], shape: tuple[int, ...]) -> tuple[slice, slice]:
+    y0, x0, y1, x1 = box
+    ys = slice(max(int(np.floor(y0)), 0), min(int(np.ceil(y1)), shape[0]))
+    xs = slice(max(int(np.floor(x0)), 0), min(int(np.ceil(x1)), shape[1]))
+    return ys, xs
