@@ -73,6 +73,8 @@ def load_model(
     sam = build_sam(architecture)
     check_compatible(sam.state_dict(), state, f"a {architecture.encoder} model")
     sam.load_state_dict(state)
+    if entry is not None:
+        sam.mask_threshold = entry.mask_threshold
     return SamModel(
         sam,
         name=label,
