@@ -1,4 +1,5 @@
-"""The command line, run in-process: embed, info and segment on real files, and bad input."""
+"""The command line, run in-process: embed, info, segment and propagate on real files, and
+bad input."""
 
 from __future__ import annotations
 
@@ -76,6 +77,7 @@ def test_info(cache, capsys) -> None:
         "MiB per tile",
     ):
         assert text in out
+    assert "slice_scale" not in out  # a 2D image is embedded at SAM's convention
 
 
 def test_segment_with_cache_writes_full_size_mask(root, cache, capsys) -> None:
@@ -99,6 +101,39 @@ def test_segment_computes_missing_tiles_of_a_volume(root, capsys, tmp_path) -> N
     command = f"segment {{root}}/volume.tif {MODEL} --z 5 --point 5,5 --out {{tmp}}/m.tif"
     code, _, err = _run(capsys, command, root=root, tmp=tmp_path)
     assert code == 2 and "z=5 does not exist" in err
+
+
+def test_a_volume_embedded_once_serves_propagate_and_segment(root, capsys, tmp_path) -> None:
+    """`embed`, `propagate` and `segment` give a volume the same slice scale, so they share
+    its cache; another scale, or SAM's, is refused."""
+    seed = np.zeros((3, 200, 300), np.uint8)
+    seed[1, 60:120, 80:160] = 1
+    tifffile.imwrite(tmp_path / "seed.tif", seed, photometric="minisblack")
+    paths = {"root": root, "tmp": tmp_path}
+    code, out, _ = _run(
+        capsys, f"embed {{root}}/volume.tif {MODEL} --cache {{tmp}}/v.zarr", **paths
+    )
+    assert code == 0 and "3/3 done (computed 3 in" in out
+    code, out, _ = _run(capsys, "info {tmp}/v.zarr", **paths)
+    assert code == 0 and "tiling.slice_scale: 3.0" in out
+    propagate = (
+        f"propagate {{root}}/volume.tif {MODEL} --cache {{tmp}}/v.zarr --mask {{tmp}}/seed.tif "
+        "--method prompt+logits --out {tmp}/labels.tif"
+    )
+    code, out, err = _run(capsys, propagate, **paths)
+    assert code == 0 and "object(s)" in out and "on demand" not in err, err
+    assert tifffile.imread(tmp_path / "labels.tif")[1].any()
+    segment = (
+        f"segment {{root}}/volume.tif {MODEL} --cache {{tmp}}/v.zarr --z 2 --box 60,80,120,160"
+    )
+    code, _, err = _run(capsys, segment + " --out {tmp}/m.png", **paths)
+    assert code == 0 and "on demand" not in err, err
+    for scale, shown in (("sam", "'<missing>'"), ("2", "2.0")):
+        code, _, err = _run(capsys, f"{propagate} --slice-scale {scale}", **paths)
+        assert code == 2 and f"tiling.slice_scale: cache=3.0, now={shown}" in err, err
+    code, _, err = _run(capsys, f"{propagate} --slice-scale big", **paths)
+    assert code == 2 and "Could not read --slice-scale 'big'" in err
+    assert EmbeddingStore.open(tmp_path / "v.zarr", mode="r").n_done == 3
 
 
 @pytest.mark.parametrize(

@@ -79,3 +79,19 @@ def test_local_cluster_from_a_checkpoint(image_path, tmp_path) -> None:
     session = Session(image_path, checkpoint, tmp_path / "dask.zarr", **kwargs)
     assert session.embed(progress=False, batch_size=1, workers=2) == 4
     _assert_same_embeddings(tmp_path / "single.zarr", tmp_path / "dask.zarr")
+
+
+def test_workers_embed_at_the_session_slice_scale(model, tmp_path) -> None:
+    """The magnification travels to the workers: their tiles equal the in-process ones."""
+    vol = np.random.default_rng(5).integers(0, 1000, (2, 64, 48)).astype(np.uint16)
+    single = Session(vol, model, tmp_path / "single.zarr", slice_scale=2)
+    with _torch_threads(1):  # the in-process worker below runs in this process
+        assert single.embed(progress=False, batch_size=1) == 2
+        session = Session(vol, model, tmp_path / "dask.zarr", slice_scale=2)
+        with distributed.Client(
+            processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None
+        ) as client:
+            assert session.embed(progress=False, batch_size=1, scheduler=client) == 2
+    _assert_same_embeddings(tmp_path / "single.zarr", tmp_path / "dask.zarr")
+    meta = EmbeddingStore.open(tmp_path / "dask.zarr").read_meta(0, 0, 0)
+    assert meta["input_shape"] == (128, 96)  # 64 x 48 at 2x, not SAM's 4x

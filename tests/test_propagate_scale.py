@@ -1,4 +1,5 @@
-"""Slices embedded at a bounded magnification (`VolumeSession`), with the bundled `tiny`.
+"""Slices embedded at a bounded magnification (`Session(slice_scale=...)`), with the bundled
+`tiny`.
 
 SAM's convention enlarges a 128-pixel slice 8 times into the model input; `tiny` never saw
 objects that large and fails on the sample nuclei. The tests check the geometry of the
@@ -15,9 +16,9 @@ from scipy import ndimage
 import tilesam
 from tilesam.errors import TileSAMError
 from tilesam.precompute import embed_scaled
-from tilesam.propagate import DEFAULT_SLICE_SCALE, VolumeSession, propagate_mask
+from tilesam.propagate import VolumeSession, propagate_mask
 from tilesam.samples import load_sample, sample_path
-from tilesam.session import Session
+from tilesam.session import DEFAULT_SLICE_SCALE, Session
 from tilesam.store import EmbeddingStore
 
 # Nuclei spanning 12-13 slices of the sample, and the slices around them.
@@ -65,29 +66,25 @@ def test_scaled_embedding_maps_prompts_and_masks_like_a_padded_tile(tiny) -> Non
 def test_magnification_is_in_the_cache_signature(tiny, tmp_path) -> None:
     volume = load_sample("nuclei_volume")[0][:3]
     cache = tmp_path / "nuclei.zarr"
-    session = VolumeSession(volume, tiny, cache, slice_scale=2.5)
+    session = Session(volume, tiny, cache, slice_scale=2.5)
     assert session.slice_scale == 2.5 and session.embed(progress=False) == 3
     stored = EmbeddingStore.open(cache, mode="r")
     assert stored.signature["tiling"]["slice_scale"] == 2.5
     assert stored.read_meta(0, 0, 0)["input_shape"] == (320, 320)  # 128 px at 2.5x
     # The same magnification reuses every tile; another one, or SAM's, is refused.
-    assert VolumeSession(volume, tiny, cache, slice_scale=2.5).embed(progress=False) == 0
+    assert Session(volume, tiny, cache, slice_scale=2.5).embed(progress=False) == 0
     with pytest.raises(TileSAMError, match="tiling.slice_scale: cache=2.5, now=3.0"):
-        VolumeSession(volume, tiny, cache)
+        VolumeSession(volume, tiny, cache)  # the volume default, kept for existing callers
     with pytest.raises(TileSAMError, match="tiling.slice_scale"):
         Session(volume, tiny, cache)
     # A slice that fills the model input at a lower magnification keeps SAM's.
-    assert VolumeSession(np.zeros((1, 512, 400), np.uint8), tiny).slice_scale == 2.0
-    with pytest.raises(TileSAMError, match="slice_scale must be a positive"):
-        VolumeSession(volume, tiny, slice_scale=float("nan"))
-    with pytest.raises(TileSAMError, match="dask workers"):
-        VolumeSession(volume, tiny, cache, slice_scale=2.5).embed(workers=2)
+    assert Session(np.zeros((1, 512, 400), np.uint8), tiny, slice_scale=3).slice_scale == 2.0
 
 
 def test_one_click_on_a_nucleus_at_3x(tiny, nuclei) -> None:
     """Measured: one-click IoU 0.96 / 0.95 at 3x; 0.13 / 0.10 at SAM's 8x (commit d3d59f9)."""
     volume, truth = nuclei
-    session = VolumeSession(volume, tiny, slice_scale=DEFAULT_SLICE_SCALE)
+    session = Session(volume, tiny, slice_scale=DEFAULT_SLICE_SCALE)
     for obj in NUCLEI:
         z, y, x = _middle_click(truth == obj)
         assert _iou(session.segment(points=[(y, x)], z=z).mask, truth[z] == obj) > 0.85

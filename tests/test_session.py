@@ -19,7 +19,7 @@ from tilesam.io import ArraySource
 from tilesam.precompute import prefetch, sample_intensity_range
 from tilesam.preprocess import intensity_range
 from tilesam.segment import Prompt, SegmentResult
-from tilesam.session import Session
+from tilesam.session import DEFAULT_SLICE_SCALE, Session, default_slice_scale
 from tilesam.stitch import derived_points, stitch_segment, touched_neighbours
 from tilesam.store import EmbeddingStore
 from tilesam.tiling import TileGrid
@@ -125,6 +125,33 @@ def test_embed_slices_of_a_volume(model) -> None:
     assert r.z == 1 and r.mask.shape == (200, 300)
     with pytest.raises(TileSAMError, match="z=3 does not exist"):
         s.segment(points=[(100, 150)], z=3)
+
+
+def test_slice_scale_caps_the_magnification_and_signs_the_cache(model, tmp_path) -> None:
+    """Tiles are embedded at `slice_scale` (on demand and up front alike), recorded in the
+    signature; None keeps SAM's convention and the signature caches had before."""
+    vol = np.random.default_rng(4).integers(0, 1000, (3, 64, 48)).astype(np.uint16)
+    assert default_slice_scale(ArraySource(vol)) == DEFAULT_SLICE_SCALE
+    assert default_slice_scale(ArraySource(vol[0])) is None
+    plain = Session(vol, model)
+    assert plain.slice_scale is None and "slice_scale" not in plain.signature["tiling"]
+    assert plain.embedding(0, 0, 0).input_size == (256, 192)  # SAM's 4x into 256 pixels
+    cache = tmp_path / "v.zarr"
+    s = Session(vol, model, cache, slice_scale=2)
+    assert s.slice_scale == 2.0 and s.signature["tiling"]["slice_scale"] == 2.0
+    assert s.embedding(1, 0, 0).input_size == (128, 96)
+    assert s.embed(progress=False) == 2
+    store = EmbeddingStore.open(cache, mode="r")
+    assert {store.read_meta(z, 0, 0)["input_shape"] for z in range(3)} == {(128, 96)}
+    # A slice at least as large as the model input is embedded as by SAM, only padded.
+    assert Session(np.zeros((2, 300, 100), np.uint8), model, slice_scale=2).slice_scale == 1.0
+    with pytest.raises(TileSAMError, match="tiling.slice_scale: cache=2.0, now=3.0"):
+        Session(vol, model, cache, slice_scale=3)
+    with pytest.raises(TileSAMError, match="tiling.slice_scale: cache=2.0, now='<missing>'"):
+        Session(vol, model, cache)
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "3"):
+        with pytest.raises(TileSAMError, match="slice_scale must be a positive number"):
+            Session(vol, model, slice_scale=bad)
 
 
 def test_prefetch_stops_and_forwards_errors() -> None:

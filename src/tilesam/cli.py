@@ -81,6 +81,8 @@ def _run_models(args: argparse.Namespace) -> None:
 
 
 def _add_session_options(p: argparse.ArgumentParser) -> None:
+    from tilesam.session import DEFAULT_SLICE_SCALE
+
     p.add_argument(
         "--tile", type=int, default=None, help="tile size (default: the cache's, or model input)"
     )
@@ -93,6 +95,13 @@ def _add_session_options(p: argparse.ArgumentParser) -> None:
         "--window", default=None, metavar="NAME|WIDTH,LEVEL", help="CT window, e.g. lung, 400,40"
     )
     p.add_argument("--series", default=None, help="DICOM series (number or UID) of a folder")
+    p.add_argument(
+        "--slice-scale",
+        default=None,
+        metavar="SCALE|sam",
+        help="enlarge tiles at most SCALE times into the model input; 'sam': until they fill "
+        f"it (default: {DEFAULT_SLICE_SCALE:g} for volumes, sam for 2D images)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a cache made for other inputs")
 
 
@@ -106,14 +115,25 @@ def _open(args: argparse.Namespace):
 
 def _session(args: argparse.Namespace, cache: str | None, source=None):
     """A session over `source` (default: the image of `args`) with the session options."""
-    from tilesam.session import Session
+    from tilesam.session import Session, default_slice_scale
 
     intensity = _parse_numbers(args.intensity, (2,), "low,high") if args.intensity else None
     window = args.window
     if window is not None and "," in window:
         window = tuple(_parse_numbers(window, (2,), "width,level"))
+    source = _open(args) if source is None else source
+    # The same default in every command, so that they share a volume's cache.
+    slice_scale = default_slice_scale(source) if args.slice_scale is None else None
+    if args.slice_scale not in (None, "sam"):
+        try:
+            slice_scale = float(args.slice_scale)
+        except ValueError:
+            raise TileSAMError(
+                f"Could not read --slice-scale {args.slice_scale!r}: give a number (e.g. 3) "
+                "or 'sam'."
+            ) from None
     return Session(
-        _open(args) if source is None else source,
+        source,
         args.model,
         cache,
         tile_size=args.tile,
@@ -125,6 +145,7 @@ def _session(args: argparse.Namespace, cache: str | None, source=None):
         trust_checkpoint=args.trust_checkpoint,
         overwrite=args.overwrite,
         progress=True,
+        slice_scale=slice_scale,
     )
 
 
@@ -235,6 +256,8 @@ def _run_segment(args: argparse.Namespace) -> None:
 
 
 def _propagate_parser(sub) -> None:
+    from tilesam.propagation import METHODS
+
     p = sub.add_parser(
         "propagate",
         help="segment objects through a volume from clicks, a box or a seed mask",
@@ -257,7 +280,12 @@ def _propagate_parser(sub) -> None:
     p.add_argument("--out", required=True, help="labels file: .nii.gz, .nii, .mha, .nrrd or .tif")
     p.add_argument("--cache", required=True, help="embedding cache folder (zarr), reused next time")
     p.add_argument("--axis", type=int, default=0, help="axis whose planes are segmented (0: z)")
-    p.add_argument("--method", default="prompt", choices=("prompt", "box", "points"))
+    p.add_argument(
+        "--method",
+        default="prompt",
+        choices=METHODS,
+        help="what the next slice's prompt holds (default: the box and points of the mask)",
+    )
     p.add_argument("--range", default=None, metavar="START,STOP", help="only these slices")
     p.add_argument(
         "--largest-component", action="store_true", help="keep each object's largest 3D piece"

@@ -120,11 +120,15 @@ def embed_distributed(
     workers: int | None = None,
     scheduler: Any = None,
     progress: bool = True,
+    scale: float | None = None,
 ) -> int:
     """Embed `tiles` on a dask cluster into the existing store at `store_path`.
 
     Parameters
     ----------
+    scale : float, optional
+        Embed at this magnification (:func:`tilesam.precompute.embed_scaled`); None: SAM's
+        convention.
     workers : int, optional
         Worker processes of a local cluster (default: one per 4 CPU cores, at least 1).
     scheduler : str or distributed.Client, optional
@@ -145,7 +149,7 @@ def embed_distributed(
     store = str(Path(store_path).absolute())  # workers may run in another folder
     with _connect(workers, scheduler) as (client, threads):
         image = client.scatter(source, broadcast=True)
-        task = (recipe, image, grid, store, intensity, threads)
+        task = (recipe, image, grid, store, intensity, scale, threads)
         futures = [client.submit(_embed_task, *task, batch, pure=False) for batch in batches]
         done = 0
         try:
@@ -204,7 +208,7 @@ def local_worker_threads(n_workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // n_workers)
 
 
-def _embed_task(recipe, source, grid, store_path, intensity, threads, tiles) -> int:
+def _embed_task(recipe, source, grid, store_path, intensity, scale, threads, tiles) -> int:
     """On a worker: read, encode and store one group of tiles."""
     model = _MODELS.get(recipe.key)
     if model is None:
@@ -218,5 +222,5 @@ def _embed_task(recipe, source, grid, store_path, intensity, threads, tiles) -> 
     # Opened per task (a few ms): a store recreated at the same path is never served stale.
     store = EmbeddingStore.open(store_path)
     pixels = [read_tile(source, grid, t) for t in tiles]
-    embed_batch_into(model, store, tiles, pixels, intensity)
+    embed_batch_into(model, store, tiles, pixels, intensity, scale)
     return len(tiles)

@@ -7,11 +7,10 @@ slice, asking the same session for each slice (its embeddings are computed on de
 kept in the cache, so a second run costs only the decoder). The algorithm, its stop rules
 and thresholds are documented in :mod:`tilesam.propagation`.
 
-Slices are embedded at most ``slice_scale`` times enlarged (:class:`VolumeSession`, default
-:data:`DEFAULT_SLICE_SCALE`): SAM's convention enlarges a slice until it fills the model input,
-6.4 times for a 160-pixel slice, which shows the bundled ``tiny`` organs and nuclei far larger
-than any it was trained on (one click on the sample nuclei: IoU 0.16 enlarged 8 times, 0.94
-at 3 times).
+Slices are embedded at most ``slice_scale`` times enlarged (:class:`tilesam.Session`'s
+`slice_scale`, default :data:`tilesam.session.DEFAULT_SLICE_SCALE`, where it is measured):
+SAM's convention enlarges a slice until it fills the model input, which shows small slices'
+objects far larger than a model trained on crops has seen.
 
 Coordinates are the volume's own index order ``(z, y, x)``. With ``axis=1`` or ``2`` the
 volume is segmented plane by plane along that axis; points stay ``(z, y, x)``, while the box
@@ -30,8 +29,7 @@ import numpy as np
 from tilesam.errors import TileSAMError
 from tilesam.io import AxisView, ImageSource, MedicalSource, open_image
 from tilesam.io.medical import same_geometry
-from tilesam.model import ImageEmbedding, SamModel
-from tilesam.precompute import embed_tiles
+from tilesam.model import SamModel
 from tilesam.propagation import (
     CancelFlag,
     SlicePrediction,
@@ -40,43 +38,15 @@ from tilesam.propagation import (
     StopRules,
     propagate_labels,
 )
-from tilesam.session import Session
+from tilesam.session import DEFAULT_SLICE_SCALE, Session
 
 Seeds = tuple[dict[int, np.ndarray], dict[tuple[int, int], Any]]
-#: At most this many model-input pixels per voxel (see :class:`VolumeSession`); measured with
-#: ``tiny`` on the sample nuclei: one-click IoU 0.89 / 0.94 / 0.89 / 0.73 / 0.48 at 4 / 3 / 2
-#: / 1.5 / 1 times, 0.16 at SAM's 8 times.
-DEFAULT_SLICE_SCALE = 3.0
 
 
 class VolumeSession(Session):
-    """A :class:`Session` whose slices are enlarged at most `slice_scale` times.
+    """A :class:`Session` with `slice_scale` defaulting to :data:`DEFAULT_SLICE_SCALE`.
 
-    SAM's convention enlarges every tile until its longest side fills the model input. For a
-    small slice that is a large magnification (a 160-pixel slice: 6.4 times into a
-    1024-pixel input), which makes its objects larger than a model trained on crops (the
-    bundled ``tiny``: 256-pixel crops) has seen. Here every tile is embedded at the one
-    magnification ``min(slice_scale, image_size / min(tile_size, longest side of a
-    slice))``: a small slice is placed at `slice_scale` in a black-padded input
-    (:func:`tilesam.precompute.embed_scaled`); a slice as large as the model input or
-    larger is embedded as by SAM, except that clipped edge tiles are padded, not enlarged.
-    The magnification is part of the cache signature (``tiling.slice_scale``): a cache
-    made at another one, or by a plain :class:`Session`, is refused.
-
-    Parameters
-    ----------
-    image, model, cache
-        As for :class:`Session`.
-    slice_scale : float
-        The largest magnification (model-input pixels per pixel), > 0.
-    **options
-        :class:`Session`'s other options (``window``, ``tile_size``, ``overwrite``, ...).
-
-    Examples
-    --------
-    >>> s = VolumeSession("ct.nii.gz", "tiny", "ct.zarr", window="soft-tissue")  # doctest: +SKIP
-    >>> s.slice_scale  # a 160 x 160 slice: 3, not 1024 / 160 = 6.4  # doctest: +SKIP
-    3.0
+    Kept for existing callers: ``Session(..., slice_scale=DEFAULT_SLICE_SCALE)`` is the same.
     """
 
     def __init__(
@@ -85,68 +55,10 @@ class VolumeSession(Session):
         model: str | os.PathLike[str] | SamModel | None = None,
         cache: str | os.PathLike[str] | None = None,
         *,
-        slice_scale: float = DEFAULT_SLICE_SCALE,
+        slice_scale: float | None = DEFAULT_SLICE_SCALE,
         **options: Any,
     ) -> None:
-        number = isinstance(slice_scale, int | float) and not isinstance(slice_scale, bool)
-        if not (number and np.isfinite(slice_scale) and slice_scale > 0):
-            raise TileSAMError(
-                f"slice_scale must be a positive number of model pixels per pixel, got "
-                f"{slice_scale!r}."
-            )
-        self._max_scale = float(slice_scale)
-        super().__init__(image, model, cache, **options)
-
-    @property
-    def slice_scale(self) -> float:
-        """The magnification every tile is embedded at (model-input pixels per pixel)."""
-        longest = min(self.grid.tile_size, max(self.grid.slice_shape))
-        return min(self._max_scale, self.model.image_size / longest)
-
-    def embed(
-        self,
-        progress: bool = True,
-        slices: int | list[int] | None = None,
-        batch_size: int = 4,
-        workers: int | None = None,
-        scheduler: Any = None,
-    ) -> int:
-        """As :meth:`Session.embed`, at :attr:`slice_scale`; in this process only.
-
-        Raises
-        ------
-        TileSAMError
-            For `workers` or `scheduler`: dask workers embed at SAM's convention.
-        """
-        if workers is not None or scheduler is not None:
-            raise TileSAMError(
-                "A VolumeSession embeds its slices in this process: dask workers would embed "
-                "them at another magnification. Leave workers / scheduler out."
-            )
-        tiles = self.missing_tiles(slices)
-        if not tiles:
-            return 0
-        return embed_tiles(
-            self.model, self.source, self.grid, self.store, tiles, intensity=self.intensity,
-            batch_size=batch_size, progress=progress, scale=self.slice_scale,
-        )  # fmt: skip
-
-    def embedding(self, z: int, ty: int, tx: int) -> ImageEmbedding:
-        """As :meth:`Session.embedding`; a missing tile is computed at :attr:`slice_scale`."""
-        nz, (ny, nx) = self.source.n_slices, self.grid.grid_shape
-        inside = 0 <= z < nz and 0 <= ty < ny and 0 <= tx < nx  # else Session's error
-        if inside and not self.store.is_done(z, ty, tx):
-            embed_tiles(
-                self.model, self.source, self.grid, self.store, [(int(z), int(ty), int(tx))],
-                intensity=self.intensity, progress=self.progress, desc="embedding (on demand)",
-                scale=self.slice_scale,
-            )  # fmt: skip
-        return super().embedding(z, ty, tx)
-
-    def _signature(self, normalisation: dict[str, Any]) -> dict[str, Any]:
-        signature = super()._signature(normalisation)
-        signature["tiling"]["slice_scale"] = self.slice_scale
-        return signature
+        super().__init__(image, model, cache, slice_scale=slice_scale, **options)
 
 
 def propagate_mask(
@@ -203,8 +115,8 @@ def propagate_mask(
         Stop thresholds; default :class:`tilesam.propagation.StopRules`.
     slice_scale : float or None
         Slices are enlarged at most this many times into the model input (see
-        :class:`VolumeSession`); None: SAM's convention, the longest side fills the input
-        (as :class:`Session` does). Part of the cache signature.
+        :class:`Session`); None: SAM's convention, the longest side fills the input. Part
+        of the cache signature.
     progress : bool
         Show progress bars (embedding on demand, slices).
     callback : callable, optional
@@ -229,11 +141,9 @@ def propagate_mask(
     """
     source = _volume(volume)
     view = source if axis == 0 else AxisView(source, axis)
-    if session is None and slice_scale is None:
-        session = Session(view, model, cache, window=window, progress=progress)
-    elif session is None:
-        session = VolumeSession(
-            view, model, cache, slice_scale=slice_scale, window=window, progress=progress
+    if session is None:
+        session = Session(
+            view, model, cache, window=window, progress=progress, slice_scale=slice_scale
         )
     elif session.source.spatial_shape != view.spatial_shape:
         raise TileSAMError(

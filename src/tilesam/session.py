@@ -12,6 +12,11 @@ has the same value in every tile and slice. The range, the model, the tiling and
 fingerprint form the cache signature: a cache is never reused for another image, model
 or preprocessing. Embeddings are computed up front with `Session.embed` (resumable,
 optionally on a dask cluster) or on demand by `Session.embedding` / `Session.segment`.
+
+Tiles are enlarged into the model input as SAM does (the longest side fills it), or at most
+``slice_scale`` times (:data:`DEFAULT_SLICE_SCALE` for volumes: their slices are often
+small, and enlarged to fill the input they show objects far larger than a model trained on
+crops has seen); the magnification is then part of the cache signature.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import torch
 
 from tilesam.cluster import ModelRecipe, embed_distributed, recipe_from_model
 from tilesam.errors import TileSAMError
-from tilesam.io import content_signature, open_image
+from tilesam.io import ImageSource, content_signature, open_image
 from tilesam.model import ImageEmbedding, SamModel
 from tilesam.precompute import MemoryStore, TileIndex, embed_tiles, sample_intensity_range
 from tilesam.preprocess import DEFAULT_PERCENTILES, window_range
@@ -39,6 +44,12 @@ from tilesam.tiling import TileGrid
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 DEFAULT_HALO = 64
 _RECENT = 16  # decoded tile embeddings kept for the next clicks (a stitched object's tiles)
+#: A volume's slices are enlarged at most this many times into the model input (see
+#: :class:`Session`'s `slice_scale`). SAM's convention enlarges a 160-pixel slice 6.4 times,
+#: showing the bundled ``tiny`` (trained on 256-pixel crops) nuclei and organs far larger
+#: than any it has seen; measured with ``tiny`` on the sample nuclei: one-click IoU 0.89 /
+#: 0.94 / 0.89 / 0.73 / 0.48 at 4 / 3 / 2 / 1.5 / 1 times, 0.16 at SAM's 8 times.
+DEFAULT_SLICE_SCALE = 3.0
 
 
 class Session:
@@ -75,6 +86,14 @@ class Session:
         Replace a TileSAM cache made for other inputs instead of raising.
     progress : bool
         Show a progress bar when tiles are embedded on demand.
+    slice_scale : float, optional
+        Enlarge tiles at most this many times (model-input pixels per pixel, > 0) instead of
+        SAM's convention (None, the default: each tile's longest side fills the model
+        input). Every tile is then embedded at the one magnification :attr:`slice_scale`
+        (a small slice black-padded, see :func:`tilesam.precompute.embed_scaled`), which is
+        recorded in the cache signature (``tiling.slice_scale``): a cache made at another
+        magnification, or at SAM's, is refused. :func:`default_slice_scale` gives
+        :data:`DEFAULT_SLICE_SCALE` for volumes.
 
     Examples
     --------
@@ -82,6 +101,9 @@ class Session:
     >>> s.embed()  # progress bar with time left; resumes if interrupted  # doctest: +SKIP
     >>> r = s.segment(points=[(10240, 5120)])  # doctest: +SKIP
     >>> r.bbox, r.window.shape  # small, even for a 20k x 20k slide  # doctest: +SKIP
+    >>> v = Session("ct.nii.gz", "vit_b", "ct.zarr", slice_scale=3.0)  # doctest: +SKIP
+    >>> v.slice_scale  # 160 x 160 slices: 3, not 1024 / 160 = 6.4  # doctest: +SKIP
+    3.0
     """
 
     def __init__(
@@ -100,7 +122,9 @@ class Session:
         trust_checkpoint: bool = False,
         overwrite: bool = False,
         progress: bool = False,
+        slice_scale: float | None = None,
     ) -> None:
+        self._max_scale = _check_scale(slice_scale)
         self.source = open_image(image, axes=axes)
         if self.source.n_channels not in (1, 3, 4):
             raise TileSAMError(
@@ -155,6 +179,17 @@ class Session:
             self._check_z(z)
         return [t for t in missing if t[0] in wanted]
 
+    @property
+    def slice_scale(self) -> float | None:
+        """The magnification every tile is embedded at (model-input pixels per pixel), or
+        None for SAM's convention: the `slice_scale` option, lowered where a tile of the
+        grid would fill the model input at less (a large slice is tiled as by SAM, its
+        clipped edge tiles padded, not enlarged)."""
+        if self._max_scale is None:
+            return None
+        longest = min(self.grid.tile_size, max(self.grid.slice_shape))
+        return min(self._max_scale, self.model.image_size / longest)
+
     # -- embedding --------------------------------------------------------------------------
     def embed(
         self,
@@ -188,6 +223,7 @@ class Session:
                 intensity=self.intensity,
                 batch_size=batch_size,
                 progress=progress,
+                scale=self.slice_scale,
             )
         if self.cache_path is None:
             raise TileSAMError(
@@ -209,6 +245,7 @@ class Session:
                 workers=workers,
                 scheduler=scheduler,
                 progress=progress,
+                scale=self.slice_scale,
             )
         finally:
             if self._recipe is None:  # the weights file written for the workers
@@ -232,6 +269,7 @@ class Session:
                 intensity=self.intensity,
                 progress=self.progress,
                 desc="embedding (on demand)",
+                scale=self.slice_scale,
             )
         meta = self.store.read_meta(*key)
         features = torch.from_numpy(self.store.read_tile(*key))[None]
@@ -361,6 +399,10 @@ class Session:
 
     def _signature(self, normalisation: dict[str, Any]) -> dict[str, Any]:
         m, src = self.model, self.source
+        tiling: dict[str, Any] = {"tile_size": self.grid.tile_size, "halo": self.grid.halo}
+        # Only when set: caches embedded at SAM's convention keep their signature.
+        if self.slice_scale is not None:
+            tiling["slice_scale"] = self.slice_scale
         return {
             "model": {
                 "name": m.name,
@@ -368,7 +410,7 @@ class Session:
                 "encoder": m.architecture.encoder,
                 "input_size": m.image_size,
             },
-            "tiling": {"tile_size": self.grid.tile_size, "halo": self.grid.halo},
+            "tiling": tiling,
             "normalisation": normalisation,
             "image": {
                 "shape": list(src.shape),
@@ -392,6 +434,33 @@ class Session:
             return {**method, "range": list(known["range"])}
         low, high = sample_intensity_range(self.source, DEFAULT_PERCENTILES, nonzero=nonzero)
         return {**method, "range": [low, high]}
+
+
+def default_slice_scale(source: ImageSource) -> float | None:
+    """The `slice_scale` a session over `source` gets by default in the command line and the
+    napari plugin: :data:`DEFAULT_SLICE_SCALE` for a volume, None (SAM's convention) for a 2D
+    image.
+
+    >>> from tilesam.io import open_image
+    >>> default_slice_scale(open_image(np.zeros((4, 64, 64), np.uint8), axes="ZYX"))
+    3.0
+    """
+    return DEFAULT_SLICE_SCALE if source.spatial_ndim == 3 else None
+
+
+def _check_scale(scale: Any) -> float | None:
+    """`scale` as a float, None kept; raises unless a finite positive number."""
+    if scale is None:
+        return None
+    number = isinstance(scale, int | float | np.integer | np.floating) and not isinstance(
+        scale, bool
+    )
+    if not (number and np.isfinite(scale) and scale > 0):
+        raise TileSAMError(
+            f"slice_scale must be a positive number of model pixels per pixel (or None for "
+            f"SAM's convention), got {scale!r}."
+        )
+    return float(scale)
 
 
 def _resolve_model(model, checkpoint, device, trust: bool) -> tuple[SamModel, ModelRecipe | None]:

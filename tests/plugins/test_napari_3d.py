@@ -60,3 +60,31 @@ def test_cancelled_propagation_keeps_the_current_object(volume_widget, qtbot, no
         pass
     np.testing.assert_array_equal(viewer.layers[CURRENT].data, before)
     assert any("ancel" in n for n in notes())
+
+
+def test_volumes_get_the_core_volume_slice_scale(widget, textured, settings, tmp_path):
+    """A volume's session embeds at the core's volume slice scale (as ``tilesam embed``
+    does), in the annotator's embedding loop too, so its cache serves
+    `tilesam.propagate_mask`; a 2D image keeps SAM's convention."""
+    import dataclasses
+
+    import tilesam
+    from tilesam.session import DEFAULT_SLICE_SCALE
+    from tilesam.store import EmbeddingStore
+
+    viewer, ann = widget.viewer, widget.annotator
+    viewer.add_image(textured((2, 96, 96), np.uint8), name="vol")
+    viewer.add_image(textured((96, 96), np.uint8), name="img")
+    cache = tmp_path / "vol.zarr"
+    session = ann.setup("vol", dataclasses.replace(settings, cache=str(cache)))
+    assert session.slice_scale == DEFAULT_SLICE_SCALE
+    assert ann.embed() == 2
+    store = EmbeddingStore.open(cache, mode="r")
+    assert store.signature["tiling"]["slice_scale"] == DEFAULT_SLICE_SCALE
+    assert store.read_meta(1, 0, 0)["input_shape"] == (288, 288)  # 96 pixels at 3x
+    seed = np.zeros((2, 96, 96), np.uint8)
+    seed[0, 30:60, 30:60] = 1
+    # The core's default opens the plugin's cache (another scale would be refused).
+    tilesam.propagate_mask(session.source, session.model, mask=seed, cache=cache)
+    plain = ann.setup("img", settings)
+    assert plain.slice_scale is None and "slice_scale" not in plain.signature["tiling"]

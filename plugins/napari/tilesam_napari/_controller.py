@@ -331,7 +331,14 @@ class Annotator:
                 break
             part = tiles[i : i + batch]
             embed_tiles(
-                s.model, s.source, s.grid, s.store, part, intensity=s.intensity, progress=False
+                s.model,
+                s.source,
+                s.grid,
+                s.store,
+                part,
+                intensity=s.intensity,
+                progress=False,
+                scale=s.slice_scale,
             )
             done += len(part)
             yield done, s.n_tiles
