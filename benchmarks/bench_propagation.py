@@ -17,7 +17,7 @@ volume with :func:`tilesam.propagate_mask`'s pieces. Reports
   with an ideal predictor standing in for the model (labels, masks, prompts and rules;
   the session adds at most 16 cached tile embeddings, 64 MB for a 256 x 64 x 64 one).
 
-Slices are embedded at most ``--slice-scale`` times enlarged (:class:`VolumeSession`, as
+Slices are embedded at most ``--slice-scale`` times enlarged (``Session(slice_scale=...)``, as
 :func:`tilesam.propagate_mask` does; ``--slice-scale sam``: SAM's convention, the longest side
 fills the model input). The model is the default one (``--model`` / ``--checkpoint`` to
 change it); with a randomly initialised checkpoint (e.g.
@@ -47,7 +47,7 @@ import numpy as np
 from scipy import ndimage
 
 from tilesam.loading import load_model
-from tilesam.propagate import DEFAULT_SLICE_SCALE, VolumeSession, session_predictor
+from tilesam.propagate import DEFAULT_SLICE_SCALE, session_predictor
 from tilesam.propagation import SlicePrediction, prompt_from_mask, propagate_labels
 from tilesam.samples import load_sample, sample_path
 from tilesam.session import Session
@@ -78,10 +78,7 @@ def _scale(text: str) -> float | None:
 
 def open_session(name: str, model, cache: Path, scale: float | None) -> Session:
     """A session over a sample as `propagate_mask` opens it at `scale`."""
-    window = SAMPLES[name]
-    if scale is None:
-        return Session(sample_path(name), model, cache, window=window)
-    return VolumeSession(sample_path(name), model, cache, window=window, slice_scale=scale)
+    return Session(sample_path(name), model, cache, window=SAMPLES[name], slice_scale=scale)
 
 
 def middle_click(truth: np.ndarray) -> tuple[int, int, int]:

@@ -16,7 +16,7 @@ from scipy import ndimage
 import tilesam
 from tilesam.errors import TileSAMError
 from tilesam.precompute import embed_scaled
-from tilesam.propagate import VolumeSession, propagate_mask
+from tilesam.propagate import propagate_mask
 from tilesam.samples import load_sample, sample_path
 from tilesam.session import DEFAULT_SLICE_SCALE, Session
 from tilesam.store import EmbeddingStore
@@ -74,7 +74,7 @@ def test_magnification_is_in_the_cache_signature(tiny, tmp_path) -> None:
     # The same magnification reuses every tile; another one, or SAM's, is refused.
     assert Session(volume, tiny, cache, slice_scale=2.5).embed(progress=False) == 0
     with pytest.raises(TileSAMError, match="tiling.slice_scale: cache=2.5, now=3.0"):
-        VolumeSession(volume, tiny, cache)  # the volume default, kept for existing callers
+        Session(volume, tiny, cache, slice_scale=DEFAULT_SLICE_SCALE)
     with pytest.raises(TileSAMError, match="tiling.slice_scale"):
         Session(volume, tiny, cache)
     # A slice that fills the model input at a lower magnification keeps SAM's.

@@ -43,24 +43,6 @@ from tilesam.session import DEFAULT_SLICE_SCALE, Session
 Seeds = tuple[dict[int, np.ndarray], dict[tuple[int, int], Any]]
 
 
-class VolumeSession(Session):
-    """A :class:`Session` with `slice_scale` defaulting to :data:`DEFAULT_SLICE_SCALE`.
-
-    Kept for existing callers: ``Session(..., slice_scale=DEFAULT_SLICE_SCALE)`` is the same.
-    """
-
-    def __init__(
-        self,
-        image: Any,
-        model: str | os.PathLike[str] | SamModel | None = None,
-        cache: str | os.PathLike[str] | None = None,
-        *,
-        slice_scale: float | None = DEFAULT_SLICE_SCALE,
-        **options: Any,
-    ) -> None:
-        super().__init__(image, model, cache, slice_scale=slice_scale, **options)
-
-
 def propagate_mask(
     volume: Any,
     model: str | os.PathLike[str] | SamModel | None = None,
