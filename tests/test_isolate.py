@@ -43,6 +43,15 @@ def test_a_box_keeps_overlapping_components_clipped_to_it():
     assert not kept[30:, :].any() and not kept[:, 50:].any()  # clipped to the box
 
 
+def test_a_point_outside_the_box_keeps_its_object():
+    mask = _two_blobs()
+    prompt = PromptFootprint(np.array([[8.0, 8.0]]), box=(18, 38, 30, 50))
+    kept = keep_prompted(mask, prompt)
+    assert kept[5:15, 5:15].all()  # the clicked blob, outside the box
+    np.testing.assert_array_equal(kept[20:30, 40:50], True)
+    assert not kept[30:, :].any() and not kept[:, 50:].any()  # the rest clipped to the box
+
+
 def test_negative_points_only_or_an_empty_mask_change_nothing():
     mask = _two_blobs()
     no_positive = PromptFootprint(np.zeros((0, 2)))

@@ -4,7 +4,8 @@ A prompt names one object: it lies under the positive points and inside the box.
 that sees the whole image may still add look-alike objects elsewhere (the default ``tiny``,
 trained on crops, does so often on fields of nuclei); those parts are not connected to the
 prompt. :func:`keep_prompted` keeps the connected components (8-connected) that hold a
-positive point or overlap the box, and clips them to the box.
+positive point or overlap the box, and clips them to the box; a component clicked outside
+the box is kept whole (the click says the object is there too).
 
 Measured with ``tiny`` on held-out real nuclei (docs/benchmarks.md): one point 0.47 -> 0.78
 mean IoU, a box 0.44 -> 0.77. On validation images, clipping to the box itself scored
@@ -58,7 +59,8 @@ def keep_prompted(mask: np.ndarray, prompt: PromptFootprint, *, clip: bool = Tru
 
     A component is kept if it holds a positive point or overlaps the box. When no component
     does (a point just beside a thin object), the one nearest the first point is kept.
-    With ``clip``, the result is cut to the box.
+    With ``clip``, the result is cut to the box, except components holding a positive point
+    outside it.
 
     Examples
     --------
@@ -81,7 +83,8 @@ def keep_prompted(mask: np.ndarray, prompt: PromptFootprint, *, clip: bool = Tru
         ys, xs = _box_slices(prompt.box, mask.shape)
         clipped = np.zeros_like(kept)
         clipped[ys, xs] = kept[ys, xs]
-        kept = clipped
+        outside = _ids_at_points(labels, _points_outside(prompt.points, ys, xs))
+        kept = clipped | np.isin(labels, [i for i in outside if i])
     return kept
 
 
@@ -97,6 +100,13 @@ def _nearest_label(labels: np.ndarray, point: np.ndarray) -> int:
     where = np.argwhere(labels > 0)
     nearest = where[np.argmin(((where - np.asarray(point)) ** 2).sum(axis=1))]
     return int(labels[tuple(nearest)])
+
+
+def _points_outside(points: np.ndarray, ys: slice, xs: slice) -> np.ndarray:
+    idx = np.floor(np.asarray(points, dtype=float))
+    inside = (idx[:, 0] >= ys.start) & (idx[:, 0] < ys.stop)
+    inside &= (idx[:, 1] >= xs.start) & (idx[:, 1] < xs.stop)
+    return np.asarray(points)[~inside]
 
 
 def _box_slices(box: tuple[float, ...], shape: tuple[int, ...]) -> tuple[slice, slice]:
