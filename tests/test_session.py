@@ -129,11 +129,14 @@ def test_embed_slices_of_a_volume(model) -> None:
 
 def test_slice_scale_caps_the_magnification_and_signs_the_cache(model, tmp_path) -> None:
     """Tiles are embedded at `slice_scale` (on demand and up front alike), recorded in the
-    signature; None keeps SAM's convention and the signature caches had before."""
+    signature; None keeps SAM's convention and the signature caches had before; "auto" (the
+    default) is the volume scale for volumes, SAM's convention for 2D images."""
     vol = np.random.default_rng(4).integers(0, 1000, (3, 64, 48)).astype(np.uint16)
     assert default_slice_scale(ArraySource(vol)) == DEFAULT_SLICE_SCALE
     assert default_slice_scale(ArraySource(vol[0])) is None
-    plain = Session(vol, model)
+    assert Session(vol, model).slice_scale == DEFAULT_SLICE_SCALE
+    assert Session(vol[0], model).slice_scale is None
+    plain = Session(vol, model, slice_scale=None)
     assert plain.slice_scale is None and "slice_scale" not in plain.signature["tiling"]
     assert plain.embedding(0, 0, 0).input_size == (256, 192)  # SAM's 4x into 256 pixels
     cache = tmp_path / "v.zarr"
@@ -148,7 +151,7 @@ def test_slice_scale_caps_the_magnification_and_signs_the_cache(model, tmp_path)
     with pytest.raises(TileSAMError, match="tiling.slice_scale: cache=2.0, now=3.0"):
         Session(vol, model, cache, slice_scale=3)
     with pytest.raises(TileSAMError, match="tiling.slice_scale: cache=2.0, now='<missing>'"):
-        Session(vol, model, cache)
+        Session(vol, model, cache, slice_scale=None)
     for bad in (0, -1.0, float("nan"), float("inf"), True, "3"):
         with pytest.raises(TileSAMError, match="slice_scale must be a positive number"):
             Session(vol, model, slice_scale=bad)

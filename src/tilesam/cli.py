@@ -115,15 +115,15 @@ def _open(args: argparse.Namespace):
 
 def _session(args: argparse.Namespace, cache: str | None, source=None):
     """A session over `source` (default: the image of `args`) with the session options."""
-    from tilesam.session import Session, default_slice_scale
+    from tilesam.session import Session
 
     intensity = _parse_numbers(args.intensity, (2,), "low,high") if args.intensity else None
     window = args.window
     if window is not None and "," in window:
         window = tuple(_parse_numbers(window, (2,), "width,level"))
     source = _open(args) if source is None else source
-    # The same default in every command, so that they share a volume's cache.
-    slice_scale = default_slice_scale(source) if args.slice_scale is None else None
+    # The Session's default in every command, so that they share a volume's cache.
+    slice_scale = "auto" if args.slice_scale is None else None
     if args.slice_scale not in (None, "sam"):
         try:
             slice_scale = float(args.slice_scale)

@@ -86,14 +86,16 @@ class Session:
         Replace a TileSAM cache made for other inputs instead of raising.
     progress : bool
         Show a progress bar when tiles are embedded on demand.
-    slice_scale : float, optional
+    slice_scale : float, None or "auto"
         Enlarge tiles at most this many times (model-input pixels per pixel, > 0) instead of
-        SAM's convention (None, the default: each tile's longest side fills the model
-        input). Every tile is then embedded at the one magnification :attr:`slice_scale`
-        (a small slice black-padded, see :func:`tilesam.precompute.embed_scaled`), which is
-        recorded in the cache signature (``tiling.slice_scale``): a cache made at another
-        magnification, or at SAM's, is refused. :func:`default_slice_scale` gives
-        :data:`DEFAULT_SLICE_SCALE` for volumes.
+        SAM's convention (None: each tile's longest side fills the model input). Every tile
+        is then embedded at the one magnification :attr:`slice_scale` (a small slice
+        black-padded, see :func:`tilesam.precompute.embed_scaled`), which is recorded in
+        the cache signature (``tiling.slice_scale``): a cache made at another
+        magnification, or at SAM's, is refused. ``"auto"`` (the default, also that of the
+        command line and the napari plugin, so all three share caches):
+        :func:`default_slice_scale`, :data:`DEFAULT_SLICE_SCALE` for volumes and SAM's
+        convention for 2D images.
 
     Examples
     --------
@@ -122,10 +124,12 @@ class Session:
         trust_checkpoint: bool = False,
         overwrite: bool = False,
         progress: bool = False,
-        slice_scale: float | None = None,
+        slice_scale: float | str | None = "auto",
     ) -> None:
-        self._max_scale = _check_scale(slice_scale)
         self.source = open_image(image, axes=axes)
+        if isinstance(slice_scale, str) and slice_scale == "auto":
+            slice_scale = default_slice_scale(self.source)
+        self._max_scale = _check_scale(slice_scale)
         if self.source.n_channels not in (1, 3, 4):
             raise TileSAMError(
                 f"{self.source.describe()} has {self.source.n_channels} channels; TileSAM "
@@ -437,9 +441,8 @@ class Session:
 
 
 def default_slice_scale(source: ImageSource) -> float | None:
-    """The `slice_scale` a session over `source` gets by default in the command line and the
-    napari plugin: :data:`DEFAULT_SLICE_SCALE` for a volume, None (SAM's convention) for a 2D
-    image.
+    """The `slice_scale` a session over `source` gets by default (``"auto"``):
+    :data:`DEFAULT_SLICE_SCALE` for a volume, None (SAM's convention) for a 2D image.
 
     >>> from tilesam.io import open_image
     >>> default_slice_scale(open_image(np.zeros((4, 64, 64), np.uint8), axes="ZYX"))
@@ -457,8 +460,8 @@ def _check_scale(scale: Any) -> float | None:
     )
     if not (number and np.isfinite(scale) and scale > 0):
         raise TileSAMError(
-            f"slice_scale must be a positive number of model pixels per pixel (or None for "
-            f"SAM's convention), got {scale!r}."
+            f"slice_scale must be a positive number of model pixels per pixel, None for "
+            f"SAM's convention or 'auto', got {scale!r}."
         )
     return float(scale)
 

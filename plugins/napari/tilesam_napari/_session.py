@@ -48,10 +48,9 @@ def open_session(layer, settings: Settings):
     """A `tilesam.Session` over an image layer: loads the model and opens or creates the
     cache. Touches no viewer state, so it can run in a worker thread.
 
-    A volume's slices get the core's volume magnification (as ``tilesam embed`` and
+    A volume's slices get the core's default magnification (as ``tilesam embed`` and
     ``tilesam propagate`` give them), so the plugin and the command line share a cache."""
     from tilesam import Session
-    from tilesam.session import default_slice_scale
 
     data = layer.data[0] if layer.multiscale else layer.data  # prompts at full resolution
     axes = settings.axes or _layer_axes(layer)
@@ -62,7 +61,6 @@ def open_session(layer, settings: Settings):
         settings.cache or None,
         tile_size=settings.tile_size or None,
         halo=settings.halo,
-        slice_scale=default_slice_scale(source),
     )
 
 
