@@ -218,17 +218,7 @@ class Session:
         if not tiles:
             return 0
         if workers is None and scheduler is None:
-            return embed_tiles(
-                self.model,
-                self.source,
-                self.grid,
-                self.store,
-                tiles,
-                intensity=self.intensity,
-                batch_size=batch_size,
-                progress=progress,
-                scale=self.slice_scale,
-            )
+            return self.compute_tiles(tiles, batch_size=batch_size, progress=progress)
         if self.cache_path is None:
             raise TileSAMError(
                 "Embedding on dask workers needs an on-disk cache that all workers write "
@@ -255,6 +245,32 @@ class Session:
             if self._recipe is None:  # the weights file written for the workers
                 Path(recipe.checkpoint).unlink(missing_ok=True)
 
+    def compute_tiles(
+        self,
+        tiles: list[TileIndex],
+        *,
+        batch_size: int = 4,
+        progress: bool = False,
+        desc: str = "embedding",
+    ) -> int:
+        """Embed `tiles` ``(z, ty, tx)`` into the cache in this process; returns how many.
+
+        The building block of :meth:`embed` for callers that schedule the work themselves,
+        e.g. a GUI embedding batch by batch between checks for cancel.
+        """
+        return embed_tiles(
+            self.model,
+            self.source,
+            self.grid,
+            self.store,
+            tiles,
+            intensity=self.intensity,
+            batch_size=batch_size,
+            progress=progress,
+            desc=desc,
+            scale=self.slice_scale,
+        )
+
     def embedding(self, z: int, ty: int, tx: int) -> ImageEmbedding:
         """The embedding of tile ``(ty, tx)`` of slice `z`, computed now if missing."""
         key = (int(z), int(ty), int(tx))
@@ -264,17 +280,7 @@ class Session:
         self._check_z(z)
         self.grid.tile_region(ty, tx)  # raises for a tile outside the grid
         if not self.store.is_done(*key):
-            embed_tiles(
-                self.model,
-                self.source,
-                self.grid,
-                self.store,
-                [key],
-                intensity=self.intensity,
-                progress=self.progress,
-                desc="embedding (on demand)",
-                scale=self.slice_scale,
-            )
+            self.compute_tiles([key], progress=self.progress, desc="embedding (on demand)")
         meta = self.store.read_meta(*key)
         features = torch.from_numpy(self.store.read_tile(*key))[None]
         emb = ImageEmbedding(features, meta["tile_shape"], meta["input_shape"])

@@ -1,7 +1,7 @@
 """`Annotator`: the state of one annotation session in a viewer, over a `tilesam.Session`.
 
 It owns no computation: prompts are read from the layers, handed to the core
-(`Session.segment`, `embed_tiles`, `tilesam.propagate_mask`), and the answers are drawn
+(`Session.segment`, `Session.compute_tiles`, `tilesam.propagate_mask`), and the answers are drawn
 into ``current_object`` and, on commit, ``committed_objects``. The same object is what the
 dock widget's buttons, the key bindings and the napari console
 (`tilesam_napari.annotator`) drive.
@@ -321,8 +321,6 @@ class Annotator:
         """Embed the missing tiles of `session` (default: this annotator's), yielding
         ``(done, total)`` after each batch of `batch` tiles; stops cleanly between batches
         when `cancel` is set."""
-        from tilesam.precompute import embed_tiles
-
         s = session or self.require_session()
         tiles, done = s.missing_tiles(), s.n_done
         yield done, s.n_tiles
@@ -330,16 +328,7 @@ class Annotator:
             if cancel is not None and cancel.is_set():
                 break
             part = tiles[i : i + batch]
-            embed_tiles(
-                s.model,
-                s.source,
-                s.grid,
-                s.store,
-                part,
-                intensity=s.intensity,
-                progress=False,
-                scale=s.slice_scale,
-            )
+            s.compute_tiles(part, batch_size=batch)
             done += len(part)
             yield done, s.n_tiles
         return done
