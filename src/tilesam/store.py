@@ -87,10 +87,10 @@ class EmbeddingStore:
             self._emb = group["embeddings"]
             self._done = group["done"]
             self._meta = {name: group[name] for name in META_FIELDS}
-            # Each meta read is a zarr chunk read (~1 ms); a stored tile's meta never changes.
-            self._meta_seen: dict[tuple[int, int, int], dict[str, tuple[int, int]]] = {}
         except KeyError as exc:
             raise _corrupt(path, f"array {exc} is missing") from exc
+        # Each meta read is a zarr chunk read (~1 ms); a stored tile's meta never changes.
+        self._meta_seen: dict[tuple[int, int, int], dict[str, tuple[int, int]]] = {}
         expected = {
             "embeddings": (*self.grid_shape, *self.embedding_shape),
             "done": self.grid_shape,
@@ -349,7 +349,7 @@ class EmbeddingStore:
         key = (z, ty, tx)
         if key not in self._meta_seen:
             self._meta_seen[key] = {
-                name: (int(arr[key][0]), int(arr[key][1])) for name, arr in self._meta.items()
+                name: tuple(int(v) for v in arr[key]) for name, arr in self._meta.items()
             }
         return dict(self._meta_seen[key])
 
