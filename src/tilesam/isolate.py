@@ -71,42 +71,32 @@ def keep_prompted(mask: np.ndarray, prompt: PromptFootprint, *, clip: bool = Tru
     if prompt.empty or not mask.any():
         return mask
     labels, _ = ndimage.label(mask, structure=_EIGHT)
-    ids = set(_ids_at_points(labels, prompt.points))
-    if prompt.box is not None:
-        ys, xs = _box_slices(prompt.box, mask.shape)
-        ids.update(np.unique(labels[ys, xs]).tolist())
+    cells = np.floor(np.asarray(prompt.points, dtype=float)).astype(int).reshape(-1, 2)
+    cells = cells[((cells >= 0) & (cells < mask.shape)).all(axis=1)]
+    at_points = labels[cells[:, 0], cells[:, 1]]
+    ids = set(at_points.tolist())
+    box = None if prompt.box is None else _box_slices(prompt.box, mask.shape)
+    if box is not None:
+        ids.update(np.unique(labels[box]).tolist())
     ids.discard(0)
     if not ids and len(prompt.points):
         ids = {_nearest_label(labels, prompt.points[0])}
-    kept = np.isin(labels, sorted(ids)) if ids else np.zeros_like(mask)
-    if clip and prompt.box is not None:
-        ys, xs = _box_slices(prompt.box, mask.shape)
+    kept = np.isin(labels, sorted(ids))
+    if clip and box is not None:
+        ys, xs = box
+        in_box = (cells[:, 0] >= ys.start) & (cells[:, 0] < ys.stop)
+        in_box &= (cells[:, 1] >= xs.start) & (cells[:, 1] < xs.stop)
         clipped = np.zeros_like(kept)
-        clipped[ys, xs] = kept[ys, xs]
-        outside = _ids_at_points(labels, _points_outside(prompt.points, ys, xs))
-        kept = clipped | np.isin(labels, [i for i in outside if i])
+        clipped[box] = kept[box]
+        whole = at_points[~in_box]  # clicked outside the box: kept whole
+        kept = clipped | np.isin(labels, whole[whole > 0])
     return kept
-
-
-def _ids_at_points(labels: np.ndarray, points: np.ndarray) -> list[int]:
-    if not len(points):
-        return []
-    idx = np.floor(np.asarray(points, dtype=float)).astype(int)
-    inside = ((idx >= 0) & (idx < labels.shape)).all(axis=1)
-    return labels[idx[inside, 0], idx[inside, 1]].tolist()
 
 
 def _nearest_label(labels: np.ndarray, point: np.ndarray) -> int:
     where = np.argwhere(labels > 0)
     nearest = where[np.argmin(((where - np.asarray(point)) ** 2).sum(axis=1))]
     return int(labels[tuple(nearest)])
-
-
-def _points_outside(points: np.ndarray, ys: slice, xs: slice) -> np.ndarray:
-    idx = np.floor(np.asarray(points, dtype=float))
-    inside = (idx[:, 0] >= ys.start) & (idx[:, 0] < ys.stop)
-    inside &= (idx[:, 1] >= xs.start) & (idx[:, 1] < xs.stop)
-    return np.asarray(points)[~inside]
 
 
 def _box_slices(box: tuple[float, ...], shape: tuple[int, ...]) -> tuple[slice, slice]:

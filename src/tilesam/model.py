@@ -72,22 +72,14 @@ class Prediction:
     def mask(self, index: int | None = None) -> np.ndarray:
         """One mask (the best by default) at the original resolution, ``(H, W)`` bool."""
         index = self.best if index is None else index
-        logits, emb = self.low_res_logits[index], self.embedding
-        if self.footprint is None or self.footprint.empty:
-            return upsample_mask(logits, emb.input_size, emb.original_size, self.threshold)
-        # Choose the prompted parts on the low-res grid first (a cell is 4 model-input
-        # pixels), so that only their window is upsampled; then exactly, at full resolution.
-        factor = [i / o / 4 for i, o in zip(emb.input_size, emb.original_size)]
-        cells = keep_prompted(logits > self.threshold, self.footprint.scaled(*factor), clip=False)
-        mask = np.zeros(emb.original_size, dtype=bool)
-        window = _upsample_window(
-            logits, emb.input_size, emb.original_size, self.threshold, cells=cells
+        emb = self.embedding
+        return upsample_mask(
+            self.low_res_logits[index],
+            emb.input_size,
+            emb.original_size,
+            self.threshold,
+            footprint=self.footprint,
         )
-        if window is not None:
-            part, (y0, x0) = window
-            part = keep_prompted(part, self.footprint.shifted(y0, x0))
-            mask[y0 : y0 + part.shape[0], x0 : x0 + part.shape[1]] = part
-        return mask
 
 
 class SamModel:
@@ -214,7 +206,7 @@ class SamModel:
         :mod:`tilesam.isolate`); ``False`` gives the decoder's masks as they are, like the
         official SAM code.
         """
-        point_arg, box_arg = self._sam_prompts(embedding, points, labels, box)
+        point_arg, box_arg, footprint = self._sam_prompts(embedding, points, labels, box)
         mask_arg = self._mask_prompt(mask_input)
         if point_arg is None and box_arg is None and mask_arg is None:
             raise TileSAMError("Empty prompt: give at least one point, a box or a mask input.")
@@ -235,7 +227,7 @@ class SamModel:
             low_res_logits=logits[0].float().cpu().numpy(),
             embedding=embedding,
             threshold=self.sam.mask_threshold,
-            footprint=_footprint(points, labels, box, embedding) if keep_prompted else None,
+            footprint=footprint if keep_prompted else None,
         )
 
     def _image_tokens(self, features: torch.Tensor) -> ImageTokens:
@@ -254,26 +246,30 @@ class SamModel:
         return tokens
 
     def _sam_prompts(self, embedding, points, labels, box):
+        """SAM's point and box arguments, and the prompt's footprint in image pixels."""
         height, width = embedding.original_size
         scale = np.array(
             [embedding.input_size[1] / width, embedding.input_size[0] / height], dtype=np.float32
         )
-        point_arg = box_arg = None
+        point_arg = box_arg = yx_box = None
+        positive = np.zeros((0, 2), dtype=np.float32)
         if labels is not None and (points is None or not len(points)):
             raise TileSAMError("labels were given without points: pass points=[(y, x), ...].")
         if points is not None and len(points):
             yx = _as_points(points, labels, embedding.original_size)
             labels = np.ones(len(yx)) if labels is None else np.asarray(labels)
+            positive = yx[labels == 1]
             coords = torch.from_numpy(yx[:, ::-1] * scale).to(self.device)[None]
             point_arg = (
                 coords,
                 torch.as_tensor(labels, dtype=torch.int64, device=self.device)[None],
             )
         if box is not None:
-            y0, x0, y1, x1 = _as_box(box, embedding.original_size)
+            yx_box = _as_box(box, embedding.original_size)
+            y0, x0, y1, x1 = yx_box
             corners = np.array([x0, y0, x1, y1], dtype=np.float32) * np.tile(scale, 2)
             box_arg = torch.from_numpy(corners).to(self.device)[None]
-        return point_arg, box_arg
+        return point_arg, box_arg, PromptFootprint(positive, yx_box)
 
     def _mask_prompt(self, mask_input):
         if mask_input is None:
@@ -286,15 +282,6 @@ class SamModel:
                 f"prediction's low_res_logits[i]), got {mask.shape}."
             )
         return torch.from_numpy(mask.reshape(1, 1, *expected)).to(self.device)
-
-
-def _footprint(points, labels, box, embedding: ImageEmbedding) -> PromptFootprint:
-    """The positive points and the box of an already validated prompt."""
-    positive = np.zeros((0, 2))
-    if points is not None and len(points):
-        yx = _as_points(points, labels, embedding.original_size)
-        positive = yx if labels is None else yx[np.asarray(labels) == 1]
-    return PromptFootprint(positive, None if box is None else _as_box(box, embedding.original_size))
 
 
 def _as_points(points, labels, size: tuple[int, int]) -> np.ndarray:
@@ -337,34 +324,26 @@ def upsample_mask(
     input_size: tuple[int, int],
     original_size: tuple[int, int],
     threshold: float = 0.0,
+    footprint: PromptFootprint | None = None,
 ) -> np.ndarray:
     """Low-res logits to a full-resolution boolean mask, like SAM's postprocessing.
 
     SAM upsamples to the padded input, crops the padding and resizes to the original size,
     both bilinearly. Both steps are linear, so they are one matrix per axis; and a pixel can
-    only be positive near a positive low-res cell, so only that window is computed.
+    only be positive near a positive low-res cell, so only that window is computed. With a
+    `footprint`, only the parts the prompt touches are kept (:func:`keep_prompted`).
     """
     mask = np.zeros(original_size, dtype=bool)
-    window = _upsample_window(low_res, input_size, original_size, threshold)
-    if window is not None:
-        part, (y0, x0) = window
-        mask[y0 : y0 + part.shape[0], x0 : x0 + part.shape[1]] = part
-    return mask
-
-
-def _upsample_window(
-    low_res: np.ndarray,
-    input_size: tuple[int, int],
-    original_size: tuple[int, int],
-    threshold: float,
-    cells: np.ndarray | None = None,
-) -> tuple[np.ndarray, tuple[int, int]] | None:
-    """The full-resolution mask around the positive low-res ``cells`` (default: all), and
-    its origin; ``None`` when there are none."""
-    positive = low_res > threshold if cells is None else cells
+    positive = low_res > threshold
+    select = footprint is not None and not footprint.empty
+    if select:
+        # Choose the prompted parts on the low-res grid first (a cell is 4 model-input
+        # pixels), so that only their window is upsampled; then exactly, at full resolution.
+        factor = [i / o / 4 for i, o in zip(input_size, original_size)]
+        positive = keep_prompted(positive, footprint.scaled(*factor), clip=False)
     rows, cols = np.flatnonzero(positive.any(1)), np.flatnonzero(positive.any(0))
     if rows.size == 0:
-        return None
+        return mask
     wy = _axis_weights(low_res.shape[0], input_size[0], original_size[0])
     wx = _axis_weights(low_res.shape[1], input_size[1], original_size[1])
     y0, y1 = _support(wy, rows[0], rows[-1])
@@ -373,8 +352,11 @@ def _upsample_window(
     # Only the low-res cells these output pixels interpolate from take part.
     r0, r1 = _used_cells(wy)
     c0, c1 = _used_cells(wx)
-    window = wy[:, r0:r1] @ low_res[r0:r1, c0:c1].astype(np.float32) @ wx[:, c0:c1].T
-    return window > threshold, (y0, x0)
+    window = wy[:, r0:r1] @ low_res[r0:r1, c0:c1].astype(np.float32) @ wx[:, c0:c1].T > threshold
+    if select:
+        window = keep_prompted(window, footprint.shifted(y0, x0))
+    mask[y0:y1, x0:x1] = window
+    return mask
 
 
 def _used_cells(weights: np.ndarray) -> tuple[int, int]:
