@@ -157,13 +157,12 @@ class TwoWayAttentionBlock(nn.Module):
             queries = queries + self.self_attn(q=q, k=q, v=queries)
         queries = self.norm1(queries)
 
-        k_heads = v_heads = q_heads = k = None
         if image_only is None:
-            k = keys + key_pe
+            k, kv_heads, q_heads = keys + key_pe, None, None
         else:
-            k_heads, v_heads, q_heads = image_only
+            k, kv_heads, q_heads = None, image_only[:2], image_only[2]
         attn = self.cross_attn_token_to_image.tokens_to_image(
-            q=queries + query_pe, k=k, v=keys, kv_heads=(k_heads, v_heads)
+            q=queries + query_pe, k=k, v=keys, kv_heads=kv_heads
         )
         queries = self.norm2(queries + attn)
         queries = self.norm3(queries + self.mlp(queries))
@@ -204,12 +203,8 @@ class Attention(nn.Module):
         return self.out_proj(x.transpose(1, 2).flatten(2))
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        q, k, v = (
-            self._heads(self.q_proj(q)),
-            self._heads(self.k_proj(k)),
-            self._heads(self.v_proj(v)),
-        )
-        return self._merge(F.scaled_dot_product_attention(q, k, v))
+        q_heads = self.project_queries(q)
+        return self._merge(F.scaled_dot_product_attention(q_heads, *self.project_keys_values(k, v)))
 
     def project_queries(self, x: torch.Tensor) -> torch.Tensor:
         """Per-head queries ``(B, H, N, D)``."""
@@ -235,17 +230,15 @@ class Attention(nn.Module):
         q: torch.Tensor,
         k: torch.Tensor | None,
         v: torch.Tensor,
-        kv_heads: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
+        kv_heads: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """A few prompt tokens ``q`` attend to the image tokens ``k`` / ``v`` ``(B, N, C)``.
 
         ``kv_heads``: the image tokens' projected keys and values, when already computed.
         """
-        k_heads, v_heads = kv_heads
-        if k_heads is not None:
+        if kv_heads is not None:
             q_heads = self.project_queries(q)
-            b = q_heads.shape[0]
-            k_heads, v_heads = k_heads.expand(b, -1, -1, -1), v_heads.expand(b, -1, -1, -1)
+            k_heads, v_heads = (t.expand(q_heads.shape[0], -1, -1, -1) for t in kv_heads)
             return self._merge(F.scaled_dot_product_attention(q_heads, k_heads, v_heads))
         if not self._folds(q.shape[1]):
             return self(q, k, v)
@@ -275,7 +268,7 @@ class Attention(nn.Module):
         folds = self._folds(n)
         if q_heads is None and not folds and (n > _FEW_KEYS or torch.is_grad_enabled()):
             return self(q, k, v)
-        k_heads = self._heads(self.k_proj(k))
+        k_heads, v_heads = self.project_keys_values(k, v)
         scale = k_heads.shape[-1] ** -0.5
         if q_heads is None and folds:
             kq = torch.matmul(k_heads * scale, self._weight_heads(self.q_proj))  # (B, H, n, C)
@@ -288,7 +281,6 @@ class Attention(nn.Module):
             scores = torch.matmul(k_heads * scale, q_heads.transpose(-1, -2))  # (B, H, n, N)
         # A softmax over so short a last axis is slow on CPU: run it along the token axis.
         probs = scores.softmax(dim=-2)
-        v_heads = self._heads(self.v_proj(v))
         if not folds:
             return self._merge(torch.matmul(probs.transpose(-1, -2), v_heads))
         w_out = self.out_proj.weight.t().unflatten(0, (self.num_heads, -1))  # (H, D, C)
