@@ -44,9 +44,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from tilesam.loading import load_model
+from tilesam.prompt_simulation import middle_slice_point
 from tilesam.propagate import DEFAULT_SLICE_SCALE, session_predictor
 from tilesam.propagation import SlicePrediction, prompt_from_mask, propagate_labels
 from tilesam.samples import load_sample, sample_path
@@ -81,18 +81,9 @@ def open_session(name: str, model, cache: Path, scale: float | None) -> Session:
     return Session(sample_path(name), model, cache, window=SAMPLES[name], slice_scale=scale)
 
 
-def middle_click(truth: np.ndarray) -> tuple[int, int, int]:
-    """``(z, y, x)``: the deepest pixel of the object's middle slice."""
-    zs = np.flatnonzero(truth.any(axis=(1, 2)))
-    z = int(zs[len(zs) // 2])
-    depth = ndimage.distance_transform_edt(truth[z])
-    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
-    return z, int(y), int(x)
-
-
 def bench_object(session: Session, truth: np.ndarray) -> dict[str, Any]:
     """Propagate one object from one click; time, Dice and memory."""
-    z, y, x = middle_click(truth)
+    z, y, x = middle_slice_point(truth)
     first, logits = session.segment_with_logits(points=[(y, x)], z=z)
     predict = session_predictor(session)
     calls = 0
@@ -127,8 +118,7 @@ def bench_object(session: Session, truth: np.ndarray) -> dict[str, Any]:
 
 def steady_ms_per_slice(session: Session, truth: np.ndarray) -> float:
     """One prediction per slice from the prompt of the object's middle slice, warm."""
-    zs = np.flatnonzero(truth.any(axis=(1, 2)))
-    prompt = prompt_from_mask(truth[int(zs[len(zs) // 2])])
+    prompt = prompt_from_mask(truth[middle_slice_point(truth)[0]])
     predict = session_predictor(session)
     predict(0, prompt)
     start = time.perf_counter()

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 import tilesam
 from tilesam.errors import TileSAMError
 from tilesam.precompute import embed_scaled
+from tilesam.prompt_simulation import middle_slice_point
 from tilesam.propagate import propagate_mask
 from tilesam.samples import load_sample, sample_path
 from tilesam.session import DEFAULT_SLICE_SCALE, Session
@@ -37,14 +37,6 @@ def nuclei() -> tuple[np.ndarray, np.ndarray]:
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / np.logical_or(a, b).sum())
-
-
-def _middle_click(truth: np.ndarray) -> tuple[int, int, int]:
-    zs = np.flatnonzero(truth.any(axis=(1, 2)))
-    z = int(zs[len(zs) // 2])
-    depth = ndimage.distance_transform_edt(truth[z])
-    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
-    return z, int(y), int(x)
 
 
 def test_scaled_embedding_maps_prompts_and_masks_like_a_padded_tile(tiny) -> None:
@@ -86,7 +78,7 @@ def test_one_click_on_a_nucleus_at_3x(tiny, nuclei) -> None:
     volume, truth = nuclei
     session = Session(volume, tiny, slice_scale=DEFAULT_SLICE_SCALE)
     for obj in NUCLEI:
-        z, y, x = _middle_click(truth == obj)
+        z, y, x = middle_slice_point(truth == obj)
         assert _iou(session.segment(points=[(y, x)], z=z).mask, truth[z] == obj) > 0.85
 
 
@@ -96,7 +88,7 @@ def test_propagated_nuclei_follow_the_truth(tiny, nuclei, tmp_path) -> None:
     volume, truth = nuclei
     for obj, (start, stop) in NUCLEI.items():
         labels = propagate_mask(
-            sample_path("nuclei_volume"), tiny, points=[_middle_click(truth == obj)],
+            sample_path("nuclei_volume"), tiny, points=[middle_slice_point(truth == obj)],
             cache=tmp_path / "nuclei.zarr", slice_range=(start, stop),
         )  # fmt: skip
         found, true = labels[start:stop] > 0, truth[start:stop] == obj
