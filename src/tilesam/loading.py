@@ -75,6 +75,7 @@ def load_model(
     sam.load_state_dict(state)
     if entry is not None:
         sam.mask_threshold = entry.mask_threshold
+        sam.box_mask_threshold = entry.box_mask_threshold
     return SamModel(
         sam,
         name=label,

@@ -19,12 +19,16 @@ import torch.nn.functional as F
 
 from tilesam.errors import TileSAMError
 from tilesam.isolate import PromptFootprint, keep_prompted
+from tilesam.models.mask_decoder import MaskDecoder
 from tilesam.models.registry import Architecture
 from tilesam.models.sam import Sam
 from tilesam.models.transformer import ImageTokens
 from tilesam.preprocess import prepare_image
 
 LOW_RES = 256  # side of the decoder's low-resolution logits for a 1024 input
+# Tokens around a prompt that the first window of its logits adds on each side: most
+# objects then fit the first window.
+_WINDOW_PAD = 4
 # Embeddings whose decoder-ready image tokens are kept: a click, its corrections and a
 # stitched object's neighbouring tiles mostly revisit the last few.
 _TOKEN_CACHE_SIZE = 8
@@ -43,18 +47,65 @@ class ImageEmbedding:
     input_size: tuple[int, int]
 
 
+class MaskLogits:
+    """A prompt's low-resolution mask logits, upscaled from the decoder's image tokens only
+    where they are asked for.
+
+    The decoder's last step (two stride-2 transposed convolutions and a product with
+    per-mask weights) acts on each image token alone: the logits of a window of the
+    ``(h, w)`` token grid are those of the same window computed for the whole grid.
+    Window sides are in tokens; a token is ``4 x 4`` low-resolution cells.
+    """
+
+    def __init__(
+        self,
+        decoder: MaskDecoder,
+        tokens: torch.Tensor,
+        hyper_in: torch.Tensor,
+        size: tuple[int, int],
+    ) -> None:
+        self._decoder = decoder
+        self._tokens = tokens.view(1, *size, -1)
+        self._hyper_in = hyper_in
+        self.size = size
+        self._window: tuple[tuple[int, int, int, int], np.ndarray] | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The low-resolution grid, ``(4h, 4w)``."""
+        return 4 * self.size[0], 4 * self.size[1]
+
+    def full(self) -> np.ndarray:
+        """Logits of every mask on the whole grid, ``(M, 4h, 4w)``."""
+        return self.window(0, self.size[0], 0, self.size[1])
+
+    @torch.inference_mode()
+    def window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Logits of every mask for tokens ``[y0:y1, x0:x1]``: ``(M, 4 (y1-y0), 4 (x1-x0))``."""
+        if self._window is not None:
+            (wy0, wy1, wx0, wx1), values = self._window
+            if wy0 <= y0 and y1 <= wy1 and wx0 <= x0 and x1 <= wx1:
+                return values[:, 4 * (y0 - wy0) : 4 * (y1 - wy0), 4 * (x0 - wx0) : 4 * (x1 - wx0)]
+        tokens = self._tokens[:, y0:y1, x0:x1].reshape(1, -1, self._tokens.shape[-1])
+        logits = self._decoder.upscale_masks(tokens, self._hyper_in, (y1 - y0, x1 - x0))
+        values = logits[0].float().cpu().numpy()
+        self._window = (y0, y1, x0, x1), values
+        return values
+
+
 @dataclass
 class Prediction:
     """Masks for one prompt: ``scores`` ``(M,)`` predicted IoU, ``low_res_logits``
-    ``(M, 256, 256)``; full-resolution masks are computed only when asked for.
+    ``(M, 256, 256)``; logits and full-resolution masks are computed when asked for.
 
     With a ``footprint`` (the prompt's positive points and box), full-resolution masks keep
-    only the parts the prompt touches (:func:`tilesam.isolate.keep_prompted`); the logits
-    are the decoder's own either way.
+    only the parts the prompt touches (:func:`tilesam.isolate.keep_prompted`); then only
+    the logits around those parts are computed. ``low_res_logits`` are the decoder's own
+    either way.
     """
 
     scores: np.ndarray
-    low_res_logits: np.ndarray
+    logits: MaskLogits = field(repr=False)
     embedding: ImageEmbedding = field(repr=False)
     threshold: float = 0.0
     footprint: PromptFootprint | None = field(default=None, repr=False)
@@ -65,6 +116,11 @@ class Prediction:
         return int(np.argmax(self.scores))
 
     @cached_property
+    def low_res_logits(self) -> np.ndarray:
+        """The decoder's logits of every mask on the whole low-resolution grid."""
+        return self.logits.full()
+
+    @cached_property
     def masks(self) -> np.ndarray:
         """All masks at the original resolution, ``(M, H, W)`` bool."""
         return np.stack([self.mask(i) for i in range(len(self.scores))])
@@ -73,13 +129,78 @@ class Prediction:
         """One mask (the best by default) at the original resolution, ``(H, W)`` bool."""
         index = self.best if index is None else index
         emb = self.embedding
+        footprint = self.footprint
+        if footprint is None or footprint.empty or "low_res_logits" in self.__dict__:
+            window, origin = self.low_res_logits[index], (0, 0)
+        else:
+            # The logits are a quarter of the model input per side.
+            factor = [i / o / 4 for i, o in zip(emb.input_size, emb.original_size)]
+            window, origin = prompted_window(
+                self.logits, index, footprint.scaled(*factor), self.threshold
+            )
         return upsample_mask(
-            self.low_res_logits[index],
+            window,
             emb.input_size,
             emb.original_size,
             self.threshold,
-            footprint=self.footprint,
+            footprint=footprint,
+            origin=origin,
+            grid_shape=self.logits.shape,
         )
+
+
+def prompted_window(
+    logits: MaskLogits, index: int, footprint: PromptFootprint, threshold: float
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Logits of mask `index` on a window holding the parts `footprint` (in low-res cells)
+    touches, with a margin: ``(window, (row, col) of its origin)``.
+
+    The window starts around the prompt and grows while the kept parts come near an inner
+    edge, so it ends as the whole grid would: the parts are the same, and every cell the
+    upsampling reads lies inside. A prompt that touches no part falls back to the whole grid
+    (:func:`keep_prompted` then picks the nearest part, wherever it is).
+    """
+    h, w = logits.size
+    marks = np.asarray(footprint.points, dtype=float).reshape(-1, 2)
+    if footprint.box is not None:
+        marks = np.vstack([marks, np.reshape(footprint.box, (2, 2))])
+    lo = np.floor(marks.min(axis=0) / 4).astype(int) - _WINDOW_PAD
+    hi = np.floor(marks.max(axis=0) / 4).astype(int) + 1 + _WINDOW_PAD
+    while True:
+        (y0, x0), (y1, x1) = np.maximum(lo, 0), np.minimum(hi, (h, w))
+        values = logits.window(y0, y1, x0, x1)[index]
+        kept = keep_prompted(values > threshold, footprint.shifted(4 * y0, 4 * x0), clip=False)
+        if not kept.any() or not _touches_prompt(kept, footprint.shifted(4 * y0, 4 * x0)):
+            return logits.full()[index], (0, 0)
+        rows, cols = np.flatnonzero(kept.any(1)), np.flatnonzero(kept.any(0))
+        # Tokens of the kept parts, grown by one on each side: the margin the upsampling reads.
+        need_lo = np.array([y0 + rows[0] // 4, x0 + cols[0] // 4]) - 1
+        need_hi = np.array([y0 + rows[-1] // 4, x0 + cols[-1] // 4]) + 2
+        short_lo = (need_lo < (y0, x0)) & ((y0, x0) > np.zeros(2))
+        short_hi = (need_hi > (y1, x1)) & ((y1, x1) < np.array([h, w]))
+        if not (short_lo.any() or short_hi.any()):
+            return values, (4 * y0, 4 * x0)
+        # At least doubling on a short side keeps the number of windows logarithmic.
+        extent = np.array([y1 - y0, x1 - x0])
+        lo = np.where(short_lo, np.minimum(need_lo - _WINDOW_PAD, (y0, x0) - extent), (y0, x0))
+        hi = np.where(short_hi, np.maximum(need_hi + _WINDOW_PAD, (y1, x1) + extent), (y1, x1))
+        if np.prod(np.minimum(hi, (h, w)) - np.maximum(lo, 0)) > h * w / 2:
+            lo, hi = np.zeros(2, int), np.array([h, w])
+
+
+def _touches_prompt(kept: np.ndarray, footprint: PromptFootprint) -> bool:
+    """Whether `kept` holds a positive point's cell or overlaps the box (else it is
+    :func:`keep_prompted`'s nearest-part fallback)."""
+    cells = np.floor(np.asarray(footprint.points, dtype=float)).astype(int).reshape(-1, 2)
+    cells = cells[((cells >= 0) & (cells < kept.shape)).all(axis=1)]
+    if kept[cells[:, 0], cells[:, 1]].any():
+        return True
+    if footprint.box is None:
+        return False
+    y0, x0, y1, x1 = footprint.box
+    ys = slice(max(int(np.floor(y0)), 0), max(int(np.ceil(y1)), 0))
+    xs = slice(max(int(np.floor(x0)), 0), max(int(np.ceil(x1)), 0))
+    return bool(kept[ys, xs].any())
 
 
 class SamModel:
@@ -214,7 +335,7 @@ class SamModel:
             image = self._image_tokens(embedding.features)
         else:
             image = embedding.features.to(self.device)
-        logits, iou = self.sam.decode(
+        tokens, hyper_in, iou = self.sam.decode_tokens(
             image,
             points=point_arg,
             boxes=box_arg,
@@ -222,13 +343,19 @@ class SamModel:
             multimask_output=multimask,
             image_pe=self.image_pe,
         )
+        grid = self.sam.prompt_encoder.image_embedding_size
         return Prediction(
             scores=iou[0].float().cpu().numpy(),
-            low_res_logits=logits[0].float().cpu().numpy(),
+            logits=MaskLogits(self.sam.mask_decoder, tokens, hyper_in, grid),
             embedding=embedding,
-            threshold=self.sam.mask_threshold,
+            threshold=self._threshold(box is not None),
             footprint=footprint if keep_prompted else None,
         )
+
+    def _threshold(self, has_box: bool) -> float:
+        """The mask threshold for a prompt (see ``ModelEntry.box_mask_threshold``)."""
+        box_threshold = self.sam.box_mask_threshold
+        return box_threshold if has_box and box_threshold is not None else self.sam.mask_threshold
 
     def _image_tokens(self, features: torch.Tensor) -> ImageTokens:
         """The decoder's image side for ``features``, from a small cache keyed by identity."""
@@ -325,6 +452,9 @@ def upsample_mask(
     original_size: tuple[int, int],
     threshold: float = 0.0,
     footprint: PromptFootprint | None = None,
+    *,
+    origin: tuple[int, int] = (0, 0),
+    grid_shape: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Low-res logits to a full-resolution boolean mask, like SAM's postprocessing.
 
@@ -332,27 +462,32 @@ def upsample_mask(
     both bilinearly. Both steps are linear, so they are one matrix per axis; and a pixel can
     only be positive near a positive low-res cell, so only that window is computed. With a
     `footprint`, only the parts the prompt touches are kept (:func:`keep_prompted`).
+    `low_res` may be a window at `origin` of a grid of `grid_shape` cells (default: the
+    whole grid); it must hold every cell the kept parts' upsampling reads.
     """
     mask = np.zeros(original_size, dtype=bool)
+    grid_shape = low_res.shape if grid_shape is None else grid_shape
     positive = low_res > threshold
     select = footprint is not None and not footprint.empty
     if select:
         # Choose the prompted parts on the low-res grid first (a cell is 4 model-input
         # pixels), so that only their window is upsampled; then exactly, at full resolution.
         factor = [i / o / 4 for i, o in zip(input_size, original_size)]
-        positive = keep_prompted(positive, footprint.scaled(*factor), clip=False)
+        cells = footprint.scaled(*factor).shifted(*origin)
+        positive = keep_prompted(positive, cells, clip=False)
     rows, cols = np.flatnonzero(positive.any(1)), np.flatnonzero(positive.any(0))
     if rows.size == 0:
         return mask
-    wy = _axis_weights(low_res.shape[0], input_size[0], original_size[0])
-    wx = _axis_weights(low_res.shape[1], input_size[1], original_size[1])
-    y0, y1 = _support(wy, rows[0], rows[-1])
-    x0, x1 = _support(wx, cols[0], cols[-1])
+    wy = _axis_weights(grid_shape[0], input_size[0], original_size[0])
+    wx = _axis_weights(grid_shape[1], input_size[1], original_size[1])
+    y0, y1 = _support(wy, origin[0] + rows[0], origin[0] + rows[-1])
+    x0, x1 = _support(wx, origin[1] + cols[0], origin[1] + cols[-1])
     wy, wx = wy[y0:y1], wx[x0:x1]
     # Only the low-res cells these output pixels interpolate from take part.
     r0, r1 = _used_cells(wy)
     c0, c1 = _used_cells(wx)
-    window = wy[:, r0:r1] @ low_res[r0:r1, c0:c1].astype(np.float32) @ wx[:, c0:c1].T > threshold
+    cells = low_res[r0 - origin[0] : r1 - origin[0], c0 - origin[1] : c1 - origin[1]]
+    window = wy[:, r0:r1] @ cells.astype(np.float32) @ wx[:, c0:c1].T > threshold
     if select:
         window = keep_prompted(window, footprint.shifted(y0, x0))
     mask[y0:y1, x0:x1] = window

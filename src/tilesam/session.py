@@ -33,7 +33,7 @@ import torch
 from tilesam.cluster import ModelRecipe, embed_distributed, recipe_from_model
 from tilesam.errors import TileSAMError
 from tilesam.io import ImageSource, content_signature, open_image
-from tilesam.model import ImageEmbedding, SamModel
+from tilesam.model import ImageEmbedding, Prediction, SamModel
 from tilesam.precompute import MemoryStore, TileIndex, embed_tiles, sample_intensity_range
 from tilesam.preprocess import DEFAULT_PERCENTILES, window_range
 from tilesam.segment import Prompt, SegmentResult
@@ -314,9 +314,7 @@ class Session:
         >>> r = session.segment(points=[(120, 300)], labels=[1])  # doctest: +SKIP
         >>> r.score, r.bbox, r.crop(r.bbox).sum()  # doctest: +SKIP
         """
-        result, _ = self.segment_with_logits(
-            points, labels, box, z=z, multimask=multimask, max_tiles=max_tiles
-        )
+        result, _ = self._segment(points, labels, box, z, None, multimask, max_tiles)
         return result
 
     def segment_with_logits(
@@ -344,10 +342,18 @@ class Session:
         >>> r2, _ = session.segment_with_logits(box=r.bbox, z=5,  # doctest: +SKIP
         ...                                     mask_inputs=logits)
         """
+        result, predictions = self._segment(
+            points, labels, box, z, mask_inputs, multimask, max_tiles
+        )
+        return result, {tile: p.low_res_logits[p.best] for tile, p in predictions.items()}
+
+    def _segment(self, points, labels, box, z, mask_inputs, multimask, max_tiles):
+        """The stitched result and each tile's :class:`Prediction` (their logits are only
+        upscaled where asked for)."""
         self._check_z(z)
         prompt = Prompt.make(points, labels, box, self.grid.slice_shape)
         inputs = mask_inputs or {}
-        logits: dict[tuple[int, int], np.ndarray] = {}
+        predictions: dict[tuple[int, int], Prediction] = {}
 
         def predict(ty, tx, pts, labs, tile_box, mm):
             emb = self.embedding(z, ty, tx)
@@ -360,14 +366,14 @@ class Session:
                 mask_input=inputs.get((ty, tx)),
                 multimask=mm,
             )
-            logits[(ty, tx)] = pred.low_res_logits[pred.best]
+            predictions[(ty, tx)] = pred
             return pred.mask(pred.best), float(pred.scores[pred.best])
 
         margin = default_margin(self.grid.tile_size, self.model.image_size)
         result = stitch_segment(
             self.grid, predict, prompt, z=z, multimask=multimask, max_tiles=max_tiles, margin=margin
         )
-        return result, logits
+        return result, predictions
 
     def close(self) -> None:
         """Release the image file."""

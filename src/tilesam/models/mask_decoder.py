@@ -82,20 +82,29 @@ class MaskDecoder(nn.Module):
         which already hold the dense prompt (``dense_prompt_embeddings`` is then ignored).
         ``M`` is 3 with ``multimask_output`` and 1 without.
         """
-        masks, iou = self.predict_masks(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        tokens, hyper_in, iou = self.decode_tokens(
+            image_embeddings,
+            image_pe,
+            sparse_prompt_embeddings,
+            dense_prompt_embeddings,
+            multimask_output,
         )
-        chosen = slice(1, None) if multimask_output else slice(0, 1)
-        return masks[:, chosen], iou[:, chosen]
+        return self.upscale_masks(tokens, hyper_in, _size(image_embeddings)), iou
 
-    def predict_masks(
+    def decode_tokens(
         self,
         image_embeddings: torch.Tensor | ImageTokens,
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """All ``num_mask_tokens`` masks and IoU predictions."""
+        multimask_output: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward` short of its last step: the transformer's image tokens
+        ``(B, h*w, C)``, the chosen masks' hypernetwork weights ``(B, M, C/8)`` and their IoU.
+
+        :meth:`upscale_masks` turns the first two into logits, for the whole grid or for
+        any window of it (each logit depends on one image token only).
+        """
         batch = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight])
         tokens = torch.cat([output_tokens.expand(batch, -1, -1), sparse_prompt_embeddings], dim=1)
@@ -104,14 +113,12 @@ class MaskDecoder(nn.Module):
             src = image.expand(batch, -1, -1, -1) + dense_prompt_embeddings
             image = self.transformer.image_tokens(src, image_pe, precompute=False)
         hs, src = self.transformer(image, image_pe, tokens)
-        iou_token_out = hs[:, 0]
-        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens]
+        chosen = range(1, self.num_mask_tokens) if multimask_output else range(1)
         hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
-            dim=1,
+            [self.output_hypernetworks_mlps[i](hs[:, 1 + i]) for i in chosen], dim=1
         )
-        masks = self.upscale_masks(src, hyper_in, image.size)
-        return masks, self.iou_prediction_head(iou_token_out)
+        iou = self.iou_prediction_head(hs[:, 0])
+        return src, hyper_in, iou[:, chosen.start : chosen.stop]
 
     def upscale_masks(
         self, tokens: torch.Tensor, hyper_in: torch.Tensor, hw: tuple[int, int]
@@ -145,6 +152,10 @@ def _subpixel_conv(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
     weight = conv.weight.permute(0, 2, 3, 1).reshape(c_in, 4 * c_out)
     out = torch.addmm(conv.bias.repeat(4), x.flatten(0, 1), weight)
     return out.view(x.shape[0], -1, c_out)
+
+
+def _size(image: torch.Tensor | ImageTokens) -> tuple[int, int]:
+    return image.size if isinstance(image, ImageTokens) else tuple(image.shape[-2:])
 
 
 class MLP(nn.Module):

@@ -22,7 +22,10 @@ class Sam(nn.Module):
     ``mask_decoder.*``); the pixel statistics are not part of it.
     """
 
+    # The logit above which a pixel is in the mask; a model may set another for prompts
+    # with a box (None: the same), see ModelEntry.
     mask_threshold = 0.0
+    box_mask_threshold: float | None = None
 
     def __init__(
         self,
@@ -83,15 +86,34 @@ class Sam(nn.Module):
         prompts with fixed weights pass it precomputed. ``image_embeddings`` may be
         :meth:`image_tokens` of the features when there is no ``mask_input``.
         """
+        tokens, hyper_in, iou = self.decode_tokens(
+            image_embeddings,
+            points=points,
+            boxes=boxes,
+            mask_input=mask_input,
+            multimask_output=multimask_output,
+            image_pe=image_pe,
+        )
+        size = self.prompt_encoder.image_embedding_size
+        return self.mask_decoder.upscale_masks(tokens, hyper_in, size), iou
+
+    def decode_tokens(
+        self,
+        image_embeddings: torch.Tensor | ImageTokens,
+        *,
+        points: tuple[torch.Tensor, torch.Tensor] | None = None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        image_pe: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`decode` up to the logits (see :meth:`MaskDecoder.decode_tokens`): image
+        tokens and hypernetwork weights, to upscale only where a mask is needed, and IoU."""
         if isinstance(image_embeddings, ImageTokens) and mask_input is not None:
             raise ValueError("ImageTokens hold the no-mask dense prompt: pass the features")
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
         if image_pe is None:
             image_pe = self.prompt_encoder.get_dense_pe()
-        return self.mask_decoder(
-            image_embeddings=image_embeddings,
-            image_pe=image_pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
+        return self.mask_decoder.decode_tokens(
+            image_embeddings, image_pe, sparse, dense, multimask_output
         )
