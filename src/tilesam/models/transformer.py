@@ -168,8 +168,10 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm3(queries + self.mlp(queries))
 
         q = queries + query_pe
-        attn = self.cross_attn_image_to_token.image_to_tokens(q=k, k=q, v=queries, q_heads=q_heads)
-        return queries, self.norm4(keys + attn)
+        keys = self.cross_attn_image_to_token.image_to_tokens(
+            q=k, k=q, v=queries, q_heads=q_heads, residual=keys
+        )
+        return queries, self.norm4(keys)
 
 
 class Attention(nn.Module):
@@ -259,15 +261,18 @@ class Attention(nn.Module):
         k: torch.Tensor,
         v: torch.Tensor,
         q_heads: torch.Tensor | None = None,
+        residual: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The image tokens ``q`` ``(B, N, C)`` attend to a few prompt tokens ``k`` / ``v``.
 
-        ``q_heads``: the image tokens' projected queries, when already computed.
+        ``q_heads``: the image tokens' projected queries, when already computed. With a
+        ``residual`` ``(B, N, C)``, returns ``residual`` plus the attention, summed in the
+        last product (the image-token tensors are the decoder's memory traffic).
         """
         n = k.shape[1]
         folds = self._folds(n)
         if q_heads is None and not folds and (n > _FEW_KEYS or torch.is_grad_enabled()):
-            return self(q, k, v)
+            return _plus(residual, self(q, k, v))
         k_heads, v_heads = self.project_keys_values(k, v)
         scale = k_heads.shape[-1] ** -0.5
         if q_heads is None and folds:
@@ -282,10 +287,19 @@ class Attention(nn.Module):
         # A softmax over so short a last axis is slow on CPU: run it along the token axis.
         probs = scores.softmax(dim=-2)
         if not folds:
-            return self._merge(torch.matmul(probs.transpose(-1, -2), v_heads))
+            return _plus(residual, self._merge(torch.matmul(probs.transpose(-1, -2), v_heads)))
         w_out = self.out_proj.weight.t().unflatten(0, (self.num_heads, -1))  # (H, D, C)
-        vo = torch.matmul(v_heads, w_out).flatten(1, 2)  # (B, H*n, C)
-        return probs.flatten(1, 2).transpose(1, 2) @ vo + self.out_proj.bias
+        # Each head's probabilities sum to 1 over the tokens, so adding bias / H to every
+        # row of vo adds the bias once to the output.
+        vo = torch.matmul(v_heads, w_out) + self.out_proj.bias / self.num_heads
+        probs = probs.flatten(1, 2).transpose(1, 2)  # (B, N, H*n)
+        if residual is None:
+            return probs @ vo.flatten(1, 2)
+        return torch.baddbmm(residual, probs, vo.flatten(1, 2))
+
+
+def _plus(residual: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    return x if residual is None else residual + x
 
 
 # Up to this many prompt tokens, image-to-token attention computes its softmax along the
