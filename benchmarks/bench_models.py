@@ -5,7 +5,8 @@ For each architecture this measures
 * ``embed``: :meth:`SamModel.embed` of a 1024 x 1024 RGB uint8 image (the user's path:
   normalisation, encoder; on a GPU with TileSAM's bfloat16 autocast), and ``encoder``: the
   image encoder alone on the same preprocessed input in float32;
-* ``click``: :meth:`SamModel.predict` for one positive point (multimask) plus
+* ``click``: :meth:`SamModel.predict` for one positive point (multimask; ``predict``
+  alone: the decoder short of its output upscaling, whatever the mask) plus
   ``result.mask()``, on original images of 1024 x 1024 and 2000 x 1500 pixels, over many
   clicks at different places; ``all masks``: the same with ``result.masks`` (all three
   masks at full resolution, which is what the official ``SamPredictor.predict`` returns).
@@ -238,13 +239,17 @@ def time_clicks(model, official, features, size, args, device) -> dict:
     emb = embedding_for(features, size, model.image_size)
     points = click_points(size, args.clicks)
 
+    def predict(p):
+        return model.predict(emb, points=[p], labels=[1])
+
     def best(p):
-        return model.predict(emb, points=[p], labels=[1]).mask()
+        return predict(p).mask()
 
     def all_masks(p):
-        return model.predict(emb, points=[p], labels=[1]).masks
+        return predict(p).masks
 
     out = {
+        "predict_ms": 1e3 * per_call_seconds(predict, points, device),
         "click_mask_ms": 1e3 * per_call_seconds(best, points, device),
         "click_all_masks_ms": 1e3 * per_call_seconds(all_masks, points, device),
         "mask_fraction": float(np.mean([best(p).mean() for p in points[:10]])),
@@ -331,20 +336,20 @@ def print_tables(results: list[dict]) -> None:
             f"{_fmt(r.get('encoder_ratio'), '8.2f'):>8}"
         )
     print(
-        f"\n{'model':7} {'image':9} {'mask() ms':>9} {'masks ms':>9} {'official ms':>11} "
-        f"{'mask()/off':>10} {'masks/off':>9} {'mask px':>7}"
+        f"\n{'model':7} {'image':9} {'predict ms':>10} {'mask() ms':>9} {'masks ms':>9} "
+        f"{'official ms':>11} {'mask()/off':>10} {'masks/off':>9} {'mask px':>7}"
     )
     for r in results:
         for size, c in r["clicks"].items():
             if size == "objects":
                 print(
-                    f"{r['model']:7} {'objects':9} {c['object_click_ms']:9.1f} {'':>9} {'-':>11} "
-                    f"{'-':>10} {'-':>9} {c['mask_fraction']:7.3f}   (clicks on nuclei, "
-                    f"{c['image']})"
+                    f"{r['model']:7} {'objects':9} {'-':>10} {c['object_click_ms']:9.1f} "
+                    f"{'-':>9} {'-':>11} {'-':>10} {'-':>9} {c['mask_fraction']:7.1e}   "
+                    f"(clicks on nuclei, {c['image']})"
                 )
                 continue
             print(
-                f"{r['model']:7} {size:9} {c['click_mask_ms']:9.1f} "
+                f"{r['model']:7} {size:9} {c['predict_ms']:10.1f} {c['click_mask_ms']:9.1f} "
                 f"{c['click_all_masks_ms']:9.1f} {_fmt(c.get('official_click_ms'), '11.1f'):>11} "
                 f"{_fmt(c.get('click_mask_ratio'), '10.2f'):>10} "
                 f"{_fmt(c.get('click_all_masks_ratio'), '9.2f'):>9} {c['mask_fraction']:7.3f}"

@@ -155,37 +155,55 @@ def prompted_window(
     """Logits of mask `index` on a window holding the parts `footprint` (in low-res cells)
     touches, with a margin: ``(window, (row, col) of its origin)``.
 
-    The window starts around the prompt and grows while the kept parts come near an inner
-    edge, so it ends as the whole grid would: the parts are the same, and every cell the
-    upsampling reads lies inside. A prompt that touches no part falls back to the whole grid
-    (:func:`keep_prompted` then picks the nearest part, wherever it is).
+    The window starts around the prompt and grows until it holds what the whole grid would
+    give: the kept parts with every cell their upsampling reads; for a click that touches
+    no part (:func:`keep_prompted` then keeps the nearest one), also every cell nearer to
+    the click than that part.
     """
-    h, w = logits.size
-    marks = np.asarray(footprint.points, dtype=float).reshape(-1, 2)
-    if footprint.box is not None:
-        marks = np.vstack([marks, np.reshape(footprint.box, (2, 2))])
+    size = np.array(logits.size)
+    points = np.asarray(footprint.points, dtype=float).reshape(-1, 2)
+    marks = (
+        points if footprint.box is None else np.vstack([points, np.reshape(footprint.box, (2, 2))])
+    )
     lo = np.floor(marks.min(axis=0) / 4).astype(int) - _WINDOW_PAD
     hi = np.floor(marks.max(axis=0) / 4).astype(int) + 1 + _WINDOW_PAD
     while True:
-        (y0, x0), (y1, x1) = np.maximum(lo, 0), np.minimum(hi, (h, w))
-        values = logits.window(y0, y1, x0, x1)[index]
-        kept = keep_prompted(values > threshold, footprint.shifted(4 * y0, 4 * x0), clip=False)
-        if not kept.any() or not _touches_prompt(kept, footprint.shifted(4 * y0, 4 * x0)):
-            return logits.full()[index], (0, 0)
-        rows, cols = np.flatnonzero(kept.any(1)), np.flatnonzero(kept.any(0))
-        # Tokens of the kept parts, grown by one on each side: the margin the upsampling reads.
-        need_lo = np.array([y0 + rows[0] // 4, x0 + cols[0] // 4]) - 1
-        need_hi = np.array([y0 + rows[-1] // 4, x0 + cols[-1] // 4]) + 2
-        short_lo = (need_lo < (y0, x0)) & ((y0, x0) > np.zeros(2))
-        short_hi = (need_hi > (y1, x1)) & ((y1, x1) < np.array([h, w]))
-        if not (short_lo.any() or short_hi.any()):
-            return values, (4 * y0, 4 * x0)
+        lo, hi = np.maximum(lo, 0), np.minimum(hi, size)
+        values = logits.window(lo[0], hi[0], lo[1], hi[1])[index]
+        need = _needed_tokens(values > threshold, footprint.shifted(*(4 * lo)), lo, hi, size)
+        if need is None:
+            return values, tuple(int(v) for v in 4 * lo)
+        need_lo, need_hi = need
+        extent = hi - lo
         # At least doubling on a short side keeps the number of windows logarithmic.
-        extent = np.array([y1 - y0, x1 - x0])
-        lo = np.where(short_lo, np.minimum(need_lo - _WINDOW_PAD, (y0, x0) - extent), (y0, x0))
-        hi = np.where(short_hi, np.maximum(need_hi + _WINDOW_PAD, (y1, x1) + extent), (y1, x1))
-        if np.prod(np.minimum(hi, (h, w)) - np.maximum(lo, 0)) > h * w / 2:
-            lo, hi = np.zeros(2, int), np.array([h, w])
+        lo = np.where(need_lo < lo, np.minimum(need_lo - _WINDOW_PAD, lo - extent), lo)
+        hi = np.where(need_hi > hi, np.maximum(need_hi + _WINDOW_PAD, hi + extent), hi)
+        if np.prod(np.minimum(hi, size) - np.maximum(lo, 0)) > size.prod() / 2:
+            lo, hi = np.zeros(2, int), size
+
+
+def _needed_tokens(positive, footprint, lo, hi, size):
+    """Token rectangle ``(lo, hi)`` that the window ``[lo, hi)`` of a grid of `size` tokens
+    must cover to decide the kept parts as the whole grid would; None when it does."""
+    kept = keep_prompted(positive, footprint, clip=False)
+    if not kept.any():
+        if positive.any() or not len(footprint.points):
+            return None  # nothing touches the box, which lies inside
+        need_lo, need_hi = lo - (hi - lo), hi + (hi - lo)  # the nearest part is further away
+    else:
+        rows, cols = np.flatnonzero(kept.any(1)), np.flatnonzero(kept.any(0))
+        # Tokens of the kept parts and one more on each side: the cells upsampling reads.
+        need_lo = lo + np.array([rows[0], cols[0]]) // 4 - 1
+        need_hi = lo + np.array([rows[-1], cols[-1]]) // 4 + 2
+        if not _touches_prompt(kept, footprint):
+            # The nearest part: no cell nearer to the click may lie outside the window.
+            point = np.asarray(footprint.points[0], dtype=float)
+            reach = np.sqrt(((np.argwhere(kept) - point) ** 2).sum(axis=1).min())
+            need_lo = np.minimum(need_lo, lo + np.floor((point - reach) / 4).astype(int) - 1)
+            need_hi = np.maximum(need_hi, lo + np.floor((point + reach) / 4).astype(int) + 2)
+    # Where the window meets the grid's edge there is nothing more to see.
+    short = ((need_lo < lo) & (lo > 0)) | ((need_hi > hi) & (hi < size))
+    return (need_lo, need_hi) if short.any() else None
 
 
 def _touches_prompt(kept: np.ndarray, footprint: PromptFootprint) -> bool:
