@@ -91,9 +91,7 @@ def test_window_grows_to_hold_a_large_object(tiny, nuclei):
 
 
 @pytest.mark.parametrize("distance", [2, 6, 12])
-def test_click_on_background_keeps_the_nearest_part_as_the_whole_grid_would(
-    tiny, nuclei, distance
-):
+def test_click_on_background_keeps_the_nearest_part_as_the_whole_grid_would(tiny, nuclei, distance):
     image, labels = nuclei
     image, labels = np.tile(image, (2, 2)), np.tile(labels, (2, 2))
     far = ndimage.distance_transform_edt(labels == 0)

@@ -251,7 +251,7 @@ class SamModel:
         # Half precision only where the outputs stay within tolerance: the encoder on a GPU.
         self.encoder_dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         self._image_pe: torch.Tensor | None = None
-        self._tokens: OrderedDict[int, tuple[weakref.ref, ImageTokens]] = OrderedDict()
+        self._tokens: OrderedDict[int, tuple[weakref.ref, ImageTokens | None]] = OrderedDict()
         self._tokens_lock = threading.Lock()
 
     @property
@@ -375,20 +375,33 @@ class SamModel:
         box_threshold = self.sam.box_mask_threshold
         return box_threshold if has_box and box_threshold is not None else self.sam.mask_threshold
 
-    def _image_tokens(self, features: torch.Tensor) -> ImageTokens:
-        """The decoder's image side for ``features``, from a small cache keyed by identity."""
+    def _image_tokens(self, features: torch.Tensor) -> ImageTokens | torch.Tensor:
+        """The decoder's image side for ``features``, prepared on their second use.
+
+        Preparing costs about three clicks' worth of the first block's savings, so features
+        decoded once (a slice in propagation, a tile a stitched object just touches) are
+        decoded as they are; a cache keyed by identity remembers what was seen.
+        """
         key = id(features)
         with self._tokens_lock:
             hit = self._tokens.get(key)
-            if hit is not None and hit[0]() is features:
+            seen = hit is not None and hit[0]() is features
+            if seen:
                 self._tokens.move_to_end(key)
-                return hit[1]
+                if hit[1] is not None:
+                    return hit[1]
+            else:
+                self._remember(key, features, None)
+                return features.to(self.device)
         tokens = self.sam.image_tokens(features.to(self.device), self.image_pe)
         with self._tokens_lock:
-            self._tokens[key] = (weakref.ref(features), tokens)
-            while len(self._tokens) > _TOKEN_CACHE_SIZE:
-                self._tokens.popitem(last=False)
+            self._remember(key, features, tokens)
         return tokens
+
+    def _remember(self, key: int, features: torch.Tensor, tokens: ImageTokens | None) -> None:
+        self._tokens[key] = (weakref.ref(features), tokens)
+        while len(self._tokens) > _TOKEN_CACHE_SIZE:
+            self._tokens.popitem(last=False)
 
     def _sam_prompts(self, embedding, points, labels, box):
         """SAM's point and box arguments, and the prompt's footprint in image pixels."""

@@ -145,7 +145,7 @@ def propagate_mask(
     result = propagate_labels(
         view.spatial_shape,
         seeds[0],
-        session_predictor(session),
+        session_predictor(session, logits=method == "prompt+logits"),
         states=seeds[1],
         method=method,
         rules=rules,
@@ -160,8 +160,10 @@ def propagate_mask(
     return np.ascontiguousarray(np.transpose(result.labels, np.argsort(view_order_of(view))))
 
 
-def session_predictor(session: Session) -> SlicePredictor:
-    """A slice predictor over a session: tiled, cached embeddings; logits as state.
+def session_predictor(session: Session, *, logits: bool = False) -> SlicePredictor:
+    """A slice predictor over a session: tiled, cached embeddings; with `logits`, each
+    prediction's low-resolution logits per tile as its state (what method
+    ``"prompt+logits"`` sends to the next slice; computing them costs a full upscaling).
 
     Examples
     --------
@@ -170,15 +172,18 @@ def session_predictor(session: Session) -> SlicePredictor:
 
     def predict(z: int, prompt: SlicePrompt) -> SlicePrediction:
         has_points = len(prompt.points) > 0
-        result, logits = session.segment_with_logits(
+        args = (
             prompt.points if has_points else None,
             prompt.labels if has_points else None,
             prompt.box,
-            z=z,
-            mask_inputs=prompt.state,
-            multimask=False,
         )
-        return SlicePrediction(result.mask, result.score, logits)
+        if not logits:
+            result = session.segment(*args, z=z, multimask=False)
+            return SlicePrediction(result.mask, result.score)
+        result, state = session.segment_with_logits(
+            *args, z=z, mask_inputs=prompt.state, multimask=False
+        )
+        return SlicePrediction(result.mask, result.score, state)
 
     return predict
 

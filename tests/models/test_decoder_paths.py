@@ -75,11 +75,13 @@ def test_prepared_image_tokens_decode_like_features(model):
 def test_predict_reuses_tokens_only_for_the_same_embedding(model):
     rng = np.random.default_rng(5)
     first = model.embed(rng.integers(0, 255, (200, 180), dtype=np.uint8))
-    a1 = model.predict(first, points=[(50, 60)], labels=[1])
-    a2 = model.predict(first, points=[(50, 60)], labels=[1])
-    np.testing.assert_array_equal(a1.low_res_logits, a2.low_res_logits)
+    # First use: the features as they are; second: tokens prepared; third: the same tokens.
+    a1, a2, a3 = (model.predict(first, points=[(50, 60)], labels=[1]) for _ in range(3))
+    np.testing.assert_allclose(a1.low_res_logits, a2.low_res_logits, atol=TOL)
+    np.testing.assert_array_equal(a2.low_res_logits, a3.low_res_logits)
+    assert model._tokens[id(first.features)][1] is not None
 
-    del first, a1, a2
+    del first, a1, a2, a3
     gc.collect()  # a new embedding may now reuse the old one's memory address
     second = model.embed(rng.integers(0, 255, (200, 180), dtype=np.uint8))
     # With gradients on, decode takes the plain path: the reference.

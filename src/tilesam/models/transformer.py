@@ -219,9 +219,15 @@ class Attention(nn.Module):
         return self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
 
     def _folds(self, prompt_tokens: int) -> bool:
-        """Whether the reordered products are cheaper (and allowed: inference only)."""
+        """Whether the reordered products are cheaper (and allowed: inference only).
+
+        They cost as many multiply-adds as the plain path when ``heads * prompt tokens``
+        equals the inner width, but stream the image tokens once where the plain path also
+        writes their projections and reads them back: on a 2-core CPU, with ``tiny``, 9
+        prompt tokens (a box and two points) decode 13 % faster folded, 11 about as fast.
+        """
         inner = self.q_proj.out_features
-        return self.num_heads * prompt_tokens < inner and not torch.is_grad_enabled()
+        return self.num_heads * prompt_tokens <= 1.5 * inner and not torch.is_grad_enabled()
 
     def _weight_heads(self, layer: nn.Linear) -> torch.Tensor:
         """An input projection's weight as ``(H, D, C)``."""
