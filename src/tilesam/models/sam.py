@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -71,29 +73,14 @@ class Sam(nn.Module):
         return self.mask_decoder.image_tokens(image_embeddings, image_pe, no_mask)
 
     def decode(
-        self,
-        image_embeddings: torch.Tensor | ImageTokens,
-        *,
-        points: tuple[torch.Tensor, torch.Tensor] | None = None,
-        boxes: torch.Tensor | None = None,
-        mask_input: torch.Tensor | None = None,
-        multimask_output: bool = True,
-        image_pe: torch.Tensor | None = None,
+        self, image_embeddings: torch.Tensor | ImageTokens, **prompt: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt embeddings, then the decoder: low-res logits ``(B, M, 4h, 4w)`` and IoU.
 
-        ``image_pe`` is the prompt encoder's ``get_dense_pe()``; callers that decode many
-        prompts with fixed weights pass it precomputed. ``image_embeddings`` may be
-        :meth:`image_tokens` of the features when there is no ``mask_input``.
+        Takes the arguments of :meth:`decode_tokens` (``points``, ``boxes``, ``mask_input``,
+        ``multimask_output``, ``image_pe``) and upscales the masks on the whole grid.
         """
-        tokens, hyper_in, iou = self.decode_tokens(
-            image_embeddings,
-            points=points,
-            boxes=boxes,
-            mask_input=mask_input,
-            multimask_output=multimask_output,
-            image_pe=image_pe,
-        )
+        tokens, hyper_in, iou = self.decode_tokens(image_embeddings, **prompt)
         size = self.prompt_encoder.image_embedding_size
         return self.mask_decoder.upscale_masks(tokens, hyper_in, size), iou
 
@@ -107,8 +94,13 @@ class Sam(nn.Module):
         multimask_output: bool = True,
         image_pe: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`decode` up to the logits (see :meth:`MaskDecoder.decode_tokens`): image
-        tokens and hypernetwork weights, to upscale only where a mask is needed, and IoU."""
+        """The decoder up to the logits (see :meth:`MaskDecoder.decode_tokens`): image tokens
+        and hypernetwork weights, to upscale only where a mask is needed, and IoU.
+
+        ``image_pe`` is the prompt encoder's ``get_dense_pe()``; callers that decode many
+        prompts with fixed weights pass it precomputed. ``image_embeddings`` may be
+        :meth:`image_tokens` of the features when there is no ``mask_input``.
+        """
         if isinstance(image_embeddings, ImageTokens) and mask_input is not None:
             raise ValueError("ImageTokens hold the no-mask dense prompt: pass the features")
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
