@@ -112,7 +112,7 @@ class MaskDecoder(nn.Module):
         if not isinstance(image, ImageTokens):
             src = image.expand(batch, -1, -1, -1) + dense_prompt_embeddings
             image = self.transformer.image_tokens(src, image_pe, precompute=False)
-        hs, src = self.transformer(image, image_pe, tokens)
+        hs, src = self.transformer(image, image_pe, tokens, outputs=1 + self.num_mask_tokens)
         chosen = range(1, self.num_mask_tokens) if multimask_output else range(1)
         hyper_in = torch.stack(
             [self.output_hypernetworks_mlps[i](hs[:, 1 + i]) for i in chosen], dim=1

@@ -88,11 +88,14 @@ class TwoWayTransformer(nn.Module):
         image_embedding: torch.Tensor | ImageTokens,
         image_pe: torch.Tensor,
         point_embedding: torch.Tensor,
+        outputs: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return updated tokens ``(B, N, C)`` and image features ``(B, h*w, C)``.
 
         ``image_embedding`` is ``(B, C, h, w)`` features, or :class:`ImageTokens` made from
-        them (then ``image_pe`` is not used again).
+        them (then ``image_pe`` is not used again). With ``outputs``, only the first that
+        many tokens come out: the last attention treats each token alone, so the others
+        (the prompt's own, which the decoder does not read) are skipped there.
         """
         image = image_embedding
         if not isinstance(image, ImageTokens):
@@ -107,6 +110,7 @@ class TwoWayTransformer(nn.Module):
                 key_pe=key_pe,
                 image_only=image.first_block if i == 0 else None,
             )
+        queries, point_embedding = queries[:, :outputs], point_embedding[:, :outputs]
         attn = self.final_attn_token_to_image.tokens_to_image(
             q=queries + point_embedding, k=keys + key_pe, v=keys
         )
