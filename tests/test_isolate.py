@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from tilesam.isolate import PromptFootprint, keep_prompted
 
@@ -68,3 +69,20 @@ def test_footprint_maps_into_scaled_and_shifted_images():
     moved = fp.shifted(4, 8)
     np.testing.assert_allclose(moved.points, [[6.0, 12.0]])
     assert moved.box == (0, 0, 8, 8)
+
+
+def test_the_nearest_component_is_the_nearest_anywhere_in_the_image():
+    # Random specks at every distance from the clicks: the growing search must agree with
+    # the nearest pixel over the whole image, near and far, at the edges and in a corner.
+    rng = np.random.default_rng(7)
+    for density in (0.002, 0.0002, 0.00002):
+        mask = rng.random((300, 400)) < density
+        mask[299, 399] = True  # never empty
+        labels = ndimage.label(mask, structure=np.ones((3, 3)))[0]
+        for point in rng.uniform(0, (300, 400), size=(20, 2)).tolist() + [[0.0, 0.0]]:
+            if labels[int(point[0]), int(point[1])]:
+                continue
+            where = np.argwhere(labels > 0)
+            expected = labels[tuple(where[np.argmin(((where - point) ** 2).sum(axis=1))])]
+            kept = keep_prompted(mask, PromptFootprint(np.array([point])))
+            assert kept[labels == expected].all() and kept.sum() == (labels == expected).sum()

@@ -70,7 +70,7 @@ def keep_prompted(mask: np.ndarray, prompt: PromptFootprint, *, clip: bool = Tru
     """
     if prompt.empty or not mask.any():
         return mask
-    labels, _ = ndimage.label(mask, structure=_EIGHT)
+    labels, count = ndimage.label(mask, structure=_EIGHT)
     cells = np.floor(np.asarray(prompt.points, dtype=float)).astype(int).reshape(-1, 2)
     cells = cells[((cells >= 0) & (cells < mask.shape)).all(axis=1)]
     at_points = labels[cells[:, 0], cells[:, 1]]
@@ -81,7 +81,7 @@ def keep_prompted(mask: np.ndarray, prompt: PromptFootprint, *, clip: bool = Tru
     ids.discard(0)
     if not ids and len(prompt.points):
         ids = {_nearest_label(labels, prompt.points[0])}
-    kept = np.isin(labels, sorted(ids))
+    kept = _members(labels, count, ids)
     if clip and box is not None:
         ys, xs = box
         in_box = (cells[:, 0] >= ys.start) & (cells[:, 0] < ys.stop)
@@ -89,14 +89,33 @@ def keep_prompted(mask: np.ndarray, prompt: PromptFootprint, *, clip: bool = Tru
         clipped = np.zeros_like(kept)
         clipped[box] = kept[box]
         whole = at_points[~in_box]  # clicked outside the box: kept whole
-        kept = clipped | np.isin(labels, whole[whole > 0])
+        kept = clipped | _members(labels, count, set(whole[whole > 0].tolist()))
     return kept
 
 
+def _members(labels: np.ndarray, count: int, ids: set[int]) -> np.ndarray:
+    """Pixels of the components `ids` (a lookup table: one gather, unlike ``np.isin``)."""
+    table = np.zeros(count + 1, dtype=bool)
+    table[sorted(ids)] = True
+    table[0] = False
+    return table[labels]
+
+
 def _nearest_label(labels: np.ndarray, point: np.ndarray) -> int:
-    where = np.argwhere(labels > 0)
-    nearest = where[np.argmin(((where - np.asarray(point)) ** 2).sum(axis=1))]
-    return int(labels[tuple(nearest)])
+    """The component nearest to `point`, searched in growing squares around it: the nearest
+    pixel of a square is the nearest of all once it is no farther than the square's edge."""
+    point = np.asarray(point, dtype=float)
+    radius = 8
+    while True:
+        lo = np.maximum(np.floor(point).astype(int) - radius, 0)
+        hi = np.minimum(np.floor(point).astype(int) + radius + 1, labels.shape)
+        where = np.argwhere(labels[lo[0] : hi[0], lo[1] : hi[1]] > 0) + lo
+        whole = (lo == 0).all() and (hi == labels.shape).all()
+        if where.size:
+            dist = np.sqrt(((where - point) ** 2).sum(axis=1))
+            if dist.min() <= radius - 1 or whole:
+                return int(labels[tuple(where[np.argmin(dist)])])
+        radius *= 2
 
 
 def _box_slices(box: tuple[float, ...], shape: tuple[int, ...]) -> tuple[slice, slice]:
