@@ -16,7 +16,8 @@ import tilesam
 from tilesam.errors import TileSAMError
 from tilesam.precompute import embed_scaled
 from tilesam.prompt_simulation import middle_slice_point
-from tilesam.propagate import propagate_mask
+from tilesam.propagate import propagate_mask, session_predictor
+from tilesam.propagation import prompt_from_mask
 from tilesam.samples import load_sample, sample_path
 from tilesam.session import DEFAULT_SLICE_SCALE, Session
 from tilesam.store import EmbeddingStore
@@ -93,3 +94,18 @@ def test_propagated_nuclei_follow_the_truth(tiny, nuclei, tmp_path) -> None:
         )  # fmt: skip
         found, true = labels[start:stop] > 0, truth[start:stop] == obj
         assert 2 * (found & true).sum() / (found.sum() + true.sum()) > 0.7
+
+
+def test_session_predictor_sends_a_prompt_state_and_returns_one_on_request(tiny, nuclei):
+    volume, truth = nuclei
+    session = Session(volume, tiny, None, slice_scale=DEFAULT_SLICE_SCALE)
+    z, y, x = middle_slice_point(truth == 3)
+    _, logits = session.segment_with_logits(points=[(y, x)], z=z)
+    prompt = prompt_from_mask(truth[z + 1] == 3, "prompt+logits", state=logits)
+    plain = session_predictor(session)(z + 1, prompt)
+    with_state = session_predictor(session, logits=True)(z + 1, prompt)
+    # The state is sent either way (same mask); only on request does a new one come back.
+    np.testing.assert_array_equal(plain.mask, with_state.mask)
+    assert plain.state is None and set(with_state.state) == set(logits)
+    without = session_predictor(session)(z + 1, prompt_from_mask(truth[z + 1] == 3))
+    assert not np.array_equal(without.mask, plain.mask) or without.score != plain.score

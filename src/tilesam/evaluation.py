@@ -307,7 +307,8 @@ def _evaluate_object(
     y, x = center_point(gt)
     first = model.predict(embedding, points=np.array([[y, x]]), labels=np.array([1]))
     best = int(np.argmax(first.scores))
-    mask, logits = first.mask(best), first.low_res_logits[best]
+    # Logits first: mask() then reads them instead of upscaling a window of its own.
+    logits, mask = first.low_res_logits[best], first.mask(best)
     clicks, ious = [(y, x, 1)], [_iou(mask, gt)]
     while len(ious) < n_clicks:
         click = corrective_click(mask, gt)
@@ -323,7 +324,7 @@ def _evaluate_object(
             mask_input=logits,
             multimask=False,
         )
-        mask, logits = res.mask(0), res.low_res_logits[0]
+        logits, mask = res.low_res_logits[0], res.mask(0)
         ious.append(_iou(mask, gt))
     return ious[0], box_iou, ious, clicks
 

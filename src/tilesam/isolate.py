@@ -97,7 +97,6 @@ def _members(labels: np.ndarray, count: int, ids: set[int]) -> np.ndarray:
     """Pixels of the components `ids` (a lookup table: one gather, unlike ``np.isin``)."""
     table = np.zeros(count + 1, dtype=bool)
     table[sorted(ids)] = True
-    table[0] = False
     return table[labels]
 
 
@@ -112,9 +111,9 @@ def _nearest_label(labels: np.ndarray, point: np.ndarray) -> int:
         where = np.argwhere(labels[lo[0] : hi[0], lo[1] : hi[1]] > 0) + lo
         whole = (lo == 0).all() and (hi == labels.shape).all()
         if where.size:
-            dist = np.sqrt(((where - point) ** 2).sum(axis=1))
-            if dist.min() <= radius - 1 or whole:
-                return int(labels[tuple(where[np.argmin(dist)])])
+            squared = ((where - point) ** 2).sum(axis=1)
+            if squared.min() <= radius**2 or whole:
+                return int(labels[tuple(where[np.argmin(squared)])])
         radius *= 2
 
 

@@ -90,7 +90,14 @@ class MaskLogits:
         logits = self._decoder.upscale_masks(tokens, self._hyper_in, (y1 - y0, x1 - x0))
         values = logits[0].float().cpu().numpy()
         self._window = (y0, y1, x0, x1), values
+        if self.has_full:
+            self._tokens = None  # every window is now a slice of this one
         return values
+
+    @property
+    def has_full(self) -> bool:
+        """Whether the whole grid's logits are computed (windows are then free)."""
+        return self._window is not None and self._window[0] == (0, self.size[0], 0, self.size[1])
 
 
 @dataclass
@@ -130,7 +137,7 @@ class Prediction:
         index = self.best if index is None else index
         emb = self.embedding
         footprint = self.footprint
-        if footprint is None or footprint.empty or "low_res_logits" in self.__dict__:
+        if footprint is None or footprint.empty or self.logits.has_full:
             window, origin = self.low_res_logits[index], (0, 0)
         else:
             # The logits are a quarter of the model input per side.
@@ -366,12 +373,13 @@ class SamModel:
             scores=iou[0].float().cpu().numpy(),
             logits=MaskLogits(self.sam.mask_decoder, tokens, hyper_in, grid),
             embedding=embedding,
-            threshold=self._threshold(box is not None),
+            threshold=self._threshold(box is not None and keep_prompted),
             footprint=footprint if keep_prompted else None,
         )
 
     def _threshold(self, has_box: bool) -> float:
-        """The mask threshold for a prompt (see ``ModelEntry.box_mask_threshold``)."""
+        """The mask threshold for a prompt (see ``ModelEntry.box_mask_threshold``: it assumes
+        the mask is clipped to the box, as ``keep_prompted`` does)."""
         box_threshold = self.sam.box_mask_threshold
         return box_threshold if has_box and box_threshold is not None else self.sam.mask_threshold
 
@@ -400,6 +408,7 @@ class SamModel:
 
     def _remember(self, key: int, features: torch.Tensor, tokens: ImageTokens | None) -> None:
         self._tokens[key] = (weakref.ref(features), tokens)
+        self._tokens.move_to_end(key)
         while len(self._tokens) > _TOKEN_CACHE_SIZE:
             self._tokens.popitem(last=False)
 

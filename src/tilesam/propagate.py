@@ -177,13 +177,13 @@ def session_predictor(session: Session, *, logits: bool = False) -> SlicePredict
             prompt.labels if has_points else None,
             prompt.box,
         )
-        if not logits:
+        if not logits and prompt.state is None:
             result = session.segment(*args, z=z, multimask=False)
             return SlicePrediction(result.mask, result.score)
         result, state = session.segment_with_logits(
             *args, z=z, mask_inputs=prompt.state, multimask=False
         )
-        return SlicePrediction(result.mask, result.score, state)
+        return SlicePrediction(result.mask, result.score, state if logits else None)
 
     return predict
 

@@ -66,9 +66,10 @@ def _ious(tiny, prompt, keep_prompted: bool = True) -> np.ndarray:
 def test_tiny_segments_real_nuclei_from_a_box(tiny) -> None:
     ious = _ious(tiny, lambda gt: {"box": box_from_mask(gt), "multimask": False})
     assert ious.mean() >= BOX_IOU_FLOOR
-    # The decoder alone adds look-alike nuclei outside the box; keep_prompted removes them.
+    # The decoder alone adds look-alike nuclei outside the box; keep_prompted removes them
+    # (and, the mask clipped to the box, lets tiny's lower box threshold apply).
     raw = _ious(tiny, lambda gt: {"box": box_from_mask(gt), "multimask": False}, False)
-    assert raw.mean() < RAW_BOX_IOU_CEILING and (ious >= raw - 1e-9).all()
+    assert raw.mean() < RAW_BOX_IOU_CEILING < ious.mean()
 
 
 def test_tiny_segments_real_nuclei_from_one_click(tiny) -> None:

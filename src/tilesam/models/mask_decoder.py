@@ -89,7 +89,7 @@ class MaskDecoder(nn.Module):
             dense_prompt_embeddings,
             multimask_output,
         )
-        return self.upscale_masks(tokens, hyper_in, _size(image_embeddings)), iou
+        return self.upscale_masks(tokens, hyper_in, grid_size(image_embeddings)), iou
 
     def decode_tokens(
         self,
@@ -113,12 +113,14 @@ class MaskDecoder(nn.Module):
             src = image.expand(batch, -1, -1, -1) + dense_prompt_embeddings
             image = self.transformer.image_tokens(src, image_pe, precompute=False)
         hs, src = self.transformer(image, image_pe, tokens, outputs=1 + self.num_mask_tokens)
-        chosen = range(1, self.num_mask_tokens) if multimask_output else range(1)
+        # Every head runs (a few small products), so that in training the unchosen ones get
+        # zero gradients, as in SAM, rather than none.
         hyper_in = torch.stack(
-            [self.output_hypernetworks_mlps[i](hs[:, 1 + i]) for i in chosen], dim=1
+            [mlp(hs[:, 1 + i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
         iou = self.iou_prediction_head(hs[:, 0])
-        return src, hyper_in, iou[:, chosen.start : chosen.stop]
+        chosen = slice(1, None) if multimask_output else slice(0, 1)
+        return src, hyper_in[:, chosen], iou[:, chosen]
 
     def upscale_masks(
         self, tokens: torch.Tensor, hyper_in: torch.Tensor, hw: tuple[int, int]
@@ -154,7 +156,8 @@ def _subpixel_conv(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
     return out.view(x.shape[0], -1, c_out)
 
 
-def _size(image: torch.Tensor | ImageTokens) -> tuple[int, int]:
+def grid_size(image: torch.Tensor | ImageTokens) -> tuple[int, int]:
+    """``(h, w)`` of features ``(B, C, h, w)`` or of :class:`ImageTokens`."""
     return image.size if isinstance(image, ImageTokens) else tuple(image.shape[-2:])
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tilesam.models.mask_decoder import MaskDecoder
+from tilesam.models.mask_decoder import MaskDecoder, grid_size
 from tilesam.models.prompt_encoder import PromptEncoder
 from tilesam.models.transformer import ImageTokens
 
@@ -81,7 +81,7 @@ class Sam(nn.Module):
         ``multimask_output``, ``image_pe``) and upscales the masks on the whole grid.
         """
         tokens, hyper_in, iou = self.decode_tokens(image_embeddings, **prompt)
-        size = self.prompt_encoder.image_embedding_size
+        size = grid_size(image_embeddings)
         return self.mask_decoder.upscale_masks(tokens, hyper_in, size), iou
 
     def decode_tokens(
