@@ -101,3 +101,11 @@ def test_click_on_background_keeps_the_nearest_part_as_the_whole_grid_would(tiny
         pred = tiny.predict(emb, points=[point], labels=[1])
         mask = pred.mask()
         np.testing.assert_array_equal(mask, _whole_grid_mask(pred, pred.best))
+
+
+def test_positive_cells_only_in_the_padding_give_an_empty_mask():
+    # A 100 x 400 image fills a quarter of the input's height; the rest is padding.
+    logits = np.full((256, 256), -5.0, dtype=np.float32)
+    logits[200:210, 50:60] = 5.0
+    mask = upsample_mask(logits, (256, 1024), (100, 400))
+    assert mask.shape == (100, 400) and not mask.any()

@@ -522,6 +522,8 @@ def upsample_mask(
     wx = _axis_weights(grid_shape[1], input_size[1], original_size[1])
     y0, y1 = _support(wy, origin[0] + rows[0], origin[0] + rows[-1])
     x0, x1 = _support(wx, origin[1] + cols[0], origin[1] + cols[-1])
+    if y0 == y1 or x0 == x1:
+        return mask  # the positive cells lie in the padding, outside the image
     wy, wx = wy[y0:y1], wx[x0:x1]
     # Only the low-res cells these output pixels interpolate from take part.
     r0, r1 = _used_cells(wy)
@@ -543,6 +545,8 @@ def _support(weights: np.ndarray, first: int, last: int) -> tuple[int, int]:
     """Output range whose interpolation weights touch low-res cells ``first..last`` (± 1)."""
     lo, hi = max(first - 1, 0), min(last + 2, weights.shape[1])
     touched = np.flatnonzero((weights[:, lo:hi] != 0).any(1))
+    if touched.size == 0:
+        return 0, 0
     return int(touched[0]), int(touched[-1]) + 1
 
 
