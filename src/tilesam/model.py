@@ -19,16 +19,13 @@ import torch.nn.functional as F
 
 from tilesam.errors import TileSAMError
 from tilesam.isolate import PromptFootprint, keep_prompted
-from tilesam.models.mask_decoder import MaskDecoder
+from tilesam.mask_logits import MaskLogits, prompted_window
 from tilesam.models.registry import Architecture
 from tilesam.models.sam import Sam
 from tilesam.models.transformer import ImageTokens
 from tilesam.preprocess import prepare_image
 
 LOW_RES = 256  # side of the decoder's low-resolution logits for a 1024 input
-# Tokens around a prompt that the first window of its logits adds on each side: most
-# objects then fit the first window.
-_WINDOW_PAD = 4
 # Embeddings whose decoder-ready image tokens are kept: a click, its corrections and a
 # stitched object's neighbouring tiles mostly revisit the last few.
 _TOKEN_CACHE_SIZE = 8
@@ -45,59 +42,6 @@ class ImageEmbedding:
     features: torch.Tensor
     original_size: tuple[int, int]
     input_size: tuple[int, int]
-
-
-class MaskLogits:
-    """A prompt's low-resolution mask logits, upscaled from the decoder's image tokens only
-    where they are asked for.
-
-    The decoder's last step (two stride-2 transposed convolutions and a product with
-    per-mask weights) acts on each image token alone: the logits of a window of the
-    ``(h, w)`` token grid are those of the same window computed for the whole grid.
-    Window sides are in tokens; a token is ``4 x 4`` low-resolution cells.
-    """
-
-    def __init__(
-        self,
-        decoder: MaskDecoder,
-        tokens: torch.Tensor,
-        hyper_in: torch.Tensor,
-        size: tuple[int, int],
-    ) -> None:
-        self._decoder = decoder
-        self._tokens = tokens.view(1, *size, -1)
-        self._hyper_in = hyper_in
-        self.size = size
-        self._window: tuple[tuple[int, int, int, int], np.ndarray] | None = None
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """The low-resolution grid, ``(4h, 4w)``."""
-        return 4 * self.size[0], 4 * self.size[1]
-
-    def full(self) -> np.ndarray:
-        """Logits of every mask on the whole grid, ``(M, 4h, 4w)``."""
-        return self.window(0, self.size[0], 0, self.size[1])
-
-    @torch.inference_mode()
-    def window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        """Logits of every mask for tokens ``[y0:y1, x0:x1]``: ``(M, 4 (y1-y0), 4 (x1-x0))``."""
-        if self._window is not None:
-            (wy0, wy1, wx0, wx1), values = self._window
-            if wy0 <= y0 and y1 <= wy1 and wx0 <= x0 and x1 <= wx1:
-                return values[:, 4 * (y0 - wy0) : 4 * (y1 - wy0), 4 * (x0 - wx0) : 4 * (x1 - wx0)]
-        tokens = self._tokens[:, y0:y1, x0:x1].reshape(1, -1, self._tokens.shape[-1])
-        logits = self._decoder.upscale_masks(tokens, self._hyper_in, (y1 - y0, x1 - x0))
-        values = logits[0].float().cpu().numpy()
-        self._window = (y0, y1, x0, x1), values
-        if self.has_full:
-            self._tokens = None  # every window is now a slice of this one
-        return values
-
-    @property
-    def has_full(self) -> bool:
-        """Whether the whole grid's logits are computed (windows are then free)."""
-        return self._window is not None and self._window[0] == (0, self.size[0], 0, self.size[1])
 
 
 @dataclass
@@ -154,78 +98,6 @@ class Prediction:
             origin=origin,
             grid_shape=self.logits.shape,
         )
-
-
-def prompted_window(
-    logits: MaskLogits, index: int, footprint: PromptFootprint, threshold: float
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """Logits of mask `index` on a window holding the parts `footprint` (in low-res cells)
-    touches, with a margin: ``(window, (row, col) of its origin)``.
-
-    The window starts around the prompt and grows until it holds what the whole grid would
-    give: the kept parts with every cell their upsampling reads; for a click that touches
-    no part (:func:`keep_prompted` then keeps the nearest one), also every cell nearer to
-    the click than that part.
-    """
-    size = np.array(logits.size)
-    points = np.asarray(footprint.points, dtype=float).reshape(-1, 2)
-    marks = (
-        points if footprint.box is None else np.vstack([points, np.reshape(footprint.box, (2, 2))])
-    )
-    lo = np.floor(marks.min(axis=0) / 4).astype(int) - _WINDOW_PAD
-    hi = np.floor(marks.max(axis=0) / 4).astype(int) + 1 + _WINDOW_PAD
-    while True:
-        lo, hi = np.maximum(lo, 0), np.minimum(hi, size)
-        values = logits.window(lo[0], hi[0], lo[1], hi[1])[index]
-        need = _needed_tokens(values > threshold, footprint.shifted(*(4 * lo)), lo, hi, size)
-        if need is None:
-            return values, tuple(int(v) for v in 4 * lo)
-        need_lo, need_hi = need
-        extent = hi - lo
-        # At least doubling on a short side keeps the number of windows logarithmic.
-        lo = np.where(need_lo < lo, np.minimum(need_lo - _WINDOW_PAD, lo - extent), lo)
-        hi = np.where(need_hi > hi, np.maximum(need_hi + _WINDOW_PAD, hi + extent), hi)
-        if np.prod(np.minimum(hi, size) - np.maximum(lo, 0)) > size.prod() / 2:
-            lo, hi = np.zeros(2, int), size
-
-
-def _needed_tokens(positive, footprint, lo, hi, size):
-    """Token rectangle ``(lo, hi)`` that the window ``[lo, hi)`` of a grid of `size` tokens
-    must cover to decide the kept parts as the whole grid would; None when it does."""
-    kept = keep_prompted(positive, footprint, clip=False)
-    if not kept.any():
-        if positive.any() or not len(footprint.points):
-            return None  # nothing touches the box, which lies inside
-        need_lo, need_hi = lo - (hi - lo), hi + (hi - lo)  # the nearest part is further away
-    else:
-        rows, cols = np.flatnonzero(kept.any(1)), np.flatnonzero(kept.any(0))
-        # Tokens of the kept parts and one more on each side: the cells upsampling reads.
-        need_lo = lo + np.array([rows[0], cols[0]]) // 4 - 1
-        need_hi = lo + np.array([rows[-1], cols[-1]]) // 4 + 2
-        if not _touches_prompt(kept, footprint):
-            # The nearest part: no cell nearer to the click may lie outside the window.
-            point = np.asarray(footprint.points[0], dtype=float)
-            reach = np.sqrt(((np.argwhere(kept) - point) ** 2).sum(axis=1).min())
-            need_lo = np.minimum(need_lo, lo + np.floor((point - reach) / 4).astype(int) - 1)
-            need_hi = np.maximum(need_hi, lo + np.floor((point + reach) / 4).astype(int) + 2)
-    # Where the window meets the grid's edge there is nothing more to see.
-    short = ((need_lo < lo) & (lo > 0)) | ((need_hi > hi) & (hi < size))
-    return (need_lo, need_hi) if short.any() else None
-
-
-def _touches_prompt(kept: np.ndarray, footprint: PromptFootprint) -> bool:
-    """Whether `kept` holds a positive point's cell or overlaps the box (else it is
-    :func:`keep_prompted`'s nearest-part fallback)."""
-    cells = np.floor(np.asarray(footprint.points, dtype=float)).astype(int).reshape(-1, 2)
-    cells = cells[((cells >= 0) & (cells < kept.shape)).all(axis=1)]
-    if kept[cells[:, 0], cells[:, 1]].any():
-        return True
-    if footprint.box is None:
-        return False
-    y0, x0, y1, x1 = footprint.box
-    ys = slice(max(int(np.floor(y0)), 0), max(int(np.ceil(y1)), 0))
-    xs = slice(max(int(np.floor(x0)), 0), max(int(np.ceil(x1)), 0))
-    return bool(kept[ys, xs].any())
 
 
 class SamModel:
