@@ -71,8 +71,7 @@ def keep_prompted(mask: np.ndarray, prompt: PromptFootprint, *, clip: bool = Tru
     if prompt.empty or not mask.any():
         return mask
     labels, count = ndimage.label(mask, structure=_EIGHT)
-    cells = np.floor(np.asarray(prompt.points, dtype=float)).astype(int).reshape(-1, 2)
-    cells = cells[((cells >= 0) & (cells < mask.shape)).all(axis=1)]
+    cells = _point_cells(prompt.points, mask.shape)
     at_points = labels[cells[:, 0], cells[:, 1]]
     ids = set(at_points.tolist())
     box = None if prompt.box is None else _box_slices(prompt.box, mask.shape)
@@ -117,8 +116,24 @@ def _nearest_label(labels: np.ndarray, point: np.ndarray) -> int:
         radius *= 2
 
 
+def touches_prompt(mask: np.ndarray, prompt: PromptFootprint) -> bool:
+    """Whether `mask` holds a positive point's pixel or overlaps the box: what
+    :func:`keep_prompted` keeps, unless it fell back to the part nearest the first point."""
+    cells = _point_cells(prompt.points, mask.shape)
+    if mask[cells[:, 0], cells[:, 1]].any():
+        return True
+    return prompt.box is not None and bool(mask[_box_slices(prompt.box, mask.shape)].any())
+
+
+def _point_cells(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The pixels ``(n, 2)`` under `points`, those inside an image of `shape` only."""
+    cells = np.floor(np.asarray(points, dtype=float)).astype(int).reshape(-1, 2)
+    return cells[((cells >= 0) & (cells < shape[:2])).all(axis=1)]
+
+
 def _box_slices(box: tuple[float, ...], shape: tuple[int, ...]) -> tuple[slice, slice]:
+    # Ends clamped at 0 too: a negative stop would count from the far edge.
     y0, x0, y1, x1 = box
-    ys = slice(max(int(np.floor(y0)), 0), min(int(np.ceil(y1)), shape[0]))
-    xs = slice(max(int(np.floor(x0)), 0), min(int(np.ceil(x1)), shape[1]))
+    ys = slice(max(int(np.floor(y0)), 0), max(min(int(np.ceil(y1)), shape[0]), 0))
+    xs = slice(max(int(np.floor(x0)), 0), max(min(int(np.ceil(x1)), shape[1]), 0))
     return ys, xs

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tilesam.isolate import PromptFootprint, keep_prompted
+from tilesam.isolate import PromptFootprint, keep_prompted, touches_prompt
 from tilesam.models.mask_decoder import MaskDecoder
 
 # Tokens around a prompt that the first window of its logits adds on each side: most
@@ -107,7 +107,13 @@ def prompted_window(
             lo, hi = np.zeros(2, int), size
 
 
-def _needed_tokens(positive, footprint, lo, hi, size):
+def _needed_tokens(
+    positive: np.ndarray,
+    footprint: PromptFootprint,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    size: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Token rectangle ``(lo, hi)`` that the window ``[lo, hi)`` of a grid of `size` tokens
     must cover to decide the kept parts as the whole grid would; None when it does."""
     kept = keep_prompted(positive, footprint, clip=False)
@@ -120,7 +126,7 @@ def _needed_tokens(positive, footprint, lo, hi, size):
         # Tokens of the kept parts and one more on each side: the cells upsampling reads.
         need_lo = lo + np.array([rows[0], cols[0]]) // 4 - 1
         need_hi = lo + np.array([rows[-1], cols[-1]]) // 4 + 2
-        if not _touches_prompt(kept, footprint):
+        if not touches_prompt(kept, footprint):
             # The nearest part: no cell nearer to the click may lie outside the window.
             point = np.asarray(footprint.points[0], dtype=float)
             reach = np.sqrt(((np.argwhere(kept) - point) ** 2).sum(axis=1).min())
@@ -129,18 +135,3 @@ def _needed_tokens(positive, footprint, lo, hi, size):
     # Where the window meets the grid's edge there is nothing more to see.
     short = ((need_lo < lo) & (lo > 0)) | ((need_hi > hi) & (hi < size))
     return (need_lo, need_hi) if short.any() else None
-
-
-def _touches_prompt(kept: np.ndarray, footprint: PromptFootprint) -> bool:
-    """Whether `kept` holds a positive point's cell or overlaps the box (else it is
-    :func:`keep_prompted`'s nearest-part fallback)."""
-    cells = np.floor(np.asarray(footprint.points, dtype=float)).astype(int).reshape(-1, 2)
-    cells = cells[((cells >= 0) & (cells < kept.shape)).all(axis=1)]
-    if kept[cells[:, 0], cells[:, 1]].any():
-        return True
-    if footprint.box is None:
-        return False
-    y0, x0, y1, x1 = footprint.box
-    ys = slice(max(int(np.floor(y0)), 0), max(int(np.ceil(y1)), 0))
-    xs = slice(max(int(np.floor(x0)), 0), max(int(np.ceil(x1)), 0))
-    return bool(kept[ys, xs].any())

@@ -84,11 +84,8 @@ class Prediction:
         if footprint is None or footprint.empty or self.logits.has_full:
             window, origin = self.low_res_logits[index], (0, 0)
         else:
-            # The logits are a quarter of the model input per side.
-            factor = [i / o / 4 for i, o in zip(emb.input_size, emb.original_size)]
-            window, origin = prompted_window(
-                self.logits, index, footprint.scaled(*factor), self.threshold
-            )
+            cells = _in_cells(footprint, emb.input_size, emb.original_size)
+            window, origin = prompted_window(self.logits, index, cells, self.threshold)
         return upsample_mask(
             window,
             emb.input_size,
@@ -384,8 +381,7 @@ def upsample_mask(
     if select:
         # Choose the prompted parts on the low-res grid first (a cell is 4 model-input
         # pixels), so that only their window is upsampled; then exactly, at full resolution.
-        factor = [i / o / 4 for i, o in zip(input_size, original_size)]
-        cells = footprint.scaled(*factor).shifted(*origin)
+        cells = _in_cells(footprint, input_size, original_size).shifted(*origin)
         positive = keep_prompted(positive, cells, clip=False)
     rows, cols = np.flatnonzero(positive.any(1)), np.flatnonzero(positive.any(0))
     if rows.size == 0:
@@ -406,6 +402,13 @@ def upsample_mask(
         window = keep_prompted(window, footprint.shifted(y0, x0))
     mask[y0:y1, x0:x1] = window
     return mask
+
+
+def _in_cells(
+    footprint: PromptFootprint, input_size: tuple[int, int], original_size: tuple[int, int]
+) -> PromptFootprint:
+    """`footprint` on the low-resolution grid: a quarter of the model input per side."""
+    return footprint.scaled(*(i / o / 4 for i, o in zip(input_size, original_size)))
 
 
 def _used_cells(weights: np.ndarray) -> tuple[int, int]:

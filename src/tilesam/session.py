@@ -314,7 +314,9 @@ class Session:
         >>> r = session.segment(points=[(120, 300)], labels=[1])  # doctest: +SKIP
         >>> r.score, r.bbox, r.crop(r.bbox).sum()  # doctest: +SKIP
         """
-        result, _ = self._segment(points, labels, box, z, None, multimask, max_tiles)
+        result, _ = self._segment(
+            points, labels, box, z=z, mask_inputs=None, multimask=multimask, max_tiles=max_tiles
+        )
         return result
 
     def segment_with_logits(
@@ -343,11 +345,27 @@ class Session:
         ...                                     mask_inputs=logits)
         """
         result, predictions = self._segment(
-            points, labels, box, z, mask_inputs, multimask, max_tiles
+            points,
+            labels,
+            box,
+            z=z,
+            mask_inputs=mask_inputs,
+            multimask=multimask,
+            max_tiles=max_tiles,
         )
         return result, {tile: p.low_res_logits[p.best] for tile, p in predictions.items()}
 
-    def _segment(self, points, labels, box, z, mask_inputs, multimask, max_tiles):
+    def _segment(
+        self,
+        points: Any,
+        labels: Any,
+        box: Any,
+        *,
+        z: int,
+        mask_inputs: Mapping[tuple[int, int], np.ndarray] | None,
+        multimask: bool | None,
+        max_tiles: int,
+    ) -> tuple[SegmentResult, dict[tuple[int, int], Prediction]]:
         """The stitched result and each tile's :class:`Prediction` (their logits are only
         upscaled where asked for)."""
         self._check_z(z)
