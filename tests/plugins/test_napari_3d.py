@@ -3,6 +3,8 @@ through the volume in a worker, with progress and cancel; commit keeps every sli
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from tilesam_napari._layers import COMMITTED, CURRENT, POINTS
@@ -50,12 +52,22 @@ def test_shift_s_propagates_in_a_worker_and_commit_keeps_all_slices(volume_widge
     np.testing.assert_array_equal(viewer.layers[COMMITTED].data > 0, shown)
 
 
-def test_cancelled_propagation_keeps_the_current_object(volume_widget, qtbot, notes):
+def test_cancelled_propagation_keeps_the_current_object(volume_widget, qtbot, notes, monkeypatch):
     ann, viewer = volume_widget.annotator, volume_widget.viewer
     ann.segment(points=[(50, 40)])
     before = viewer.layers[CURRENT].data.copy()
+    # Hold the first slice until the cancel is in: a small volume can otherwise be done
+    # before cancel() lands, and the test would race the propagation.
+    gate, segment = threading.Event(), ann.session.segment
+
+    def held(*args, **kwargs):
+        gate.wait(60)
+        return segment(*args, **kwargs)
+
+    monkeypatch.setattr(ann.session, "segment", held)
     job = volume_widget.propagate()
     job.cancel()
+    gate.set()
     with qtbot.waitSignal(job.worker.finished, timeout=120_000):
         pass
     np.testing.assert_array_equal(viewer.layers[CURRENT].data, before)
