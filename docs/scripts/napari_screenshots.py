@@ -8,11 +8,14 @@ then saves the whole window:
 * ``docs/images/napari_embedding.png``: the large mosaic sample while *Compute
   embeddings* runs in its worker (progress, time left, cancel);
 * ``docs/images/napari_3d.png``: the CT-like volume (millimetre spacing), an object clicked
-  on one slice and propagated through the volume.
+  on one slice and propagated through the volume;
+* ``docs/images/napari_geo.png``: the georaster sample placed on its map grid, fields
+  boxed and committed (their outlines: the ground truth).
 
 The model is the default ``tiny`` when its weights are available, else ``--checkpoint``,
 else the randomly initialised test checkpoint (then the masks show the workflow, not
-real segmentations). Needs a display: ``xvfb-run -a python docs/scripts/napari_screenshots.py``.
+real segmentations). Needs a display: ``xvfb-run -a python docs/scripts/napari_screenshots.py
+[--scene 2d embedding 3d geo]``.
 """
 
 from __future__ import annotations
@@ -31,12 +34,13 @@ TEST_CHECKPOINT = ROOT / "tests" / "data" / "fixtures" / "sam1_small_fp16.pth"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="checkpoint file (default: tiny, else test one)")
+    parser.add_argument("--scene", nargs="+", choices=SCENES, default=list(SCENES))
     args = parser.parse_args()
     import napari
 
     settings = _settings(args.checkpoint)
     print(f"model: {settings.checkpoint or settings.model}")
-    for scene in (scene_2d, scene_embedding, scene_3d):
+    for scene in (SCENES[name] for name in args.scene):
         viewer = napari.Viewer(show=True)
         viewer.window._qt_window.resize(1400, 860)
         path = scene(viewer, settings)
@@ -67,12 +71,15 @@ def _wait(condition, timeout: float = 300.0) -> None:
         time.sleep(0.01)
 
 
-def _save(viewer, name: str) -> Path:
+def _save(viewer, name: str, *, fit: bool = False) -> Path:
     from qtpy.QtWidgets import QApplication
 
     for _ in range(5):  # let the canvas and the dock widget paint
         QApplication.processEvents()
         time.sleep(0.05)
+    if fit:  # fit the image to the canvas as laid out beside the dock widget
+        viewer.reset_view()
+        QApplication.processEvents()
     path = OUT / name
     viewer.screenshot(str(path), canvas_only=False)
     return path
@@ -147,6 +154,36 @@ def scene_3d(viewer, settings) -> Path:
     ann.propagate()
     viewer.layers.selection.active = viewer.layers["prompts"]
     return _save(viewer, "napari_3d.png")
+
+
+def scene_geo(viewer, settings) -> Path:
+    from tilesam_napari._sample_data import georaster
+
+    (image, meta, _), (truth, truth_meta, _) = georaster()
+    viewer.add_image(image, **meta)
+    outline = viewer.add_labels(truth, **{**truth_meta, "visible": True, "opacity": 1.0})
+    outline.contour = 1
+    ann, widget = _dock(viewer, settings)
+    widget.setup()
+    # A box around each of a few labelled fields (tiny's single clicks are poor on this
+    # 30 m scene; see docs/benchmarks.md), as a user would drag it.
+    for label in (1, 2, 3, 5, 6, 7, 9, 12, 16):
+        ann.segment(box=_field_box(truth, label))
+        ann.commit()
+    y0, x0, y1, x1 = _field_box(truth, 4)
+    viewer.layers["box_prompts"].add_rectangles(np.array([[y0, x0], [y1, x1]]))
+    _wait(lambda: not ann.busy)
+    viewer.layers.selection.active = viewer.layers["box_prompts"]
+    return _save(viewer, "napari_geo.png", fit=True)
+
+
+def _field_box(truth: np.ndarray, label: int, pad: int = 2) -> tuple[int, ...]:
+    rows, cols = np.nonzero(truth == label)
+    (h, w), top, bottom = truth.shape, rows.min() - pad, rows.max() + 1 + pad
+    return (max(top, 0), max(cols.min() - pad, 0), min(bottom, h), min(cols.max() + 1 + pad, w))
+
+
+SCENES = {"2d": scene_2d, "embedding": scene_embedding, "3d": scene_3d, "geo": scene_geo}
 
 
 if __name__ == "__main__":

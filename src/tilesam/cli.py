@@ -248,7 +248,7 @@ def _run_segment(args: argparse.Namespace) -> None:
         box,
         z=args.z,
     )
-    result.save(args.out)
+    result.save(args.out, georeference=session.source.georeference)
     print(
         f"mask: {result.area} pixels, bbox {result.bbox}, predicted IoU {result.score:.3f}, "
         f"{len(result.tiles)} tile(s) -> {args.out}"

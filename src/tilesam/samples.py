@@ -12,10 +12,13 @@ SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
 #: name: (image, ground-truth labels). The volumes are made by
 #: ``docs/scripts/make_sample_volumes.py``: ``ct_volume`` in Hounsfield units with its
 #: spacing (liver 1, kidneys 2 and 3, spine 4), ``nuclei_volume`` a confocal-like stack.
+#: ``aerial`` is a GeoTIFF (solaris' test scene) with field polygons burnt in by
+#: ``docs/scripts/make_aerial_sample.py``.
 SAMPLES = {
     "nuclei": ("nuclei.tif", "nuclei_labels.tif"),
     "ct_volume": ("ct_volume.nii.gz", "ct_volume_labels.nii.gz"),
     "nuclei_volume": ("nuclei_volume.tif", "nuclei_volume_labels.tif"),
+    "aerial": ("aerial.tif", "aerial_labels.tif"),
 }
 
 

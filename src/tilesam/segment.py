@@ -91,10 +91,10 @@ def _box(box, shape: tuple[int, int]) -> Box:
         raise TileSAMError(f"box must be 4 numbers (y0, x0, y1, x1), got {box!r}.")
     y0, x0, y1, x1 = (float(v) for v in values)
     if not (y1 > y0 and x1 > x0):
-        raise TileSAMError(f"box {tuple(values)} is empty: it needs y1 > y0 and x1 > x0.")
+        raise TileSAMError(f"box {values.tolist()} is empty: it needs y1 > y0 and x1 > x0.")
     if y0 < 0 or x0 < 0 or y1 > shape[0] or x1 > shape[1]:
         raise TileSAMError(
-            f"box {tuple(values)} reaches outside the image slice of shape {shape}; boxes are "
+            f"box {values.tolist()} reaches outside the image slice of shape {shape}; boxes are "
             "(y0, x0, y1, x1) with 0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W."
         )
     return (y0, x0, y1, x1)
@@ -192,12 +192,21 @@ class SegmentResult:
             ]
         return out
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str], *, georeference: Any = None) -> Path:
         """Write the full-size mask (0 / 255 uint8) as ``.tif`` (tiled, zlib, for large
-        slices: written tile by tile) or ``.png``."""
+        slices: written tile by tile) or ``.png``.
+
+        With a `georeference` (`tilesam.io.geo.GeoReference`, e.g. the source's) a ``.tif``
+        is a GeoTIFF on the source's map grid.
+        """
         path = Path(path)
         suffix = path.suffix.lower()
-        if suffix in (".tif", ".tiff"):
+        if suffix in (".tif", ".tiff") and georeference is not None:
+            from tilesam.io.geo import write_geotiff
+
+            block = lambda box: self.crop(box).astype(np.uint8) * 255  # noqa: E731
+            write_geotiff(path, block, georeference, shape=self.shape, dtype=np.uint8)
+        elif suffix in (".tif", ".tiff"):
             _write_tiff(path, self)
         elif suffix == ".png":
             import imageio.v3 as iio

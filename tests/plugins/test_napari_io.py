@@ -97,3 +97,51 @@ def test_volume_samples_keep_their_spacing():
     assert label_meta["scale"] == meta["scale"] and int(labels.max()) == 4
     (image, meta, _), _ = _sample_data.nuclei_volume()
     assert image.shape == (32, 128, 128)
+
+
+def test_geotiff_is_placed_on_the_map_and_labels_save_back_as_geotiff(
+    widget, wait_idle, settings, tmp_path
+):
+    """The aerial sample lands at (-northing, easting) with its pixel size; a click there
+    reaches the core as image pixels; committed labels are written on the source's grid."""
+    import rasterio
+    from tilesam_napari._layers import COMMITTED, POINTS
+
+    from tilesam.samples import sample_path
+
+    source = sample_path("aerial")
+    ((data, meta, _),) = _io.get_reader(str(source))(str(source))
+    assert meta["metadata"]["tilesam_geometry"]["georeference"]["crs"]
+    layer = widget.viewer.add_image(data, **meta)
+    with rasterio.open(source) as dataset:
+        crs, transform = dataset.crs, dataset.transform
+    x, y = transform @ (400 + 0.5, 300 + 0.5)  # the centre of pixel (300, 400)
+    np.testing.assert_allclose(layer.data_to_world((300, 400)), (-y, x))
+
+    ann = widget.annotator
+    ann.setup(layer, settings)
+    points = widget.viewer.layers[POINTS]
+    points.add([points.world_to_data((-y, x))])  # a click at that map position
+    wait_idle(ann)
+    np.testing.assert_allclose(ann.prompt().points, [[300, 400]])
+    expected = ann.session.segment(points=[(300, 400)]).mask
+    assert ann.commit() == 1
+    committed = widget.viewer.layers[COMMITTED]
+    np.testing.assert_array_equal(committed.data > 0, expected)
+    committed.data[100:120, 200:230] = 2  # and one field drawn by hand
+    out = str(tmp_path / "fields.tif")
+    state = {**committed._get_state(), "metadata": committed.metadata}
+    _io.write_labels_file(out, committed.data, state)
+    with rasterio.open(out) as written:
+        assert written.crs == crs and written.transform == transform
+        np.testing.assert_array_equal(written.read(1), committed.data)
+
+
+def test_georaster_sample_overlays_its_labels(make_napari_viewer):
+    viewer = make_napari_viewer()
+    (image, meta, _), (labels, label_meta, kind) = _sample_data.georaster()
+    assert kind == "labels" and image.shape == (512, 512, 3) and int(labels.max()) == 19
+    image_layer = viewer.add_image(image, **meta)
+    labels_layer = viewer.add_labels(labels, **label_meta)
+    np.testing.assert_allclose(labels_layer.extent.world, image_layer.extent.world[:, :2])
+    assert image_layer.extent.world[0, 0] < -2e6  # -northing of the Albers grid

@@ -14,7 +14,7 @@ def test_manifest_is_found_through_the_entry_point_and_valid():
     manifest = npe2.PluginManifest.from_distribution("tilesam")
     assert manifest.name == "tilesam"
     keys = [s.key for s in manifest.contributions.sample_data]
-    assert "nuclei" in keys
+    assert {"nuclei", "mosaic", "ct_volume", "nuclei_volume", "georaster"} <= set(keys)
 
 
 def test_sample_data_command_returns_image_and_labels():

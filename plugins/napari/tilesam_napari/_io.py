@@ -3,11 +3,13 @@
 Reading: any file `tilesam.open_image` opens becomes an image layer whose ``scale`` is
 the source's spacing and ``translate`` its origin; a pyramid becomes a multiscale layer
 (napari shows the level that fits the screen; TileSAM still segments level 0). Pixels
-are read lazily, region by region, through `SourceArray`.
+are read lazily, region by region, through `SourceArray`. A GeoTIFF is placed by its
+transform (world y = -northing, so that north is up; an ``affine`` for a rotated one) and
+keeps its CRS and transform in the layer's metadata.
 
 Writing: a labels layer goes to OME-Zarr (spacing and origin), or through the core's
-`tilesam.write_labels` to OME-TIFF (spacing) and NIfTI / NRRD / MHA with the geometry of
-the source image, direction included.
+`tilesam.write_labels` to OME-TIFF (spacing), NIfTI / NRRD / MHA with the geometry of
+the source image, direction included, and GeoTIFF with the source's CRS and transform.
 """
 
 from __future__ import annotations
@@ -82,10 +84,13 @@ def read_image(path: str | list[str]) -> list[tuple]:
         "origin": list(source.origin),
         "source": os.fspath(path),
     }
+    placement = {"scale": tuple(source.spacing), "translate": tuple(source.origin)}
+    if source.georeference is not None:
+        geometry["georeference"] = source.georeference.to_metadata()
+        placement = source.georeference.layer_geometry()
     meta = {
         "name": _stem(path),
-        "scale": tuple(source.spacing),
-        "translate": tuple(source.origin),
+        **placement,
         "rgb": source.axes.endswith("C") and source.n_channels in (3, 4),
         "multiscale": len(levels) > 1,
         "metadata": {"tilesam_geometry": geometry},
@@ -104,18 +109,22 @@ def _stem(path: str | os.PathLike[str]) -> str:
 
 # -- writing ---------------------------------------------------------------------------------
 def write_labels_file(path: str, data: Any, meta: dict) -> list[str]:
-    """Labels as OME-TIFF (spacing) or NIfTI / NRRD / MHA with the source image's geometry.
+    """Labels as OME-TIFF (spacing), GeoTIFF or NIfTI / NRRD / MHA with the source's geometry.
 
     When the labels layer was made over a medical file opened by TileSAM, the file's full
-    geometry (spacing, origin and direction) is written; otherwise the layer's scale and
-    translate are.
+    geometry (spacing, origin and direction) is written; over a GeoTIFF, a ``.tif`` is a
+    GeoTIFF with its CRS and transform; otherwise the layer's scale and translate are.
     """
     from tilesam.io import write_labels
+    from tilesam.io.geo import GeoReference
 
     ndim = len(data.shape)
     like = _medical_source(meta, data.shape)
+    geo = meta.get("metadata", {}).get("tilesam_geometry", {}).get("georeference")
     if like is not None:
         written = write_labels(path, np.asarray(data), like=like)
+    elif geo is not None and ndim == 2:
+        written = write_labels(path, np.asarray(data), georeference=GeoReference.from_metadata(geo))
     else:
         written = write_labels(
             path, np.asarray(data), spacing=_scale(meta, ndim), origin=_translate(meta, ndim)

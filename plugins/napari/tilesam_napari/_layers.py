@@ -87,8 +87,10 @@ def add_labels(viewer, image, name: str, data, *, opacity: float = 0.6):
 
 
 def _point_size(image) -> float:
+    # In image pixels: napari sizes markers in the layer's data units, which the layer's
+    # scale (shared with the image) then maps to the world.
     h, w = image.data[0].shape[-2:] if image.multiscale else image.data.shape[-2:]
-    return float(np.clip(max(h, w) / 100, 4, 30)) * float(np.mean(image.scale[-2:]))
+    return float(np.clip(max(h, w) / 100, 4, 30))
 
 
 # -- reading prompts ---------------------------------------------------------------------------

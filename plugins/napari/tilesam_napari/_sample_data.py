@@ -38,23 +38,30 @@ def mirror_tile(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def ct_volume() -> list[tuple]:
     """A synthetic abdomen-like CT (40 x 160 x 160, 2.5 x 0.8 x 0.8 mm, Hounsfield units)
     with its organ labels, shown in a soft-tissue window."""
-    return _volume("ct_volume", contrast_limits=(-160, 240))
+    return _read_with_labels("ct_volume", contrast_limits=(-160, 240))
 
 
 def nuclei_volume() -> list[tuple]:
     """A synthetic confocal-like stack of nuclei (32 x 128 x 128) with its labels."""
-    return _volume("nuclei_volume")
+    return _read_with_labels("nuclei_volume")
 
 
-def _volume(name: str, **image_kwargs) -> list[tuple]:
-    """A sample volume through the plugin's reader (spacing -> scale, origin -> translate)
-    and its ground truth on the same grid."""
+def georaster() -> list[tuple]:
+    """A 30 m Landsat-like GeoTIFF (512 x 512, 3 bands, Albers CRS) placed on the map by its
+    transform, with 19 centre-pivot fields labelled (not all of them)."""
+    return _read_with_labels("aerial", contrast_limits=(200, 2600))
+
+
+def _read_with_labels(name: str, **image_kwargs) -> list[tuple]:
+    """A sample through the plugin's reader (spacing -> scale, origin -> translate, or the
+    georeference) and its ground truth on the same grid."""
     from tilesam_napari._io import read_image
 
     path = sample_path(name)
     ((image, meta, _),) = read_image(str(path))
     ((labels, _, _),) = read_image(str(path.with_name(SAMPLES[name][1])))
-    geometry = {"scale": meta["scale"], "translate": meta["translate"]}
+    # The image's metadata lets the writers save edited labels with its geometry.
+    geometry = {k: meta[k] for k in ("scale", "translate", "affine", "metadata") if k in meta}
     return [
         (np.asarray(image), {**meta, "name": name, **image_kwargs}, "image"),
         (

@@ -78,7 +78,7 @@ class ImageSource(ABC):
 
     @property
     def georeference(self) -> Any | None:
-        """CRS and affine transform for geo rasters; None for every reader in this module."""
+        """CRS and affine transform (`tilesam.io.geo.GeoReference`) of a geo raster, else None."""
         return None
 
     @property

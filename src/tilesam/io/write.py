@@ -1,5 +1,8 @@
 """`write_labels`: a labels volume or image to disk, with its source's geometry, atomically.
 
+Geometry means spacing and origin (OME-TIFF, OME-Zarr), the direction too (NIfTI, NRRD,
+MHA), or the CRS and transform (GeoTIFF, for a georeferenced source).
+
 The file is written under a temporary name in the target folder and renamed into place
 only when complete, so a failure (or an interrupted run) never leaves a partial file that
 looks finished. Labels are stored as the smallest unsigned type that holds their ids.
@@ -15,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tilesam.errors import TileSAMError
+from tilesam.io.geo import GeoReference, write_geotiff
 from tilesam.io.medical import WRITABLE_SUFFIXES, MedicalSource, medical_suffix, write_medical
 from tilesam.io.source import ImageSource
 
@@ -28,6 +32,7 @@ def write_labels(
     *,
     spacing: Any = None,
     origin: Any = None,
+    georeference: GeoReference | None = None,
 ) -> Path:
     """Write integer labels ``(z, y, x)`` or ``(y, x)`` so that they overlay `like`.
 
@@ -35,7 +40,8 @@ def write_labels(
     ----------
     path : str or Path
         ``.nii`` / ``.nii.gz`` / ``.mha`` / ``.nrrd`` (spacing, origin and direction kept) or
-        ``.tif`` (OME-TIFF with the physical pixel size).
+        ``.tif`` (OME-TIFF with the physical pixel size, or GeoTIFF for a georeferenced
+        image).
     labels : numpy.ndarray
         Non-negative integer ids, 0 = background; the shape of `like`'s spatial axes.
     like : ImageSource, optional
@@ -43,6 +49,8 @@ def write_labels(
         :class:`MedicalSource` that includes the direction matrix.
     spacing, origin : sequence of float, optional
         Geometry in ``(z,) y, x`` order when there is no `like`.
+    georeference : GeoReference, optional
+        CRS and transform when there is no `like` (a ``.tif`` is then a GeoTIFF).
 
     Examples
     --------
@@ -53,11 +61,13 @@ def write_labels(
     suffix = medical_suffix(path) or path.suffix.lower()
     labels = _checked_labels(labels, like)
     if like is not None:
-        spacing, origin = like.spacing, like.origin
+        spacing, origin, georeference = like.spacing, like.origin, like.georeference
     # Same folder (so the rename is atomic), same ending (writers choose the format by it).
     partial = path.with_name(f".{uuid.uuid4().hex[:8]}.partial-{path.name}")
     try:
-        if suffix in _TIFF_SUFFIXES:
+        if suffix in _TIFF_SUFFIXES and georeference is not None:
+            write_geotiff(partial, labels, georeference)
+        elif suffix in _TIFF_SUFFIXES:
             _write_tiff(partial, labels, spacing)
         else:
             medical = like if isinstance(like, MedicalSource) else None
