@@ -145,3 +145,40 @@ def test_georaster_sample_overlays_its_labels(make_napari_viewer):
     labels_layer = viewer.add_labels(labels, **label_meta)
     np.testing.assert_allclose(labels_layer.extent.world, image_layer.extent.world[:, :2])
     assert image_layer.extent.world[0, 0] < -2e6  # -northing of the Albers grid
+
+
+def test_a_rotated_geotiff_keeps_prompt_and_result_layers_on_its_grid(
+    widget, wait_idle, settings, tmp_path
+):
+    """A rotated map grid is shown through an affine; the layers TileSAM adds share it, and
+    labels are written back with the rotated transform."""
+    import rasterio
+    from affine import Affine
+    from tilesam_napari._layers import COMMITTED, POINTS
+
+    transform = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4100000.0) @ Affine.rotation(20.0)
+    path = str(tmp_path / "rotated.tif")
+    image = (np.arange(200 * 300) % 251).astype(np.uint8).reshape(200, 300)
+    with rasterio.open(
+        path, "w", driver="GTiff", height=200, width=300, count=1, dtype="uint8",
+        crs="EPSG:32633", transform=transform,
+    ) as dataset:  # fmt: skip
+        dataset.write(image, 1)
+    ((data, meta, _),) = _io.read_image(path)
+    assert "affine" in meta and "scale" not in meta
+    layer = widget.viewer.add_image(data, **meta)
+    x, y = transform @ (120.5, 50.5)
+    np.testing.assert_allclose(layer.data_to_world((50, 120)), (-y, x))
+    ann = widget.annotator
+    ann.setup(layer, settings)
+    points = widget.viewer.layers[POINTS]
+    points.add([points.world_to_data((-y, x))])
+    wait_idle(ann)
+    np.testing.assert_allclose(ann.prompt().points, [[50, 120]], atol=1e-6)
+    ann.commit()
+    committed = widget.viewer.layers[COMMITTED]
+    np.testing.assert_allclose(committed.data_to_world((50, 120)), (-y, x))
+    out = str(tmp_path / "rotated_labels.tif")
+    _io.write_labels_file(out, committed.data, {"metadata": committed.metadata})
+    with rasterio.open(out) as written:
+        assert written.transform.almost_equals(transform)

@@ -30,9 +30,14 @@ class SlicePrompt:
 
 
 def geometry(image) -> dict:
-    """Scale and translate of the image layer's spatial axes, for layers laid over it."""
+    """Scale, translate and affine (a rotated GeoTIFF's) of the image layer's spatial axes,
+    for layers laid over it."""
     n = spatial_ndim(image)
-    return {"scale": tuple(image.scale[-n:]), "translate": tuple(image.translate[-n:])}
+    return {
+        "scale": tuple(image.scale[-n:]),
+        "translate": tuple(image.translate[-n:]),
+        "affine": image.affine.affine_matrix[-n - 1 :, -n - 1 :],
+    }
 
 
 def spatial_ndim(image) -> int:
