@@ -370,13 +370,6 @@ def _train_parser(sub) -> None:
         "look-alike objects far from the prompt)",
     )
     p.add_argument(
-        "--inner-bias",
-        type=float,
-        default=d.inner_bias,
-        help="share of targets taken from the innermost nesting level (organs, nuclei), so "
-        "that a click ranks the inner object first (default 0: levels at random)",
-    )
-    p.add_argument(
         "--loss", choices=("focal", "bce"), default=d.loss, help="focal+dice (SAM) or bce+dice"
     )
     p.add_argument(
@@ -408,7 +401,6 @@ def _run_train(args: argparse.Namespace) -> None:
         objects_per_image=args.objects_per_image,
         iterations=args.iterations,
         mosaic=args.mosaic,
-        inner_bias=args.inner_bias,
         lr=args.lr,
         loss=args.loss,
         epochs=args.epochs,

@@ -152,22 +152,3 @@ def test_mosaic_training_steps_run(tmp_path):
     trainer = Trainer(small_config(tmp_path, mosaic=1.0))
     trainer.run(progress=False)
     assert np.isfinite(trainer.config.history[0]["train_loss"])
-
-
-def test_inner_bias_draws_targets_from_the_innermost_level():
-    """Cells have levels (nuclei, cells, clusters): with inner_bias 1 every target is a
-    nucleus; without, the outer levels are drawn too."""
-    from tilesam.training.examples import synthetic_examples
-    from tilesam.training.interactive import pick_objects
-
-    rng = np.random.default_rng(0)
-    example = next(synthetic_examples(("cells",), 128, rng))
-    nuclei = [example.levels[0] == i for i in np.unique(example.levels[0]) if i]
-
-    def is_nucleus(target):
-        return any(np.array_equal(target, n) for n in nuclei)
-
-    inner = pick_objects(example, 40, np.random.default_rng(1), inner_bias=1.0)
-    mixed = pick_objects(example, 40, np.random.default_rng(1), inner_bias=0.0)
-    assert inner and all(is_nucleus(t) for t in inner)
-    assert not all(is_nucleus(t) for t in mixed)

@@ -43,19 +43,11 @@ class Prompts:
         )
 
 
-def pick_objects(
-    example: Example, k: int, rng: np.random.Generator, inner_bias: float = 0.0
-) -> list[np.ndarray]:
-    """Up to ``k`` target masks, each a random object of a random nesting level.
-
-    With probability `inner_bias` the level is the innermost one (nuclei, organs), else any
-    level at random: a click inside an organ then stands for the organ more often than for
-    the body around it, and the IoU head learns to rank the inner candidate first.
-    """
+def pick_objects(example: Example, k: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Up to ``k`` target masks, each a random object of a random nesting level."""
     targets = []
     for _ in range(k):
-        inner = rng.random() < inner_bias
-        level = example.levels[0 if inner else int(rng.integers(len(example.levels)))]
+        level = example.levels[int(rng.integers(len(example.levels)))]
         ids, counts = np.unique(level[level > 0], return_counts=True)
         ids = ids[counts >= MIN_OBJECT_PIXELS]
         if len(ids):
@@ -96,19 +88,17 @@ def interactive_loss(
     encoder_grad: bool = True,
     loss: str = "focal",
     mosaic: bool = False,
-    inner_bias: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one step over a batch of equal-sized crops; also returns the first-prompt IoU.
 
     With ``mosaic`` the crops' features are laid out side by side as one field (see
-    :func:`mosaic_field`) and each target lies in its own crop's part of it. `inner_bias`:
-    see :func:`pick_objects`.
+    :func:`mosaic_field`) and each target lies in its own crop's part of it.
     """
     device = sam.pixel_mean.device
     pixels = torch.from_numpy(np.stack([e.pixels for e in batch])).permute(0, 3, 1, 2).to(device)
     with torch.set_grad_enabled(encoder_grad and torch.is_grad_enabled()):
         features = sam.image_encoder((pixels - sam.pixel_mean) / sam.pixel_std)
-    owners, targets = _targets(batch, objects_per_image, rng, inner_bias)
+    owners, targets = _targets(batch, objects_per_image, rng)
     if not targets:
         return features.sum() * 0.0, {"iou": float("nan")}
     if mosaic and len(batch) % 2 == 0:
@@ -165,10 +155,10 @@ def _half(mask: np.ndarray) -> np.ndarray:
     return half if half.any() else cover > 0  # thin objects must not vanish
 
 
-def _targets(batch, k, rng, inner_bias):
+def _targets(batch, k, rng):
     owners, targets = [], []
     for index, example in enumerate(batch):
-        picked = pick_objects(example, k, rng, inner_bias)
+        picked = pick_objects(example, k, rng)
         owners += [index] * len(picked)
         targets += picked
     return owners, targets

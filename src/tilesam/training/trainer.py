@@ -46,7 +46,6 @@ class TrainConfig:
     objects_per_image: int = 6
     iterations: int = 3
     mosaic: float = 0.0
-    inner_bias: float = 0.0
     lr: float = 1e-3
     loss: str = "focal"
     weight_decay: float = 0.01
@@ -152,7 +151,6 @@ class Trainer:
             encoder_grad=not self.config.freeze_encoder,
             loss=self.config.loss,
             mosaic=self.config.mosaic > 0 and bool(self.rng.random() < self.config.mosaic),
-            inner_bias=self.config.inner_bias,
         )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
