@@ -139,3 +139,16 @@ def test_segment_on_a_geotiff_writes_a_geotiff(scene, tmp_path, random_tiny) -> 
     with rasterio.open(out) as dataset:
         assert dataset.crs == UTM and dataset.transform == NORTH_UP
         assert dataset.shape == (300, 400)
+
+
+def test_a_crs_without_a_transform_is_a_plain_image(tmp_path) -> None:
+    """GDAL reports "no transform" as the identity (e = +1): taken literally it would flip
+    the image upside down, so such a file opens unplaced."""
+    path = tmp_path / "crs_only.tif"
+    with rasterio.open(
+        path, "w", driver="GTiff", height=40, width=50, count=1, dtype="uint8", crs=UTM
+    ) as dataset:  # fmt: skip
+        dataset.write(np.arange(2000, dtype=np.uint8).reshape(1, 40, 50))
+    with open_image(path) as source:
+        assert source.georeference is None
+        assert source.spacing == (1.0, 1.0) and source.origin == (0.0, 0.0)

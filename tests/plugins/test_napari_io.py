@@ -182,3 +182,51 @@ def test_a_rotated_geotiff_keeps_prompt_and_result_layers_on_its_grid(
     _io.write_labels_file(out, committed.data, {"metadata": committed.metadata})
     with rasterio.open(out) as written:
         assert written.transform.almost_equals(transform)
+
+
+def _geotiff(path, bands: int) -> str:
+    import rasterio
+
+    data = (np.arange(bands * 32 * 48) % 200).astype(np.uint8).reshape(bands, 32, 48)
+    with rasterio.open(
+        path, "w", driver="GTiff", height=32, width=48, count=bands, dtype="uint8",
+        crs="EPSG:32633", transform=(10.0, 0.0, 400000.0, 0.0, -10.0, 5000000.0),
+    ) as dataset:  # fmt: skip
+        dataset.write(data)
+    return str(path)
+
+
+def test_multiband_geotiffs_open_as_rgb_or_one_layer_per_band(tmp_path, make_napari_viewer):
+    """Three bands are RGB; a fourth band (near-infrared, not opacity) or a fifth makes one
+    layer per band, each placed on the map grid."""
+    viewer = make_napari_viewer()
+    ((_, meta, _),) = _io.read_image(_geotiff(tmp_path / "rgb.tif", 3))
+    assert meta["rgb"] and "channel_axis" not in meta
+    for bands in (4, 5):
+        ((data, meta, _),) = _io.read_image(_geotiff(tmp_path / f"b{bands}.tif", bands))
+        assert not meta["rgb"] and meta["channel_axis"] == 2
+        layers = viewer.add_image(data, **meta)
+        assert len(layers) == bands and layers[-1].data.shape == (32, 48)
+        np.testing.assert_allclose(layers[-1].data_to_world((0, 0)), (-4999995.0, 400005.0))
+
+
+def test_reader_declines_tiffs_tilesam_cannot_open(tmp_path):
+    """The plugin claims every .tif; for one it cannot read it answers None, so that napari
+    asks another reader instead of failing."""
+    import tifffile
+
+    path = tmp_path / "hyperstack.tif"
+    tifffile.imwrite(path, np.zeros((2, 3, 4, 16, 16), np.uint8), imagej=True,
+                     metadata={"axes": "TZCYX"})  # fmt: skip
+    assert _io.get_reader(str(path)) is None
+    assert _io.get_reader(_geotiff(tmp_path / "geo.tif", 1)) is _io.read_image
+
+
+def test_labels_of_another_shape_are_not_written_on_a_geotiff_grid(tmp_path):
+    import pytest
+
+    from tilesam import TileSAMError
+
+    ((_, meta, _),) = _io.read_image(_geotiff(tmp_path / "geo.tif", 1))
+    with pytest.raises(TileSAMError, match="do not fit the GeoTIFF grid"):
+        _io.write_labels_file(str(tmp_path / "l.tif"), np.zeros((30, 48), np.uint8), meta)

@@ -65,9 +65,21 @@ class SourceArray:
 
 
 def get_reader(path: str | list[str]):
-    """The reader for `path` if the core can open it (npe2 ``get_reader`` contract)."""
+    """The reader for `path` if the core can open it, else None (npe2 ``get_reader`` contract).
+
+    TIFFs are opened to check (cheap: lazy, metadata only), since this plugin claims every
+    ``.tif`` for GeoTIFFs' sake and some TIFFs (5D hyperstacks) are not for TileSAM; other
+    formats are matched by their ending alone (opening a medical volume reads it whole).
+    """
     if isinstance(path, list):
         return None if len(path) != 1 else get_reader(path[0])
+    if Path(path).suffix.lower() in (".tif", ".tiff"):
+        from tilesam import TileSAMError, open_image
+
+        try:
+            open_image(path).close()
+        except TileSAMError:
+            return None
     return read_image
 
 
@@ -82,18 +94,25 @@ def read_image(path: str | list[str]) -> list[tuple]:
     geometry = {
         "spacing": list(source.spacing),
         "origin": list(source.origin),
+        "shape": list(source.spatial_shape),
         "source": os.fspath(path),
     }
     placement = {"scale": tuple(source.spacing), "translate": tuple(source.origin)}
-    if source.georeference is not None:
+    geo = source.georeference is not None
+    if geo:
         geometry["georeference"] = source.georeference.to_metadata()
         placement = source.georeference.layer_geometry()
+    # Three channels are RGB, four RGBA, except in a GeoTIFF, where a fourth band is
+    # usually near-infrared, not opacity; other channel counts become one layer per band.
+    channels = source.n_channels if source.axes.endswith("C") else 0
+    rgb = channels == 3 or (channels == 4 and not geo)
     meta = {
         "name": _stem(path),
         **placement,
-        "rgb": source.axes.endswith("C") and source.n_channels in (3, 4),
+        "rgb": rgb,
         "multiscale": len(levels) > 1,
         "metadata": {"tilesam_geometry": geometry},
+        **({"channel_axis": source.spatial_ndim} if channels and not rgb else {}),
     }
     data = levels if len(levels) > 1 else levels[0]
     return [(data, meta, "image")]
@@ -115,15 +134,24 @@ def write_labels_file(path: str, data: Any, meta: dict) -> list[str]:
     geometry (spacing, origin and direction) is written; over a GeoTIFF, a ``.tif`` is a
     GeoTIFF with its CRS and transform; otherwise the layer's scale and translate are.
     """
+    from tilesam import TileSAMError
     from tilesam.io import write_labels
     from tilesam.io.geo import GeoReference
 
     ndim = len(data.shape)
     like = _medical_source(meta, data.shape)
-    geo = meta.get("metadata", {}).get("tilesam_geometry", {}).get("georeference")
+    drawn_over = meta.get("metadata", {}).get("tilesam_geometry", {})
+    geo = drawn_over.get("georeference")
+    if geo is not None and list(data.shape) != drawn_over["shape"]:
+        raise TileSAMError(
+            f"These labels ({'x'.join(map(str, data.shape))}) do not fit the GeoTIFF grid they "
+            f"carry ({'x'.join(map(str, drawn_over['shape']))} pixels, from "
+            f"'{drawn_over['source']}'): save labels drawn over that image, or remove "
+            "'tilesam_geometry' from the layer's metadata to save them without a georeference."
+        )
     if like is not None:
         written = write_labels(path, np.asarray(data), like=like)
-    elif geo is not None and ndim == 2:
+    elif geo is not None:
         written = write_labels(path, np.asarray(data), georeference=GeoReference.from_metadata(geo))
     else:
         written = write_labels(

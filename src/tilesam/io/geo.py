@@ -103,7 +103,7 @@ class GeoReference:
 
 
 def read_georeference(path: str | os.PathLike[str]) -> GeoReference | None:
-    """The georeference of a GeoTIFF, or None when the file has neither CRS nor transform."""
+    """The georeference of a GeoTIFF, or None when the file has no transform."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
@@ -112,11 +112,14 @@ def read_georeference(path: str | os.PathLike[str]) -> GeoReference | None:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(os.fspath(path)) as dataset:
                 crs, transform, nodata = dataset.crs, dataset.transform, dataset.nodata
-    except rasterio.errors.RasterioIOError as exc:
+                wkt = crs.to_wkt() if crs is not None else ""
+    except (rasterio.errors.RasterioError, ValueError) as exc:  # CRSError is a ValueError
         raise TileSAMError(f"GDAL cannot read the georeference of '{path}': {exc}.") from exc
-    if crs is None and transform.is_identity:
+    if transform.is_identity:
+        # GDAL's stand-in for "no transform" (a CRS alone, or ground control points only):
+        # nothing places the pixels, so the raster is treated as a plain image.
         return None
-    return GeoReference(crs.to_wkt() if crs is not None else "", tuple(transform)[:6], nodata)
+    return GeoReference(wkt, tuple(transform)[:6], nodata)
 
 
 def write_geotiff(
@@ -161,6 +164,7 @@ def write_geotiff(
         "transform": Affine(*geo.transform),
         "compress": "deflate",
         "tiled": tiled,
+        "BIGTIFF": "IF_SAFER",  # compressed labels of a huge raster may pass 4 GB
         **({"blockxsize": _BLOCK, "blockysize": _BLOCK} if tiled else {}),
     }
     with rasterio.open(os.fspath(path), "w", **profile) as dataset:

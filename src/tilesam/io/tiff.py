@@ -10,6 +10,7 @@ whole (possibly multi-gigabyte) page.
 from __future__ import annotations
 
 import os
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,7 +124,11 @@ class TiffSource(LayoutSource):
     def _open_georeference(
         self, lvl0: tifffile.TiffPageSeries, lvl: tifffile.TiffPageSeries, native: str
     ) -> None:
-        geo = read_georeference(self.path)
+        try:
+            geo = read_georeference(self.path)
+        except TileSAMError as exc:  # the pixels are still readable: open it as a plain TIFF
+            warnings.warn(f"{exc} It opens without its map position.", stacklevel=4)
+            return
         if geo is None:
             return
         fy, fx = (lvl0.shape[native.index(a)] / lvl.shape[native.index(a)] for a in "YX")
