@@ -96,7 +96,11 @@ def bench_object(session: Session, truth: np.ndarray) -> dict[str, Any]:
 
     def run():
         return propagate_labels(
-            truth.shape, {z: first.mask.astype(np.uint32)}, counted, states={(1, z): logits}
+            truth.shape,
+            {z: first.mask.astype(np.uint32)},
+            counted,
+            states={(1, z): logits},
+            image=session.source.read_slice,
         )
 
     start = time.perf_counter()

@@ -130,6 +130,39 @@ def test_jump_and_doubt_stop_the_walk() -> None:
     assert reasons[1].startswith("jump: overlap 0.00") and reasons[-1].startswith("predicted IoU")
 
 
+@pytest.mark.parametrize("polarity", [1.0, -1.0])
+def test_a_fading_object_ends_the_walk_where_its_contrast_goes(polarity) -> None:
+    """A predictor that keeps returning the disc (as the decoder does on an out-of-focus
+    ghost): with the image, the walk stops where the disc's contrast falls below 0.3 of
+    its strongest, for bright and dark objects; without it, the walk runs to the ends."""
+    shape = (16, 64, 64)
+    disc = _disc(shape[1:], (32, 32), 10)
+    strength = np.array([0.1, 0.1, 0.2, 0.35, 0.6, 0.8, 1.0, 1.0, 1.0, 0.9, 0.7, 0.5, 0.25, 0.1,
+                         0.1, 0.1])  # fmt: skip
+    rng = np.random.default_rng(0)
+    volume = 100 + rng.normal(0, 1, shape) + polarity * 80 * strength[:, None, None] * disc
+
+    def read(z, region):
+        return volume[z][region]
+
+    def ghost(z, prompt):
+        return SlicePrediction(disc, 0.9)
+
+    seed = {7: disc.astype(int)}
+    out = propagate_labels(shape, seed, ghost, image=read)
+    assert np.flatnonzero(out.labels.any(axis=(1, 2))).tolist() == list(range(3, 12))
+    assert all(s.reason.startswith("faded: contrast 0.2") for s in out.stops)
+    blind = propagate_labels(shape, seed, ghost)
+    assert blind.labels.any(axis=(1, 2)).all()
+
+
+def test_contrast_turning_over_is_fading_too() -> None:
+    """A bright object whose slice turns dark against its surroundings has faded."""
+    assert StopRules().why_faded(-5.0, 40.0).startswith("faded: contrast -0.12")
+    assert StopRules().why_faded(30.0, 40.0) is None
+    assert StopRules().why_faded(None, 40.0) is None and StopRules().why_faded(5.0, None) is None
+
+
 def test_an_empty_mask_always_ends_the_walk() -> None:
     shape = (5, 32, 32)
     seed = {2: _disc(shape[1:], (16, 16), 5).astype(int)}

@@ -85,7 +85,8 @@ def test_one_click_on_a_nucleus_at_3x(tiny, nuclei) -> None:
 
 def test_propagated_nuclei_follow_the_truth(tiny, nuclei, tmp_path) -> None:
     """One click, propagated at the default magnification through the nucleus's slices and
-    a few around it (3D Dice measured: 0.77 and 0.85; at SAM's 8x the sample's mean is 0.12)."""
+    a few around it (3D Dice measured: 0.90 and 0.91 with the fade rule, 0.77 and 0.85
+    before it; at SAM's 8x the sample's mean is 0.12)."""
     volume, truth = nuclei
     for obj, (start, stop) in NUCLEI.items():
         labels = propagate_mask(
@@ -93,7 +94,7 @@ def test_propagated_nuclei_follow_the_truth(tiny, nuclei, tmp_path) -> None:
             cache=tmp_path / "nuclei.zarr", slice_range=(start, stop),
         )  # fmt: skip
         found, true = labels[start:stop] > 0, truth[start:stop] == obj
-        assert 2 * (found & true).sum() / (found.sum() + true.sum()) > 0.7
+        assert 2 * (found & true).sum() / (found.sum() + true.sum()) > 0.85
 
 
 def test_session_predictor_sends_a_prompt_state_and_returns_one_on_request(tiny, nuclei):

@@ -153,6 +153,7 @@ def propagate_mask(
         largest_component=largest_component,
         callback=_chain(bar, callback),
         cancel=cancel,
+        image=view.read_slice,
     )
     if bar is not None:
         bar.close()

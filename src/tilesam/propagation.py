@@ -13,7 +13,8 @@ sent: ``"prompt"`` the box and the points, ``"box"`` the box only, ``"points"`` 
 only, ``"prompt+logits"`` the box, the points and the decoder's low-resolution logits of the
 current slice as mask input (the predictor's opaque ``state``). The logits are not sent by
 default: the decoder then copies the previous slice's mask past the object's end (with the
-bundled ``tiny`` on the sample nuclei, 3D Dice 0.60 with them, 0.78 without).
+bundled ``tiny`` on the sample nuclei, 3D Dice 0.60 with them, 0.78 without, both before the
+fade rule below; 0.88 with it).
 
 A walk stops at the first slice where (:class:`StopRules`, thresholds documented there):
 
@@ -21,7 +22,15 @@ A walk stops at the first slice where (:class:`StopRules`, thresholds documented
   own);
 - the decoder doubts its mask: predicted IoU below ``min_score``;
 - the mask jumped: its IoU with the previous slice's mask is below ``min_overlap``;
-- the mask leaks: its area grew by more than ``max_growth`` times the previous slice's.
+- the mask leaks: its area grew by more than ``max_growth`` times the previous slice's;
+- the object faded: its contrast (mean intensity inside minus the mean of a ring
+  ``FADE_RING`` pixels wide around it) fell below ``min_contrast`` of the strongest the walk
+  has seen, from its annotated slice on. Past the end of a nucleus a confocal stack still
+  shows its blurred ghost, which the decoder segments as if it were the nucleus: with the
+  bundled ``tiny`` the walks overran each end by two or three slices. Objects that never
+  stand out from their ring (contrast below the ring's standard deviation: an organ among
+  organs of similar density, some MR tumours) are not judged by this rule. Only with an
+  ``image`` to read, which :func:`tilesam.propagate_mask` always gives.
 
 That slice is not written: a leak is caught, not carried to the end of the volume.
 
@@ -80,6 +89,9 @@ class SlicePrediction:
 
 #: ``predict(z, prompt) -> SlicePrediction``
 SlicePredictor = Callable[[int, SlicePrompt], SlicePrediction]
+#: ``read(z, (rows, cols)) -> pixels``: a region of slice z (any intensities, channels last)
+SliceReader = Callable[[int, tuple[slice, slice]], np.ndarray]
+FADE_RING = 4  # pixels: the ring around a mask that stands for the object's surroundings
 
 
 class CancelFlag(Protocol):
@@ -102,6 +114,14 @@ class StopRules:
         IoU with the previous slice's mask below this: the mask jumped elsewhere.
     max_growth : float
         Area above this many times the previous slice's (at least 64 pixels): a leak.
+    min_contrast : float
+        Contrast against the surroundings (`mask_contrast`) below this fraction of the
+        strongest the walk has seen: the object faded. Only contrasts larger than the
+        surroundings' standard deviation count as the strongest; a walk that never saw one
+        is not judged. 0.3 was chosen on nuclei stacks of the
+        sample generator's other seeds (3D Dice 0.82 without the rule, 0.87 at 0.25, 0.87 at
+        0.3, 0.88 at 0.4): the gain levels off, and a stricter rule would cut objects whose
+        contrast varies along their length.
 
     Examples
     --------
@@ -116,6 +136,7 @@ class StopRules:
     min_score: float = 0.5
     min_overlap: float = 0.3
     max_growth: float = 2.0
+    min_contrast: float = 0.3
 
     def why_stop(self, previous: np.ndarray, mask: np.ndarray, score: float) -> str | None:
         """Why `mask` (following `previous`) ends the walk, or None to accept it."""
@@ -131,6 +152,48 @@ class StopRules:
         if overlap < self.min_overlap:
             return f"jump: overlap {overlap:.2f} with the previous slice < {self.min_overlap}"
         return None
+
+    def why_faded(self, contrast: float | None, strongest: float | None) -> str | None:
+        """Why a mask of `contrast` ends a walk whose strongest contrast was `strongest`.
+
+        >>> StopRules().why_faded(20.0, 100.0)
+        'faded: contrast 0.20 of the strongest < 0.3'
+        """
+        if contrast is None or strongest is None:  # never stood out: fading cannot be judged
+            return None
+        ratio = contrast / strongest  # negative when a bright object turned dark, or back
+        if ratio < self.min_contrast:
+            return f"faded: contrast {ratio:.2f} of the strongest < {self.min_contrast}"
+        return None
+
+
+def mask_contrast(
+    read: SliceReader, z: int, mask: np.ndarray, ring: int = FADE_RING
+) -> tuple[float, float] | None:
+    """How far `mask` stands out on slice `z`: the mean intensity inside it minus the mean of
+    a ring `ring` pixels wide around it, and the ring's standard deviation (channels
+    averaged); None for an empty mask or one without surroundings.
+
+    >>> image = np.zeros((1, 20, 20)); image[0, 5:10, 5:10] = 7.0
+    >>> mask = image[0] > 0
+    >>> mask_contrast(lambda z, region: image[z][region], 0, mask)
+    (7.0, 0.0)
+    """
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size == 0:
+        return None
+    h, w = mask.shape
+    y0, y1 = max(int(rows[0]) - ring, 0), min(int(rows[-1]) + ring + 1, h)
+    x0, x1 = max(int(cols[0]) - ring, 0), min(int(cols[-1]) + ring + 1, w)
+    inside = mask[y0:y1, x0:x1]
+    around = ndimage.binary_dilation(inside, iterations=ring) & ~inside
+    if not around.any():
+        return None
+    pixels = np.asarray(read(z, (slice(y0, y1), slice(x0, x1))), dtype=np.float64)
+    if pixels.ndim == 3:
+        pixels = pixels.mean(axis=-1)
+    ring_pixels = pixels[around]
+    return float(pixels[inside].mean() - ring_pixels.mean()), float(ring_pixels.std())
 
 
 @dataclass(frozen=True)
@@ -202,6 +265,7 @@ def propagate_labels(
     largest_component: bool = False,
     callback: Callable[[int, int], Any] | None = None,
     cancel: CancelFlag | None = None,
+    image: SliceReader | None = None,
 ) -> PropagationResult:
     """Propagate every object of the annotated slices through a volume of `shape`.
 
@@ -221,6 +285,9 @@ def propagate_labels(
         ``callback(done, total)`` after every slice (counted per object).
     cancel : object with ``is_set()``, optional
         Checked before every slice; when set, :class:`tilesam.errors.Cancelled` is raised.
+    image : callable, optional
+        ``image(z, (rows, cols))`` reads a region of a slice, for the rule that stops a walk
+        when the object fades (`StopRules.min_contrast`); without it that rule is off.
 
     Examples
     --------
@@ -233,6 +300,7 @@ def propagate_labels(
     if method not in METHODS:
         raise TileSAMError(f"Unknown method {method!r}; use one of {', '.join(METHODS)}.")
     run = _Run(shape, seeds, predict, states or {}, method, rules or StopRules(), cancel)
+    run.image = image
     run.set_range(slice_range)
     run.callback = callback
     for obj in run.objects:
@@ -249,6 +317,7 @@ class _Walk:
     mask: np.ndarray
     state: Any
     last: int
+    strongest: float | None = None  # the largest contrast (in magnitude) seen so far
     alive: bool = True
 
 
@@ -274,6 +343,7 @@ class _Run:
         self.rules, self.cancel = rules, cancel
         self.stops: list[Stop] = []
         self.callback: Callable[[int, int], Any] | None = None
+        self.image: SliceReader | None = None
         self.done = 0
 
     def set_range(self, slice_range: tuple[int, int] | None) -> None:
@@ -302,7 +372,23 @@ class _Run:
         self._fill(own[-1] + 1, self.stop - 1, self._walk(obj, own[-1], +1), None)
 
     def _walk(self, obj: int, z: int, step: int) -> _Walk:
-        return _Walk(obj, step, self.labels[z] == obj, self.states.get((obj, z)), z)
+        mask = self.labels[z] == obj
+        walk = _Walk(obj, step, mask, self.states.get((obj, z)), z)
+        self._remember_contrast(walk, self._contrast(z, mask))
+        return walk
+
+    def _contrast(self, z: int, mask: np.ndarray) -> tuple[float, float] | None:
+        return None if self.image is None else mask_contrast(self.image, z, mask)
+
+    @staticmethod
+    def _remember_contrast(walk: _Walk, measured: tuple[float, float] | None) -> None:
+        """Keep the strongest contrast that stands out from its surroundings' spread."""
+        if measured is None:
+            return
+        difference, spread = measured
+        stands_out = abs(difference) > spread  # also keeps a zero out of the ratio
+        if stands_out and (walk.strongest is None or abs(difference) > abs(walk.strongest)):
+            walk.strongest = difference
 
     def _fill(self, lo: int, hi: int, up: _Walk | None, down: _Walk | None) -> None:
         """Slices ``lo..hi`` from the walk up (from below) and down (from above), in turn."""
@@ -324,12 +410,16 @@ class _Run:
         # Pixels other objects (or annotations) own are never taken.
         mask = np.asarray(pred.mask, dtype=bool) & (self.labels[z] == 0)
         reason = self.rules.why_stop(walk.mask, mask, float(pred.score))
+        measured = self._contrast(z, mask) if reason is None else None
+        contrast = None if measured is None else measured[0]
+        reason = reason or self.rules.why_faded(contrast, walk.strongest)
         if reason is not None:
             walk.alive = False
             self.stops.append(Stop(walk.obj, walk.step, walk.last, reason))
             return False
         self.labels[z][mask] = walk.obj
         walk.mask, walk.state, walk.last = mask, pred.state, z
+        self._remember_contrast(walk, measured)
         self._count(1)
         return True
 
