@@ -348,10 +348,10 @@ def _as_box(box, size: tuple[int, int]) -> tuple[float, float, float, float]:
     y0, x0, y1, x1 = values
     if not (y1 > y0 and x1 > x0):
         raise TileSAMError(
-            f"box {tuple(values)} is empty: it must be (y0, x0, y1, x1) with y1 > y0, x1 > x0."
+            f"box {values.tolist()} is empty: it must be (y0, x0, y1, x1) with y1 > y0, x1 > x0."
         )
     if y0 < 0 or x0 < 0 or y1 > size[0] or x1 > size[1]:
-        raise TileSAMError(f"box {tuple(values)} reaches outside the image of shape {size}.")
+        raise TileSAMError(f"box {values.tolist()} reaches outside the image of shape {size}.")
     return y0, x0, y1, x1
 
 
