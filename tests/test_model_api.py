@@ -209,8 +209,9 @@ def test_empty_prompt(model, embedding, points) -> None:
     ids=["zero_height", "zero_width", "inverted"],
 )
 def test_empty_box(model, embedding, box) -> None:
-    with pytest.raises(Error, match=r"is empty: it must be \(y0, x0, y1, x1\)"):
+    with pytest.raises(Error, match=r"is empty: it must be \(y0, x0, y1, x1\)") as raised:
         model.predict(embedding, box=box)
+    assert f"box {[float(v) for v in box]} is empty" in str(raised.value)  # plain numbers
 
 
 @pytest.mark.parametrize(
