@@ -37,7 +37,9 @@ from tilesam.store import EmbeddingStore
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "medical"
 # Rules that stop a walk only at an empty mask: random models give arbitrary masks and scores.
-NEVER_STOP = StopRules(min_area=1, min_score=-np.inf, min_overlap=0.0, max_growth=np.inf)
+NEVER_STOP = StopRules(
+    min_area=1, min_score=-np.inf, min_overlap=0.0, max_growth=np.inf, min_contrast=None
+)
 
 
 def oracle(truth: np.ndarray, calls: list | None = None):
@@ -156,11 +158,29 @@ def test_a_fading_object_ends_the_walk_where_its_contrast_goes(polarity) -> None
     assert blind.labels.any(axis=(1, 2)).all()
 
 
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"real medical test data not found at {DATA}")
+def test_a_liver_mask_a_few_pixels_tight_is_not_taken_for_fading() -> None:
+    """On a real CT the liver borders lung and fat: its contrast against a ring depends on
+    where the mask's edge sits. A predictor returning the true liver shrunk by up to 4
+    pixels must not end the walk as "faded" (the liver is not a distinct object)."""
+    ct = open_image(DATA / "dcmqi_ct3slice" / "ct")
+    liver = open_image(DATA / "dcmqi_ct3slice" / "seg" / "liver_seg.nrrd").read() > 0
+    for shrink in (1, 2, 3, 4, 6):
+
+        def tight(z, prompt, shrink=shrink):
+            return SlicePrediction(ndimage.binary_erosion(liver[z], iterations=shrink), 0.95)
+
+        out = propagate_labels(liver.shape, {0: liver[0].astype(int)}, tight, image=ct.read_slice)
+        assert not any(s.reason.startswith("faded") for s in out.stops), (shrink, out.stops)
+        assert out.labels[1:].any(axis=(1, 2)).all()
+
+
 def test_contrast_turning_over_is_fading_too() -> None:
     """A bright object whose slice turns dark against its surroundings has faded."""
     assert StopRules().why_faded(-5.0, 40.0).startswith("faded: contrast -0.12")
     assert StopRules().why_faded(30.0, 40.0) is None
     assert StopRules().why_faded(None, 40.0) is None and StopRules().why_faded(5.0, None) is None
+    assert StopRules(min_contrast=None).why_faded(-5.0, 40.0) is None  # the rule is off
 
 
 def test_an_empty_mask_always_ends_the_walk() -> None:
@@ -381,7 +401,7 @@ def test_cli_writes_labels_with_the_source_geometry(ct, checkpoint, tmp_path, ca
     seeded = tmp_path / "seeded.nrrd"
     argv = ["propagate", str(ct), "--checkpoint", str(checkpoint), "--cache",
             str(tmp_path / "c.zarr"), "--mask", str(out), "--out", str(seeded),
-            "--window", "400,40", "--range", "1,6"]  # fmt: skip
+            "--window", "400,40", "--range", "1,6", "--no-fade-rule"]  # fmt: skip
     assert main(argv) == 0 and seeded.is_file()
     # Coronal planes (axis 1): the box is (y, z0, x0, z1, x1); the labels keep the geometry.
     side = tmp_path / "side.mha"

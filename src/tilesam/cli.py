@@ -290,6 +290,12 @@ def _propagate_parser(sub) -> None:
     p.add_argument(
         "--largest-component", action="store_true", help="keep each object's largest 3D piece"
     )
+    p.add_argument(
+        "--no-fade-rule",
+        action="store_true",
+        help="do not stop where a distinct object fades against its surroundings (on by "
+        "default; see tilesam.propagation.StopRules.min_contrast)",
+    )
     _add_session_options(p)
     _add_model_options(p)
     p.set_defaults(run=_run_propagate)
@@ -301,6 +307,7 @@ def _run_propagate(args: argparse.Namespace) -> None:
     from tilesam.io import AxisView, write_labels
     from tilesam.io.write import check_labels_path
     from tilesam.propagate import propagate_mask
+    from tilesam.propagation import StopRules
 
     check_labels_path(args.out)  # before the long work, not after it
     points = [_parse_numbers(p, (3, 4), "z,y,x[,label]") for p in args.point]
@@ -318,6 +325,7 @@ def _run_propagate(args: argparse.Namespace) -> None:
         method=args.method,
         slice_range=None if span is None else (int(span[0]), int(span[1])),
         largest_component=args.largest_component,
+        rules=StopRules(min_contrast=None) if args.no_fade_rule else None,
         progress=True,
         session=_session(args, args.cache, view),
     )
