@@ -175,6 +175,26 @@ def test_a_liver_mask_a_few_pixels_tight_is_not_taken_for_fading() -> None:
         assert out.labels[1:].any(axis=(1, 2)).all()
 
 
+def test_a_touching_neighbour_is_not_taken_for_the_background() -> None:
+    """Object 2, annotated on every slice, wraps around object 1 (a cell around its nucleus)
+    and is as bright where it appears: in the ring around object 1 it would cancel its
+    contrast and stop the walk as faded; labelled pixels are left out of the ring."""
+    shape = (12, 64, 64)
+    one = _disc(shape[1:], (32, 32), 9)
+    two = _disc(shape[1:], (32, 32), 20) & ~_disc(shape[1:], (32, 32), 10)
+    volume = 100 + np.random.default_rng(1).normal(0, 1, shape) + 80.0 * one
+    volume[3:9] += 80.0 * two  # the neighbour is bright on slices 3..8
+    seeds = {z: (2 * two).astype(int) for z in range(shape[0])}
+    seeds[1] = seeds[1] + one  # object 1 is clicked on slice 1
+
+    def read(z, region):
+        return volume[z][region]
+
+    out = propagate_labels(shape, seeds, lambda z, prompt: SlicePrediction(one, 0.9), image=read)
+    assert not any(s.reason.startswith("faded") for s in out.stops)
+    assert (out.labels == 1).any(axis=(1, 2)).all()
+
+
 def test_contrast_turning_over_is_fading_too() -> None:
     """A bright object whose slice turns dark against its surroundings has faded."""
     assert StopRules().why_faded(-5.0, 40.0).startswith("faded: contrast -0.12")

@@ -171,11 +171,18 @@ class StopRules:
 
 
 def mask_contrast(
-    read: SliceReader, z: int, mask: np.ndarray, ring: int = FADE_RING, gap: int = FADE_GAP
+    read: SliceReader,
+    z: int,
+    mask: np.ndarray,
+    ring: int = FADE_RING,
+    gap: int = FADE_GAP,
+    exclude: np.ndarray | None = None,
 ) -> tuple[float, float] | None:
     """How far `mask` stands out on slice `z`: the mean intensity inside it minus the mean of
     a ring `ring` pixels wide, `gap` pixels away from it, and the ring's standard deviation
-    (channels averaged); None for an empty mask or one without surroundings.
+    (channels averaged); None for an empty mask or one without surroundings. Pixels of
+    `exclude` (e.g. other objects: a touching nucleus is not the background) are left out
+    of the ring.
 
     >>> image = np.zeros((1, 20, 20)); image[0, 5:10, 5:10] = 7.0
     >>> mask = image[0] > 0
@@ -192,6 +199,8 @@ def mask_contrast(
     inside = mask[y0:y1, x0:x1]
     near = ndimage.binary_dilation(inside, iterations=gap) if gap else inside
     around = ndimage.binary_dilation(inside, iterations=reach) & ~near
+    if exclude is not None:
+        around &= ~exclude[y0:y1, x0:x1]
     if not around.any():
         return None
     pixels = np.asarray(read(z, (slice(y0, y1), slice(x0, x1))), dtype=np.float64)
@@ -383,7 +392,10 @@ class _Run:
         return walk
 
     def _contrast(self, z: int, mask: np.ndarray) -> tuple[float, float] | None:
-        return None if self.image is None else mask_contrast(self.image, z, mask)
+        if self.image is None:
+            return None
+        # Objects already on this slice (annotated or propagated) are not its surroundings.
+        return mask_contrast(self.image, z, mask, exclude=self.labels[z] != 0)
 
     @staticmethod
     def _remember_contrast(walk: _Walk, measured: tuple[float, float] | None) -> None:
