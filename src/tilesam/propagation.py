@@ -198,7 +198,7 @@ def mask_contrast(
     x0, x1 = max(int(cols[0]) - reach, 0), min(int(cols[-1]) + reach + 1, w)
     inside = mask[y0:y1, x0:x1]
     near = ndimage.binary_dilation(inside, iterations=gap) if gap else inside
-    around = ndimage.binary_dilation(inside, iterations=reach) & ~near
+    around = ndimage.binary_dilation(near, iterations=ring) & ~near
     if exclude is not None:
         around &= ~exclude[y0:y1, x0:x1]
     if not around.any():
@@ -392,8 +392,8 @@ class _Run:
         return walk
 
     def _contrast(self, z: int, mask: np.ndarray) -> tuple[float, float] | None:
-        if self.image is None:
-            return None
+        if self.image is None or self.rules.min_contrast is None:
+            return None  # nothing to read with, or the rule is off
         # Objects already on this slice (annotated or propagated) are not its surroundings.
         return mask_contrast(self.image, z, mask, exclude=self.labels[z] != 0)
 
