@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,3 +35,27 @@ def random_tiny() -> Callable[[int], SamModel]:
 def model(random_tiny) -> SamModel:
     """A random `tiny` (seed 0): see :func:`random_tiny`."""
     return random_tiny(0)
+
+
+@pytest.fixture(scope="session")
+def write_geotiff() -> Callable[..., str]:
+    """Write a real GeoTIFF with GDAL (rasterio): ``write(path, data, transform=None,
+    crs="EPSG:32633", **profile)`` with `data` ``(H, W)`` or ``(bands, H, W)``, tiled in
+    128-pixel blocks and deflate-compressed; without `transform` the file has none."""
+
+    def write(path, data: np.ndarray, transform=None, crs="EPSG:32633", **profile) -> str:
+        import rasterio
+
+        bands = data if data.ndim == 3 else data[None]
+        settings = {
+            "driver": "GTiff", "count": bands.shape[0], "height": bands.shape[1],
+            "width": bands.shape[2], "dtype": bands.dtype.name, "crs": crs, "tiled": True,
+            "blockxsize": 128, "blockysize": 128, "compress": "deflate",
+        }  # fmt: skip
+        if transform is not None:
+            settings["transform"] = transform
+        with rasterio.open(path, "w", **{**settings, **profile}) as dataset:
+            dataset.write(bands)
+        return str(path)
+
+    return write

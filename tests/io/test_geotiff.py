@@ -22,22 +22,11 @@ NORTH_UP = Affine(0.5, 0.0, 402000.0, 0.0, -0.5, 5101000.0)  # 0.5 m pixels, UTM
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "aerial"
 
 
-def _write_geotiff(path: Path, data: np.ndarray, transform: Affine, **extra) -> Path:
-    bands = data if data.ndim == 3 else data[None]
-    with rasterio.open(
-        path, "w", driver="GTiff", height=bands.shape[1], width=bands.shape[2],
-        count=bands.shape[0], dtype=bands.dtype.name, crs=UTM, transform=transform,
-        tiled=True, blockxsize=128, blockysize=128, compress="deflate", **extra,
-    ) as dataset:  # fmt: skip
-        dataset.write(bands)
-    return path
-
-
 @pytest.fixture
-def scene(tmp_path) -> tuple[Path, np.ndarray]:
+def scene(tmp_path, write_geotiff) -> tuple[Path, np.ndarray]:
     rng = np.random.default_rng(3)
     bands = rng.integers(0, 3000, (3, 300, 400)).astype(np.uint16)
-    return _write_geotiff(tmp_path / "scene.tif", bands, NORTH_UP, nodata=0), bands
+    return Path(write_geotiff(tmp_path / "scene.tif", bands, NORTH_UP, crs=UTM, nodata=0)), bands
 
 
 def test_geotiff_reports_crs_transform_and_pixel_centres(scene) -> None:
@@ -92,9 +81,9 @@ def test_layer_geometry_places_pixel_centres_at_minus_northing_easting(transform
         np.testing.assert_allclose(to_world(row, col), (-y, x), rtol=0, atol=1e-6)
 
 
-def test_overview_levels_carry_their_coarser_transform(tmp_path) -> None:
+def test_overview_levels_carry_their_coarser_transform(tmp_path, write_geotiff) -> None:
     image = (np.arange(512 * 512) % 997).astype(np.uint16).reshape(512, 512)
-    path = _write_geotiff(tmp_path / "pyramid.tif", image, NORTH_UP)
+    path = write_geotiff(tmp_path / "pyramid.tif", image, NORTH_UP, crs=UTM)
     with rasterio.open(path, "r+") as dataset:
         dataset.build_overviews([2], rasterio.enums.Resampling.nearest)
     with open_image(path, level=1) as level:
@@ -141,14 +130,11 @@ def test_segment_on_a_geotiff_writes_a_geotiff(scene, tmp_path, random_tiny) -> 
         assert dataset.shape == (300, 400)
 
 
-def test_a_crs_without_a_transform_is_a_plain_image(tmp_path) -> None:
+def test_a_crs_without_a_transform_is_a_plain_image(tmp_path, write_geotiff) -> None:
     """GDAL reports "no transform" as the identity (e = +1): taken literally it would flip
     the image upside down, so such a file opens unplaced."""
-    path = tmp_path / "crs_only.tif"
-    with rasterio.open(
-        path, "w", driver="GTiff", height=40, width=50, count=1, dtype="uint8", crs=UTM
-    ) as dataset:  # fmt: skip
-        dataset.write(np.arange(2000, dtype=np.uint8).reshape(1, 40, 50))
+    image = np.arange(2000, dtype=np.uint8).reshape(40, 50)
+    path = write_geotiff(tmp_path / "crs_only.tif", image, crs=UTM)
     with open_image(path) as source:
         assert source.georeference is None
         assert source.spacing == (1.0, 1.0) and source.origin == (0.0, 0.0)

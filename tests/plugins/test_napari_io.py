@@ -148,7 +148,7 @@ def test_georaster_sample_overlays_its_labels(make_napari_viewer):
 
 
 def test_a_rotated_geotiff_keeps_prompt_and_result_layers_on_its_grid(
-    widget, wait_idle, settings, tmp_path
+    widget, wait_idle, settings, tmp_path, write_geotiff
 ):
     """A rotated map grid is shown through an affine; the layers TileSAM adds share it, and
     labels are written back with the rotated transform."""
@@ -157,13 +157,8 @@ def test_a_rotated_geotiff_keeps_prompt_and_result_layers_on_its_grid(
     from tilesam_napari._layers import COMMITTED, POINTS
 
     transform = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4100000.0) @ Affine.rotation(20.0)
-    path = str(tmp_path / "rotated.tif")
     image = (np.arange(200 * 300) % 251).astype(np.uint8).reshape(200, 300)
-    with rasterio.open(
-        path, "w", driver="GTiff", height=200, width=300, count=1, dtype="uint8",
-        crs="EPSG:32633", transform=transform,
-    ) as dataset:  # fmt: skip
-        dataset.write(image, 1)
+    path = write_geotiff(tmp_path / "rotated.tif", image, transform)
     ((data, meta, _),) = _io.read_image(path)
     assert "affine" in meta and "scale" not in meta
     layer = widget.viewer.add_image(data, **meta)
@@ -184,33 +179,31 @@ def test_a_rotated_geotiff_keeps_prompt_and_result_layers_on_its_grid(
         assert written.transform.almost_equals(transform)
 
 
-def _geotiff(path, bands: int) -> str:
-    import rasterio
-
+def _geotiff(write_geotiff, path, bands: int) -> str:
+    """A small 10 m GeoTIFF of `bands` bands in UTM 33N."""
     data = (np.arange(bands * 32 * 48) % 200).astype(np.uint8).reshape(bands, 32, 48)
-    with rasterio.open(
-        path, "w", driver="GTiff", height=32, width=48, count=bands, dtype="uint8",
-        crs="EPSG:32633", transform=(10.0, 0.0, 400000.0, 0.0, -10.0, 5000000.0),
-    ) as dataset:  # fmt: skip
-        dataset.write(data)
-    return str(path)
+    return write_geotiff(path, data, (10.0, 0.0, 400000.0, 0.0, -10.0, 5000000.0))
 
 
-def test_multiband_geotiffs_open_as_rgb_or_one_layer_per_band(tmp_path, make_napari_viewer):
+def test_multiband_geotiffs_open_as_rgb_or_one_layer_per_band(
+    tmp_path, make_napari_viewer, write_geotiff
+):
     """Three bands are RGB; a fourth band (near-infrared, not opacity) or a fifth makes one
     layer per band, each placed on the map grid."""
     viewer = make_napari_viewer()
-    ((_, meta, _),) = _io.read_image(_geotiff(tmp_path / "rgb.tif", 3))
+    ((_, meta, _),) = _io.read_image(_geotiff(write_geotiff, tmp_path / "rgb.tif", 3))
     assert meta["rgb"] and "channel_axis" not in meta
     for bands in (4, 5):
-        ((data, meta, _),) = _io.read_image(_geotiff(tmp_path / f"b{bands}.tif", bands))
+        ((data, meta, _),) = _io.read_image(
+            _geotiff(write_geotiff, tmp_path / f"b{bands}.tif", bands)
+        )
         assert not meta["rgb"] and meta["channel_axis"] == 2
         layers = viewer.add_image(data, **meta)
         assert len(layers) == bands and layers[-1].data.shape == (32, 48)
         np.testing.assert_allclose(layers[-1].data_to_world((0, 0)), (-4999995.0, 400005.0))
 
 
-def test_reader_declines_tiffs_tilesam_cannot_open(tmp_path):
+def test_reader_declines_tiffs_tilesam_cannot_open(tmp_path, write_geotiff):
     """The plugin claims every .tif; for one it cannot read it answers None, so that napari
     asks another reader instead of failing."""
     import tifffile
@@ -219,14 +212,14 @@ def test_reader_declines_tiffs_tilesam_cannot_open(tmp_path):
     tifffile.imwrite(path, np.zeros((2, 3, 4, 16, 16), np.uint8), imagej=True,
                      metadata={"axes": "TZCYX"})  # fmt: skip
     assert _io.get_reader(str(path)) is None
-    assert _io.get_reader(_geotiff(tmp_path / "geo.tif", 1)) is _io.read_image
+    assert _io.get_reader(_geotiff(write_geotiff, tmp_path / "geo.tif", 1)) is _io.read_image
 
 
-def test_labels_of_another_shape_are_not_written_on_a_geotiff_grid(tmp_path):
+def test_labels_of_another_shape_are_not_written_on_a_geotiff_grid(tmp_path, write_geotiff):
     import pytest
 
     from tilesam import TileSAMError
 
-    ((_, meta, _),) = _io.read_image(_geotiff(tmp_path / "geo.tif", 1))
+    ((_, meta, _),) = _io.read_image(_geotiff(write_geotiff, tmp_path / "geo.tif", 1))
     with pytest.raises(TileSAMError, match="do not fit the GeoTIFF grid"):
         _io.write_labels_file(str(tmp_path / "l.tif"), np.zeros((30, 48), np.uint8), meta)
