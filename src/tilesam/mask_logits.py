@@ -19,6 +19,9 @@ from tilesam.models.mask_decoder import MaskDecoder
 # Tokens around a prompt that the first window of its logits adds on each side: most
 # objects then fit the first window.
 _WINDOW_PAD = 4
+# The logit of cells outside the tokens the decoder ran on: certainly background, yet
+# within the range of the decoder's own logits, so that it is a sound mask input.
+OUTSIDE_LOGIT = -20.0
 
 
 class MaskLogits:
@@ -28,7 +31,9 @@ class MaskLogits:
     The decoder's last step (two stride-2 transposed convolutions and a product with
     per-mask weights) acts on each image token alone: the logits of a window of the
     ``(h, w)`` token grid are those of the same window computed for the whole grid.
-    Window sides are in tokens; a token is ``4 x 4`` low-resolution cells.
+    Window sides are in tokens; a token is ``4 x 4`` low-resolution cells. ``decoded`` is
+    the window of the grid the decoder ran on (``(y0, y1, x0, x1)``, default the whole
+    grid); cells outside it are ``OUTSIDE_LOGIT``.
     """
 
     def __init__(
@@ -37,11 +42,15 @@ class MaskLogits:
         tokens: torch.Tensor,
         hyper_in: torch.Tensor,
         size: tuple[int, int],
+        *,
+        decoded: tuple[int, int, int, int] | None = None,
     ) -> None:
         self._decoder = decoder
-        self._tokens = tokens.view(1, *size, -1)
-        self._hyper_in = hyper_in
         self.size = size
+        self.decoded = decoded or (0, size[0], 0, size[1])
+        y0, y1, x0, x1 = self.decoded
+        self._tokens = tokens.view(1, y1 - y0, x1 - x0, -1)
+        self._hyper_in = hyper_in
         self._window: tuple[tuple[int, int, int, int], np.ndarray] | None = None
 
     @property
@@ -60,9 +69,18 @@ class MaskLogits:
             (wy0, wy1, wx0, wx1), values = self._window
             if wy0 <= y0 and y1 <= wy1 and wx0 <= x0 and x1 <= wx1:
                 return values[:, 4 * (y0 - wy0) : 4 * (y1 - wy0), 4 * (x0 - wx0) : 4 * (x1 - wx0)]
-        tokens = self._tokens[:, y0:y1, x0:x1].reshape(1, -1, self._tokens.shape[-1])
-        logits = self._decoder.upscale_masks(tokens, self._hyper_in, (y1 - y0, x1 - x0))
-        values = logits[0].float().cpu().numpy()
+        dy0, dy1, dx0, dx1 = self.decoded
+        iy0, iy1, ix0, ix1 = max(y0, dy0), min(y1, dy1), max(x0, dx0), min(x1, dx1)
+        values = np.full(
+            (self._hyper_in.shape[1], 4 * (y1 - y0), 4 * (x1 - x0)), OUTSIDE_LOGIT, np.float32
+        )
+        if iy0 < iy1 and ix0 < ix1:
+            tokens = self._tokens[:, iy0 - dy0 : iy1 - dy0, ix0 - dx0 : ix1 - dx0]
+            logits = self._decoder.upscale_masks(
+                tokens.reshape(1, -1, tokens.shape[-1]), self._hyper_in, (iy1 - iy0, ix1 - ix0)
+            )
+            rows = slice(4 * (iy0 - y0), 4 * (iy1 - y0))
+            values[:, rows, 4 * (ix0 - x0) : 4 * (ix1 - x0)] = logits[0].float().cpu().numpy()
         self._window = (y0, y1, x0, x1), values
         if self.has_full:
             self._tokens = None  # every window is now a slice of this one

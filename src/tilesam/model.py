@@ -29,6 +29,8 @@ LOW_RES = 256  # side of the decoder's low-resolution logits for a 1024 input
 # Embeddings whose decoder-ready image tokens are kept: a click, its corrections and a
 # stitched object's neighbouring tiles mostly revisit the last few.
 _TOKEN_CACHE_SIZE = 8
+# Tokens a decoding window keeps around the prompt's marks on each side, at least.
+_DECODER_WINDOW_PAD = 4
 
 
 @dataclass(frozen=True)
@@ -225,26 +227,65 @@ class SamModel:
         mask_arg = self._mask_prompt(mask_input)
         if point_arg is None and box_arg is None and mask_arg is None:
             raise TileSAMError("Empty prompt: give at least one point, a box or a mask input.")
+        threshold = self._threshold(box is not None and keep_prompted)
+        kept = footprint if keep_prompted else None
+        window = self._decoder_window(point_arg, box_arg)
+        prompt = {"points": point_arg, "boxes": box_arg, "multimask_output": multimask}
+        if window is not None:
+            scores, logits = self._decode_window(embedding.features, prompt, mask_arg, window)
+            if not _reaches_edge(logits, embedding, kept, threshold):
+                return Prediction(scores, logits, embedding, threshold, kept)
         if mask_arg is None:
             image = self._image_tokens(embedding.features)
         else:
             image = embedding.features.to(self.device)
         tokens, hyper_in, iou = self.sam.decode_tokens(
-            image,
-            points=point_arg,
-            boxes=box_arg,
-            mask_input=mask_arg,
-            multimask_output=multimask,
-            image_pe=self.image_pe,
+            image, mask_input=mask_arg, image_pe=self.image_pe, **prompt
         )
         grid = self.sam.prompt_encoder.image_embedding_size
         return Prediction(
             scores=iou[0].float().cpu().numpy(),
             logits=MaskLogits(self.sam.mask_decoder, tokens, hyper_in, grid),
             embedding=embedding,
-            threshold=self._threshold(box is not None and keep_prompted),
-            footprint=footprint if keep_prompted else None,
+            threshold=threshold,
+            footprint=kept,
         )
+
+    def _decoder_window(self, point_arg, box_arg) -> tuple[int, int, int, int] | None:
+        """The tokens ``(y0, y1, x0, x1)`` to decode a prompt on, for a model trained on
+        windows of the grid (``Sam.decoder_window``); None for the whole grid."""
+        side = self.sam.decoder_window
+        grid = np.array(self.sam.prompt_encoder.image_embedding_size)
+        if side is None or point_arg is None and box_arg is None:
+            return None
+        marks = [] if point_arg is None else [point_arg[0][0].cpu().numpy()]
+        if box_arg is not None:
+            marks.append(box_arg.reshape(2, 2).cpu().numpy())
+        xy = np.concatenate(marks) * grid[::-1] / self.image_size  # (x, y) in tokens
+        lo, hi = xy.min(axis=0)[::-1], xy.max(axis=0)[::-1]
+        sides = np.maximum(side, np.ceil(hi - lo) + 2 * _DECODER_WINDOW_PAD).astype(int)
+        if (sides >= grid).any():
+            return None
+        start = np.clip(np.round((lo + hi - sides) / 2), 0, grid - sides).astype(int)
+        return int(start[0]), int(start[0] + sides[0]), int(start[1]), int(start[1] + sides[1])
+
+    def _decode_window(self, features, prompt, mask_arg, window) -> tuple[np.ndarray, MaskLogits]:
+        """Decode on ``window`` of the token grid: its features and positional encoding,
+        prompts at their place in the whole input (as in training, see
+        :mod:`tilesam.training.interactive`)."""
+        y0, y1, x0, x1 = window
+        crop = (..., slice(y0, y1), slice(x0, x1))
+        if mask_arg is not None:
+            mask_arg = mask_arg[..., 4 * y0 : 4 * y1, 4 * x0 : 4 * x1]
+        tokens, hyper_in, iou = self.sam.decode_tokens(
+            features[crop].to(self.device),
+            mask_input=mask_arg,
+            image_pe=self.image_pe[crop],
+            **prompt,
+        )
+        grid = self.sam.prompt_encoder.image_embedding_size
+        logits = MaskLogits(self.sam.mask_decoder, tokens, hyper_in, grid, decoded=window)
+        return iou[0].float().cpu().numpy(), logits
 
     def _threshold(self, has_box: bool) -> float:
         """The mask threshold for a prompt (see ``ModelEntry.box_mask_threshold``: it assumes
@@ -318,6 +359,34 @@ class SamModel:
                 f"prediction's low_res_logits[i]), got {mask.shape}."
             )
         return torch.from_numpy(mask.reshape(1, 1, *expected)).to(self.device)
+
+
+def _reaches_edge(
+    logits: MaskLogits,
+    embedding: ImageEmbedding,
+    footprint: PromptFootprint | None,
+    threshold: float,
+) -> bool:
+    """Whether a mask decoded on a window of the grid may go on beyond it: some candidate's
+    kept part reaches the window's outermost tokens where the grid goes on."""
+    y0, y1, x0, x1 = logits.decoded
+    values = logits.window(y0, y1, x0, x1) > threshold
+    select = footprint is not None and not footprint.empty
+    if select:
+        cells = _in_cells(footprint, embedding.input_size, embedding.original_size)
+        cells = cells.shifted(4 * y0, 4 * x0)
+    rows, cols = logits.size
+    for positive in values:
+        if select:
+            positive = keep_prompted(positive, cells, clip=False)
+        if (
+            (y0 > 0 and positive[:4].any())
+            or (y1 < rows and positive[-4:].any())
+            or (x0 > 0 and positive[:, :4].any())
+            or (x1 < cols and positive[:, -4:].any())
+        ):
+            return True
+    return False
 
 
 def _as_points(points, labels, size: tuple[int, int]) -> np.ndarray:

@@ -44,6 +44,12 @@ class Architecture:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+# Models whose decoder is trained on windows of the embedding grid, by encoder family, and
+# the window side in tokens: TileSAM's trainer gives tiny_cnn models crops of 256 pixels
+# (16 tokens) and mosaics of 2 x 2 crops (32), never a whole 64-token grid.
+DECODER_WINDOWS: dict[str, int] = {"tiny_cnn": 32}
+
+
 def _encoder_classes() -> dict[str, type[nn.Module]]:
     # Imported lazily so that the registry module stays importable while encoders grow.
     from tilesam.models.tiny_cnn import TinyCNNEncoder
@@ -72,7 +78,9 @@ def build_sam(arch: Architecture) -> Sam:
         transformer=transformer,
         iou_head_hidden_dim=arch.iou_head_hidden_dim,
     )
-    return Sam(image_encoder=encoder, prompt_encoder=prompt_encoder, mask_decoder=decoder)
+    sam = Sam(image_encoder=encoder, prompt_encoder=prompt_encoder, mask_decoder=decoder)
+    sam.decoder_window = DECODER_WINDOWS.get(arch.encoder)
+    return sam
 
 
 def vit_architecture(embed_dim: int, depth: int, num_heads: int, global_attn: tuple[int, ...]):

@@ -28,6 +28,10 @@ class Sam(nn.Module):
     # with a box (None: the same), see ModelEntry.
     mask_threshold = 0.0
     box_mask_threshold: float | None = None
+    # Side, in tokens, of the windows of the embedding grid the decoder was trained on,
+    # when smaller than the grid: prompts are then decoded on such a window (see
+    # SamModel.predict). None: the whole grid, as SAM's own models are trained.
+    decoder_window: int | None = None
 
     def __init__(
         self,
@@ -104,6 +108,9 @@ class Sam(nn.Module):
         if isinstance(image_embeddings, ImageTokens) and mask_input is not None:
             raise ValueError("ImageTokens hold the no-mask dense prompt: pass the features")
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        if mask_input is None:
+            # The same embedding at every token: cut to the grid, which may be a window.
+            dense = dense[..., : grid_size(image_embeddings)[0], : grid_size(image_embeddings)[1]]
         if image_pe is None:
             image_pe = self.prompt_encoder.get_dense_pe()
         return self.mask_decoder.decode_tokens(
