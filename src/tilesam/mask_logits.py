@@ -86,6 +86,26 @@ class MaskLogits:
             self._tokens = None  # every window is now a slice of this one
         return values
 
+    @torch.inference_mode()
+    def edge_positive(self, threshold: float) -> bool:
+        """Whether any mask has a logit above `threshold` in the outermost tokens of the
+        decoded window, on the sides where the grid goes on (a cheap first test: those
+        tokens alone are upscaled)."""
+        y0, y1, x0, x1 = self.decoded
+        local = self._tokens[0]
+        sides = [
+            local[0] if y0 > 0 else None,
+            local[-1] if y1 < self.size[0] else None,
+            local[:, 0] if x0 > 0 else None,
+            local[:, -1] if x1 < self.size[1] else None,
+        ]
+        ring = [side for side in sides if side is not None]
+        if not ring:
+            return False
+        tokens = torch.cat(ring)[None]
+        logits = self._decoder.upscale_masks(tokens, self._hyper_in, (1, tokens.shape[1]))
+        return bool((logits > threshold).any())
+
     @property
     def has_full(self) -> bool:
         """Whether the whole grid's logits are computed (windows are then free)."""

@@ -369,6 +369,8 @@ def _reaches_edge(
 ) -> bool:
     """Whether a mask decoded on a window of the grid may go on beyond it: some candidate's
     kept part reaches the window's outermost tokens where the grid goes on."""
+    if not logits.edge_positive(threshold):
+        return False
     y0, y1, x0, x1 = logits.decoded
     values = logits.window(y0, y1, x0, x1) > threshold
     select = footprint is not None and not footprint.empty

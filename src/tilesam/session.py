@@ -149,6 +149,7 @@ class Session:
         low, high = self.signature["normalisation"]["range"]
         self.intensity = (float(low), float(high))
         self._recent: OrderedDict[TileIndex, ImageEmbedding] = OrderedDict()
+        self._meta_by_shape: dict[tuple[int, int], dict[str, tuple[int, int]]] = {}
 
     def __repr__(self) -> str:
         where = self.cache_path or "memory"
@@ -281,7 +282,12 @@ class Session:
         self.grid.tile_region(ty, tx)  # raises for a tile outside the grid
         if not self.store.is_done(*key):
             self.compute_tiles([key], progress=self.progress, desc="embedding (on demand)")
-        meta = self.store.read_meta(*key)
+        # Tiles of one shape share their metadata (a function of the shape under the
+        # settings the store signs): one read per shape, not a zarr read per tile.
+        shape = self.grid.tile_shape(ty, tx)
+        meta = self._meta_by_shape.get(shape)
+        if meta is None:
+            meta = self._meta_by_shape[shape] = self.store.read_meta(*key)
         features = torch.from_numpy(self.store.read_tile(*key))[None]
         emb = ImageEmbedding(features, meta["tile_shape"], meta["input_shape"])
         self._recent[key] = emb
