@@ -33,7 +33,8 @@ class MaskLogits:
     ``(h, w)`` token grid are those of the same window computed for the whole grid.
     Window sides are in tokens; a token is ``4 x 4`` low-resolution cells. ``decoded`` is
     the window of the grid the decoder ran on (``(y0, y1, x0, x1)``, default the whole
-    grid); cells outside it are ``OUTSIDE_LOGIT``.
+    grid); cells outside it are ``OUTSIDE_LOGIT``. ``extent`` is the ``(rows, cols)`` of
+    tokens that hold image (the rest of the grid is the model input's padding).
     """
 
     def __init__(
@@ -44,10 +45,12 @@ class MaskLogits:
         size: tuple[int, int],
         *,
         decoded: tuple[int, int, int, int] | None = None,
+        extent: tuple[int, int] | None = None,
     ) -> None:
         self._decoder = decoder
         self.size = size
         self.decoded = decoded or (0, size[0], 0, size[1])
+        self.extent = extent or size
         y0, y1, x0, x1 = self.decoded
         self._tokens = tokens.view(1, y1 - y0, x1 - x0, -1)
         self._hyper_in = hyper_in
@@ -65,41 +68,60 @@ class MaskLogits:
     @torch.inference_mode()
     def window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Logits of every mask for tokens ``[y0:y1, x0:x1]``: ``(M, 4 (y1-y0), 4 (x1-x0))``."""
-        if self._window is not None:
-            (wy0, wy1, wx0, wx1), values = self._window
-            if wy0 <= y0 and y1 <= wy1 and wx0 <= x0 and x1 <= wx1:
-                return values[:, 4 * (y0 - wy0) : 4 * (y1 - wy0), 4 * (x0 - wx0) : 4 * (x1 - wx0)]
+        cached = self._cached(y0, y1, x0, x1)
+        if cached is not None:
+            return cached
         dy0, dy1, dx0, dx1 = self.decoded
         iy0, iy1, ix0, ix1 = max(y0, dy0), min(y1, dy1), max(x0, dx0), min(x1, dx1)
         values = np.full(
             (self._hyper_in.shape[1], 4 * (y1 - y0), 4 * (x1 - x0)), OUTSIDE_LOGIT, np.float32
         )
         if iy0 < iy1 and ix0 < ix1:
-            tokens = self._tokens[:, iy0 - dy0 : iy1 - dy0, ix0 - dx0 : ix1 - dx0]
-            logits = self._decoder.upscale_masks(
-                tokens.reshape(1, -1, tokens.shape[-1]), self._hyper_in, (iy1 - iy0, ix1 - ix0)
-            )
             rows = slice(4 * (iy0 - y0), 4 * (iy1 - y0))
-            values[:, rows, 4 * (ix0 - x0) : 4 * (ix1 - x0)] = logits[0].float().cpu().numpy()
+            values[:, rows, 4 * (ix0 - x0) : 4 * (ix1 - x0)] = self._decoded_part(
+                iy0, iy1, ix0, ix1
+            )
         self._window = (y0, y1, x0, x1), values
         if self.has_full:
             self._tokens = None  # every window is now a slice of this one
         return values
 
+    def _cached(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray | None:
+        """Logits of tokens ``[y0:y1, x0:x1]`` from the last window computed, if it holds them."""
+        if self._window is None:
+            return None
+        (wy0, wy1, wx0, wx1), values = self._window
+        if not (wy0 <= y0 and y1 <= wy1 and wx0 <= x0 and x1 <= wx1):
+            return None
+        return values[:, 4 * (y0 - wy0) : 4 * (y1 - wy0), 4 * (x0 - wx0) : 4 * (x1 - wx0)]
+
+    def _decoded_part(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Logits of tokens ``[y0:y1, x0:x1]``, all decoded: from the last window when it
+        holds them (a whole-grid request after a window's), else upscaled now."""
+        cached = self._cached(y0, y1, x0, x1)
+        if cached is not None:
+            return cached
+        dy0, _, dx0, _ = self.decoded
+        tokens = self._tokens[:, y0 - dy0 : y1 - dy0, x0 - dx0 : x1 - dx0]
+        logits = self._decoder.upscale_masks(
+            tokens.reshape(1, -1, tokens.shape[-1]), self._hyper_in, (y1 - y0, x1 - x0)
+        )
+        return logits[0].float().cpu().numpy()
+
+    def open_sides(self) -> tuple[bool, bool, bool, bool]:
+        """Whether the image goes on beyond the decoded window: top, bottom, left, right."""
+        y0, y1, x0, x1 = self.decoded
+        rows, cols = self.extent
+        return y0 > 0, y1 < rows, x0 > 0, x1 < cols
+
     @torch.inference_mode()
     def edge_positive(self, threshold: float) -> bool:
         """Whether any mask has a logit above `threshold` in the outermost tokens of the
-        decoded window, on the sides where the grid goes on (a cheap first test: those
+        decoded window, on the sides where the image goes on (a cheap first test: those
         tokens alone are upscaled)."""
-        y0, y1, x0, x1 = self.decoded
         local = self._tokens[0]
-        sides = [
-            local[0] if y0 > 0 else None,
-            local[-1] if y1 < self.size[0] else None,
-            local[:, 0] if x0 > 0 else None,
-            local[:, -1] if x1 < self.size[1] else None,
-        ]
-        ring = [side for side in sides if side is not None]
+        edges = (local[0], local[-1], local[:, 0], local[:, -1])
+        ring = [edge for edge, open_ in zip(edges, self.open_sides()) if open_]
         if not ring:
             return False
         tokens = torch.cat(ring)[None]

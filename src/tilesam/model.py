@@ -54,7 +54,8 @@ class Prediction:
     With a ``footprint`` (the prompt's positive points and box), full-resolution masks keep
     only the parts the prompt touches (:func:`tilesam.isolate.keep_prompted`); then only
     the logits around those parts are computed. ``low_res_logits`` are the decoder's own
-    either way.
+    either way; for a prompt decoded on a window of the grid (``Sam.decoder_window``) they
+    are ``OUTSIDE_LOGIT`` outside it.
     """
 
     scores: np.ndarray
@@ -70,7 +71,8 @@ class Prediction:
 
     @cached_property
     def low_res_logits(self) -> np.ndarray:
-        """The decoder's logits of every mask on the whole low-resolution grid."""
+        """The decoder's logits of every mask on the whole low-resolution grid
+        (``OUTSIDE_LOGIT`` outside the window decoded, if any)."""
         return self.logits.full()
 
     @cached_property
@@ -229,10 +231,13 @@ class SamModel:
             raise TileSAMError("Empty prompt: give at least one point, a box or a mask input.")
         threshold = self._threshold(box is not None and keep_prompted)
         kept = footprint if keep_prompted else None
-        window = self._decoder_window(point_arg, box_arg)
+        extent = self._extent(embedding)
+        window = self._decoder_window(point_arg, box_arg, extent)
         prompt = {"points": point_arg, "boxes": box_arg, "multimask_output": multimask}
         if window is not None:
-            scores, logits = self._decode_window(embedding.features, prompt, mask_arg, window)
+            scores, logits = self._decode_window(
+                embedding.features, prompt, mask_arg, window, extent
+            )
             if not _reaches_edge(logits, embedding, kept, threshold):
                 return Prediction(scores, logits, embedding, threshold, kept)
         if mask_arg is None:
@@ -251,25 +256,37 @@ class SamModel:
             footprint=kept,
         )
 
-    def _decoder_window(self, point_arg, box_arg) -> tuple[int, int, int, int] | None:
+    def _decoder_window(
+        self, point_arg, box_arg, extent: tuple[int, int]
+    ) -> tuple[int, int, int, int] | None:
         """The tokens ``(y0, y1, x0, x1)`` to decode a prompt on, for a model trained on
-        windows of the grid (``Sam.decoder_window``); None for the whole grid."""
+        windows of the grid (``Sam.decoder_window``): the window around the prompt's marks,
+        inside the `extent` of tokens that hold image where it fits. None (the whole grid)
+        for other models and for prompts wider than the window."""
         side = self.sam.decoder_window
         grid = np.array(self.sam.prompt_encoder.image_embedding_size)
-        if side is None or point_arg is None and box_arg is None:
+        if side is None or side >= grid.min() or point_arg is None and box_arg is None:
             return None
         marks = [] if point_arg is None else [point_arg[0][0].cpu().numpy()]
         if box_arg is not None:
             marks.append(box_arg.reshape(2, 2).cpu().numpy())
         xy = np.concatenate(marks) * grid[::-1] / self.image_size  # (x, y) in tokens
         lo, hi = xy.min(axis=0)[::-1], xy.max(axis=0)[::-1]
-        sides = np.maximum(side, np.ceil(hi - lo) + 2 * _DECODER_WINDOW_PAD).astype(int)
-        if (sides >= grid).any():
+        if (hi - lo + 2 * _DECODER_WINDOW_PAD > side).any():
             return None
-        start = np.clip(np.round((lo + hi - sides) / 2), 0, grid - sides).astype(int)
-        return int(start[0]), int(start[0] + sides[0]), int(start[1]), int(start[1] + sides[1])
+        room = np.maximum(np.asarray(extent) - side, 0)
+        start = np.clip(np.round((lo + hi - side) / 2), 0, room).astype(int)
+        return int(start[0]), int(start[0] + side), int(start[1]), int(start[1] + side)
 
-    def _decode_window(self, features, prompt, mask_arg, window) -> tuple[np.ndarray, MaskLogits]:
+    def _extent(self, embedding: ImageEmbedding) -> tuple[int, int]:
+        """The tokens of the grid that hold image, ``(rows, cols)``; the rest is padding."""
+        token = self.image_size / self.sam.prompt_encoder.image_embedding_size[0]
+        rows, cols = (int(np.ceil(n / token)) for n in embedding.input_size)
+        return rows, cols
+
+    def _decode_window(
+        self, features, prompt, mask_arg, window, extent
+    ) -> tuple[np.ndarray, MaskLogits]:
         """Decode on ``window`` of the token grid: its features and positional encoding,
         prompts at their place in the whole input (as in training, see
         :mod:`tilesam.training.interactive`)."""
@@ -284,7 +301,9 @@ class SamModel:
             **prompt,
         )
         grid = self.sam.prompt_encoder.image_embedding_size
-        logits = MaskLogits(self.sam.mask_decoder, tokens, hyper_in, grid, decoded=window)
+        logits = MaskLogits(
+            self.sam.mask_decoder, tokens, hyper_in, grid, decoded=window, extent=extent
+        )
         return iou[0].float().cpu().numpy(), logits
 
     def _threshold(self, has_box: bool) -> float:
@@ -368,7 +387,8 @@ def _reaches_edge(
     threshold: float,
 ) -> bool:
     """Whether a mask decoded on a window of the grid may go on beyond it: some candidate's
-    kept part reaches the window's outermost tokens where the grid goes on."""
+    final mask (its kept part, clipped to the box) reaches the window's outermost tokens on
+    a side where the image goes on."""
     if not logits.edge_positive(threshold):
         return False
     y0, y1, x0, x1 = logits.decoded
@@ -377,15 +397,15 @@ def _reaches_edge(
     if select:
         cells = _in_cells(footprint, embedding.input_size, embedding.original_size)
         cells = cells.shifted(4 * y0, 4 * x0)
-    rows, cols = logits.size
+    top, bottom, left, right = logits.open_sides()
     for positive in values:
         if select:
-            positive = keep_prompted(positive, cells, clip=False)
+            positive = keep_prompted(positive, cells)
         if (
-            (y0 > 0 and positive[:4].any())
-            or (y1 < rows and positive[-4:].any())
-            or (x0 > 0 and positive[:, :4].any())
-            or (x1 < cols and positive[:, -4:].any())
+            (top and positive[:4].any())
+            or (bottom and positive[-4:].any())
+            or (left and positive[:, :4].any())
+            or (right and positive[:, -4:].any())
         ):
             return True
     return False
