@@ -135,17 +135,18 @@ def test_an_object_cut_by_the_image_edge_stays_on_its_window(tiny):
     assert mask[:, -1].any() and not mask[:, :900].any()
 
 
-def test_a_small_image_is_decoded_on_one_window_that_holds_it(tiny):
+def test_padding_is_no_place_for_a_mask_to_go_on(tiny):
     # 300 pixels at their own scale: 19 of the grid's 64 tokens hold image, the rest is
-    # padding; the window holds the whole image, whatever the prompt.
+    # the model input's padding, where no mask goes on.
     image = np.tile(tifffile.imread(SAMPLES / "nuclei.tif"), (2, 2))[:300, :300]
-    emb = embed_scaled(tiny, [image], intensity=(float(image.min()), float(image.max())), scale=1)[
-        0
-    ]
-    for point in [(10, 10), (150, 150), (290, 290)]:
-        pred = tiny.predict(emb, points=[point], labels=[1])
-        assert pred.logits.decoded == (0, 32, 0, 32)
-        assert pred.logits.open_sides() == (False, False, False, False)
+    intensity = (float(image.min()), float(image.max()))
+    emb = embed_scaled(tiny, [image], intensity=intensity, scale=1)[0]
+    middle = tiny.predict(emb, points=[(150, 150)], labels=[1])
+    assert middle.logits.decoded == (0, 32, 0, 32)
+    assert middle.logits.open_sides() == (False, False, False, False)
+    corner = tiny.predict(emb, points=[(290, 290)], labels=[1])
+    assert corner.logits.decoded == (2, 34, 2, 34)  # centred on the click
+    assert corner.logits.open_sides() == (True, False, True, False)
 
 
 def test_a_mask_reaching_the_window_edge_is_decoded_on_the_whole_grid(tiny):

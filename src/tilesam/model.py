@@ -232,7 +232,7 @@ class SamModel:
         threshold = self._threshold(box is not None and keep_prompted)
         kept = footprint if keep_prompted else None
         extent = self._extent(embedding)
-        window = self._decoder_window(point_arg, box_arg, extent)
+        window = self._decoder_window(point_arg, box_arg)
         prompt = {"points": point_arg, "boxes": box_arg, "multimask_output": multimask}
         if window is not None:
             scores, logits = self._decode_window(
@@ -256,13 +256,11 @@ class SamModel:
             footprint=kept,
         )
 
-    def _decoder_window(
-        self, point_arg, box_arg, extent: tuple[int, int]
-    ) -> tuple[int, int, int, int] | None:
+    def _decoder_window(self, point_arg, box_arg) -> tuple[int, int, int, int] | None:
         """The tokens ``(y0, y1, x0, x1)`` to decode a prompt on, for a model trained on
-        windows of the grid (``Sam.decoder_window``): the window around the prompt's marks,
-        inside the `extent` of tokens that hold image where it fits. None (the whole grid)
-        for other models and for prompts wider than the window."""
+        windows of the grid (``Sam.decoder_window``): the window centred on the prompt's
+        marks. None (the whole grid) for other models and for prompts wider than the
+        window."""
         side = self.sam.decoder_window
         grid = np.array(self.sam.prompt_encoder.image_embedding_size)
         if side is None or side >= grid.min() or point_arg is None and box_arg is None:
@@ -274,8 +272,10 @@ class SamModel:
         lo, hi = xy.min(axis=0)[::-1], xy.max(axis=0)[::-1]
         if (hi - lo + 2 * _DECODER_WINDOW_PAD > side).any():
             return None
-        room = np.maximum(np.asarray(extent) - side, 0)
-        start = np.clip(np.round((lo + hi - side) / 2), 0, room).astype(int)
+        # Centred on the prompt, even where that takes in padding: pushed inside the image
+        # against its edge, windows lost accuracy on objects cut by that edge (validation:
+        # one-point IoU 0.695 against 0.704 centred, 0.717 on the whole grid).
+        start = np.clip(np.round((lo + hi - side) / 2), 0, grid - side).astype(int)
         return int(start[0]), int(start[0] + side), int(start[1]), int(start[1] + side)
 
     def _extent(self, embedding: ImageEmbedding) -> tuple[int, int]:
