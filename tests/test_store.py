@@ -46,7 +46,7 @@ def test_roundtrip_and_progress(tmp_path) -> None:
     store.write_tile(1, 2, 3, _emb(1, 2, 3), META)
     store.write_tile(0, 0, 1, _emb(0, 0, 1), {"tile_shape": (64, 64), "input_shape": (32, 32)})
     out = store.read_tile(1, 2, 3)
-    assert out.dtype == np.float32 and out.shape == EMB
+    assert out.dtype == np.float16 and out.shape == EMB
     np.testing.assert_array_equal(out, _f16(_emb(1, 2, 3)))
     assert store.read_meta(0, 0, 1) == {"tile_shape": (64, 64), "input_shape": (32, 32)}
     assert store.is_done(1, 2, 3) and not store.is_done(1, 2, 2)

@@ -46,7 +46,7 @@ class TileStore(Protocol):
     embedding_shape: tuple[int, ...]
 
     def write_tile(self, z: int, ty: int, tx: int, embedding: np.ndarray, meta: Any) -> None: ...
-    def read_tile(self, z: int, ty: int, tx: int) -> np.ndarray: ...
+    def read_tile(self, z: int, ty: int, tx: int) -> np.ndarray: ...  # float16, as stored
     def read_meta(self, z: int, ty: int, tx: int) -> dict[str, tuple[int, int]]: ...
     def is_done(self, z: int, ty: int, tx: int) -> bool: ...
     def missing_tiles(self) -> list[TileIndex]: ...
@@ -60,7 +60,7 @@ class MemoryStore:
     >>> store = MemoryStore((1, 1, 2), (4, 2, 2))
     >>> store.write_tile(0, 0, 1, np.ones((4, 2, 2)), {"tile_shape": (9, 9), "input_shape": (8, 8)})
     >>> store.missing_tiles(), store.read_tile(0, 0, 1).dtype
-    ([(0, 0, 0)], dtype('float32'))
+    ([(0, 0, 0)], dtype('float16'))
     """
 
     path = None
@@ -83,7 +83,7 @@ class MemoryStore:
         self._tiles[(z, ty, tx)] = (np.asarray(embedding).astype(np.float16), meta)
 
     def read_tile(self, z: int, ty: int, tx: int) -> np.ndarray:
-        return self._get(z, ty, tx)[0].astype(np.float32)
+        return self._get(z, ty, tx)[0]
 
     def read_meta(self, z: int, ty: int, tx: int) -> dict[str, tuple[int, int]]:
         return dict(self._get(z, ty, tx)[1])

@@ -288,7 +288,7 @@ class Session:
         meta = self._meta_by_shape.get(shape)
         if meta is None:
             meta = self._meta_by_shape[shape] = self.store.read_meta(*key)
-        features = torch.from_numpy(self.store.read_tile(*key))[None]
+        features = torch.from_numpy(self.store.read_tile(*key)).float()[None]
         emb = ImageEmbedding(features, meta["tile_shape"], meta["input_shape"])
         self._recent[key] = emb
         if len(self._recent) > _RECENT:

@@ -327,7 +327,8 @@ class EmbeddingStore:
             ) from err
 
     def read_tile(self, z: int, ty: int, tx: int) -> np.ndarray:
-        """One tile's embedding, ``(C, h, w)`` float32.
+        """One tile's embedding as stored, ``(C, h, w)`` float16 (converting to float32 is
+        the caller's: torch does it several times faster than numpy).
 
         Raises
         ------
@@ -336,7 +337,7 @@ class EmbeddingStore:
         """
         self._require_done(z, ty, tx)
         try:
-            return self._emb[z, ty, tx].astype(np.float32)
+            return self._emb[z, ty, tx]
         except Exception as exc:  # noqa: BLE001 - codec errors mean a damaged chunk
             raise TileSAMError(
                 f"Tile {(z, ty, tx)} of embedding cache '{self.path}' is damaged ({exc}). "
