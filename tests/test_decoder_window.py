@@ -56,7 +56,7 @@ def test_a_click_is_decoded_on_the_window_around_it(tiny, field):
     # click where it is in the whole input.
     sam = tiny.sam
     scale = np.array(emb.input_size) / np.array(emb.original_size)
-    xy = torch.tensor([[point[::-1] * scale[::-1]]], dtype=torch.float32)
+    xy = torch.from_numpy(np.float32([[point[::-1] * scale[::-1]]]))
     crop = (..., slice(y0, y1), slice(x0, x1))
     with torch.inference_mode():
         logits, iou = sam.decode(
@@ -109,7 +109,7 @@ def test_corrective_clicks_take_the_previous_logits_on_their_window(tiny, field)
     # By hand: the previous logits cut to the window, like the features.
     sam = tiny.sam
     scale = np.array(emb.input_size) / np.array(emb.original_size)
-    xy = torch.tensor([[np.array(p)[::-1] * scale[::-1] for p in points]], dtype=torch.float32)
+    xy = torch.from_numpy(np.float32([[np.array(p)[::-1] * scale[::-1] for p in points]]))
     crop = (..., slice(y0, y1), slice(x0, x1))
     cells = (..., slice(4 * y0, 4 * y1), slice(4 * x0, 4 * x1))
     with torch.inference_mode():
