@@ -381,6 +381,13 @@ def _train_parser(sub) -> None:
         "--loss", choices=("focal", "bce"), default=d.loss, help="focal+dice (SAM) or bce+dice"
     )
     p.add_argument(
+        "--loss-margin",
+        type=float,
+        default=d.loss_margin,
+        help="penalise masks only within the target's box grown by this fraction of its size "
+        "(default: everywhere)",
+    )
+    p.add_argument(
         "--max-minutes", type=float, default=None, help="stop (resumably) after this long"
     )
     p.add_argument(
@@ -411,6 +418,7 @@ def _run_train(args: argparse.Namespace) -> None:
         mosaic=args.mosaic,
         lr=args.lr,
         loss=args.loss,
+        loss_margin=args.loss_margin,
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
         max_minutes=args.max_minutes,

@@ -152,3 +152,33 @@ def test_mosaic_training_steps_run(tmp_path):
     trainer = Trainer(small_config(tmp_path, mosaic=1.0))
     trainer.run(progress=False)
     assert np.isfinite(trainer.config.history[0]["train_loss"])
+
+
+def test_loss_margin_ignores_predictions_far_from_the_target():
+    from tilesam.training.interactive import _near, _scored
+
+    target = np.zeros((32, 32), bool)
+    target[4:10, 4:10] = True
+    logits = torch.full((1, 3, 16, 16), -10.0)
+    logits[:, :, 2:5, 2:5] = 10.0  # the target, at half resolution
+    far = logits.clone()
+    far[:, :, 11:15, 11:15] = 10.0  # a look-alike far away
+    near_leak = logits.clone()
+    near_leak[:, :, 5:7, 2:5] = 10.0  # a leak beside the target
+    t = torch.from_numpy(target).float()[None, None]
+    iou = torch.ones(1, 3)
+    region = _near([target], 0.5)
+    assert region[0, 0, 1, 1] and not region[0, 0, 20, 20]
+
+    def loss(x, near):
+        return float(_scored(x, iou, t, "focal", near)[0])
+
+    assert loss(far, region) == pytest.approx(loss(logits, region))
+    assert loss(far, None) > loss(logits, None) + 0.05  # SAM's loss counts it
+    assert loss(near_leak, region) > loss(logits, region) + 0.05
+
+
+def test_training_with_a_loss_margin_runs(tmp_path):
+    trainer = Trainer(small_config(tmp_path, loss_margin=0.5))
+    trainer.run(progress=False)
+    assert np.isfinite(trainer.config.history[0]["train_loss"])

@@ -88,6 +88,7 @@ def interactive_loss(
     encoder_grad: bool = True,
     loss: str = "focal",
     mosaic: bool = False,
+    loss_margin: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one step over a batch of equal-sized crops; also returns the first-prompt IoU.
 
@@ -112,14 +113,15 @@ def interactive_loss(
     # and still twice the resolution of the decoder's logits.
     targets = [_half(t) for t in targets]
     target = torch.from_numpy(np.stack(targets)).float()[:, None].to(device)
+    near = None if loss_margin is None else _near(targets, loss_margin).to(device)
     prompts = _to(prompts, device)
     logits, iou = decode(sam, feats, pe, prompts, None, multimask=prompts.boxes is None)
-    total, best, chosen, first_iou = _scored(logits, iou, target, loss)
+    total, best, chosen, first_iou = _scored(logits, iou, target, loss, near)
     for _ in range(iterations):
         prompts = _corrected(prompts, chosen, targets, offset_px, rng, device)
         mask_input = logits[torch.arange(len(best)), best][:, None].detach()
         logits, iou = decode(sam, feats, pe, prompts, mask_input, multimask=False)
-        step_loss, best, chosen, _ = _scored(logits, iou, target, loss)
+        step_loss, best, chosen, _ = _scored(logits, iou, target, loss, near)
         total = total + step_loss
     return total / (iterations + 1), {"iou": first_iou}
 
@@ -174,8 +176,28 @@ def _window_pe(sam: Sam, hw, rng: np.random.Generator):
     return offset, pe
 
 
-def _scored(logits, iou, target, kind: str):
+def _near(targets: list[np.ndarray], margin: float) -> torch.Tensor:
+    """``(N, 1, H, W)``: each target's box grown by `margin` of its size on every side."""
+    near = np.zeros((len(targets), 1, *targets[0].shape), dtype=bool)
+    for i, t in enumerate(targets):
+        ys, xs = np.nonzero(t)
+        grow_y = int(np.ceil(margin * (ys.max() - ys.min() + 1)))
+        grow_x = int(np.ceil(margin * (xs.max() - xs.min() + 1)))
+        near[
+            i,
+            0,
+            max(ys.min() - grow_y, 0) : ys.max() + 1 + grow_y,
+            max(xs.min() - grow_x, 0) : xs.max() + 1 + grow_x,
+        ] = True
+    return torch.from_numpy(near)
+
+
+def _scored(logits, iou, target, kind: str, near: torch.Tensor | None = None):
     full = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    if near is not None:
+        # Far from the target, predictions cost nothing: TileSAM keeps only the prompted
+        # part of a mask, so a far look-alike never reaches the user.
+        full = torch.where(near, full, torch.full_like(full, -20.0))
     loss, best = sam_loss(full, iou, target, kind)
     chosen = full[torch.arange(len(best)), best]
     first_iou = float(mask_iou(chosen[:, None], target).mean())

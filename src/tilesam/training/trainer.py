@@ -48,6 +48,7 @@ class TrainConfig:
     mosaic: float = 0.0
     lr: float = 1e-3
     loss: str = "focal"
+    loss_margin: float | None = None
     weight_decay: float = 0.01
     epochs: int = 10
     steps_per_epoch: int = 200
@@ -150,6 +151,7 @@ class Trainer:
             iterations=self.config.iterations,
             encoder_grad=not self.config.freeze_encoder,
             loss=self.config.loss,
+            loss_margin=self.config.loss_margin,
             mosaic=self.config.mosaic > 0 and bool(self.rng.random() < self.config.mosaic),
         )
         self.optimizer.zero_grad(set_to_none=True)
