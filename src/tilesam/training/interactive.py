@@ -68,14 +68,14 @@ def first_prompts(targets, offset_px: int, use_boxes: bool, rng: np.random.Gener
 def decode(sam: Sam, features, pe, prompts: Prompts, mask_input, multimask: bool):
     """The decoder for a window of the input frame: ``features`` ``(N, C, h, w)``."""
     points = None if prompts.points is None else (prompts.points, prompts.labels)
-    sparse, dense = sam.prompt_encoder(points=points, boxes=prompts.boxes, masks=None)
-    h, w = features.shape[-2:]
-    dense = (
-        dense[..., :h, :w]
-        if mask_input is None
-        else sam.prompt_encoder.mask_downscaling(mask_input)
+    return sam.decode(
+        features,
+        points=points,
+        boxes=prompts.boxes,
+        mask_input=mask_input,
+        multimask_output=multimask,
+        image_pe=pe,
     )
-    return sam.mask_decoder(features, pe, sparse, dense, multimask_output=multimask)
 
 
 def interactive_loss(
