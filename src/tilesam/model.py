@@ -231,13 +231,10 @@ class SamModel:
             raise TileSAMError("Empty prompt: give at least one point, a box or a mask input.")
         threshold = self._threshold(box is not None and keep_prompted)
         kept = footprint if keep_prompted else None
-        extent = self._extent(embedding)
         window = self._decoder_window(point_arg, box_arg)
         prompt = {"points": point_arg, "boxes": box_arg, "multimask_output": multimask}
         if window is not None:
-            scores, logits = self._decode_window(
-                embedding.features, prompt, mask_arg, window, extent
-            )
+            scores, logits = self._decode_window(embedding, prompt, mask_arg, window)
             if not _reaches_edge(logits, embedding, kept, threshold):
                 return Prediction(scores, logits, embedding, threshold, kept)
         if mask_arg is None:
@@ -285,7 +282,7 @@ class SamModel:
         return rows, cols
 
     def _decode_window(
-        self, features, prompt, mask_arg, window, extent
+        self, embedding: ImageEmbedding, prompt, mask_arg, window
     ) -> tuple[np.ndarray, MaskLogits]:
         """Decode on ``window`` of the token grid: its features and positional encoding,
         prompts at their place in the whole input (as in training, see
@@ -295,14 +292,19 @@ class SamModel:
         if mask_arg is not None:
             mask_arg = mask_arg[..., 4 * y0 : 4 * y1, 4 * x0 : 4 * x1]
         tokens, hyper_in, iou = self.sam.decode_tokens(
-            features[crop].to(self.device),
+            embedding.features[crop].to(self.device),
             mask_input=mask_arg,
             image_pe=self.image_pe[crop],
             **prompt,
         )
         grid = self.sam.prompt_encoder.image_embedding_size
         logits = MaskLogits(
-            self.sam.mask_decoder, tokens, hyper_in, grid, decoded=window, extent=extent
+            self.sam.mask_decoder,
+            tokens,
+            hyper_in,
+            grid,
+            decoded=window,
+            extent=self._extent(embedding),
         )
         return iou[0].float().cpu().numpy(), logits
 

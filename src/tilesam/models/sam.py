@@ -110,7 +110,8 @@ class Sam(nn.Module):
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
         if mask_input is None:
             # The same embedding at every token: cut to the grid, which may be a window.
-            dense = dense[..., : grid_size(image_embeddings)[0], : grid_size(image_embeddings)[1]]
+            h, w = grid_size(image_embeddings)
+            dense = dense[..., :h, :w]
         if image_pe is None:
             image_pe = self.prompt_encoder.get_dense_pe()
         return self.mask_decoder.decode_tokens(
