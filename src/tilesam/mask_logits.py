@@ -115,18 +115,18 @@ class MaskLogits:
         return y0 > 0, y1 < rows, x0 > 0, x1 < cols
 
     @torch.inference_mode()
-    def edge_positive(self, threshold: float) -> bool:
-        """Whether any mask has a logit above `threshold` in the outermost tokens of the
+    def edge_positive(self, threshold: float) -> np.ndarray:
+        """Per mask, whether it has a logit above `threshold` in the outermost tokens of the
         decoded window, on the sides where the image goes on (a cheap first test: those
-        tokens alone are upscaled)."""
+        tokens alone are upscaled). ``(M,)`` bool."""
         local = self._tokens[0]
         edges = (local[0], local[-1], local[:, 0], local[:, -1])
         ring = [edge for edge, open_ in zip(edges, self.open_sides()) if open_]
         if not ring:
-            return False
+            return np.zeros(self._hyper_in.shape[1], dtype=bool)
         tokens = torch.cat(ring)[None]
         logits = self._decoder.upscale_masks(tokens, self._hyper_in, (1, tokens.shape[1]))
-        return bool((logits > threshold).any())
+        return (logits[0] > threshold).flatten(1).any(dim=1).numpy()
 
     @property
     def has_full(self) -> bool:

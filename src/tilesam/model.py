@@ -390,24 +390,34 @@ def _reaches_edge(
 ) -> bool:
     """Whether a mask decoded on a window of the grid may go on beyond it: some candidate's
     final mask (its kept part, clipped to the box) reaches the window's outermost tokens on
-    a side where the image goes on."""
-    if not logits.edge_positive(threshold):
+    a side where the image goes on.
+
+    Only candidates with logits above the threshold on those tokens are looked at, each on
+    the window :func:`prompted_window` finds for its kept part (for a small object a few
+    tokens around the prompt rather than the whole decoded window).
+    """
+    candidates = np.flatnonzero(logits.edge_positive(threshold))
+    if not candidates.size:
         return False
     y0, y1, x0, x1 = logits.decoded
-    values = logits.window(y0, y1, x0, x1) > threshold
+    top, bottom, left, right = logits.open_sides()
     select = footprint is not None and not footprint.empty
     if select:
         cells = _in_cells(footprint, embedding.input_size, embedding.original_size)
-        cells = cells.shifted(4 * y0, 4 * x0)
-    top, bottom, left, right = logits.open_sides()
-    for positive in values:
+    for index in candidates:
         if select:
-            positive = keep_prompted(positive, cells)
+            values, origin = prompted_window(logits, index, cells, threshold)
+            positive = keep_prompted(values > threshold, cells.shifted(*origin))
+        else:
+            values, origin = logits.window(y0, y1, x0, x1)[index], (4 * y0, 4 * x0)
+            positive = values > threshold
+        rows, cols = np.nonzero(positive)
+        rows, cols = rows + origin[0], cols + origin[1]  # cells of the whole grid
         if (
-            (top and positive[:4].any())
-            or (bottom and positive[-4:].any())
-            or (left and positive[:, :4].any())
-            or (right and positive[:, -4:].any())
+            (top and (rows < 4 * y0 + 4).any())
+            or (bottom and (rows >= 4 * y1 - 4).any())
+            or (left and (cols < 4 * x0 + 4).any())
+            or (right and (cols >= 4 * x1 - 4).any())
         ):
             return True
     return False

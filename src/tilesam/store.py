@@ -6,7 +6,7 @@ Layout of one store (one per image x model x preprocessing)::
       zarr.json      group attributes: {"tilesam": {format_version, grid/embedding shape,
                      ...}, "signature": {caller's dict: model, weights sha256, tile size,
                      halo, normalisation, image shape/dtype, content signature, ...}}
-      embeddings/    float16 (n_slices, n_ty, n_tx, C, h, w), one chunk per tile, zstd
+      embeddings/    float16 (n_slices, n_ty, n_tx, C, h, w), one chunk per tile, blosc
       tile_shape/    int32 (n_slices, n_ty, n_tx, 2): tile size before padding, one chunk/tile
       input_shape/   int32 (n_slices, n_ty, n_tx, 2): size after resizing, one chunk/tile
       done/          bool (n_slices, n_ty, n_tx), chunk (1, 1, 1): one object per tile
@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import ZstdCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from tilesam.errors import TileSAMError
 from tilesam.store_signature import check_signature, content_signature, normalise_signature
@@ -155,8 +155,10 @@ class EmbeddingStore:
             chunks=(*tile, *emb),
             dtype="float16",
             fill_value=0.0,
-            # The checksum turns a damaged chunk into a clear error instead of noise.
-            compressors=ZstdCodec(level=3, checksum=True),
+            # LZ4 on bit-shuffled float16: 0.89 of the raw size and a 0.6 ms decode, where
+            # zstd gave 0.92 in 1.3 ms (a tile is read at every click on a new tile). The
+            # checksum turns a damaged chunk into a clear error instead of noise.
+            compressors=[BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"), Crc32cCodec()],
             chunk_key_encoding=_CHUNK_KEYS,
         )
         for name in META_FIELDS:
