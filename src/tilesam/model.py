@@ -235,7 +235,7 @@ class SamModel:
         prompt = {"points": point_arg, "boxes": box_arg, "multimask_output": multimask}
         if window is not None:
             scores, logits = self._decode_window(embedding, prompt, mask_arg, window)
-            if not _reaches_edge(logits, embedding, kept, threshold):
+            if not _reaches_edge(logits, scores, embedding, kept, threshold):
                 return Prediction(scores, logits, embedding, threshold, kept)
         if mask_arg is None:
             image = self._image_tokens(embedding.features)
@@ -384,6 +384,7 @@ class SamModel:
 
 def _reaches_edge(
     logits: MaskLogits,
+    scores: np.ndarray,
     embedding: ImageEmbedding,
     footprint: PromptFootprint | None,
     threshold: float,
@@ -399,6 +400,8 @@ def _reaches_edge(
     candidates = np.flatnonzero(logits.edge_positive(threshold))
     if not candidates.size:
         return False
+    # The best last: its window stays cached for the mask that Prediction.mask then makes.
+    candidates = candidates[np.argsort(scores[candidates], kind="stable")]
     y0, y1, x0, x1 = logits.decoded
     top, bottom, left, right = logits.open_sides()
     select = footprint is not None and not footprint.empty
