@@ -45,9 +45,9 @@ class Architecture:
 
 
 # Models whose decoder is trained on windows of the embedding grid, by encoder family, and
-# the window side in tokens: TileSAM's trainer gives tiny_cnn models crops of 256 pixels
+# the window sides in tokens: TileSAM's trainer gives tiny_cnn models crops of 256 pixels
 # (16 tokens) and mosaics of 2 x 2 crops (32), never a whole 64-token grid.
-DECODER_WINDOWS: dict[str, int] = {"tiny_cnn": 32}
+DECODER_WINDOWS: dict[str, tuple[int, ...]] = {"tiny_cnn": (16, 24)}
 
 
 def _encoder_classes() -> dict[str, type[nn.Module]]:
@@ -79,7 +79,7 @@ def build_sam(arch: Architecture) -> Sam:
         iou_head_hidden_dim=arch.iou_head_hidden_dim,
     )
     sam = Sam(image_encoder=encoder, prompt_encoder=prompt_encoder, mask_decoder=decoder)
-    sam.decoder_window = DECODER_WINDOWS.get(arch.encoder)
+    sam.decoder_windows = DECODER_WINDOWS.get(arch.encoder, ())
     return sam
 
 

@@ -28,10 +28,10 @@ class Sam(nn.Module):
     # with a box (None: the same), see ModelEntry.
     mask_threshold = 0.0
     box_mask_threshold: float | None = None
-    # Side, in tokens, of the windows of the embedding grid the decoder was trained on,
-    # when smaller than the grid: prompts are then decoded on such a window (see
-    # SamModel.predict). None: the whole grid, as SAM's own models are trained.
-    decoder_window: int | None = None
+    # Sides, in tokens and ascending, of the windows of the embedding grid the decoder was
+    # trained on, when smaller than the grid: prompts are then decoded on such a window (see
+    # SamModel.predict). Empty: the whole grid, as SAM's own models are trained.
+    decoder_windows: tuple[int, ...] = ()
 
     def __init__(
         self,
