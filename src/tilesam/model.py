@@ -256,7 +256,8 @@ class SamModel:
         """The windows of tokens ``(y0, y1, x0, x1)`` to decode a prompt on, in turn, for a
         model trained on windows of the grid (``Sam.decoder_windows``), each centred on the
         prompt's marks; a mask that reaches a window's edge is decoded on the next, then on
-        the whole grid. None for other models and for prompts wider than every window.
+        the whole grid. No windows (the whole grid at once) for other models and for prompts
+        wider than every window.
 
         A prompt with a box starts on the smallest window that holds it: the box tells the
         object's size. Points alone do not, and start on the largest (validation, 280
