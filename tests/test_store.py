@@ -236,6 +236,23 @@ def test_damaged_tile_is_reported(tmp_path) -> None:
         store.read_tile(0, 0, 0)
 
 
+def test_a_store_with_the_older_zstd_chunks_still_reads(tmp_path, monkeypatch) -> None:
+    # Stores made before the LZ4 chunks compress with zstd alone (with its checksum).
+    older = [zarr.codecs.ZstdCodec(level=3, checksum=True)]
+    monkeypatch.setattr("tilesam.store.embedding_codecs", lambda: older)
+    store = _create(tmp_path / "old.zarr")
+    store.write_tile(0, 1, 2, _emb(0, 1, 2), META)
+    monkeypatch.undo()
+    reopened = EmbeddingStore.open(tmp_path / "old.zarr", signature=SIG)
+    np.testing.assert_array_equal(reopened.read_tile(0, 1, 2), _f16(_emb(0, 1, 2)))
+    reopened.write_tile(1, 0, 0, _emb(1, 0, 0), META)  # resuming keeps the store's codec
+    np.testing.assert_array_equal(reopened.read_tile(1, 0, 0), _f16(_emb(1, 0, 0)))
+    codecs = zarr.open_array(tmp_path / "old.zarr" / "embeddings").metadata.codecs
+    assert [type(c).__name__ for c in codecs] == ["BytesCodec", "ZstdCodec"]
+    fresh = zarr.open_array(_create(tmp_path / "new.zarr").path / "embeddings").metadata.codecs
+    assert [type(c).__name__ for c in fresh] == ["BytesCodec", "BloscCodec", "Crc32cCodec"]
+
+
 # -- content signature -------------------------------------------------------------------------
 def test_content_signature(tmp_path) -> None:
     rng = np.random.default_rng(1)
