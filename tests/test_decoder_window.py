@@ -39,6 +39,18 @@ def field(tiny):
     return tiny.embed(image), ndimage.label(labels > 0)[0]
 
 
+def _decode_by_hand(sam, emb, window, **prompt):
+    """The decoder on `window` of the grid: features and positional encoding cut to it, the
+    prompt (in model-input pixels, SAM's (x, y)) where it is in the whole input."""
+    y0, y1, x0, x1 = window
+    crop = (..., slice(y0, y1), slice(x0, x1))
+    with torch.inference_mode():
+        logits, iou = sam.decode(
+            emb.features[crop], image_pe=sam.prompt_encoder.get_dense_pe()[crop], **prompt
+        )
+    return logits[0].numpy(), iou[0].numpy()
+
+
 def test_only_the_trained_window_models_decode_on_a_window():
     assert build_sam(ARCHITECTURES["tiny"]).decoder_windows == (16, 24)
     assert build_sam(ARCHITECTURES["vit_t"]).decoder_windows == ()
@@ -54,44 +66,26 @@ def test_a_click_is_decoded_on_the_window_around_it(tiny, field):
     token = np.array(point) * np.array(emb.input_size) / np.array(emb.original_size) / 16
     assert y0 <= token[0] < y1 and x0 <= token[1] < x1
 
-    # The same window decoded by hand: features and positional encoding cut to it, the
-    # click where it is in the whole input.
-    sam = tiny.sam
+    # The same window decoded by hand.
     scale = np.array(emb.input_size) / np.array(emb.original_size)
     xy = torch.from_numpy(np.float32([[point[::-1] * scale[::-1]]]))
-    crop = (..., slice(y0, y1), slice(x0, x1))
-    with torch.inference_mode():
-        logits, iou = sam.decode(
-            emb.features[crop],
-            points=(xy, torch.ones(1, 1, dtype=torch.int64)),
-            image_pe=sam.prompt_encoder.get_dense_pe()[crop],
-        )
-    np.testing.assert_allclose(pred.scores, iou[0].numpy(), atol=1e-5)
+    logits, iou = _decode_by_hand(
+        tiny.sam, emb, (y0, y1, x0, x1), points=(xy, torch.ones(1, 1, dtype=torch.int64))
+    )
+    np.testing.assert_allclose(pred.scores, iou, atol=1e-5)
     low_res = pred.low_res_logits
-    np.testing.assert_allclose(low_res[:, 4 * y0 : 4 * y1, 4 * x0 : 4 * x1], logits[0], atol=1e-3)
+    np.testing.assert_allclose(low_res[:, 4 * y0 : 4 * y1, 4 * x0 : 4 * x1], logits, atol=1e-3)
     outside = np.ones(low_res.shape[1:], bool)
     outside[4 * y0 : 4 * y1, 4 * x0 : 4 * x1] = False
     assert (low_res[:, outside] == OUTSIDE_LOGIT).all()
 
 
 def _without_window(tiny, **prompt):
-    tiny.sam.decoder_windows = ()
+    windows, tiny.sam.decoder_windows = tiny.sam.decoder_windows, ()
     try:
         return tiny.predict(**prompt)
     finally:
-        tiny.sam.decoder_windows = (16, 24)
-
-
-def _decode_by_hand(sam, emb, window, **prompt):
-    """The decoder on `window` of the grid: features and positional encoding cut to it, the
-    prompt (in model-input pixels, SAM's (x, y)) where it is in the whole input."""
-    y0, y1, x0, x1 = window
-    crop = (..., slice(y0, y1), slice(x0, x1))
-    with torch.inference_mode():
-        logits, iou = sam.decode(
-            emb.features[crop], image_pe=sam.prompt_encoder.get_dense_pe()[crop], **prompt
-        )
-    return logits[0].numpy(), iou[0].numpy()
+        tiny.sam.decoder_windows = windows
 
 
 def test_a_box_is_decoded_on_the_smallest_window_that_holds_it(tiny, field):
@@ -161,21 +155,17 @@ def test_corrective_clicks_take_the_previous_logits_on_their_window(tiny, field)
     assert (y1 - y0, x1 - x0) == (24, 24) and y0 != x0
 
     # By hand: the previous logits cut to the window, like the features.
-    sam = tiny.sam
     scale = np.array(emb.input_size) / np.array(emb.original_size)
     xy = torch.from_numpy(np.float32([[np.array(p)[::-1] * scale[::-1] for p in points]]))
-    crop = (..., slice(y0, y1), slice(x0, x1))
     cells = (..., slice(4 * y0, 4 * y1), slice(4 * x0, 4 * x1))
-    with torch.inference_mode():
-        logits, iou = sam.decode(
-            emb.features[crop],
-            points=(xy, torch.tensor([[1, 0]])),
-            mask_input=torch.from_numpy(previous[None, None])[cells],
-            multimask_output=False,
-            image_pe=sam.prompt_encoder.get_dense_pe()[crop],
-        )
-    np.testing.assert_allclose(again.scores, iou[0].numpy(), atol=1e-5)
-    np.testing.assert_allclose(again.low_res_logits[cells], logits[0], atol=1e-3)
+    logits, iou = _decode_by_hand(
+        tiny.sam, emb, (y0, y1, x0, x1),
+        points=(xy, torch.tensor([[1, 0]])),
+        mask_input=torch.from_numpy(previous[None, None])[cells],
+        multimask_output=False,
+    )  # fmt: skip
+    np.testing.assert_allclose(again.scores, iou, atol=1e-5)
+    np.testing.assert_allclose(again.low_res_logits[cells], logits, atol=1e-3)
 
 
 def test_an_object_cut_by_the_image_edge_stays_on_its_window(tiny):
