@@ -123,7 +123,7 @@ def bench_kind(sam, kind: str, side: int, repeats: int, workdir: Path) -> list[d
         reference = [t.numpy() for t in module(*feed.values())]
     arrays = {k: v.numpy() for k, v in feed.items()}
     rows = []
-    for threads in (1, torch.get_num_threads()):
+    for threads in sorted({1, torch.get_num_threads()}):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         start = time.perf_counter()
@@ -191,7 +191,8 @@ def main() -> None:
     for r in rows:
         if r["runtime"] == "onnxruntime":
             print(
-                f"{r['kind']}: export {r['export_s']:.1f} s, session {r['session_s']:.2f} s, "
+                f"{r['kind']}, {r['threads']} thread(s): export {r['export_s']:.1f} s, "
+                f"session {r['session_s']:.2f} s, "
                 f"max |diff| logits {r['max_abs_diff_logits']:.1e}, IoU {r['max_abs_diff_iou']:.1e}"
             )
     print("import in a fresh process: " + ", ".join(f"{m} {s:.2f} s" for m, s in imports.items()))
