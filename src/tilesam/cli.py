@@ -391,7 +391,10 @@ def _train_parser(sub) -> None:
         "--max-minutes", type=float, default=None, help="stop (resumably) after this long"
     )
     p.add_argument(
-        "--freeze-encoder", action="store_true", help="train prompt encoder and decoder only"
+        "--freeze-encoder",
+        action="store_true",
+        help="train prompt encoder and decoder only; real images are then embedded once, "
+        "whole, and the decoder trains on them as it runs at inference",
     )
     p.add_argument("--device", default=None)
     p.add_argument("--trust-checkpoint", action="store_true")

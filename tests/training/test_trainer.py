@@ -11,39 +11,14 @@ import torch
 import tilesam
 from tilesam.models.checkpoint import read_checkpoint
 from tilesam.training.losses import sam_loss
-from tilesam.training.trainer import TrainConfig, Trainer
+from tilesam.training.trainer import Trainer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 DSB = SHARED / "microscopy" / "dsb2018_crop"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def small_config(out: Path, **overrides) -> TrainConfig:
-    settings = dict(
-        out_dir=str(out),
-        synthetic=("nuclei", "cells"),
-        crop=64,
-        batch_size=2,
-        objects_per_image=2,
-        iterations=1,
-        epochs=1,
-        steps_per_epoch=4,
-        save_every=2,
-        loss="bce",
-    )
-    settings.update(overrides)
-    return TrainConfig(**settings)
-
-
-def test_scratch_training_exports_a_loadable_official_state_dict(tmp_path):
+def test_scratch_training_exports_a_loadable_official_state_dict(tmp_path, small_config):
     weights = Trainer(small_config(tmp_path)).run(progress=False)
     model = tilesam.load_model(checkpoint=weights)
     assert model.architecture.encoder == "tiny_cnn"
@@ -54,7 +29,7 @@ def test_scratch_training_exports_a_loadable_official_state_dict(tmp_path):
     assert np.isfinite(result.scores).all()
 
 
-def test_training_changes_the_weights_and_records_history(tmp_path):
+def test_training_changes_the_weights_and_records_history(tmp_path, small_config):
     trainer = Trainer(small_config(tmp_path))
     before = {k: v.clone() for k, v in trainer.sam.state_dict().items()}
     trainer.run(progress=False)
@@ -66,7 +41,7 @@ def test_training_changes_the_weights_and_records_history(tmp_path):
     assert history[0]["n"] == 4 and np.isfinite(history[0]["train_loss"])
 
 
-def test_a_stopped_run_resumes_where_it_stopped(tmp_path):
+def test_a_stopped_run_resumes_where_it_stopped(tmp_path, small_config):
     first = Trainer(small_config(tmp_path, steps_per_epoch=2))
     first.run(progress=False)
     saved = torch.load(tmp_path / "last.pt", weights_only=True)
@@ -79,14 +54,14 @@ def test_a_stopped_run_resumes_where_it_stopped(tmp_path):
     assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 4
 
 
-def test_resuming_with_another_architecture_is_refused(tmp_path):
+def test_resuming_with_another_architecture_is_refused(tmp_path, small_config):
     Trainer(small_config(tmp_path, steps_per_epoch=2)).run(progress=False)
     config = small_config(tmp_path, base=str(FIXTURES / "sam1_small_fp16.pth"), crop=None)
     with pytest.raises(tilesam.TileSAMError, match="another architecture"):
         Trainer(config)
 
 
-def test_crops_smaller_than_the_input_are_refused_for_vit(tmp_path):
+def test_crops_smaller_than_the_input_are_refused_for_vit(tmp_path, small_config):
     config = small_config(tmp_path, base=str(FIXTURES / "sam1_small_fp16.pth"), crop=256)
     with pytest.raises(tilesam.TileSAMError, match="--crop 1024"):
         Trainer(config)
@@ -94,7 +69,7 @@ def test_crops_smaller_than_the_input_are_refused_for_vit(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not DSB.is_dir(), reason="../shared/data is not beside the repository")
-def test_fine_tuning_a_vit_checkpoint_with_frozen_encoder(tmp_path):
+def test_fine_tuning_a_vit_checkpoint_with_frozen_encoder(tmp_path, small_config):
     config = small_config(
         tmp_path,
         base=str(FIXTURES / "sam1_small_fp16.pth"),
@@ -148,7 +123,7 @@ def test_mosaic_lays_crops_out_as_one_field_with_each_target_in_its_crop():
     assert all(p.sum() == 100 for p in placed)
 
 
-def test_mosaic_training_steps_run(tmp_path):
+def test_mosaic_training_steps_run(tmp_path, small_config):
     trainer = Trainer(small_config(tmp_path, mosaic=1.0))
     trainer.run(progress=False)
     assert np.isfinite(trainer.config.history[0]["train_loss"])
@@ -178,7 +153,7 @@ def test_loss_margin_ignores_predictions_far_from_the_target():
     assert loss(near_leak, region) > loss(logits, region) + 0.05
 
 
-def test_training_with_a_loss_margin_runs(tmp_path):
+def test_training_with_a_loss_margin_runs(tmp_path, small_config):
     trainer = Trainer(small_config(tmp_path, loss_margin=0.5))
     trainer.run(progress=False)
     assert np.isfinite(trainer.config.history[0]["train_loss"])

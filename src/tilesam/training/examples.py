@@ -92,10 +92,15 @@ def _resize_to(pixels: np.ndarray, labels: np.ndarray, size: int | tuple[int, in
     size = (size, size) if isinstance(size, int) else size
     img = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None]
     img = F.interpolate(img, size=size, mode="bilinear", antialias=True)[0].permute(1, 2, 0)
+    return img.numpy(), resize_labels(labels, size)
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour ``(H, W[, L])`` labels resized to ``size``, dtype kept."""
     lab = torch.from_numpy(labels.astype(np.int64).reshape(*labels.shape[:2], -1))
     lab = F.interpolate(lab.permute(2, 0, 1)[None].float(), size=size, mode="nearest")[0]
     lab = lab.permute(1, 2, 0).long().numpy().astype(labels.dtype)
-    return img.numpy(), lab.reshape(*size, *labels.shape[2:])
+    return lab.reshape(*size, *labels.shape[2:])
 
 
 def _random_crop(

@@ -109,18 +109,52 @@ def interactive_loss(
     offset_tokens, pe = _window_pe(sam, feats.shape[-2:], rng)
     offset_px = offset_tokens * (sam.image_size // sam.prompt_encoder.image_embedding_size[0])
     prompts = first_prompts(targets, offset_px, use_boxes=bool(rng.random() < 0.4), rng=rng)
+    return prompted_loss(
+        sam,
+        feats,
+        pe,
+        targets,
+        prompts,
+        offset_px,
+        rng,
+        iterations=iterations,
+        loss=loss,
+        loss_margin=loss_margin,
+    )
+
+
+def prompted_loss(
+    sam: Sam,
+    features: torch.Tensor,
+    pe: torch.Tensor,
+    targets: list[np.ndarray],
+    prompts: Prompts,
+    offset_px: float | np.ndarray,
+    rng: np.random.Generator,
+    *,
+    iterations: int,
+    loss: str = "focal",
+    loss_margin: float | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss of the first prompts, then of ``iterations`` corrective clicks.
+
+    ``features`` and ``pe`` ``(N, C, h, w)`` (``pe`` may be shared: ``(1, C, h, w)``) hold
+    each target's window; ``targets`` its mask in the window's input pixels; ``offset_px``
+    the window's place in the input frame, one number or ``(N, 2)`` ``(x, y)``.
+    """
+    device = features.device
     # Losses and corrective clicks work at half the crop resolution: a quarter of the cost,
     # and still twice the resolution of the decoder's logits.
     targets = [_half(t) for t in targets]
     target = torch.from_numpy(np.stack(targets)).float()[:, None].to(device)
     near = None if loss_margin is None else _near(targets, loss_margin).to(device)
     prompts = _to(prompts, device)
-    logits, iou = decode(sam, feats, pe, prompts, None, multimask=prompts.boxes is None)
+    logits, iou = decode(sam, features, pe, prompts, None, multimask=prompts.boxes is None)
     total, best, chosen, first_iou = _scored(logits, iou, target, loss, near)
     for _ in range(iterations):
         prompts = _corrected(prompts, chosen, targets, offset_px, rng, device)
         mask_input = logits[torch.arange(len(best)), best][:, None].detach()
-        logits, iou = decode(sam, feats, pe, prompts, mask_input, multimask=False)
+        logits, iou = decode(sam, features, pe, prompts, mask_input, multimask=False)
         step_loss, best, chosen, _ = _scored(logits, iou, target, loss, near)
         total = total + step_loss
     return total / (iterations + 1), {"iou": first_iou}

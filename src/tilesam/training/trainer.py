@@ -24,7 +24,8 @@ from tilesam.loading import load_model, pick_device
 from tilesam.model import SamModel
 from tilesam.models.registry import ARCHITECTURES, Architecture, build_sam
 from tilesam.training.examples import Example, RealImages, augment, mix, synthetic_examples
-from tilesam.training.interactive import interactive_loss
+from tilesam.training.fields import EmbeddedField, embed_fields, field_batch
+from tilesam.training.interactive import MIN_OBJECT_PIXELS, interactive_loss, prompted_loss
 
 SCRATCH = "scratch"  # base model: the untrained ``tiny`` architecture
 
@@ -80,6 +81,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.step = 0
         self.total_steps = config.epochs * config.steps_per_epoch
+        self.fields: list[EmbeddedField] | None = None
         self._resume()
         self.validation = _folder(config.val_images, config.val_labels)
 
@@ -104,6 +106,7 @@ class Trainer:
     def run(self, progress: bool = True) -> Path:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         deadline = _deadline(self.config.max_minutes)
+        self.fields = self._fields(progress)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress, desc="train")
         stream = self._examples()
         while self.step < self.total_steps and time.monotonic() < deadline:
@@ -120,30 +123,57 @@ class Trainer:
         self.save()
         return self.export(self.out_dir / "model.pt")
 
-    def _examples(self) -> Iterator[Example]:
+    def _fields(self, progress: bool) -> list[EmbeddedField] | None:
+        """With the encoder frozen, the real images embedded whole (see :mod:`.fields`)."""
+        real = _folder(self.config.images, self.config.labels)
+        if real is None or not self.config.freeze_encoder:
+            return None
+        self.sam.eval()  # the encoder's normalisation as at inference
+        fields = embed_fields(self.as_model(), real, progress=progress)
+        if not fields:
+            raise TileSAMError(
+                f"No object of at least {MIN_OBJECT_PIXELS} pixels (at the model's input "
+                f"scale) in the labels of {self.config.labels or self.config.images}: "
+                "nothing to train on."
+            )
+        return fields
+
+    def _examples(self) -> Iterator[Example] | None:
+        """Crops to train on: synthetic ones, and real ones unless the images are fields."""
         # Seeded by the step, so a resumed run draws fresh, reproducible examples.
         rng = np.random.default_rng([self.config.seed, self.step])
+        self.rng = rng
         streams, weights = [], []
         if self.config.synthetic:
             streams.append(synthetic_examples(self.config.synthetic, self.crop, rng))
             weights.append(1.0 - (self.config.real_fraction if self.config.images else 0.0))
-        real = _folder(self.config.images, self.config.labels)
+        real = None if self.fields else _folder(self.config.images, self.config.labels)
         if real is not None:
             images = RealImages(real, self.sam.image_size)
             streams.append(images.examples(self.crop, rng))
             weights.append(self.config.real_fraction if self.config.synthetic else 1.0)
-        if not streams:
+        if not streams and not self.fields:
             raise TileSAMError("No training data: give --images/--labels or synthetic kinds.")
-        self.rng = rng
-        return mix(streams, weights, rng)
+        return mix(streams, weights, rng) if streams else None
 
-    def _train_step(self, stream: Iterator[Example]) -> tuple[float, float]:
+    def _train_step(self, stream: Iterator[Example] | None) -> tuple[float, float]:
         self.sam.train()
         if self.config.freeze_encoder:
             self.sam.image_encoder.eval()
         _set_lr(self.optimizer, self.config.lr, self.step, self.total_steps)
+        on_fields = self.fields is not None and (
+            stream is None or self.rng.random() < self.config.real_fraction
+        )
+        loss, stats = self._field_loss() if on_fields else self._crop_loss(stream)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.sam.parameters(), 1.0)
+        self.optimizer.step()
+        return float(loss.detach()), stats["iou"]
+
+    def _crop_loss(self, stream: Iterator[Example]) -> tuple[torch.Tensor, dict[str, float]]:
         batch = [augment(next(stream), self.rng) for _ in range(self.config.batch_size)]
-        loss, stats = interactive_loss(
+        return interactive_loss(
             self.sam,
             batch,
             self.rng,
@@ -154,11 +184,24 @@ class Trainer:
             loss_margin=self.config.loss_margin,
             mosaic=self.config.mosaic > 0 and bool(self.rng.random() < self.config.mosaic),
         )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.sam.parameters(), 1.0)
-        self.optimizer.step()
-        return float(loss.detach()), stats["iou"]
+
+    def _field_loss(self) -> tuple[torch.Tensor, dict[str, float]]:
+        """As many windows of the fields as a crop step has objects."""
+        n = self.config.batch_size * self.config.objects_per_image
+        use_boxes = bool(self.rng.random() < 0.4)
+        batch = field_batch(self.sam, self.fields, n, self.rng, use_boxes=use_boxes)
+        return prompted_loss(
+            self.sam,
+            batch.features.to(self.device),
+            batch.pe.to(self.device),
+            batch.targets,
+            batch.prompts,
+            batch.offsets,
+            self.rng,
+            iterations=self.config.iterations,
+            loss=self.config.loss,
+            loss_margin=self.config.loss_margin,
+        )
 
     def _record(self, loss: float, iou: float) -> None:
         history = self.config.history
