@@ -30,7 +30,7 @@ LOW_RES = 256  # side of the decoder's low-resolution logits for a 1024 input
 # stitched object's neighbouring tiles mostly revisit the last few.
 _TOKEN_CACHE_SIZE = 8
 # Tokens a decoding window keeps around the prompt's marks on each side, at least.
-_DECODER_WINDOW_PAD = 4
+DECODER_WINDOW_PAD = 4
 
 
 @dataclass(frozen=True)
@@ -276,7 +276,7 @@ class SamModel:
         lo, hi = xy.min(axis=0)[::-1], xy.max(axis=0)[::-1]
         windows = []
         for side in sides:
-            if (hi - lo + 2 * _DECODER_WINDOW_PAD > side).any():
+            if (hi - lo + 2 * DECODER_WINDOW_PAD > side).any():
                 continue
             # Centred on the prompt, even where that takes in padding: pushed inside the
             # image against its edge, windows lost accuracy on objects cut by that edge

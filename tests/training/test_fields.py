@@ -13,7 +13,7 @@ import tilesam
 from tilesam.datasets import LabelledImageFolder
 from tilesam.model import ImageEmbedding
 from tilesam.models.registry import ARCHITECTURES, build_sam
-from tilesam.training.fields import embed_fields, field_batch
+from tilesam.training.fields import embed_fields, field_batches, window_side
 from tilesam.training.synthetic import make_sample
 from tilesam.training.trainer import TrainConfig, Trainer
 
@@ -53,51 +53,63 @@ def test_fields_hold_the_embedding_and_the_labels_in_the_input_frame(model, nucl
         assert set(field.objects) <= set(np.unique(labels)) - {0}
 
 
-def _inference_window(model, embedding, point=None, box=None):
-    """The first window :meth:`SamModel.predict` decodes the prompt on (input pixels)."""
+def _inference_windows(model, embedding, point=None, box=None):
+    """The windows :meth:`SamModel.predict` decodes the prompt on, in turn, then the grid."""
     points = None if point is None else [point]
     labels = None if point is None else [1]
     point_arg, box_arg, _ = model._sam_prompts(embedding, points, labels, box)
-    return model._decoder_windows(point_arg, box_arg)[-1 if box is not None else 0]
+    grid = model.sam.prompt_encoder.image_embedding_size[0]
+    return [*model._decoder_windows(point_arg, box_arg), (0, grid, 0, grid)]
 
 
 @pytest.mark.parametrize("use_boxes", [False, True])
-def test_a_field_batch_decodes_each_object_on_the_window_inference_would(
+def test_field_batches_decode_each_object_on_a_window_inference_would(
     model, nuclei_folder, use_boxes
 ):
     items = LabelledImageFolder(nuclei_folder, nuclei_folder)
     fields = embed_fields(model, items, progress=False)[:1]
     field = fields[0]
-    batch = field_batch(model.sam, fields, 6, np.random.default_rng(3), use_boxes=use_boxes)
-    side = max(model.sam.decoder_windows)
+    rng = np.random.default_rng(3)
+    batches = field_batches(model.sam, fields, 6, rng, use_boxes=use_boxes)
+    assert sum(len(b.targets) for b in batches) == 6
     patch = model.image_size // model.sam.prompt_encoder.image_embedding_size[0]
     pe = model.sam.prompt_encoder.get_dense_pe()[0]
     # The field as a model input of its own, to ask predict's window choice.
     frame = ImageEmbedding(field.features[None].float(), (1024, 1024), (1024, 1024))
-    assert batch.features.shape == (6, field.features.shape[0], side, side)
-    for i, target in enumerate(batch.targets):
-        x0, y0 = (int(v) for v in batch.offsets[i])
-        ty, tx = y0 // patch, x0 // patch
-        window = (slice(None), slice(ty, ty + side), slice(tx, tx + side))
-        assert torch.equal(batch.features[i], field.features[window].float())
-        assert torch.equal(batch.pe[i], pe[window])
-        # The target is one whole object of the field, seen through the window.
-        ids = np.unique(field.labels[y0 : y0 + side * patch, x0 : x0 + side * patch][target])
-        assert len(ids) == 1 and ids[0] in field.objects
-        if use_boxes:
-            bx0, by0, bx1, by1 = batch.prompts.boxes[i].tolist()
-            ys, xs = np.nonzero(field.labels == ids[0])
-            size = max(np.ptp(ys), np.ptp(xs)) + 1  # 4 standard deviations of the jitter:
-            assert abs(by0 - ys.min()) <= 0.4 * size + 1
-            assert abs(bx1 - xs.max() - 1) <= 0.4 * size + 1
-            prompt = {"box": (by0, bx0, by1, bx1)}
-        else:
-            x, y = batch.prompts.points[i, 0].tolist()
-            assert target[int(y) - y0, int(x) - x0]  # the click lies on its object
-            prompt = {"point": (y, x)}
-        wy0, wy1, wx0, wx1 = _inference_window(model, frame, **prompt)
-        if not use_boxes or wy1 - wy0 == side:
-            assert (wy0, wx0) == (ty, tx)
+    for batch in batches:
+        side = batch.features.shape[-1]
+        for i, target in enumerate(batch.targets):
+            x0, y0 = (int(v) for v in batch.offsets[i])
+            ty, tx = y0 // patch, x0 // patch
+            window = (slice(None), slice(ty, ty + side), slice(tx, tx + side))
+            assert torch.equal(batch.features[i], field.features[window].float())
+            assert torch.equal(batch.pe[i], pe[window])
+            # The target is one whole object of the field, seen through the window.
+            ids = np.unique(field.labels[y0 : y0 + side * patch, x0 : x0 + side * patch][target])
+            assert len(ids) == 1 and ids[0] in field.objects
+            assert target.sum() == (field.labels == ids[0]).sum()
+            if use_boxes:
+                bx0, by0, bx1, by1 = batch.prompts.boxes[i].tolist()
+                ys, xs = np.nonzero(field.labels == ids[0])
+                size = max(np.ptp(ys), np.ptp(xs)) + 1  # 4 standard deviations of the jitter:
+                assert abs(by0 - ys.min()) <= 0.4 * size + 1
+                assert abs(bx1 - xs.max() - 1) <= 0.4 * size + 1
+                prompt = {"box": (by0, bx0, by1, bx1)}
+            else:
+                x, y = batch.prompts.points[i, 0].tolist()
+                assert target[int(y) - y0, int(x) - x0]  # the click lies on its object
+                prompt = {"point": (y, x)}
+            windows = _inference_windows(model, frame, **prompt)
+            assert (ty, ty + side, tx, tx + side) in windows
+
+
+def test_the_window_side_follows_inference_from_the_first_window_to_the_grid(model):
+    sam = model.sam
+    assert sam.decoder_windows == (16, 24)
+    assert window_side(sam, 5, box=True) == 16  # a box tells the size: the smallest window
+    assert window_side(sam, 5, box=False) == 24  # points start on the largest
+    assert window_side(sam, 10, box=True) == 24  # 10 tokens and 4 to spare on each side
+    assert window_side(sam, 17, box=False) == 64  # reaches every window's edge: the grid
 
 
 @pytest.fixture

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from tilesam.model import SamModel
+from tilesam.model import DECODER_WINDOW_PAD, SamModel
 from tilesam.models.sam import Sam
 from tilesam.preprocess import resized_shape
 from tilesam.prompt_simulation import box_from_mask, center_point, random_point
@@ -45,7 +46,7 @@ class EmbeddedField:
 
 @dataclass
 class FieldBatch:
-    """Windows of fields around ``N`` prompted objects, ready for the decoder.
+    """Windows of one side around ``N`` prompted objects, ready for the decoder.
 
     ``features`` and ``pe`` ``(N, C, W, W)``; ``targets`` each object's mask on its window
     in input pixels; ``prompts`` in the input frame; ``offsets`` ``(N, 2)`` each window's
@@ -57,6 +58,15 @@ class FieldBatch:
     targets: list[np.ndarray]
     prompts: Prompts
     offsets: np.ndarray
+
+
+class _Window(NamedTuple):
+    side: int
+    features: torch.Tensor
+    pe: torch.Tensor
+    target: np.ndarray
+    mark: list[float]  # (x, y) of a point or (x0, y0, x1, y1) of a box, input pixels
+    offset: list[int]  # (x, y) of the window, input pixels
 
 
 def embed_fields(model: SamModel, items: Sequence, progress: bool = True) -> list[EmbeddedField]:
@@ -77,43 +87,74 @@ def embed_fields(model: SamModel, items: Sequence, progress: bool = True) -> lis
     return fields
 
 
-def field_batch(
+def field_batches(
     sam: Sam,
     fields: Sequence[EmbeddedField],
     n: int,
     rng: np.random.Generator,
     *,
     use_boxes: bool,
-) -> FieldBatch:
+) -> list[FieldBatch]:
     """``n`` random objects of random fields, each prompted by its box (with 10 % jitter),
-    its centre point or a random point inside it, on the window centred on that prompt."""
+    its centre point or a random point inside it, on the window inference decodes it on;
+    one batch per window side."""
+    windows = [_window(sam, fields, rng, use_boxes) for _ in range(n)]
+    sides = sorted({w.side for w in windows})
+    return [_stack([w for w in windows if w.side == side], use_boxes) for side in sides]
+
+
+def _window(
+    sam: Sam, fields: Sequence[EmbeddedField], rng: np.random.Generator, use_boxes: bool
+) -> _Window:
     grid = sam.prompt_encoder.image_embedding_size[0]
-    side = max((s for s in sam.decoder_windows if s < grid), default=grid)
     patch = sam.image_size // grid
-    pe_all = sam.prompt_encoder.get_dense_pe()[0].detach()
-    features, pe, targets, offsets, marks = [], [], [], [], []
-    for _ in range(n):
-        field = fields[int(rng.integers(len(fields)))]
-        obj = field.labels == field.objects[int(rng.integers(len(field.objects)))]
-        if use_boxes:
-            y0, x0, y1, x1 = box_from_mask(obj, jitter=0.1, rng=rng)
-            marks.append([x0, y0, x1, y1])
-            centre = ((y0 + y1) / 2, (x0 + x1) / 2)
-        else:
-            centre = center_point(obj) if rng.random() < 0.5 else random_point(obj, rng)
-            marks.append([centre[1], centre[0]])
-        ty, tx = (int(np.clip(round(c / patch - side / 2), 0, grid - side)) for c in centre)
-        window = (slice(ty, ty + side), slice(tx, tx + side))
-        features.append(field.features[(slice(None), *window)].float())
-        pe.append(pe_all[(slice(None), *window)])
-        pixels = tuple(slice(s.start * patch, s.stop * patch) for s in window)
-        targets.append(obj[pixels])
-        offsets.append([tx * patch, ty * patch])
-    xy = np.array(marks, dtype=np.float32)
+    field = fields[int(rng.integers(len(fields)))]
+    obj = field.labels == field.objects[int(rng.integers(len(field.objects)))]
+    ys, xs = np.nonzero(obj)
+    extent = max(ys.max() - ys.min(), xs.max() - xs.min()) / patch
+    if use_boxes:
+        y0, x0, y1, x1 = box_from_mask(obj, jitter=0.1, rng=rng)
+        mark = [x0, y0, x1, y1]
+        centre = ((y0 + y1) / 2, (x0 + x1) / 2)
+        extent = max(extent, (y1 - y0) / patch, (x1 - x0) / patch)
+    else:
+        centre = center_point(obj) if rng.random() < 0.5 else random_point(obj, rng)
+        mark = [centre[1], centre[0]]
+    side = window_side(sam, extent, box=use_boxes)
+    ty, tx = (int(np.clip(round(c / patch - side / 2), 0, grid - side)) for c in centre)
+    window = (slice(ty, ty + side), slice(tx, tx + side))
+    pixels = tuple(slice(w.start * patch, w.stop * patch) for w in window)
+    return _Window(
+        side,
+        field.features[(slice(None), *window)].float(),
+        sam.prompt_encoder.get_dense_pe()[0].detach()[(slice(None), *window)],
+        obj[pixels],
+        mark,
+        [tx * patch, ty * patch],
+    )
+
+
+def window_side(sam: Sam, extent: float, *, box: bool) -> int:
+    """The side of the window, in tokens, that inference ends on for an object `extent`
+    tokens wide: a box starts on the smallest of ``Sam.decoder_windows`` that holds it,
+    points on the largest; a mask that reaches the window's edge moves on to the next
+    window, then to the whole grid (:meth:`tilesam.SamModel.predict`)."""
+    grid = sam.prompt_encoder.image_embedding_size[0]
+    sides = [s for s in sam.decoder_windows if s < grid]
+    candidates = sides if box else sides[-1:]
+    return next((s for s in candidates if extent + 2 * DECODER_WINDOW_PAD <= s), grid)
+
+
+def _stack(windows: list[_Window], use_boxes: bool) -> FieldBatch:
+    xy = np.array([w.mark for w in windows], dtype=np.float32)
     if use_boxes:
         prompts = Prompts(None, None, torch.from_numpy(xy))
     else:
-        prompts = Prompts(None, None, None).add_points(xy, np.ones(n))
+        prompts = Prompts(None, None, None).add_points(xy, np.ones(len(windows)))
     return FieldBatch(
-        torch.stack(features), torch.stack(pe), targets, prompts, np.array(offsets, np.float32)
+        torch.stack([w.features for w in windows]),
+        torch.stack([w.pe for w in windows]),
+        [w.target for w in windows],
+        prompts,
+        np.array([w.offset for w in windows], dtype=np.float32),
     )

@@ -24,7 +24,7 @@ from tilesam.loading import load_model, pick_device
 from tilesam.model import SamModel
 from tilesam.models.registry import ARCHITECTURES, Architecture, build_sam
 from tilesam.training.examples import Example, RealImages, augment, mix, synthetic_examples
-from tilesam.training.fields import EmbeddedField, embed_fields, field_batch
+from tilesam.training.fields import EmbeddedField, embed_fields, field_batches
 from tilesam.training.interactive import MIN_OBJECT_PIXELS, interactive_loss, prompted_loss
 
 SCRATCH = "scratch"  # base model: the untrained ``tiny`` architecture
@@ -189,19 +189,23 @@ class Trainer:
         """As many windows of the fields as a crop step has objects."""
         n = self.config.batch_size * self.config.objects_per_image
         use_boxes = bool(self.rng.random() < 0.4)
-        batch = field_batch(self.sam, self.fields, n, self.rng, use_boxes=use_boxes)
-        return prompted_loss(
-            self.sam,
-            batch.features.to(self.device),
-            batch.pe.to(self.device),
-            batch.targets,
-            batch.prompts,
-            batch.offsets,
-            self.rng,
-            iterations=self.config.iterations,
-            loss=self.config.loss,
-            loss_margin=self.config.loss_margin,
-        )
+        total, iou = 0.0, 0.0
+        for batch in field_batches(self.sam, self.fields, n, self.rng, use_boxes=use_boxes):
+            loss, stats = prompted_loss(
+                self.sam,
+                batch.features.to(self.device),
+                batch.pe.to(self.device),
+                batch.targets,
+                batch.prompts,
+                batch.offsets,
+                self.rng,
+                iterations=self.config.iterations,
+                loss=self.config.loss,
+                loss_margin=self.config.loss_margin,
+            )
+            share = len(batch.targets) / n
+            total, iou = total + share * loss, iou + share * stats["iou"]
+        return total, {"iou": iou}
 
     def _record(self, loss: float, iou: float) -> None:
         history = self.config.history
