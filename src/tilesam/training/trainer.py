@@ -147,12 +147,12 @@ class Trainer:
         if self.config.synthetic:
             streams.append(synthetic_examples(self.config.synthetic, self.crop, rng))
             weights.append(1.0 - (self.config.real_fraction if self.config.images else 0.0))
-        real = None if self.fields else _folder(self.config.images, self.config.labels)
+        real = None if self.fields is not None else _folder(self.config.images, self.config.labels)
         if real is not None:
             images = RealImages(real, self.sam.image_size)
             streams.append(images.examples(self.crop, rng))
             weights.append(self.config.real_fraction if self.config.synthetic else 1.0)
-        if not streams and not self.fields:
+        if not streams and self.fields is None:
             raise TileSAMError("No training data: give --images/--labels or synthetic kinds.")
         return mix(streams, weights, rng) if streams else None
 
