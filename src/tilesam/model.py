@@ -30,7 +30,7 @@ LOW_RES = 256  # side of the decoder's low-resolution logits for a 1024 input
 # stitched object's neighbouring tiles mostly revisit the last few.
 _TOKEN_CACHE_SIZE = 8
 # Tokens a decoding window keeps around the prompt's marks on each side, at least.
-DECODER_WINDOW_PAD = 4
+_DECODER_WINDOW_PAD = 4
 
 
 @dataclass(frozen=True)
@@ -263,29 +263,16 @@ class SamModel:
         object's size. Points alone do not, and start on the largest (validation, 280
         nuclei: one click on the smallest lost 0.015 IoU; a box gained 0.008).
         """
-        grid = np.array(self.sam.prompt_encoder.image_embedding_size)
-        sides = [side for side in self.sam.decoder_windows if side < grid.min()]
-        if not sides or point_arg is None and box_arg is None:
+        if not self.sam.decoder_windows or point_arg is None and box_arg is None:
             return []
         marks = [] if point_arg is None else [point_arg[0][0].cpu().numpy()]
-        if box_arg is None:
-            sides = sides[-1:]
-        else:
+        if box_arg is not None:
             marks.append(box_arg.reshape(2, 2).cpu().numpy())
+        grid = np.array(self.sam.prompt_encoder.image_embedding_size)
         xy = np.concatenate(marks) * grid[::-1] / self.image_size  # (x, y) in tokens
         lo, hi = xy.min(axis=0)[::-1], xy.max(axis=0)[::-1]
-        windows = []
-        for side in sides:
-            if (hi - lo + 2 * DECODER_WINDOW_PAD > side).any():
-                continue
-            # Centred on the prompt, even where that takes in padding: pushed inside the
-            # image against its edge, windows lost accuracy on objects cut by that edge
-            # (validation: one-point IoU 0.695 against 0.704 centred, 0.717 on the whole grid).
-            start = np.clip(np.round((lo + hi - side) / 2), 0, grid - side).astype(int)
-            windows.append(
-                (int(start[0]), int(start[0] + side), int(start[1]), int(start[1] + side))
-            )
-        return windows
+        sides = window_sides(self.sam, hi - lo, box=box_arg is not None)
+        return [centred_window(lo, hi, side, grid) for side in sides]
 
     def _extent(self, embedding: ImageEmbedding) -> tuple[int, int]:
         """The tokens of the grid that hold image, ``(rows, cols)``; the rest is padding."""
@@ -392,6 +379,32 @@ class SamModel:
                 f"prediction's low_res_logits[i]), got {mask.shape}."
             )
         return torch.from_numpy(mask.reshape(1, 1, *expected)).to(self.device)
+
+
+def window_sides(sam: Sam, extent: float | np.ndarray, *, box: bool) -> list[int]:
+    """The sides, in tokens, of the windows a prompt whose marks span `extent` tokens (one
+    number, or one per axis) is decoded on, in turn (see :meth:`SamModel.predict`): with a
+    box every one of ``Sam.decoder_windows`` that holds it, smallest first; points alone
+    the largest. Empty: the whole grid at once."""
+    grid = min(sam.prompt_encoder.image_embedding_size)
+    sides = [side for side in sam.decoder_windows if side < grid]
+    candidates = sides if box else sides[-1:]
+    return [s for s in candidates if np.all(np.asarray(extent) + 2 * _DECODER_WINDOW_PAD <= s)]
+
+
+def centred_window(
+    lo: np.ndarray, hi: np.ndarray, side: int, grid: Sequence[int]
+) -> tuple[int, int, int, int]:
+    """The window ``(y0, y1, x0, x1)`` of `side` tokens centred on marks that span `lo` to
+    `hi` (``(y, x)`` in tokens), moved inside the `grid` of tokens where it would leave it.
+
+    Centred on the prompt, even where that takes in padding: pushed inside the image
+    against its edge, windows lost accuracy on objects cut by that edge (validation:
+    one-point IoU 0.695 against 0.704 centred, 0.717 on the whole grid).
+    """
+    lo = np.asarray(lo, dtype=float)
+    start = np.clip(np.round((lo + hi - side) / 2), 0, np.asarray(grid) - side).astype(int)
+    return int(start[0]), int(start[0] + side), int(start[1]), int(start[1] + side)
 
 
 def _reaches_edge(

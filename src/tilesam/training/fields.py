@@ -3,12 +3,12 @@
 With the encoder frozen (``tilesam train --freeze-encoder``), each real training image is
 embedded once, whole, as :meth:`tilesam.SamModel.embed` embeds it for ``tilesam evaluate``
 and the napari plugin. Every step then decodes windows of those embeddings around
-prompted objects: the window the model decodes at inference (the largest of
-``Sam.decoder_windows``, or the whole grid), centred on the prompt as
-:meth:`tilesam.SamModel.predict` centres it, with the positional encoding and prompt
-coordinates of the window's true place in the input, and the object's real neighbours
-around it. Crops encoded alone, the path for training the encoder, see neither: fine-tuned
-on crops, the decoder got better on crops and worse on whole images
+prompted objects: the window inference ends on for that prompt and object (see
+:func:`window_side`), centred on the prompt as :meth:`tilesam.SamModel.predict` centres
+it, with the positional encoding and prompt coordinates of the window's true place in the
+input, and the object's real neighbours around it. Crops encoded alone, the path for
+training the encoder, see neither: fine-tuned on crops, the decoder got better on crops
+and worse on whole images
 (``docs/benchmarks.md``).
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from tilesam.model import DECODER_WINDOW_PAD, SamModel
+from tilesam.model import SamModel, centred_window, window_sides
 from tilesam.models.sam import Sam
 from tilesam.preprocess import resized_shape
 from tilesam.prompt_simulation import box_from_mask, center_point, random_point
@@ -98,36 +98,41 @@ def field_batches(
     """``n`` random objects of random fields, each prompted by its box (with 10 % jitter),
     its centre point or a random point inside it, on the window inference decodes it on;
     one batch per window side."""
-    windows = [_window(sam, fields, rng, use_boxes) for _ in range(n)]
+    pe = sam.prompt_encoder.get_dense_pe()[0].detach()
+    windows = [_window(sam, pe, fields, rng, use_boxes) for _ in range(n)]
     sides = sorted({w.side for w in windows})
     return [_stack([w for w in windows if w.side == side], use_boxes) for side in sides]
 
 
 def _window(
-    sam: Sam, fields: Sequence[EmbeddedField], rng: np.random.Generator, use_boxes: bool
+    sam: Sam,
+    pe: torch.Tensor,
+    fields: Sequence[EmbeddedField],
+    rng: np.random.Generator,
+    use_boxes: bool,
 ) -> _Window:
     grid = sam.prompt_encoder.image_embedding_size[0]
     patch = sam.image_size // grid
     field = fields[int(rng.integers(len(fields)))]
     obj = field.labels == field.objects[int(rng.integers(len(field.objects)))]
-    ys, xs = np.nonzero(obj)
-    extent = max(ys.max() - ys.min(), xs.max() - xs.min()) / patch
     if use_boxes:
         y0, x0, y1, x1 = box_from_mask(obj, jitter=0.1, rng=rng)
         mark = [x0, y0, x1, y1]
-        centre = ((y0 + y1) / 2, (x0 + x1) / 2)
-        extent = max(extent, (y1 - y0) / patch, (x1 - x0) / patch)
+        lo, hi = np.array([y0, x0]) / patch, np.array([y1, x1]) / patch
     else:
-        centre = center_point(obj) if rng.random() < 0.5 else random_point(obj, rng)
-        mark = [centre[1], centre[0]]
-    side = window_side(sam, extent, box=use_boxes)
-    ty, tx = (int(np.clip(round(c / patch - side / 2), 0, grid - side)) for c in centre)
+        y, x = center_point(obj) if rng.random() < 0.5 else random_point(obj, rng)
+        mark = [x, y]
+        lo = hi = np.array([y, x]) / patch
+    ys, xs = np.nonzero(obj)
+    extent = max(ys.max() - ys.min(), xs.max() - xs.min()) / patch
+    side = window_side(sam, max(extent, *(hi - lo)), box=use_boxes)
+    ty, _, tx, _ = centred_window(lo, hi, side, (grid, grid))
     window = (slice(ty, ty + side), slice(tx, tx + side))
     pixels = tuple(slice(w.start * patch, w.stop * patch) for w in window)
     return _Window(
         side,
         field.features[(slice(None), *window)].float(),
-        sam.prompt_encoder.get_dense_pe()[0].detach()[(slice(None), *window)],
+        pe[(slice(None), *window)],
         obj[pixels],
         mark,
         [tx * patch, ty * patch],
@@ -136,13 +141,10 @@ def _window(
 
 def window_side(sam: Sam, extent: float, *, box: bool) -> int:
     """The side of the window, in tokens, that inference ends on for an object `extent`
-    tokens wide: a box starts on the smallest of ``Sam.decoder_windows`` that holds it,
-    points on the largest; a mask that reaches the window's edge moves on to the next
-    window, then to the whole grid (:meth:`tilesam.SamModel.predict`)."""
+    tokens wide: the first of :func:`tilesam.model.window_sides` that holds it (a mask
+    that reaches a window's edge moves on to the next window), else the whole grid."""
     grid = sam.prompt_encoder.image_embedding_size[0]
-    sides = [s for s in sam.decoder_windows if s < grid]
-    candidates = sides if box else sides[-1:]
-    return next((s for s in candidates if extent + 2 * DECODER_WINDOW_PAD <= s), grid)
+    return next(iter(window_sides(sam, extent, box=box)), grid)
 
 
 def _stack(windows: list[_Window], use_boxes: bool) -> FieldBatch:
