@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     _segment_parser(sub)
     _propagate_parser(sub)
     _train_parser(sub)
+    _synthesize_parser(sub)
     _evaluate_parser(sub)
     return parser
 
@@ -433,6 +434,35 @@ def _run_train(args: argparse.Namespace) -> None:
     )
     path = train(config)
     print(f"weights: {path}  (use with --checkpoint {path})")
+
+
+# -- synthesize -----------------------------------------------------------------------------
+
+
+def _synthesize_parser(sub) -> None:
+    p = sub.add_parser(
+        "synthesize",
+        help="write whole synthetic images with labels (for train --freeze-encoder)",
+    )
+    p.add_argument("--out", required=True, help="folder to write name.tif / name_labels.tif into")
+    p.add_argument(
+        "--kinds",
+        default="nuclei,nuclei,cells,ct,aerial",
+        help="kinds drawn in turn, comma-separated (repeat one to weight it)",
+    )
+    p.add_argument("--count", type=int, default=200)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--max-zoom", type=float, default=6.0, help="largest magnification")
+    p.set_defaults(run=_run_synthesize)
+
+
+def _run_synthesize(args: argparse.Namespace) -> None:
+    from tilesam.training.synthetic.folder import write_synthetic_folder
+
+    paths = write_synthetic_folder(
+        args.out, args.kinds.split(","), args.count, args.seed, max_zoom=args.max_zoom
+    )
+    print(f"wrote {len(paths)} images with their labels to {args.out}")
 
 
 # -- evaluate -------------------------------------------------------------------------------

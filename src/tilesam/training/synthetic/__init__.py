@@ -18,11 +18,13 @@ milliseconds on one core, so the training loop can draw samples online.
 The generators live one per module (:mod:`.nuclei`, :mod:`.cells`, :mod:`.ct`, :mod:`.aerial`) on
 shared helpers (:mod:`.fields`: random fields and filters; :mod:`.labels`: label images;
 :mod:`.shapes`: placing and rasterising objects; :mod:`.fluorescence`: nuclei and the microscope);
-:mod:`.api` holds the public entry points re-exported here.
+:mod:`.api` holds the public entry points re-exported here; :mod:`.folder` writes folders of whole
+images for training on whole embedded fields.
 """
 
 from __future__ import annotations
 
 from tilesam.training.synthetic.api import KINDS, SyntheticSample, make_sample, sample_stream
+from tilesam.training.synthetic.folder import write_synthetic_folder
 
-__all__ = ["KINDS", "SyntheticSample", "make_sample", "sample_stream"]
+__all__ = ["KINDS", "SyntheticSample", "make_sample", "sample_stream", "write_synthetic_folder"]
