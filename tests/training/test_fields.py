@@ -149,6 +149,12 @@ def test_a_stopped_field_run_resumes_with_its_fields(tmp_path, nuclei_folder, co
     assert resumed.step == 2
     resumed.run(progress=False)
     assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 4
+    # The same command once more: the run is finished, so it exports without embedding again.
+    (tmp_path / "model.pt").unlink()
+    finished = Trainer(config(tmp_path, nuclei_folder, steps_per_epoch=2, epochs=2))
+    finished._fields = lambda progress: pytest.fail("a finished run embedded its images again")
+    assert finished.run(progress=False) == tmp_path / "model.pt"
+    assert finished.step == 4 and (tmp_path / "model.pt").is_file()
 
 
 def test_synthetic_crops_and_fields_mix_in_one_run(tmp_path, nuclei_folder, config):

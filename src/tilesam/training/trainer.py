@@ -105,6 +105,12 @@ class Trainer:
 
     def run(self, progress: bool = True) -> Path:
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.step < self.total_steps:  # a finished run only exports again
+            self._steps(progress)
+        self.save()
+        return self.export(self.out_dir / "model.pt")
+
+    def _steps(self, progress: bool) -> None:
         deadline = _deadline(self.config.max_minutes)
         self.fields = self._fields(progress)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress, desc="train")
@@ -120,8 +126,6 @@ class Trainer:
             elif self.step % self.config.save_every == 0:
                 self.save()
         bar.close()
-        self.save()
-        return self.export(self.out_dir / "model.pt")
 
     def _fields(self, progress: bool) -> list[EmbeddedField] | None:
         """With the encoder frozen, the real images embedded whole (see :mod:`.fields`)."""

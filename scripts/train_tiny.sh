@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Train the default model `tiny` from scratch: the recipe of the shipped weights
+# (docs/training.md). Resumable: run it again and each stage continues from its last
+# checkpoint. Usage: bash scripts/train_tiny.sh [RUN_FOLDER] (default runs/tiny), in the
+# environment the README's commands set up, with ../shared beside the repository.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-runs/tiny}
+real=../shared/data/microscopy/dsb2018_crop
+
+# Stage 1: encoder and decoder on 256-pixel crops (synthetic, and the one real image).
+tilesam train --out "$out/crops" --base scratch \
+    --synthetic nuclei,nuclei,nuclei,cells,cells,ct,aerial \
+    --images "$real" --real-fraction 0.2 --crop 256 --batch-size 4 --objects-per-image 6 \
+    --iterations 1 --mosaic 0.5 --epochs 40 --steps-per-epoch 100 --lr 1e-3 --loss bce --seed 0
+
+# Stage 2: the decoder on whole embedded images, on the windows inference decodes.
+tilesam synthesize --out "$out/fields_data" --kinds nuclei,nuclei,cells,ct,aerial \
+    --count 200 --seed 1
+tilesam train --out "$out/fields" --base "$out/crops/model.pt" --images "$out/fields_data" \
+    --synthetic none --freeze-encoder --batch-size 4 --objects-per-image 2 --iterations 2 \
+    --lr 1e-4 --loss-margin 0.5 --epochs 25 --steps-per-epoch 100 --seed 0
+
+cp "$out/fields/model.pt" "$out/model.pt"
+echo "weights: $out/model.pt (to ship: copy to src/tilesam/weights/tiny.pt, register its sha256)"
