@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tilesam.decoder_graphs import DecoderGraphs
 from tilesam.errors import TileSAMError
 from tilesam.isolate import PromptFootprint, keep_prompted
 from tilesam.mask_logits import MaskLogits, prompted_window
@@ -104,7 +105,10 @@ class Prediction:
 class SamModel:
     """A SAM-family network ready for use: ``embed`` images, ``predict`` masks from prompts.
 
-    Build one with :func:`tilesam.load_model`.
+    Build one with :func:`tilesam.load_model`. Prompts decoded on windows of the token grid
+    run through traced graphs of the decoder once they are ready (``decoder_graphs``, see
+    :mod:`tilesam.decoder_graphs`: the same outputs, faster); pass ``decoder_graphs=False``
+    for weights that still change.
 
     Examples
     --------
@@ -122,6 +126,7 @@ class SamModel:
         architecture: Architecture,
         weights_hash: str | None = None,
         device: str | torch.device = "cpu",
+        decoder_graphs: bool = True,
     ) -> None:
         self.device = torch.device(device)
         self.sam = sam.to(self.device).eval()
@@ -133,6 +138,9 @@ class SamModel:
         self._image_pe: torch.Tensor | None = None
         self._tokens: OrderedDict[int, tuple[weakref.ref, ImageTokens | None]] = OrderedDict()
         self._tokens_lock = threading.Lock()
+        # Decoding on windows through traced graphs (see tilesam.decoder_graphs); they freeze
+        # the weights, so a model whose weights still change (training) decodes eagerly.
+        self._window_decoder = DecoderGraphs(self.sam) if decoder_graphs else self.sam
 
     @property
     def image_pe(self) -> torch.Tensor:
@@ -290,7 +298,7 @@ class SamModel:
         crop = (..., slice(y0, y1), slice(x0, x1))
         if mask_arg is not None:
             mask_arg = mask_arg[..., 4 * y0 : 4 * y1, 4 * x0 : 4 * x1]
-        tokens, hyper_in, iou = self.sam.decode_tokens(
+        tokens, hyper_in, iou = self._window_decoder.decode_tokens(
             embedding.features[crop].to(self.device),
             mask_input=mask_arg,
             image_pe=self.image_pe[crop],

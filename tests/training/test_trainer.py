@@ -54,6 +54,12 @@ def test_a_stopped_run_resumes_where_it_stopped(tmp_path, small_config):
     assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 4
 
 
+def test_the_model_in_training_decodes_eagerly(tmp_path, small_config):
+    # Traced decoder graphs freeze the weights (tilesam.decoder_graphs); these still change.
+    model = Trainer(small_config(tmp_path)).as_model()
+    assert model._window_decoder is model.sam
+
+
 def test_resuming_with_another_architecture_is_refused(tmp_path, small_config):
     Trainer(small_config(tmp_path, steps_per_epoch=2)).run(progress=False)
     config = small_config(tmp_path, base=str(FIXTURES / "sam1_small_fp16.pth"), crop=None)

@@ -248,7 +248,11 @@ class Trainer:
     def as_model(self) -> SamModel:
         """The model being trained, ready for inference (it shares the weights)."""
         return SamModel(
-            self.sam, name="training", architecture=self.architecture, device=self.device
+            self.sam,
+            name="training",
+            architecture=self.architecture,
+            device=self.device,
+            decoder_graphs=False,
         )
 
     def save(self) -> None:

@@ -1,0 +1,136 @@
+"""The prompt decoder on windows as TorchScript graphs, one per prompt kind, traced aside.
+
+A click's decoder is a few hundred small torch operations, and run eagerly their Python
+dispatch sets its time more than the arithmetic does. Traced and frozen (``torch.jit.trace``,
+``torch.jit.freeze``) the same operations run in about 60 % of the time with bitwise the same
+outputs (see ``docs/benchmarks.md``). A graph holds the prompt's structure (which of points,
+box and mask input it has, and whether it asks for three candidates), not its sizes: one graph
+serves every window side and number of points.
+
+Tracing a kind takes about a second, so it runs on a background thread the first time that
+kind is decoded; eager decoding serves until the graph is ready and no click waits for it.
+Graphs run with the JIT executor's optimisations off: the profiling executor would spend its
+first runs (hundreds of milliseconds) specialising them, on a user's clicks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+
+import torch
+from torch import nn
+
+from tilesam.models.sam import Sam
+
+__all__ = ["DecoderGraphs"]
+
+logger = logging.getLogger(__name__)
+
+# (points, box, mask input, three candidates)
+PromptKind = tuple[bool, bool, bool, bool]
+
+
+class DecoderGraphs:
+    """``Sam.decode_tokens`` on plain tensors, through a traced graph once one is ready.
+
+    The weights are frozen into each graph when it is traced: use one ``DecoderGraphs`` per
+    set of weights (:class:`tilesam.SamModel` makes one; training decodes eagerly).
+
+    Examples
+    --------
+    >>> graphs = DecoderGraphs(model.sam)  # doctest: +SKIP
+    >>> tokens, hyper_in, iou = graphs.decode_tokens(  # doctest: +SKIP
+    ...     features, image_pe=image_pe, points=(coords, labels), multimask_output=True
+    ... )
+    """
+
+    def __init__(self, sam: Sam) -> None:
+        self._sam = sam
+        self._graphs: dict[PromptKind, torch.jit.ScriptModule] = {}
+        self._started: set[PromptKind] = set()
+        self._lock = threading.Lock()
+
+    def decode_tokens(
+        self,
+        features: torch.Tensor,
+        *,
+        image_pe: torch.Tensor,
+        points: tuple[torch.Tensor, torch.Tensor] | None = None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Image tokens, hypernetwork weights and IoU, as :meth:`Sam.decode_tokens` gives them
+        for features (not ``ImageTokens``) and an explicit ``image_pe``."""
+        kind = (points is not None, boxes is not None, mask_input is not None, multimask_output)
+        inputs = (features, image_pe, *(points or ()), *_present(boxes, mask_input))
+        graph = self._graphs.get(kind)
+        if graph is not None:
+            with torch.jit.optimized_execution(False):
+                return graph(*inputs)
+        self._trace_later(kind, inputs)
+        return self._sam.decode_tokens(
+            features,
+            points=points,
+            boxes=boxes,
+            mask_input=mask_input,
+            multimask_output=multimask_output,
+            image_pe=image_pe,
+        )
+
+    def ready(self, kind: PromptKind) -> bool:
+        """Whether prompts of ``kind`` (points, box, mask input, three candidates) run traced."""
+        return kind in self._graphs
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the traces started so far (tests and benchmarks, which need the graphs)."""
+        for thread in threading.enumerate():
+            if thread.name.startswith(f"tilesam-trace-{id(self)}"):
+                thread.join(timeout)
+
+    def _trace_later(self, kind: PromptKind, inputs: tuple[torch.Tensor, ...]) -> None:
+        with self._lock:
+            if kind in self._started:
+                return
+            self._started.add(kind)
+        example = tuple(t.detach().clone() for t in inputs)
+        name = f"tilesam-trace-{id(self)}-{kind}"
+        threading.Thread(target=self._trace, args=(kind, example), name=name, daemon=True).start()
+
+    def _trace(self, kind: PromptKind, example: tuple[torch.Tensor, ...]) -> None:
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                module = _KindDecoder(self._sam, kind).eval()
+                traced = torch.jit.trace(module, example, check_trace=False)
+                self._graphs[kind] = torch.jit.freeze(traced)
+        except Exception:  # noqa: BLE001 - eager decoding goes on serving this kind
+            logger.warning("decoder graph for prompt kind %s not traced", kind, exc_info=True)
+
+
+class _KindDecoder(nn.Module):
+    """``Sam.decode_tokens`` for one prompt kind, with tensors in and out (what tracing needs)."""
+
+    def __init__(self, sam: Sam, kind: PromptKind) -> None:
+        super().__init__()
+        self.sam = sam
+        self.kind = kind
+
+    def forward(self, features: torch.Tensor, image_pe: torch.Tensor, *prompt: torch.Tensor):
+        has_points, has_box, has_mask, multimask = self.kind
+        rest = iter(prompt)
+        points = (next(rest), next(rest)) if has_points else None
+        return self.sam.decode_tokens(
+            features,
+            points=points,
+            boxes=next(rest) if has_box else None,
+            mask_input=next(rest) if has_mask else None,
+            multimask_output=multimask,
+            image_pe=image_pe,
+        )
+
+
+def _present(*tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    return tuple(t for t in tensors if t is not None)
