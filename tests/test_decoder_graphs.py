@@ -83,7 +83,8 @@ def test_one_graph_serves_every_window_side_and_number_of_points(side, n_points)
         return features, {"image_pe": pe, "points": (coords, labels), "multimask_output": True}
 
     with torch.inference_mode():
-        graphs.decode_tokens(*prompt(24, 1)[:1], **prompt(24, 1)[1])  # traced on 24 and 1
+        for _ in range(2):  # the second use traces, on a 24-token window and one point
+            graphs.decode_tokens(*prompt(24, 1)[:1], **prompt(24, 1)[1])
         graphs.wait()
         features, kwargs = prompt(side, n_points)
         got = graphs.decode_tokens(features, **kwargs)
@@ -104,8 +105,18 @@ def test_a_failed_trace_leaves_eager_decoding_serving(nuclei, monkeypatch, caplo
     monkeypatch.setattr(torch.jit, "trace", broken)
     point = [center_point(labels == 1)]
     first = model.predict(emb, points=point)
+    model.predict(emb, points=point)
     model._window_decoder.wait()
     again = model.predict(emb, points=point)
     assert not model._window_decoder.ready((True, False, False, True))
     assert "not traced" in caplog.text
     np.testing.assert_array_equal(first.mask(), again.mask())
+
+
+def test_a_kind_decoded_once_is_not_traced(nuclei) -> None:
+    image, labels = nuclei
+    model = tilesam.load_model(device="cpu")
+    emb = model.embed(image)
+    model.predict(emb, points=[center_point(labels == 1)])
+    model._window_decoder.wait()
+    assert not model._window_decoder.ready((True, False, False, True))

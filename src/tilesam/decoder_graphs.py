@@ -7,8 +7,9 @@ outputs (see ``docs/benchmarks.md``). A graph holds the prompt's structure (whic
 box and mask input it has, and whether it asks for three candidates), not its sizes: one graph
 serves every window side and number of points.
 
-Tracing a kind takes about a second, so it runs on a background thread the first time that
-kind is decoded; eager decoding serves until the graph is ready and no click waits for it.
+Tracing a kind takes about a second, so it runs on a background thread the second time that
+kind is decoded (a one-shot command decodes once and never pays for it); eager decoding serves
+until the graph is ready and no click waits for it.
 Graphs run with the JIT executor's optimisations off: the profiling executor would spend its
 first runs (hundreds of milliseconds) specialising them, on a user's clicks.
 """
@@ -49,7 +50,7 @@ class DecoderGraphs:
     def __init__(self, sam: Sam) -> None:
         self._sam = sam
         self._graphs: dict[PromptKind, torch.jit.ScriptModule] = {}
-        self._started: set[PromptKind] = set()
+        self._uses: dict[PromptKind, int] = {}
         self._lock = threading.Lock()
 
     def decode_tokens(
@@ -92,9 +93,9 @@ class DecoderGraphs:
 
     def _trace_later(self, kind: PromptKind, inputs: tuple[torch.Tensor, ...]) -> None:
         with self._lock:
-            if kind in self._started:
+            self._uses[kind] = uses = self._uses.get(kind, 0) + 1
+            if uses != 2:
                 return
-            self._started.add(kind)
         example = tuple(t.detach().clone() for t in inputs)
         name = f"tilesam-trace-{id(self)}-{kind}"
         threading.Thread(target=self._trace, args=(kind, example), name=name, daemon=True).start()
