@@ -3,9 +3,11 @@
 A click's decoder is a few hundred small torch operations, and run eagerly their Python
 dispatch sets its time more than the arithmetic does. Traced and frozen (``torch.jit.trace``,
 ``torch.jit.freeze``) the same operations run in about 60 % of the time with bitwise the same
-outputs (see ``docs/benchmarks.md``). A graph holds the prompt's structure (which of points,
-box and mask input it has, and whether it asks for three candidates), not its sizes: one graph
-serves every window side and number of points.
+outputs (see ``docs/benchmarks.md``). A graph holds the prompt's structure (its number of
+points, whether it has a box and a mask input, whether it asks for three candidates), not the
+window's size: one graph serves every window side. The number of points is part of the kind
+because the decoder picks the order of its attention products by the number of prompt tokens,
+a choice a trace would fix.
 
 Tracing a kind takes about a second, so it runs on a background thread the second time that
 kind is decoded (a one-shot command decodes once and never pays for it); eager decoding serves
@@ -29,8 +31,12 @@ __all__ = ["DecoderGraphs"]
 
 logger = logging.getLogger(__name__)
 
-# (points, box, mask input, three candidates)
-PromptKind = tuple[bool, bool, bool, bool]
+# (number of points, box, mask input, three candidates)
+PromptKind = tuple[int, bool, bool, bool]
+
+# Tracing warns where Python values become constants of the graph; the kinds are made so that
+# those values are the same for every prompt of a kind.
+warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"tilesam\.")
 
 
 class DecoderGraphs:
@@ -65,7 +71,8 @@ class DecoderGraphs:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Image tokens, hypernetwork weights and IoU, as :meth:`Sam.decode_tokens` gives them
         for features (not ``ImageTokens``) and an explicit ``image_pe``."""
-        kind = (points is not None, boxes is not None, mask_input is not None, multimask_output)
+        n_points = 0 if points is None else points[0].shape[1]
+        kind = (n_points, boxes is not None, mask_input is not None, multimask_output)
         inputs = (features, image_pe, *(points or ()), *_present(boxes, mask_input))
         graph = self._graphs.get(kind)
         if graph is not None:
@@ -82,7 +89,8 @@ class DecoderGraphs:
         )
 
     def ready(self, kind: PromptKind) -> bool:
-        """Whether prompts of ``kind`` (points, box, mask input, three candidates) run traced."""
+        """Whether prompts of ``kind`` (number of points, box, mask input, three candidates) run
+        through a graph."""
         return kind in self._graphs
 
     def wait(self, timeout: float | None = None) -> None:
@@ -102,8 +110,7 @@ class DecoderGraphs:
 
     def _trace(self, kind: PromptKind, example: tuple[torch.Tensor, ...]) -> None:
         try:
-            with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            with torch.no_grad():
                 module = _KindDecoder(self._sam, kind).eval()
                 traced = torch.jit.trace(module, example, check_trace=False)
                 self._graphs[kind] = torch.jit.freeze(traced)
@@ -120,9 +127,9 @@ class _KindDecoder(nn.Module):
         self.kind = kind
 
     def forward(self, features: torch.Tensor, image_pe: torch.Tensor, *prompt: torch.Tensor):
-        has_points, has_box, has_mask, multimask = self.kind
+        n_points, has_box, has_mask, multimask = self.kind
         rest = iter(prompt)
-        points = (next(rest), next(rest)) if has_points else None
+        points = (next(rest), next(rest)) if n_points else None
         return self.sam.decode_tokens(
             features,
             points=points,
