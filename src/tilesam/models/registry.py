@@ -143,16 +143,16 @@ MODELS: dict[str, ModelEntry] = {
             "tiny",
             "tiny",
             None,
-            "sha256:801205601a1163e678a1d53da0216b8d2456747679f3bcf8a55e56a6fb6971ad",
+            "sha256:2303212fd33135d64c80896259b7fb4b7f046e4374f6c407d6871ae2d0aabd93",
             "tiny.pt",
             "TileSAM's own small model, trained by tilesam.training; ships in the package",
-            # Its logits are under-confident at object edges. Chosen on validation images
-            # (Coelho gnf_dna-0/1, ic100_dna-0/1), never on those its figures are reported
-            # on: point / box / 5 clicks 0.787 / 0.825 / 0.840 at 0, 0.791 / 0.841 / 0.836
-            # at -0.5, 0.789 / 0.851 / 0.822 at -1. A box clips the mask (keep_prompted),
-            # so a box prompt takes a lower one, chosen on the 28 Coelho images outside the
-            # reported split (10 objects each; tiny never saw Coelho): box 0.873 at -0.5,
-            # 0.880 at -2, 0.877 at -2.5, 0.872 at -3, 0.860 at -4.
+            # Its logits are under-confident at object edges. Chosen on validation images,
+            # never on those its figures are reported on: the 28 Coelho images outside the
+            # reported split, 10 objects each (tiny never saw Coelho). For the shipped
+            # (stage 2) weights, point / 2 / 5 clicks 0.806 / 0.837 / 0.882 at 0, 0.819 /
+            # 0.851 / 0.888 at -0.5, 0.823 / 0.859 / 0.887 at -1. A box clips the mask
+            # (keep_prompted), so a box prompt takes a lower one: box 0.833 at -0.5, 0.864
+            # at -1, 0.877 at -2, 0.860 at -3. (The stage-1 weights chose the same.)
             mask_threshold=-0.5,
             box_mask_threshold=-2.0,
         ),
