@@ -57,6 +57,7 @@ class DecoderGraphs:
         self._sam = sam
         self._graphs: dict[PromptKind, torch.jit.ScriptModule] = {}
         self._uses: dict[PromptKind, int] = {}
+        self._tracers: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     def decode_tokens(
@@ -95,9 +96,8 @@ class DecoderGraphs:
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for the traces started so far (tests and benchmarks, which need the graphs)."""
-        for thread in threading.enumerate():
-            if thread.name.startswith(f"tilesam-trace-{id(self)}"):
-                thread.join(timeout)
+        for thread in list(self._tracers):
+            thread.join(timeout)
 
     def _trace_later(self, kind: PromptKind, inputs: tuple[torch.Tensor, ...]) -> None:
         with self._lock:
@@ -105,8 +105,11 @@ class DecoderGraphs:
             if uses != 2:
                 return
         example = tuple(t.detach().clone() for t in inputs)
-        name = f"tilesam-trace-{id(self)}-{kind}"
-        threading.Thread(target=self._trace, args=(kind, example), name=name, daemon=True).start()
+        tracer = threading.Thread(
+            target=self._trace, args=(kind, example), name=f"tilesam-trace-{kind}", daemon=True
+        )
+        self._tracers.append(tracer)  # one caller per kind gets here
+        tracer.start()
 
     def _trace(self, kind: PromptKind, example: tuple[torch.Tensor, ...]) -> None:
         try:
