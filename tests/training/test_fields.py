@@ -175,3 +175,43 @@ def test_labels_without_a_large_enough_object_are_refused(tmp_path, config):
     tifffile.imwrite(tmp_path / "a_labels.tif", labels)
     with pytest.raises(tilesam.TileSAMError, match="nothing to train on"):
         Trainer(config(tmp_path / "run", tmp_path)).run(progress=False)
+
+
+def test_training_the_encoder_tail_changes_only_the_tail_of_the_encoder(
+    tmp_path, nuclei_folder, config
+):
+    trainer = Trainer(config(tmp_path, nuclei_folder, train_encoder_tail=True))
+    encoder = trainer.sam.image_encoder
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    trainer.run(progress=False)
+    # The fields hold the body's stride-16 features, not the embedding.
+    body_channels = encoder.stages[2][-1].body[-1].num_features
+    assert all(f.features.shape[0] == body_channels for f in trainer.fields)
+    changed = {k for k, v in encoder.state_dict().items() if not torch.equal(v, before[k])}
+    tail = tuple(m + "." for m in encoder.tail_modules)
+    assert any(k.startswith("neck.") for k in changed) and any(
+        k.startswith("stages.3.") for k in changed
+    )
+    assert all(k.startswith(tail) for k in changed), sorted(changed)
+    # BatchNorm keeps its running statistics: the tail trains as it runs at inference.
+    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert stats and not changed & set(stats)
+
+
+def test_the_encoder_tail_trained_on_fields_is_the_tail_inference_runs(model, nuclei_folder):
+    items = LabelledImageFolder(nuclei_folder, nuclei_folder)
+    bodies = embed_fields(model, items, progress=False, body_only=True)
+    embedded = embed_fields(model, items, progress=False)
+    encoder = model.sam.image_encoder
+    for body, field in zip(bodies, embedded, strict=True):
+        with torch.no_grad():
+            tail = encoder.tail(body.features.float()[None])[0].half()
+        # float16 storage of the body features: the same embedding within its rounding
+        assert torch.allclose(tail.float(), field.features.float(), atol=2e-2)
+        assert np.array_equal(body.labels, field.labels)
+
+
+def test_the_encoder_tail_trains_only_with_a_frozen_encoder(tmp_path, nuclei_folder, config):
+    settings = config(tmp_path, nuclei_folder, freeze_encoder=False, train_encoder_tail=True)
+    with pytest.raises(tilesam.TileSAMError, match="--freeze-encoder"):
+        Trainer(settings)
