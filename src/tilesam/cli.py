@@ -397,12 +397,6 @@ def _train_parser(sub) -> None:
         help="train prompt encoder and decoder only; real images are then embedded once, "
         "whole, and the decoder trains on them as it runs at inference",
     )
-    p.add_argument(
-        "--train-encoder-tail",
-        action="store_true",
-        help="with --freeze-encoder, train the encoder's last stage too (its neck for ViTs) "
-        "on the whole images, the rest of it frozen",
-    )
     p.add_argument("--device", default=None)
     p.add_argument("--trust-checkpoint", action="store_true")
     p.set_defaults(run=_run_train)
@@ -433,7 +427,6 @@ def _run_train(args: argparse.Namespace) -> None:
         steps_per_epoch=args.steps_per_epoch,
         max_minutes=args.max_minutes,
         freeze_encoder=args.freeze_encoder,
-        train_encoder_tail=args.train_encoder_tail,
         seed=args.seed,
         device=args.device,
         save_every=args.save_every,

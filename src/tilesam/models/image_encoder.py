@@ -63,24 +63,13 @@ class ImageEncoderViT(nn.Module):
             LayerNorm2d(out_chans),
         )
 
-    # The modules of :meth:`tail`, which fine-tuning may train on top of a frozen body.
-    tail_modules = ("neck",)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tail(self.body(x))
-
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        """Images to the last block's tokens, ``(B, C, H', W')``."""
         x = self.patch_embed(x)
         if self.pos_embed is not None:
             x = x + self.pos_embed
         for block in self.blocks:
             x = block(x)
-        return x.permute(0, 3, 1, 2)
-
-    def tail(self, x: torch.Tensor) -> torch.Tensor:
-        """The last block's tokens to the embedding."""
-        return self.neck(x)
+        return self.neck(x.permute(0, 3, 1, 2))
 
 
 class PatchEmbed(nn.Module):

@@ -54,21 +54,11 @@ class TinyCNNEncoder(nn.Module):
             LayerNorm2d(out_chans),
         )
 
-    # The modules of :meth:`tail`, which fine-tuning may train on top of a frozen body.
-    tail_modules = ("stages.3", "lateral", "neck")
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tail(self.body(x))
-
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        """Images to the stride-16 features."""
         x = self.stem(x)
         x = self.stages[0](x)
         x = self.stages[1](x)
-        return self.stages[2](x)
-
-    def tail(self, s16: torch.Tensor) -> torch.Tensor:
-        """Stride-16 features to the embedding, through the stride-32 context."""
+        s16 = self.stages[2](x)
         s32 = self.stages[3](s16)
         context = F.interpolate(self.lateral(s32), size=s16.shape[-2:], mode="nearest")
         return self.neck(s16 + context)

@@ -431,13 +431,6 @@ class TinyViT(nn.Module):
         torch.Tensor
             ``(B, out_chans, img_size / 16, img_size / 16)`` contiguous embeddings.
         """
-        return self.tail(self.body(x))
-
-    # The modules of :meth:`tail`, which fine-tuning may train on top of a frozen body.
-    tail_modules = ("neck",)
-
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        """Images to the last stage's features."""
         if not self.training:
             # oneDNN convolutions are several times faster on channels-last data; every later
             # layer keeps that layout, so this is the only conversion.  Training keeps the
@@ -447,10 +440,6 @@ class TinyViT(nn.Module):
         x = self.patch_embed(x)
         for layer in self.layers:
             x = layer(x)
-        return x
-
-    def tail(self, x: torch.Tensor) -> torch.Tensor:
-        """The last stage's features to the embedding."""
         return self.neck(x).contiguous()
 
 

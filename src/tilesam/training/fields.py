@@ -14,7 +14,7 @@ and worse on whole images
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from tilesam.model import SamModel, centred_window, window_sides
 from tilesam.models.sam import Sam
-from tilesam.preprocess import prepare_image, resized_shape
+from tilesam.preprocess import resized_shape
 from tilesam.prompt_simulation import box_from_mask, center_point, random_point
 from tilesam.training.examples import resize_labels
 from tilesam.training.interactive import MIN_OBJECT_PIXELS, Prompts
@@ -34,8 +34,7 @@ from tilesam.training.interactive import MIN_OBJECT_PIXELS, Prompts
 class EmbeddedField:
     """One training image, embedded whole.
 
-    ``features`` ``(C, h, w)`` (float16: a field costs 1 MB for ``tiny``), the embedding or,
-    when the encoder's tail trains, the output of its frozen body; ``labels`` the
+    ``features`` ``(C, h, w)`` (float16: a field costs 1 MB for ``tiny``); ``labels`` the
     instance labels in the model's input frame ``(S, S)``, resized like the image and
     zero in the padding; ``objects`` the ids of the objects large enough to train on.
     """
@@ -70,18 +69,14 @@ class _Window(NamedTuple):
     offset: list[int]  # (x, y) of the window, input pixels
 
 
-def embed_fields(
-    model: SamModel, items: Sequence, progress: bool = True, *, body_only: bool = False
-) -> list[EmbeddedField]:
-    """Embed each item's ``image`` whole and bring its ``labels`` to the input frame.
-
-    With ``body_only``, keep the output of the encoder's body, for a trainable tail."""
+def embed_fields(model: SamModel, items: Sequence, progress: bool = True) -> list[EmbeddedField]:
+    """Embed each item's ``image`` whole and bring its ``labels`` to the input frame."""
     size = model.image_size
     fields = []
     for item in tqdm(items, disable=not progress, desc="embed images", unit="image"):
         labels = np.asarray(item.labels)
-        features = _encode_body(model, item.image) if body_only else _encode(model, item.image)
-        features = features.detach().cpu().half()
+        with torch.no_grad():
+            features = model.embed(item.image).features[0].detach().cpu().half()
         frame = np.zeros((size, size), dtype=labels.dtype)
         h, w = resized_shape(labels.shape, size)
         frame[:h, :w] = resize_labels(labels, (h, w))
@@ -92,17 +87,6 @@ def embed_fields(
     return fields
 
 
-def _encode(model: SamModel, image: np.ndarray) -> torch.Tensor:
-    with torch.no_grad():
-        return model.embed(image).features[0]
-
-
-def _encode_body(model: SamModel, image: np.ndarray) -> torch.Tensor:
-    pixels, _ = prepare_image(image, model.image_size, None)
-    with torch.no_grad():
-        return model.sam.image_encoder.body(model.sam.preprocess(pixels.to(model.device)))[0]
-
-
 def field_batches(
     sam: Sam,
     fields: Sequence[EmbeddedField],
@@ -110,34 +94,12 @@ def field_batches(
     rng: np.random.Generator,
     *,
     use_boxes: bool,
-    tail: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    pool: int | None = None,
 ) -> list[FieldBatch]:
     """``n`` random objects of random fields, each prompted by its box (with 10 % jitter),
     its centre point or a random point inside it, on the window inference decodes it on;
-    one batch per window side.
-
-    ``tail`` turns stored body features into the embedding (with gradients), once per field
-    drawn; ``pool`` draws the objects from that many random fields only (bounding the tail's
-    runs per step)."""
+    one batch per window side."""
     pe = sam.prompt_encoder.get_dense_pe()[0].detach()
-    embedded: dict[int, torch.Tensor] = {}
-
-    def features(index: int) -> torch.Tensor:
-        if tail is None:
-            return fields[index].features
-        if index not in embedded:
-            device = next(sam.parameters()).device
-            embedded[index] = tail(fields[index].features.to(device).float()[None])[0]
-        return embedded[index]
-
-    drawn = np.arange(len(fields))
-    if pool is not None and pool < len(fields):
-        drawn = rng.choice(len(fields), pool, replace=False)
-    windows = []
-    for _ in range(n):
-        index = int(drawn[rng.integers(len(drawn))])
-        windows.append(_window(sam, pe, fields[index], features(index), rng, use_boxes))
+    windows = [_window(sam, pe, fields, rng, use_boxes) for _ in range(n)]
     sides = sorted({w.side for w in windows})
     return [_stack([w for w in windows if w.side == side], use_boxes) for side in sides]
 
@@ -145,13 +107,13 @@ def field_batches(
 def _window(
     sam: Sam,
     pe: torch.Tensor,
-    field: EmbeddedField,
-    features: torch.Tensor,
+    fields: Sequence[EmbeddedField],
     rng: np.random.Generator,
     use_boxes: bool,
 ) -> _Window:
     grid = sam.prompt_encoder.image_embedding_size[0]
     patch = sam.image_size // grid
+    field = fields[int(rng.integers(len(fields)))]
     obj = field.labels == field.objects[int(rng.integers(len(field.objects)))]
     if use_boxes:
         y0, x0, y1, x1 = box_from_mask(obj, jitter=0.1, rng=rng)
@@ -169,7 +131,7 @@ def _window(
     pixels = tuple(slice(w.start * patch, w.stop * patch) for w in window)
     return _Window(
         side,
-        features[(slice(None), *window)].float(),
+        field.features[(slice(None), *window)].float(),
         pe[(slice(None), *window)],
         obj[pixels],
         mark,

@@ -55,7 +55,6 @@ class TrainConfig:
     steps_per_epoch: int = 200
     max_minutes: float | None = None
     freeze_encoder: bool = False
-    train_encoder_tail: bool = False
     seed: int = 0
     device: str | None = None
     save_every: int = 25
@@ -72,19 +71,13 @@ class Trainer:
     """Holds the model, optimiser and data streams of one run."""
 
     def __init__(self, config: TrainConfig) -> None:
-        if config.train_encoder_tail and not config.freeze_encoder:
-            raise TileSAMError(
-                "--train-encoder-tail trains the last part of a frozen encoder: add "
-                "--freeze-encoder (without it the whole encoder trains)."
-            )
         self.config = config
         self.out_dir = Path(config.out_dir)
         self.device = pick_device(config.device)
         self.sam, self.architecture = _base_model(config)
         self.crop = _crop_size(config, self.architecture)
         self.sam.to(self.device)
-        tail = self.sam.image_encoder.tail_modules
-        params = [p for n, p in self.sam.named_parameters() if _trainable(n, config, tail)]
+        params = [p for n, p in self.sam.named_parameters() if _trainable(n, config)]
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.step = 0
         self.total_steps = config.epochs * config.steps_per_epoch
@@ -140,9 +133,7 @@ class Trainer:
         if real is None or not self.config.freeze_encoder:
             return None
         self.sam.eval()  # the encoder's normalisation as at inference
-        fields = embed_fields(
-            self.as_model(), real, progress=progress, body_only=self.config.train_encoder_tail
-        )
+        fields = embed_fields(self.as_model(), real, progress=progress)
         if not fields:
             raise TileSAMError(
                 f"No object of at least {MIN_OBJECT_PIXELS} pixels (at the model's input "
@@ -203,13 +194,7 @@ class Trainer:
         n = self.config.batch_size * self.config.objects_per_image
         use_boxes = bool(self.rng.random() < 0.4)
         total, iou = 0.0, 0.0
-        tail, pool = None, None
-        if self.config.train_encoder_tail:  # the tail runs on batch-size fields per step
-            tail, pool = self.sam.image_encoder.tail, self.config.batch_size
-        batches = field_batches(
-            self.sam, self.fields, n, self.rng, use_boxes=use_boxes, tail=tail, pool=pool
-        )
-        for batch in batches:
+        for batch in field_batches(self.sam, self.fields, n, self.rng, use_boxes=use_boxes):
             loss, stats = prompted_loss(
                 self.sam,
                 batch.features.to(self.device),
@@ -318,11 +303,8 @@ def _crop_size(config: TrainConfig, arch: Architecture) -> int:
     return crop
 
 
-def _trainable(name: str, config: TrainConfig, tail_modules: tuple[str, ...]) -> bool:
-    if not (config.freeze_encoder and name.startswith("image_encoder.")):
-        return True
-    module = name.removeprefix("image_encoder.")
-    return config.train_encoder_tail and module.startswith(tuple(m + "." for m in tail_modules))
+def _trainable(name: str, config: TrainConfig) -> bool:
+    return not (config.freeze_encoder and name.startswith("image_encoder."))
 
 
 def _folder(images: str | None, labels: str | None):
