@@ -49,7 +49,7 @@ import numpy as np
 from tilesam.loading import load_model
 from tilesam.prompt_simulation import middle_slice_point
 from tilesam.propagate import DEFAULT_SLICE_SCALE, session_predictor
-from tilesam.propagation import SlicePrediction, prompt_from_mask, propagate_labels
+from tilesam.propagation import METHODS, SlicePrediction, prompt_from_mask, propagate_labels
 from tilesam.samples import load_sample, sample_path
 from tilesam.session import Session
 
@@ -64,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: fastest)")
     parser.add_argument("--json", default="bench_propagation.json", help="results file")
     parser.add_argument("--large", action="store_true", help="also a 300 x 512 x 512 volume")
+    parser.add_argument(
+        "--method", default="prompt", choices=METHODS, help="what a slice sends to the next"
+    )
     parser.add_argument(
         "--slice-scale",
         type=_scale,
@@ -82,11 +85,11 @@ def open_session(name: str, model, cache: Path, scale: float | None) -> Session:
     return Session(sample_path(name), model, cache, window=SAMPLES[name], slice_scale=scale)
 
 
-def bench_object(session: Session, truth: np.ndarray) -> dict[str, Any]:
+def bench_object(session: Session, truth: np.ndarray, method: str) -> dict[str, Any]:
     """Propagate one object from one click; time, Dice and memory."""
     z, y, x = middle_slice_point(truth)
     first, logits = session.segment_with_logits(points=[(y, x)], z=z)
-    predict = session_predictor(session)
+    predict = session_predictor(session, logits=method == "prompt+logits")
     calls = 0
 
     def counted(zz, prompt):
@@ -101,6 +104,7 @@ def bench_object(session: Session, truth: np.ndarray) -> dict[str, Any]:
             counted,
             states={(1, z): logits},
             image=session.source.read_slice,
+            method=method,
         )
 
     start = time.perf_counter()
@@ -128,18 +132,21 @@ def bench_object(session: Session, truth: np.ndarray) -> dict[str, Any]:
     }
 
 
-def steady_ms_per_slice(session: Session, truth: np.ndarray) -> float:
-    """One prediction per slice from the prompt of the object's middle slice, warm."""
-    prompt = prompt_from_mask(truth[middle_slice_point(truth)[0]])
-    predict = session_predictor(session)
-    predict(0, prompt)
+def steady_ms_per_slice(session: Session, truth: np.ndarray, method: str) -> float:
+    """One prediction per slice from the prompt of the object's middle slice, warm (with
+    ``"prompt+logits"``, each slice also sent the logits of the one before)."""
+    mask = truth[middle_slice_point(truth)[0]]
+    predict = session_predictor(session, logits=method == "prompt+logits")
+    state = predict(0, prompt_from_mask(mask, method)).state
     start = time.perf_counter()
     for z in range(truth.shape[0]):
-        predict(z, prompt)
+        state = predict(z, prompt_from_mask(mask, method, state)).state
     return 1000 * (time.perf_counter() - start) / truth.shape[0]
 
 
-def bench_sample(model, name: str, scale: float | None, workdir: Path) -> list[dict[str, Any]]:
+def bench_sample(
+    model, name: str, scale: float | None, workdir: Path, method: str
+) -> list[dict[str, Any]]:
     volume, truth = load_sample(name)
     cache = workdir / f"{name}.zarr"
     start = time.perf_counter()
@@ -149,9 +156,9 @@ def bench_sample(model, name: str, scale: float | None, workdir: Path) -> list[d
     for obj in np.unique(truth[truth > 0]).tolist():
         # A fresh session over the full cache: embeddings are read, never computed.
         session = open_session(name, model, cache, scale)
-        row = bench_object(session, truth == obj)
+        row = bench_object(session, truth == obj, method)
         rows.append({"sample": name, "object": int(obj), "embed_s_volume": embed_s, **row})
-    steady = steady_ms_per_slice(open_session(name, model, cache, scale), truth == 1)
+    steady = steady_ms_per_slice(open_session(name, model, cache, scale), truth == 1, method)
     for row in rows:
         row["steady_ms_per_slice"] = steady
     return rows
@@ -201,12 +208,13 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in SAMPLES:
-            rows += bench_sample(model, name, args.slice_scale, Path(tmp))
+            rows += bench_sample(model, name, args.slice_scale, Path(tmp), args.method)
     per_slice = [r["ms_per_slice"] for r in rows]
     summary = {
         "model": model.name,
         "checkpoint": args.checkpoint,
         "slice_scale": args.slice_scale,
+        "method": args.method,
         "device": str(model.device),
         "machine": platform.processor() or platform.machine(),
         "median_ms_per_slice": float(np.median(per_slice)),
@@ -228,7 +236,8 @@ def main(argv: list[str] | None = None) -> None:
         for n in SAMPLES
     )
     print(
-        f"\nmodel {model.name}, slice scale {args.slice_scale or 'sam'}: median "
+        f"\nmodel {model.name}, slice scale {args.slice_scale or 'sam'}, method "
+        f"{args.method}: median "
         f"{summary['median_ms_per_slice']:.0f} ms/slice with cached "
         f"embeddings; {per_sample}; peak RSS {summary['peak_rss_mb']:.0f} MB"
     )
