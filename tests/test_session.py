@@ -334,6 +334,29 @@ def test_touched_neighbours_and_derived_points() -> None:
     assert mask[int(y) - 192, int(x) - 192] and 384 <= x < 416  # owned by (1, 1), seen by (1, 2)
 
 
+def test_derived_points_are_the_deepest_pixels_of_the_largest_pieces() -> None:
+    grid = TileGrid((600, 600), tile_size=256, halo=32)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        # Blobs of several sizes (ties of depth included) in the strip (1, 1) owns and
+        # (1, 2) sees: columns 192..223 of tile (1, 1).
+        mask = np.zeros((256, 256), bool)
+        for cy, cx, r in zip(rng.integers(0, 256, 5), rng.integers(190, 226, 5), [3, 5, 8, 8, 12]):
+            yy, xx = np.ogrid[:256, :256]
+            mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+        strip = mask[32:224, 192:224]
+        # The reference: every piece and depth computed on the whole strip.
+        pieces, n = ndimage.label(strip)
+        depth = ndimage.distance_transform_edt(np.pad(strip, 1))[1:-1, 1:-1]
+        sizes = np.bincount(pieces.ravel(), minlength=n + 1)[1:]
+        expected = [
+            np.unravel_index(int(np.argmax(np.where(pieces == k, depth, -1.0))), strip.shape)
+            for k in np.argsort(-sizes, kind="stable")[:3] + 1
+        ]
+        points = derived_points(grid, (1, 1), (1, 2), mask)
+        assert [tuple(p) for p in points - [224, 384]] == expected
+
+
 def test_result_window_crop_and_tiled_tiff(tmp_path) -> None:
     window = np.zeros((30, 40), bool)
     window[5:25, 3:37] = True

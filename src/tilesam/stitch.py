@@ -236,15 +236,20 @@ def derived_points(grid: TileGrid, parent: Tile, child: Tile, mask: np.ndarray) 
 
 
 def _deepest_points(strip: np.ndarray) -> np.ndarray:
+    # Only the mask's bounding box: with a ring of background around it (the padding, which
+    # also keeps the points away from the strip's own edges), every depth inside is the
+    # same as on the whole strip, and row-major order, hence argmax's ties, is kept.
+    rows, cols = np.flatnonzero(strip.any(1)), np.flatnonzero(strip.any(0))
+    y0, x0 = rows[0], cols[0]
+    strip = strip[y0 : rows[-1] + 1, x0 : cols[-1] + 1]
     pieces, n = ndimage.label(strip)
-    # Padding with background keeps the points away from the strip's own edges too.
     depth = ndimage.distance_transform_edt(np.pad(strip, 1))[1:-1, 1:-1]
     sizes = np.bincount(pieces.ravel(), minlength=n + 1)[1:]
     points = []
     for label in np.argsort(-sizes, kind="stable")[:MAX_DERIVED_POINTS] + 1:
         d = np.where(pieces == label, depth, -1.0)
         points.append(np.unravel_index(int(np.argmax(d)), d.shape))
-    return np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return np.asarray(points, dtype=np.float64).reshape(-1, 2) + np.array([y0, x0])
 
 
 # -- stitching ---------------------------------------------------------------------------------
