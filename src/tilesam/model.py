@@ -223,6 +223,7 @@ class SamModel:
         mask_input: np.ndarray | None = None,
         multimask: bool = True,
         keep_prompted: bool = True,
+        tight_box: bool = True,
     ) -> Prediction:
         """Masks for a prompt: positive/negative ``points`` ``(y, x)`` with ``labels`` 1/0, a
         ``box`` ``(y0, x0, y1, x1)``, and/or ``mask_input``, the ``(256, 256)`` low-res logits of
@@ -231,13 +232,15 @@ class SamModel:
         With ``keep_prompted`` (the default) the full-resolution masks keep only the parts
         connected to a positive point or overlapping the box, clipped to the box (see
         :mod:`tilesam.isolate`); ``False`` gives the decoder's masks as they are, like the
-        official SAM code.
+        official SAM code. ``tight_box=False`` says the box is not drawn tight around the
+        object (e.g. a mask's box grown for the next slice): its mask then uses the model's
+        point threshold, not its box threshold (see :meth:`_threshold`).
         """
         point_arg, box_arg, footprint = self._sam_prompts(embedding, points, labels, box)
         mask_arg = self._mask_prompt(mask_input)
         if point_arg is None and box_arg is None and mask_arg is None:
             raise TileSAMError("Empty prompt: give at least one point, a box or a mask input.")
-        threshold = self._threshold(box is not None and keep_prompted)
+        threshold = self._threshold(box is not None and keep_prompted and tight_box)
         kept = footprint if keep_prompted else None
         prompt = {"points": point_arg, "boxes": box_arg, "multimask_output": multimask}
         for window in self._decoder_windows(point_arg, box_arg):

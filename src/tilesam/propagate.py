@@ -178,12 +178,13 @@ def session_predictor(session: Session, *, logits: bool = False) -> SlicePredict
             prompt.labels if has_points else None,
             prompt.box,
         )
+        # The box is the previous mask's, grown: a model's box threshold, calibrated on
+        # boxes drawn tight, would fill it, and the masks would grow from slice to slice.
+        options = {"z": z, "multimask": False, "tight_box": False}
         if not logits and prompt.state is None:
-            result = session.segment(*args, z=z, multimask=False)
+            result = session.segment(*args, **options)
             return SlicePrediction(result.mask, result.score)
-        result, state = session.segment_with_logits(
-            *args, z=z, mask_inputs=prompt.state, multimask=False
-        )
+        result, state = session.segment_with_logits(*args, mask_inputs=prompt.state, **options)
         return SlicePrediction(result.mask, result.score, state if logits else None)
 
     return predict

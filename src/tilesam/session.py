@@ -305,6 +305,7 @@ class Session:
         z: int = 0,
         multimask: bool | None = None,
         max_tiles: int = 16,
+        tight_box: bool = True,
     ) -> SegmentResult:
         """Segment one object from points ``(y, x)`` / a box ``(y0, x0, y1, x1)`` in image
         coordinates of slice `z`.
@@ -312,8 +313,10 @@ class Session:
         The object comes back whole when it crosses tile borders (see
         :mod:`tilesam.stitch`), with at most `max_tiles` tile predictions. `multimask`
         (default: for a single point without a box) picks the best of three candidate
-        masks. The result keeps only the window around the mask: ``.bbox``, ``.window``,
-        ``.offset``; ``.mask`` builds the full ``(H, W)`` array on request.
+        masks; ``tight_box=False`` for a box not drawn tight around the object (see
+        :meth:`tilesam.SamModel.predict`). The result keeps only the window around the mask:
+        ``.bbox``, ``.window``, ``.offset``; ``.mask`` builds the full ``(H, W)`` array on
+        request.
 
         Examples
         --------
@@ -321,7 +324,14 @@ class Session:
         >>> r.score, r.bbox, r.crop(r.bbox).sum()  # doctest: +SKIP
         """
         result, _ = self._segment(
-            points, labels, box, z=z, mask_inputs=None, multimask=multimask, max_tiles=max_tiles
+            points,
+            labels,
+            box,
+            z=z,
+            mask_inputs=None,
+            multimask=multimask,
+            max_tiles=max_tiles,
+            tight_box=tight_box,
         )
         return result
 
@@ -335,6 +345,7 @@ class Session:
         mask_inputs: Mapping[tuple[int, int], np.ndarray] | None = None,
         multimask: bool | None = None,
         max_tiles: int = 16,
+        tight_box: bool = True,
     ) -> tuple[SegmentResult, dict[tuple[int, int], np.ndarray]]:
         """`segment`, also taking and returning the decoder's low-resolution logits per tile.
 
@@ -358,6 +369,7 @@ class Session:
             mask_inputs=mask_inputs,
             multimask=multimask,
             max_tiles=max_tiles,
+            tight_box=tight_box,
         )
         return result, {tile: p.low_res_logits[p.best] for tile, p in predictions.items()}
 
@@ -371,6 +383,7 @@ class Session:
         mask_inputs: Mapping[tuple[int, int], np.ndarray] | None,
         multimask: bool | None,
         max_tiles: int,
+        tight_box: bool = True,
     ) -> tuple[SegmentResult, dict[tuple[int, int], Prediction]]:
         """The stitched result and each tile's :class:`Prediction` (their logits are only
         upscaled where asked for)."""
@@ -389,6 +402,7 @@ class Session:
                 box=tile_box,
                 mask_input=inputs.get((ty, tx)),
                 multimask=mm,
+                tight_box=tight_box,
             )
             predictions[(ty, tx)] = pred
             return pred.mask(pred.best), float(pred.scores[pred.best])

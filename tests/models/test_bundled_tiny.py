@@ -75,3 +75,33 @@ def test_tiny_segments_real_nuclei_from_a_box(tiny) -> None:
 def test_tiny_segments_real_nuclei_from_one_click(tiny) -> None:
     ious = _ious(tiny, lambda gt: {"points": [center_point(gt)]})
     assert ious.mean() >= POINT_IOU_FLOOR
+
+
+def test_a_box_not_drawn_tight_takes_the_point_threshold(tiny) -> None:
+    image, labels = load_sample("nuclei")
+    emb = tiny.embed(image)
+    gt = labels == 1
+    y0, x0, y1, x1 = box_from_mask(gt)
+    grown = (max(y0 - 3, 0), max(x0 - 3, 0), y1 + 3, x1 + 3)  # as propagation grows a box
+    tight = tiny.predict(emb, box=grown, multimask=False)
+    loose = tiny.predict(emb, box=grown, multimask=False, tight_box=False)
+    assert tight.threshold == ENTRY.box_mask_threshold != loose.threshold == ENTRY.mask_threshold
+    # The higher threshold keeps fewer pixels of the same logits.
+    assert loose.mask().sum() < tight.mask().sum() and not (loose.mask() & ~tight.mask()).any()
+
+
+def test_propagated_slices_take_the_point_threshold(tiny, tmp_path) -> None:
+    from tilesam.propagate import session_predictor
+    from tilesam.propagation import prompt_from_mask
+    from tilesam.session import Session
+
+    volume, truth = load_sample("nuclei_volume")
+    session = Session(volume, tiny, tmp_path / "cache.zarr", slice_scale=3.0)
+    z = int(np.argmax((truth == 1).sum(axis=(1, 2))))
+    prompt = prompt_from_mask(truth[z] == 1)
+    predicted = session_predictor(session)(z + 1, prompt)
+    args = (prompt.points, prompt.labels, prompt.box)
+    loose = session.segment(*args, z=z + 1, multimask=False, tight_box=False)
+    tight = session.segment(*args, z=z + 1, multimask=False)
+    assert np.array_equal(predicted.mask, loose.mask)
+    assert loose.mask.sum() < tight.mask.sum()
