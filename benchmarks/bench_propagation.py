@@ -141,7 +141,8 @@ def steady_ms_per_slice(session: Session, truth: np.ndarray, method: str) -> flo
     state = predict(0, prompt).state
     start = time.perf_counter()
     for z in range(truth.shape[0]):
-        state = predict(z, replace(prompt, state=state)).state  # None but with the logits
+        # The state is the logits with "prompt+logits", else None: the prompt stays as made.
+        state = predict(z, replace(prompt, state=state)).state
     return 1000 * (time.perf_counter() - start) / truth.shape[0]
 
 

@@ -337,12 +337,12 @@ def test_touched_neighbours_and_derived_points() -> None:
 def test_derived_points_are_the_deepest_pixels_of_the_largest_pieces() -> None:
     grid = TileGrid((600, 600), tile_size=256, halo=32)
     rng = np.random.default_rng(0)
+    yy, xx = np.ogrid[:256, :256]
     for _ in range(10):
         # Blobs of several sizes (ties of depth included) in the strip (1, 1) owns and
         # (1, 2) sees: columns 192..223 of tile (1, 1).
         mask = np.zeros((256, 256), bool)
         for cy, cx, r in zip(rng.integers(0, 256, 5), rng.integers(190, 226, 5), [3, 5, 8, 8, 12]):
-            yy, xx = np.ogrid[:256, :256]
             mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
         strip = mask[32:224, 192:224]
         # The reference: every piece and depth computed on the whole strip.

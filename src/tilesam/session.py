@@ -383,7 +383,7 @@ class Session:
         mask_inputs: Mapping[tuple[int, int], np.ndarray] | None,
         multimask: bool | None,
         max_tiles: int,
-        tight_box: bool = True,
+        tight_box: bool,
     ) -> tuple[SegmentResult, dict[tuple[int, int], Prediction]]:
         """The stitched result and each tile's :class:`Prediction` (their logits are only
         upscaled where asked for)."""

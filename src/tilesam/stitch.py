@@ -239,9 +239,8 @@ def _deepest_points(strip: np.ndarray) -> np.ndarray:
     # Only the mask's bounding box: with a ring of background around it (the padding, which
     # also keeps the points away from the strip's own edges), every depth inside is the
     # same as on the whole strip, and row-major order, hence argmax's ties, is kept.
-    rows, cols = np.flatnonzero(strip.any(1)), np.flatnonzero(strip.any(0))
-    y0, x0 = rows[0], cols[0]
-    strip = strip[y0 : rows[-1] + 1, x0 : cols[-1] + 1]
+    y0, x0, y1, x1 = _tight_box(0, 0, strip)
+    strip = strip[y0:y1, x0:x1]
     pieces, n = ndimage.label(strip)
     depth = ndimage.distance_transform_edt(np.pad(strip, 1))[1:-1, 1:-1]
     sizes = np.bincount(pieces.ravel(), minlength=n + 1)[1:]
