@@ -10,7 +10,13 @@ import tifffile
 from scipy import ndimage
 
 from tilesam.errors import TileSAMError
-from tilesam.prompt_simulation import box_from_mask, center_point, corrective_click, random_point
+from tilesam.prompt_simulation import (
+    box_from_mask,
+    center_point,
+    corrective_click,
+    jitter_box,
+    random_point,
+)
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 DSB = SHARED / "data" / "microscopy" / "dsb2018_crop"
@@ -90,6 +96,8 @@ def test_box_jitter_is_reproducible_and_clipped():
     assert (arr[:, :2] >= 0).all() and (arr[:, 2] <= 50).all() and (arr[:, 3] <= 60).all()
     assert (arr[:, 2] > arr[:, 0]).all() and (arr[:, 3] > arr[:, 1]).all()
     assert len(set(boxes)) > 50
+    # A known box jitters as its mask would (training knows its objects' boxes).
+    assert jitter_box((0, 40, 20, 60), 0.3, (50, 60), np.random.default_rng(7)) == boxes[7]
 
 
 def test_random_point_covers_the_object_uniformly():

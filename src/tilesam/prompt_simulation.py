@@ -235,15 +235,34 @@ def box_from_mask(
     (2, 1, 5, 7)
     """
     mask = _as_mask(mask)
-    box = np.array(_require_bbox(mask), dtype=float)
+    box = _require_bbox(mask)
     if jitter <= 0:
-        return tuple(int(v) for v in box)
+        return box
+    return jitter_box(box, jitter, mask.shape, rng)
+
+
+def jitter_box(
+    box: tuple[int, int, int, int],
+    jitter: float,
+    shape: tuple[int, int],
+    rng: np.random.Generator | None = None,
+) -> tuple[int, int, int, int]:
+    """``box`` ``(y0, x0, y1, x1)`` with Gaussian noise of `jitter` times its side on each
+    edge, rounded, clipped to an image of `shape` and kept at least one pixel wide (see
+    :func:`box_from_mask`; for a known box, without its mask).
+
+    Examples
+    --------
+    >>> jitter_box((2, 1, 5, 7), 0.0, (8, 8))
+    (2, 1, 5, 7)
+    """
     rng = np.random.default_rng() if rng is None else rng
-    side = np.array([box[2] - box[0], box[3] - box[1]] * 2)
-    box = np.rint(box + rng.normal(0.0, jitter, 4) * side)
-    h, w = mask.shape
-    y0, y1 = _ordered_span(box[0], box[2], h)
-    x0, x1 = _ordered_span(box[1], box[3], w)
+    edges = np.array(box, dtype=float)
+    side = np.array([edges[2] - edges[0], edges[3] - edges[1]] * 2)
+    edges = np.rint(edges + rng.normal(0.0, jitter, 4) * side)
+    h, w = shape
+    y0, y1 = _ordered_span(edges[0], edges[2], h)
+    x0, x1 = _ordered_span(edges[1], edges[3], w)
     return y0, x0, y1, x1
 
 

@@ -51,6 +51,9 @@ def test_fields_hold_the_embedding_and_the_labels_in_the_input_frame(model, nucl
         assert field.labels[:h, :w].any() and not field.labels[h:].any()
         assert not field.labels[:, w:].any()
         assert set(field.objects) <= set(np.unique(labels)) - {0}
+        for label, (y0, x0, y1, x1) in zip(field.objects, field.boxes, strict=True):
+            ys, xs = np.nonzero(field.labels == label)
+            assert (y0, x0, y1, x1) == (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
 
 
 def _inference_windows(model, embedding, point=None, box=None):

@@ -20,12 +20,13 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from scipy import ndimage
 from tqdm.auto import tqdm
 
 from tilesam.model import SamModel, centred_window, window_sides
 from tilesam.models.sam import Sam
 from tilesam.preprocess import resized_shape
-from tilesam.prompt_simulation import box_from_mask, center_point, random_point
+from tilesam.prompt_simulation import center_point, jitter_box, random_point
 from tilesam.training.examples import resize_labels
 from tilesam.training.interactive import MIN_OBJECT_PIXELS, Prompts
 
@@ -36,12 +37,15 @@ class EmbeddedField:
 
     ``features`` ``(C, h, w)`` (float16: a field costs 1 MB for ``tiny``); ``labels`` the
     instance labels in the model's input frame ``(S, S)``, resized like the image and
-    zero in the padding; ``objects`` the ids of the objects large enough to train on.
+    zero in the padding; ``objects`` the ids of the objects large enough to train on and
+    ``boxes`` their bounding boxes ``(y0, x0, y1, x1)``, end-exclusive (a step then works
+    on each object's box, not on the whole frame).
     """
 
     features: torch.Tensor
     labels: np.ndarray
     objects: np.ndarray
+    boxes: np.ndarray
 
 
 @dataclass
@@ -83,8 +87,18 @@ def embed_fields(model: SamModel, items: Sequence, progress: bool = True) -> lis
         ids, counts = np.unique(frame[frame > 0], return_counts=True)
         objects = ids[counts >= MIN_OBJECT_PIXELS]
         if len(objects):
-            fields.append(EmbeddedField(features, frame, objects))
+            fields.append(EmbeddedField(features, frame, objects, _boxes(frame, objects)))
     return fields
+
+
+def _boxes(labels: np.ndarray, objects: np.ndarray) -> np.ndarray:
+    found = ndimage.find_objects(labels)
+    return np.array(
+        [
+            [rows.start, cols.start, rows.stop, cols.stop]
+            for rows, cols in (found[i - 1] for i in objects)
+        ]
+    )
 
 
 def field_batches(
@@ -114,17 +128,18 @@ def _window(
     grid = sam.prompt_encoder.image_embedding_size[0]
     patch = sam.image_size // grid
     field = fields[int(rng.integers(len(fields)))]
-    obj = field.labels == field.objects[int(rng.integers(len(field.objects)))]
+    index = int(rng.integers(len(field.objects)))
+    label, (oy0, ox0, oy1, ox1) = field.objects[index], field.boxes[index]
     if use_boxes:
-        y0, x0, y1, x1 = box_from_mask(obj, jitter=0.1, rng=rng)
+        y0, x0, y1, x1 = jitter_box((oy0, ox0, oy1, ox1), 0.1, field.labels.shape, rng)
         mark = [x0, y0, x1, y1]
         lo, hi = np.array([y0, x0]) / patch, np.array([y1, x1]) / patch
     else:
+        obj = field.labels[oy0:oy1, ox0:ox1] == label
         y, x = center_point(obj) if rng.random() < 0.5 else random_point(obj, rng)
-        mark = [x, y]
-        lo = hi = np.array([y, x]) / patch
-    ys, xs = np.nonzero(obj)
-    extent = max(ys.max() - ys.min(), xs.max() - xs.min()) / patch
+        mark = [x + ox0, y + oy0]
+        lo = hi = np.array([y + oy0, x + ox0]) / patch
+    extent = max(oy1 - 1 - oy0, ox1 - 1 - ox0) / patch
     side = window_side(sam, max(extent, *(hi - lo)), box=use_boxes)
     ty, _, tx, _ = centred_window(lo, hi, side, (grid, grid))
     window = (slice(ty, ty + side), slice(tx, tx + side))
@@ -133,7 +148,7 @@ def _window(
         side,
         field.features[(slice(None), *window)].float(),
         pe[(slice(None), *window)],
-        obj[pixels],
+        field.labels[pixels] == label,
         mark,
         [tx * patch, ty * patch],
     )
