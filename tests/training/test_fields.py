@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -54,6 +55,21 @@ def test_fields_hold_the_embedding_and_the_labels_in_the_input_frame(model, nucl
         for label, (y0, x0, y1, x1) in zip(field.objects, field.boxes, strict=True):
             ys, xs = np.nonzero(field.labels == label)
             assert (y0, x0, y1, x1) == (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
+
+
+def test_objects_with_ids_up_to_2_to_the_32_get_their_boxes(model):
+    labels = np.zeros((300, 200), np.uint32)
+    labels[20:60, 30:90] = 2**32 - 1
+    labels[100:140, 10:50] = 7
+    image = np.random.default_rng(0).integers(0, 255, (300, 200), dtype=np.uint8)
+    item = SimpleNamespace(image=image, labels=labels)
+    (field,) = embed_fields(model, [item], progress=False)
+    scale = model.image_size / 300
+    for label, box in zip(field.objects, field.boxes, strict=True):
+        ys, xs = np.nonzero(field.labels == label)
+        assert tuple(box) == (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
+    assert list(field.objects) == [7, 2**32 - 1]
+    assert abs(field.boxes[1][0] - 20 * scale) <= 2
 
 
 def _inference_windows(model, embedding, point=None, box=None):

@@ -96,11 +96,18 @@ def _resize_to(pixels: np.ndarray, labels: np.ndarray, size: int | tuple[int, in
 
 
 def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour ``(H, W[, L])`` labels resized to ``size``, dtype kept."""
-    lab = torch.from_numpy(labels.astype(np.int64).reshape(*labels.shape[:2], -1))
-    lab = F.interpolate(lab.permute(2, 0, 1)[None].float(), size=size, mode="nearest")[0]
-    lab = lab.permute(1, 2, 0).long().numpy().astype(labels.dtype)
-    return lab.reshape(*size, *labels.shape[2:])
+    """Nearest-neighbour ``(H, W[, L])`` labels resized to ``size``, dtype kept.
+
+    Torch's ``nearest`` rule (source pixel ``floor(i * (H / h))`` in float32), by indexing:
+    ids pass through untouched (as float32 values, ids above 2**24 would change).
+    """
+    rows, cols = (
+        np.minimum(np.floor(np.arange(n, dtype=np.float32) * np.float32(old / n)), old - 1).astype(
+            np.int64
+        )
+        for n, old in zip(size, labels.shape[:2])
+    )
+    return labels[rows[:, None], cols]
 
 
 def _random_crop(

@@ -92,13 +92,12 @@ def embed_fields(model: SamModel, items: Sequence, progress: bool = True) -> lis
 
 
 def _boxes(labels: np.ndarray, objects: np.ndarray) -> np.ndarray:
-    found = ndimage.find_objects(labels)
-    return np.array(
-        [
-            [rows.start, cols.start, rows.stop, cols.stop]
-            for rows, cols in (found[i - 1] for i in objects)
-        ]
-    )
+    """Bounding boxes ``(y0, x0, y1, x1)`` of `objects` (sorted ids) in `labels`; found on
+    the ids' ranks, so that ids up to 2**32 - 1 cost no more than small ones."""
+    ids, ranks = np.unique(labels, return_inverse=True)
+    found = ndimage.find_objects(ranks.reshape(labels.shape) + 1)  # rank 0 is an object too
+    rows_cols = (found[i] for i in np.searchsorted(ids, objects))
+    return np.array([[rows.start, cols.start, rows.stop, cols.stop] for rows, cols in rows_cols])
 
 
 def field_batches(
