@@ -96,18 +96,17 @@ def _resize_to(pixels: np.ndarray, labels: np.ndarray, size: int | tuple[int, in
 
 
 def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour ``(H, W[, L])`` labels resized to ``size``, dtype kept.
-
-    Torch's ``nearest`` rule (source pixel ``floor(i * (H / h))`` in float32), by indexing:
-    ids pass through untouched (as float32 values, ids above 2**24 would change).
-    """
-    rows, cols = (
-        np.minimum(np.floor(np.arange(n, dtype=np.float32) * np.float32(old / n)), old - 1).astype(
-            np.int64
-        )
-        for n, old in zip(size, labels.shape[:2])
-    )
+    """Nearest-neighbour ``(H, W[, L])`` labels resized to ``size``, dtype kept: by indexing,
+    so ids pass through untouched (as float32 values, ids above 2**24 would change)."""
+    rows, cols = (_nearest_sources(n, old) for n, old in zip(size, labels.shape[:2]))
     return labels[rows[:, None], cols]
+
+
+def _nearest_sources(n: int, old: int) -> np.ndarray:
+    """The source index of each of `n` pixels resized from `old`, by torch's ``nearest``
+    rule: ``floor(i * (old / n))`` in float32, the same pixels its interpolation picks."""
+    scale = np.float32(old / n)
+    return np.minimum(np.floor(np.arange(n, dtype=np.float32) * scale), old - 1).astype(np.int64)
 
 
 def _random_crop(

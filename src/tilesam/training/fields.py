@@ -84,20 +84,23 @@ def embed_fields(model: SamModel, items: Sequence, progress: bool = True) -> lis
         frame = np.zeros((size, size), dtype=labels.dtype)
         h, w = resized_shape(labels.shape, size)
         frame[:h, :w] = resize_labels(labels, (h, w))
-        ids, counts = np.unique(frame[frame > 0], return_counts=True)
-        objects = ids[counts >= MIN_OBJECT_PIXELS]
+        objects, boxes = _objects(frame)
         if len(objects):
-            fields.append(EmbeddedField(features, frame, objects, _boxes(frame, objects)))
+            fields.append(EmbeddedField(features, frame, objects, boxes))
     return fields
 
 
-def _boxes(labels: np.ndarray, objects: np.ndarray) -> np.ndarray:
-    """Bounding boxes ``(y0, x0, y1, x1)`` of `objects` (sorted ids) in `labels`; found on
-    the ids' ranks, so that ids up to 2**32 - 1 cost no more than small ones."""
-    ids, ranks = np.unique(labels, return_inverse=True)
-    found = ndimage.find_objects(ranks.reshape(labels.shape) + 1)  # rank 0 is an object too
-    rows_cols = (found[i] for i in np.searchsorted(ids, objects))
-    return np.array([[rows.start, cols.start, rows.stop, cols.stop] for rows, cols in rows_cols])
+def _objects(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ids of `labels`' objects large enough to train on, sorted, and their bounding
+    boxes ``(y0, x0, y1, x1)``; found on the ids' ranks, so that ids up to 2**32 - 1 cost
+    no more than small ones."""
+    ids, ranks, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    keep = np.flatnonzero((ids > 0) & (counts >= MIN_OBJECT_PIXELS))
+    found = ndimage.find_objects(ranks.reshape(labels.shape) + 1)  # rank 0 is an id too
+    boxes = [
+        [found[i][0].start, found[i][1].start, found[i][0].stop, found[i][1].stop] for i in keep
+    ]
+    return ids[keep], np.array(boxes, dtype=np.int64).reshape(-1, 4)
 
 
 def field_batches(
