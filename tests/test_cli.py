@@ -160,6 +160,18 @@ def test_a_volume_embedded_once_serves_propagate_and_segment(root, capsys, tmp_p
             f"segment {{root}}/image.tif {MODEL} --point 5,5 --out {{root}}/m.jpg",
             "use .tif or .png",
         ),
+        (
+            f"segment {{root}}/image.tif {MODEL} --point 5,5 --out {{root}}/nodir/m.tif",
+            r"nodir' does not exist; create it first",
+        ),
+        (
+            f"segment {{root}}/image.tif {MODEL} --point 5,5,nan --out {{root}}/m.tif",
+            r"label is 1 \(positive\) or 0 \(negative\), got nan",
+        ),
+        (
+            f"segment {{root}}/image.tif {MODEL} --point 5,5,0.5 --out {{root}}/m.tif",
+            r"label is 1 \(positive\) or 0 \(negative\), got 0.5",
+        ),
     ],
 )
 def test_bad_input_exits_2(root, cache, capsys, command, message) -> None:

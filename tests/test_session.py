@@ -225,6 +225,13 @@ def test_bad_prompts(image, model, kwargs, message) -> None:
         Session(image, model, halo=32).segment(**kwargs)
 
 
+def test_points_a_hair_inside_the_far_edges_are_inside(image, model) -> None:
+    # In a tile's float32 coordinates 399.99999999 would round onto the edge, 400.
+    session = Session(image, model, halo=32)
+    for point in [(SHAPE[0] - 1e-8, 10), (10, SHAPE[1] - 1e-8), (SHAPE[0] - 1e-8, SHAPE[1] - 1e-8)]:
+        assert session.segment(points=[point]).area > 0
+
+
 # -- crossing tile borders with the real model ------------------------------------------------
 def test_border_crossing_mechanics(image, model) -> None:
     s = Session(image, model, halo=32)
@@ -406,3 +413,46 @@ def test_full_disk_keeps_stored_tiles_and_resumes(image, model, tmp_path, small_
     a, b = EmbeddingStore.open(tmp_path / "clean.zarr"), EmbeddingStore.open(small_disk / "c.zarr")
     for tile in a.done_tiles():
         np.testing.assert_array_equal(a.read_tile(*tile), b.read_tile(*tile))
+
+
+def test_cache_on_a_full_disk_is_refused_cleanly_and_can_be_made_later(
+    image, model, small_disk
+) -> None:
+    import subprocess
+
+    (small_disk / "filler").write_bytes(b"\0" * (small_disk.stat().st_blksize * 8))
+    while True:  # fill what is left of the 160 kB, block by block
+        try:
+            with open(small_disk / "filler", "ab") as f:
+                f.write(b"\0" * 4096)
+        except OSError:
+            break
+    with pytest.raises(TileSAMError, match="Could not create the embedding cache .*Free space"):
+        Session(image, model, small_disk / "c.zarr", halo=32)
+    assert not (small_disk / "c.zarr").exists()  # nothing half-made that would block a retry
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)
+    session = Session(image, model, small_disk / "c.zarr", halo=32)
+    assert session.n_done == 0 and session.embed(progress=False, batch_size=1) == 6
+
+
+def test_objects_cross_tiles_without_a_halo() -> None:
+    # With halo=0 neighbouring tiles share no pixel: the points cross the border instead.
+    size = (600, 600)
+    grid = TileGrid(size, tile_size=256, halo=0)  # 3 x 3 tiles
+    yy, xx = np.mgrid[:600, :600]
+    disc = (yy - 300) ** 2 + (xx - 290) ** 2 < 250**2
+    calls: list = []
+    r = stitch_segment(
+        grid, _oracle(disc, grid, calls), Prompt.make([(300, 290)], None, None, size)
+    )
+    holding = {
+        (ty, tx) for ty, tx in np.ndindex(*grid.grid_shape) if disc[grid.tile_region(ty, tx)].any()
+    }
+    assert np.array_equal(r.mask, disc) and set(calls) == holding and not r.truncated
+
+
+def test_saving_a_mask_where_it_cannot_be_written_is_one_clear_error(tmp_path) -> None:
+    result = SegmentResult(np.ones((2, 3), bool), offset=(10, 20), shape=(100, 100), score=0.9)
+    for name in ("missing/mask.tif", "missing/mask.png"):
+        with pytest.raises(TileSAMError, match=r"Could not write the mask to .*mask\.(tif|png)'"):
+            result.save(tmp_path / name)

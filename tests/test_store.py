@@ -182,6 +182,14 @@ def test_not_a_store_and_missing_path(tmp_path) -> None:
         EmbeddingStore.open(tmp_path / "plain.zarr")
 
 
+def test_damaged_array_metadata_is_reported(tmp_path) -> None:
+    path = tmp_path / "c.zarr"
+    _create(path)
+    (path / "embeddings" / "zarr.json").write_text("{not json")
+    with pytest.raises(TileSAMError, match=r"c\.zarr' is damaged: an array's metadata"):
+        EmbeddingStore.open(path, mode="r")
+
+
 def test_open_or_create(tmp_path) -> None:
     path = tmp_path / "c.zarr"
     kw = {"signature": SIG, "grid_shape": GRID, "embedding_shape": EMB}

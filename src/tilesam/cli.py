@@ -237,18 +237,28 @@ def _parse_numbers(text: str, count: tuple[int, ...], what: str) -> list[float]:
     return values
 
 
+def _point_label(point: list[float]) -> int:
+    if len(point) == 2:
+        return 1
+    if point[2] not in (0, 1):
+        raise TileSAMError(
+            f"A point's label is 1 (positive) or 0 (negative), got {point[2]:g} in "
+            f"{','.join(f'{v:g}' for v in point)}."
+        )
+    return int(point[2])
+
+
 def _run_segment(args: argparse.Namespace) -> None:
     points = [_parse_numbers(p, (2, 3), "y,x[,label]") for p in args.point]
     box = _parse_numbers(args.box, (4,), "y0,x0,y1,x1") if args.box else None
-    if Path(args.out).suffix.lower() not in (".tif", ".tiff", ".png"):
-        raise TileSAMError(f"Unsupported output {Path(args.out).suffix!r}: use .tif or .png.")
+    out = Path(args.out).expanduser()
+    if out.suffix.lower() not in (".tif", ".tiff", ".png"):
+        raise TileSAMError(f"Unsupported output {out.suffix!r}: use .tif or .png.")
+    if not out.parent.is_dir():  # checked before the embedding, not after it
+        raise TileSAMError(f"The folder '{out.parent}' does not exist; create it first.")
+    labels = [_point_label(p) for p in points]
     session = _session(args, args.cache)
-    result = session.segment(
-        [p[:2] for p in points] or None,
-        [int(p[2]) if len(p) == 3 else 1 for p in points] or None,
-        box,
-        z=args.z,
-    )
+    result = session.segment([p[:2] for p in points] or None, labels or None, box, z=args.z)
     result.save(args.out, georeference=session.source.georeference)
     print(
         f"mask: {result.area} pixels, bbox {result.bbox}, predicted IoU {result.score:.3f}, "

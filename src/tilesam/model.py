@@ -463,7 +463,7 @@ def _reaches_edge(
 
 
 def _as_points(points, labels, size: tuple[int, int]) -> np.ndarray:
-    arr = np.asarray(points, dtype=np.float32)
+    arr = np.asarray(points, dtype=np.float64)
     if arr.size == 0 or arr.shape[-1] != 2:
         raise TileSAMError(f"points must be (y, x) pairs, got an array of shape {arr.shape}.")
     yx = arr.reshape(-1, 2)
@@ -480,7 +480,8 @@ def _as_points(points, labels, size: tuple[int, int]) -> np.ndarray:
             f"Point {tuple(yx[np.argmax(outside)].tolist())} lies outside the image of shape "
             f"{size}: points are (y, x) pixel positions inside the image."
         )
-    return yx
+    # In float32 a point a hair inside the last pixel (107.99999999) would land on the edge.
+    return np.minimum(yx.astype(np.float32), np.nextafter(np.float32(size), np.float32(0)))
 
 
 def _as_box(box, size: tuple[int, int]) -> tuple[float, float, float, float]:

@@ -201,20 +201,29 @@ class SegmentResult:
         """
         path = Path(path)
         suffix = path.suffix.lower()
-        if suffix in (".tif", ".tiff") and georeference is not None:
+        if suffix not in (".tif", ".tiff", ".png"):
+            raise TileSAMError(f"Unsupported mask file {path.suffix!r}: use .tif or .png.")
+        try:
+            self._write(path, suffix, georeference)
+        except OSError as err:  # a missing folder, no permission, a full disk
+            raise TileSAMError(
+                f"Could not write the mask to '{path}': {err.strerror or err}. Choose a folder "
+                "that exists and that you can write, on a disk with free space."
+            ) from err
+        return path
+
+    def _write(self, path: Path, suffix: str, georeference: Any) -> None:
+        if suffix == ".png":
+            import imageio.v3 as iio
+
+            iio.imwrite(path, self.mask.astype(np.uint8) * 255)
+        elif georeference is not None:
             from tilesam.io.geo import write_geotiff
 
             block = lambda box: self.crop(box).astype(np.uint8) * 255  # noqa: E731
             write_geotiff(path, block, georeference, shape=self.shape, dtype=np.uint8)
-        elif suffix in (".tif", ".tiff"):
-            _write_tiff(path, self)
-        elif suffix == ".png":
-            import imageio.v3 as iio
-
-            iio.imwrite(path, self.mask.astype(np.uint8) * 255)
         else:
-            raise TileSAMError(f"Unsupported mask file {path.suffix!r}: use .tif or .png.")
-        return path
+            _write_tiff(path, self)
 
 
 def _write_tiff(path: Path, result: SegmentResult) -> None:

@@ -43,6 +43,9 @@ from tilesam.tiling import TileGrid
 
 MAX_DERIVED_POINTS = 3
 MAX_REVISITS = 1  # times a tile may be predicted again with points its mask missed
+# Pixels of a mask's band along a tile's side whose deepest points cross to a neighbour that
+# shares no pixel with it (no halo).
+_ACROSS_BAND = 8
 Tile = tuple[int, int]
 #: ``predict(ty, tx, points_yx, labels, box, multimask) -> (mask (h, w) bool, score)``
 TilePredictor = Callable[[int, int, np.ndarray, np.ndarray, Box | None, bool], tuple]
@@ -232,7 +235,29 @@ def derived_points(grid: TileGrid, parent: Tile, child: Tile, mask: np.ndarray) 
         strip = _crop(mask, origin, ys, xs)
         if strip.any():
             return _deepest_points(strip) + np.array([ys.start, xs.start], dtype=np.float64)
+    if grid.halo == 0:
+        return _points_across(grid, parent, child, mask)
     return np.zeros((0, 2))
+
+
+def _points_across(grid: TileGrid, parent: Tile, child: Tile, mask: np.ndarray) -> np.ndarray:
+    """Without a halo neighbouring tiles share no pixel: the deepest points of the parent's
+    mask in a band along the side (or corner) facing `child`, moved across onto the child's
+    first row or column there."""
+    step = np.subtract(child, parent)
+    band_width = min(_ACROSS_BAND, *mask.shape)
+    rows, cols = _band(int(step[0]), band_width), _band(int(step[1]), band_width)
+    band = mask[rows, cols]
+    if not band.any():
+        return np.zeros((0, 2))
+    ys, xs = grid.tile_region(*parent)
+    start = [s.indices(n)[0] for s, n in zip((rows, cols), mask.shape)]
+    points = _deepest_points(band) + np.array([ys.start + start[0], xs.start + start[1]])
+    cy, cx = grid.tile_region(*child)
+    for axis, (d, span) in enumerate(zip(step, (cy, cx))):
+        if d:
+            points[:, axis] = span.start if d > 0 else span.stop - 1
+    return points
 
 
 def _deepest_points(strip: np.ndarray) -> np.ndarray:

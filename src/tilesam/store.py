@@ -101,6 +101,8 @@ class EmbeddingStore:
             self._meta = {name: group[name] for name in META_FIELDS}
         except KeyError as exc:
             raise _corrupt(path, f"array {exc} is missing") from exc
+        except Exception as exc:  # noqa: BLE001 - zarr raises many types for bad metadata
+            raise _corrupt(path, f"an array's metadata cannot be read ({exc})") from exc
         # Each meta read is a zarr chunk read (~1 ms); a stored tile's meta never changes.
         self._meta_seen: dict[tuple[int, int, int], dict[str, tuple[int, int]]] = {}
         expected = {
@@ -159,29 +161,17 @@ class EmbeddingStore:
             "embedding_dtype": "float16",
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
-        group = zarr.open_group(str(path), mode="w-", zarr_format=3)
-        tile = (1, 1, 1)
-        group.create_array(
-            "embeddings",
-            shape=(*grid, *emb),
-            chunks=(*tile, *emb),
-            dtype="float16",
-            fill_value=0.0,
-            compressors=embedding_codecs(),
-            chunk_key_encoding=_CHUNK_KEYS,
-        )
-        for name in META_FIELDS:
-            group.create_array(
-                name, shape=(*grid, 2), chunks=(*tile, 2), dtype="int32", fill_value=0,
-                compressors=None, chunk_key_encoding=_CHUNK_KEYS,
-            )  # fmt: skip
-        group.create_array(
-            "done", shape=grid, chunks=tile, dtype="bool", fill_value=False,
-            compressors=None, chunk_key_encoding=_CHUNK_KEYS,
-        )  # fmt: skip
-        # Attributes last: a folder without them is not (yet) a store, so an interrupted
-        # create is reported as "not a TileSAM store" rather than opened half-made.
-        group.attrs.update({"tilesam": head, "signature": sig})
+        try:
+            group = _new_group(path, grid, emb)
+            # Attributes last: a folder without them is not (yet) a store, so an interrupted
+            # create is reported as "not a TileSAM store" rather than opened half-made.
+            group.attrs.update({"tilesam": head, "signature": sig})
+        except OSError as err:  # a full disk, no permission: nothing half-made stays behind
+            shutil.rmtree(path, ignore_errors=True)
+            raise TileSAMError(
+                f"Could not create the embedding cache '{path}': {err.strerror or err}. Free "
+                "space on that disk, or choose a cache path on another disk that you can write."
+            ) from err
         return cls(path, group, "r+")
 
     @classmethod
@@ -467,6 +457,31 @@ def _read_header(path: Path) -> dict[str, Any] | None:
     except Exception:  # noqa: BLE001 - any unreadable metadata means "not a store"
         return None
     return head if isinstance(head, dict) and head.get("kind") == _KIND else None
+
+
+def _new_group(path: Path, grid: tuple[int, ...], emb: tuple[int, ...]) -> zarr.Group:
+    """The store's zarr group and arrays, without its attributes."""
+    group = zarr.open_group(str(path), mode="w-", zarr_format=3)
+    tile = (1, 1, 1)
+    group.create_array(
+        "embeddings",
+        shape=(*grid, *emb),
+        chunks=(*tile, *emb),
+        dtype="float16",
+        fill_value=0.0,
+        compressors=embedding_codecs(),
+        chunk_key_encoding=_CHUNK_KEYS,
+    )
+    for name in META_FIELDS:
+        group.create_array(
+            name, shape=(*grid, 2), chunks=(*tile, 2), dtype="int32", fill_value=0,
+            compressors=None, chunk_key_encoding=_CHUNK_KEYS,
+        )  # fmt: skip
+    group.create_array(
+        "done", shape=grid, chunks=tile, dtype="bool", fill_value=False,
+        compressors=None, chunk_key_encoding=_CHUNK_KEYS,
+    )  # fmt: skip
+    return group
 
 
 def _remove_store(path: Path) -> None:

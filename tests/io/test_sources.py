@@ -37,6 +37,24 @@ def test_array_axes_are_guessed(shape: tuple[int, ...], axes: str) -> None:
     assert src.georeference is None
 
 
+@pytest.mark.parametrize(("shape", "axes"), [((20, 30, 1), "YX"), ((5, 20, 30, 1), "ZYX")])
+def test_array_single_channel_axis_is_dropped(shape: tuple[int, ...], axes: str) -> None:
+    # An (H, W, 1) image is one 2D plane, not H slices of W x 1 pixels.
+    data = RNG.integers(0, 255, size=shape).astype(np.uint8)
+    src = ArraySource(data)
+    assert src.axes == axes
+    assert src.slice_shape == (20, 30)
+    last = src.n_slices - 1
+    expected = data.reshape(-1, 20, 30)[last, 2:5, 3:9]
+    np.testing.assert_array_equal(src.read_slice(last, (slice(2, 5), slice(3, 9))), expected)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, object])
+def test_pixels_that_are_not_numbers_are_refused(dtype) -> None:
+    with pytest.raises(TileSAMError, match="pixels: TileSAM reads integer, float or boolean"):
+        open_image(np.zeros((64, 80), dtype))
+
+
 def test_array_read_region_and_slices() -> None:
     vol = _img(4, 50, 60)
     src = ArraySource(vol, spacing=(3.0, 0.5, 0.5))
@@ -222,6 +240,19 @@ def test_truncated_tiff_raises(tmp_path) -> None:
         open_image(path)
     path.write_bytes(data[:6])  # header only
     with pytest.raises(TileSAMError, match=r"cut\.tif"):
+        open_image(path)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"imagej": True, "metadata": {"axes": "ZYX"}}, {"tile": (64, 64)}]
+)
+def test_truncated_stack_is_not_opened_as_its_first_slices(tmp_path, kwargs) -> None:
+    # tifffile logs a broken page chain and falls back to the pages it found.
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, np.stack([_img(128, 128)] * 12), **kwargs)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.9)])
+    with pytest.raises(TileSAMError, match=r"stack\.tif' is truncated or damaged"):
         open_image(path)
 
 

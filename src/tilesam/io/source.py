@@ -240,18 +240,23 @@ class _Layout:
 
 
 def guess_axes(shape: tuple[int, ...]) -> str:
-    """Guess canonical axes from a shape: a last axis of 3 or 4 is taken for channels.
+    """Guess the axes of an array from its shape: a last axis of 3 or 4 is taken for
+    channels, a last axis of 1 for a single channel (``-``: dropped).
 
     >>> guess_axes((512, 512, 3)), guess_axes((40, 512, 512)), guess_axes((9, 64, 64, 4))
     ('YXC', 'ZYX', 'ZYXC')
+    >>> guess_axes((512, 640, 1)), guess_axes((9, 64, 64, 1))
+    ('YX-', 'ZYX-')
     """
     nd = len(shape)
     if nd == 2:
         return "YX"
+    if nd == 3 and shape[-1] == 1:
+        return "YX-"
     if nd == 3:
         return "YXC" if shape[-1] in (3, 4) else "ZYX"
     if nd == 4:
-        return "ZYXC"
+        return "ZYX-" if shape[-1] == 1 else "ZYXC"
     raise TileSAMError(
         f"Cannot guess the axes of a {nd}D array of shape {shape}: TileSAM reads YX, YXC, "
         "ZYX or ZYXC images. Select a time point or channel first, or pass axes= "
@@ -293,6 +298,11 @@ class LayoutSource(ImageSource):
         self._shape = self._layout.shape
         # Native byte order: a big-endian file must not leak '>u2' into the models.
         self._dtype = np.dtype(array.dtype).newbyteorder("=")
+        if self._dtype.kind not in "biuf":
+            raise TileSAMError(
+                f"{what} has {self._dtype} pixels: TileSAM reads integer, float or boolean "
+                "images. Convert it first (e.g. np.abs(image) for complex data)."
+            )
         nd = self.spatial_ndim
         self._spacing = check_geometry(spacing, nd, 1.0, f"{what}: spacing", positive=True)
         self._origin = check_geometry(origin, nd, 0.0, f"{what}: origin", positive=False)

@@ -9,10 +9,12 @@ whole (possibly multi-gigabyte) page.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,9 @@ from tilesam.errors import TileSAMError
 from tilesam.io.geo import GeoReference, read_georeference
 from tilesam.io.source import LayoutSource
 
+# What tifffile logs, then reads on with the pages it found, when a file's chain of pages is
+# broken: a truncated stack would otherwise open as its first slices.
+_BROKEN_PAGES = ("invalid page offset", "invalid offset to page", "failed to reshape")
 # tifffile series axis letters -> ours. 'S' (samples, e.g. RGB) and 'C' are channels.
 _DIRECT = {"Y": "Y", "X": "X", "Z": "Z", "C": "C", "S": "C"}
 
@@ -33,6 +38,33 @@ def _fix_hint(path: Path) -> str:
         f"Check that '{path}' is a complete TIFF (a truncated copy or a file still being "
         "written cannot be read): copy or export it again."
     )
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _broken_pages_raise(path: Path) -> Iterator[None]:
+    """Raise `TileSAMError` if tifffile reports a broken chain of pages inside the block."""
+    records = _Records()
+    log = logging.getLogger("tifffile")
+    log.addHandler(records)
+    try:
+        yield
+    finally:
+        log.removeHandler(records)
+    broken = [m for m in records.messages if any(s in m for s in _BROKEN_PAGES)]
+    if broken:
+        raise TileSAMError(
+            f"'{path}' is truncated or damaged: not all of its pages can be read "
+            f"({broken[0]}). {_fix_hint(path)}"
+        )
 
 
 class TiffSource(LayoutSource):
@@ -83,8 +115,9 @@ class TiffSource(LayoutSource):
         self._tif: tifffile.TiffFile | None = None
         self._georeference: GeoReference | None = None
         try:
-            self._tif = tifffile.TiffFile(self.path)
-            self._open(axes, level, series)
+            with _broken_pages_raise(self.path):
+                self._tif = tifffile.TiffFile(self.path)
+                self._open(axes, level, series)
         except TileSAMError:
             self.close()
             raise
