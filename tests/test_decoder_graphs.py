@@ -123,3 +123,30 @@ def test_a_kind_decoded_once_is_not_traced(nuclei) -> None:
     model.predict(emb, points=[center_point(labels == 1)])
     model._window_decoder.wait()
     assert not model._window_decoder.ready((1, False, False, True))
+
+
+def test_a_process_ending_during_a_trace_waits_for_it() -> None:
+    # Ending the interpreter under a trace in progress aborted the process (exit code 134)
+    # after its work was done, e.g. at the end of `tilesam propagate`. atexit handlers run
+    # after the interpreter has joined its non-daemon threads: the trace is finished there.
+    import subprocess
+    import sys
+
+    script = """
+import atexit
+import tilesam
+from tilesam.prompt_simulation import center_point
+from tilesam.samples import load_sample
+image, labels = load_sample("nuclei")
+model = tilesam.load_model(device="cpu")
+emb = model.embed(image)
+point = [center_point(labels == 1)]
+model.predict(emb, points=point)
+model.predict(emb, points=point)  # the second use starts the trace
+atexit.register(lambda: print("traced:", model._window_decoder.ready((1, False, False, True))))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "traced: True" in done.stdout

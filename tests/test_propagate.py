@@ -258,6 +258,10 @@ def test_largest_component_and_range_errors() -> None:
     seed = {3: disc.astype(int)}
     kept = propagate_labels(shape, seed, predict, largest_component=True)
     assert not kept.labels[6][island].any() and kept.labels[6][disc].all()
+    # An id near 2**32 is boxed on its own (find_objects would list every id below it).
+    top = {3: disc.astype(np.uint32) * (2**32 - 1)}
+    kept = propagate_labels(shape, top, predict, largest_component=True)
+    assert not kept.labels[6][island].any() and (kept.labels[6][disc] == 2**32 - 1).all()
     assert propagate_labels(shape, seed, predict).labels[6][island].all()
     with pytest.raises(TileSAMError, match=r"Annotated slice\(s\) \[3\] lie outside"):
         propagate_labels(shape, seed, predict, slice_range=(4, 8))
@@ -389,12 +393,33 @@ def test_bad_input(ct, model, tmp_path) -> None:
         propagate_mask(vol, model, box=(3, 10, 10, 40, 50), labels=[1])
     with pytest.raises(TileSAMError, match="Slice 9 is outside"):
         propagate_mask(vol, model, points=[(9, 24, 30)])
-    # A seed on another grid (same shape, other origin) belongs to another scan.
-    seed = sitk.ReadImage(str(ct)) > 200
-    seed.SetOrigin((0.0, 0.0, 0.0))
-    sitk.WriteImage(seed, str(tmp_path / "seed.nii.gz"))
-    with pytest.raises(TileSAMError, match="geometry .* differs from the volume's"):
-        propagate_mask(ct, model, mask=tmp_path / "seed.nii.gz")
+    with pytest.raises(TileSAMError, match="has one slice: there is nothing to propagate to"):
+        propagate_mask(vol[:1], model, points=[(0, 24, 30)])
+    big = np.zeros(vol.shape, np.uint64)
+    big[3, 10:20, 10:20] = 2**32 + 1
+    with pytest.raises(TileSAMError, match=r"id above 2\*\*32 - 1 \(4294967297\)"):
+        propagate_mask(vol, model, mask=big)
+    # A seed on another grid (same shape, other origin, spacing or direction) belongs to
+    # another scan; the message says what differs.
+    source = sitk.ReadImage(str(ct))
+    spacing, origin = source.GetSpacing(), source.GetOrigin()
+    turned = np.array(source.GetDirection()).reshape(3, 3) @ _rotation_about_z(1.0)
+    for field, change in [
+        ("origin", lambda s: s.SetOrigin((0.0, 0.0, 0.0))),
+        ("spacing", lambda s: s.SetSpacing(tuple(v * 1.001 for v in spacing))),
+        ("direction", lambda s: s.SetDirection(tuple(turned.ravel()))),
+    ]:
+        seed = source > 200
+        seed.SetOrigin(origin if origin != (0.0, 0.0, 0.0) else (1.0, 0.0, 0.0))
+        change(seed)
+        sitk.WriteImage(seed, str(tmp_path / "seed.nii.gz"))
+        with pytest.raises(TileSAMError, match=f"grid differs from the volume's \\({field} "):
+            propagate_mask(ct, model, mask=tmp_path / "seed.nii.gz")
+
+
+def _rotation_about_z(degrees: float) -> np.ndarray:
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
 # -- command line -------------------------------------------------------------------------------
@@ -436,7 +461,7 @@ def test_cli_writes_labels_with_the_source_geometry(ct, checkpoint, tmp_path, ca
     ("extra", "message"),
     [("--point 3,24,30 --window lungs", "Unknown CT window 'lungs'"),
      ("--point 3,24 ", "Could not read z,y,x"),
-     ("--mask {bad}", "geometry .* differs"),
+     ("--mask {bad}", r"grid differs from the volume.s \(spacing"),
      ("", "Nothing to propagate")],
 )  # fmt: skip
 def test_cli_bad_input_leaves_no_file(ct, checkpoint, tmp_path, capsys, extra, message) -> None:

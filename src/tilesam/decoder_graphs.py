@@ -105,8 +105,10 @@ class DecoderGraphs:
             if uses != 2:
                 return
         example = tuple(t.detach().clone() for t in inputs)
+        # Not a daemon: the interpreter waits for it at exit (about a second) rather than
+        # tearing torch down under a trace in progress, which aborts the process.
         tracer = threading.Thread(
-            target=self._trace, args=(kind, example), name=f"tilesam-trace-{kind}", daemon=True
+            target=self._trace, args=(kind, example), name=f"tilesam-trace-{kind}"
         )
         self._tracers.append(tracer)  # one caller per kind gets here
         tracer.start()

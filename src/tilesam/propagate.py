@@ -28,7 +28,7 @@ import numpy as np
 
 from tilesam.errors import TileSAMError
 from tilesam.io import AxisView, ImageSource, MedicalSource, open_image
-from tilesam.io.medical import same_geometry
+from tilesam.io.medical import geometry_difference
 from tilesam.model import SamModel
 from tilesam.propagation import (
     CancelFlag,
@@ -209,6 +209,11 @@ def _volume(volume: Any) -> ImageSource:
             f"{source.describe()} has {source.n_channels} channels; propagate on one "
             "channel: pass volume[..., c]."
         )
+    if source.n_slices < 2:
+        raise TileSAMError(
+            f"{source.describe()} has one slice: there is nothing to propagate to. Pass the "
+            "whole volume (for DICOM, the folder of the series, not one of its files)."
+        )
     return source
 
 
@@ -221,18 +226,24 @@ def _seeds_from_mask(mask: Any, source: ImageSource, view: ImageSource) -> dict[
             "onto the volume's grid."
         )
     if isinstance(seed, MedicalSource) and isinstance(source, MedicalSource):
-        if not same_geometry(seed, source):
+        difference = geometry_difference(seed, source)
+        if difference is not None:
             raise TileSAMError(
-                f"The seed mask's geometry (spacing {seed.spacing}, origin {seed.origin}) "
-                f"differs from the volume's (spacing {source.spacing}, origin "
-                f"{source.origin}): it belongs to another scan or grid. Resample it onto the "
-                "volume (e.g. 3D Slicer's Resample Image (BRAINS)) or draw it on this volume."
+                f"The seed mask's grid differs from the volume's ({difference}): it belongs "
+                "to another scan or grid. Resample it onto the volume (e.g. 3D Slicer's "
+                "Resample Image (BRAINS)) or draw it on this volume."
             )
     data = seed.read()
     if data.dtype.kind not in "uib":
         raise TileSAMError(f"The seed mask must hold integer labels, got {data.dtype}.")
     if data.dtype.kind == "i" and data.min() < 0:
         raise TileSAMError("The seed mask has negative labels; use 0 for background, ids > 0.")
+    if data.dtype.itemsize > 4 and data.max() > np.iinfo(np.uint32).max:
+        raise TileSAMError(
+            f"The seed mask has an id above 2**32 - 1 ({int(data.max())}), which TileSAM's "
+            "labels cannot hold: relabel its objects 1, 2, 3... (e.g. "
+            "skimage.segmentation.relabel_sequential)."
+        )
     data = np.transpose(data, view_order_of(view))
     annotated = np.flatnonzero(data.reshape(len(data), -1).any(axis=1))
     if annotated.size == 0:

@@ -65,6 +65,10 @@ NEGATIVE_DEPTH = 0.2  # a hollow this deep (fraction of the box's short side) ge
 _GROWTH_FLOOR = 64  # pixels: growth is measured against at least this area (tiny masks jitter)
 _POINT_GRID = 128  # points are placed on at most this many samples per side of the box
 
+# Largest object id whose boxes ndimage.find_objects finds in one pass (a list of that
+# many entries).
+_FIND_OBJECTS_MAX_ID = 2**20
+
 
 @dataclass(frozen=True)
 class SlicePrompt:
@@ -446,9 +450,7 @@ class _Run:
             self.callback(self.done, self.total)
 
     def keep_largest_components(self) -> None:
-        for obj, box in enumerate(ndimage.find_objects(self.labels), start=1):
-            if box is None:
-                continue
+        for obj, box in _object_boxes(self.labels, self.objects).items():
             view = self.labels[box]
             pieces, n = ndimage.label(view == obj)
             if n < 2:
@@ -459,3 +461,20 @@ class _Run:
                 if box[0].start <= z < box[0].stop:
                     drop[z - box[0].start] = False
             view[drop] = 0
+
+
+def _object_boxes(labels: np.ndarray, objects: list[int]) -> dict[int, tuple[slice, ...]]:
+    """The bounding box of each of `objects` present in `labels`.
+
+    ``ndimage.find_objects`` holds one entry per id up to the largest, which an id near
+    2**32 would make gigabytes: such ids are boxed one object at a time instead.
+    """
+    if objects and max(objects) <= _FIND_OBJECTS_MAX_ID:
+        boxes = ndimage.find_objects(labels, max_label=max(objects))
+        return {obj: boxes[obj - 1] for obj in objects if boxes[obj - 1] is not None}
+    found = {}
+    for obj in objects:
+        box = ndimage.find_objects((labels == obj).view(np.uint8))
+        if box:
+            found[obj] = box[0]
+    return found

@@ -197,6 +197,10 @@ def test_write_labels_checks_and_leaves_no_partial_file(tmp_path, monkeypatch) -
         write_labels(tmp_path / "a.png", np.zeros((3, 10, 12), np.uint8), like=src)
     with pytest.raises(TileSAMError, match="does not exist"):
         write_labels(tmp_path / "missing" / "a.nrrd", np.zeros((3, 10, 12), np.uint8))
+    huge = np.zeros((3, 10, 12), np.int64)
+    huge[1, 2:4, 2:4] = 2**32 + 7  # would wrap round to 7 in uint32
+    with pytest.raises(TileSAMError, match=r"id above 2\*\*32 - 1 \(4294967303\)"):
+        write_labels(tmp_path / "a.nrrd", huge, like=src)
 
     def fail(path, *args):
         path.write_bytes(b"half")

@@ -142,11 +142,33 @@ class MedicalSource(LayoutSource):
 
 def same_geometry(a: MedicalSource, b: MedicalSource) -> bool:
     """Whether two volumes share their grid: shape, spacing, origin and direction."""
+    return geometry_difference(a, b) is None
+
+
+def geometry_difference(a: MedicalSource, b: MedicalSource) -> str | None:
+    """What differs between the grids of `a` and `b` (``"spacing (...) against (...)"``),
+    or None when they are the same within rounding.
+
+    Each field has its own tolerance: the origin's scales with its distance from zero (a
+    thousandth of a millimetre at 10 mm), spacing is compared relatively and the direction
+    cosines absolutely, so that a grid 0.02 mm coarser or turned by a degree differs.
+    """
     if a.spatial_shape != b.spatial_shape:
-        return False
-    pairs = ((a.spacing, b.spacing), (a.origin, b.origin), (a.direction, b.direction))
+        return f"shape {a.spatial_shape} against {b.spatial_shape}"
     scale = max(1.0, *(abs(v) for v in a.origin))
-    return all(np.allclose(x, y, rtol=_TOLERANCE, atol=_TOLERANCE * scale) for x, y in pairs)
+    checks = (
+        ("spacing", a.spacing, b.spacing, {"rtol": _TOLERANCE, "atol": 0.0}),
+        ("origin", a.origin, b.origin, {"rtol": 0.0, "atol": _TOLERANCE * scale}),
+        ("direction", a.direction, b.direction, {"rtol": 0.0, "atol": _TOLERANCE}),
+    )
+    for name, x, y, tolerance in checks:
+        if not np.allclose(x, y, **tolerance):
+            return f"{name} {_rounded(x)} against {_rounded(y)}"
+    return None
+
+
+def _rounded(values: Sequence[float]) -> tuple[float, ...]:
+    return tuple(round(float(v), 6) for v in values)
 
 
 def write_medical(

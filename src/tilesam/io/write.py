@@ -113,6 +113,12 @@ def _checked_labels(labels: np.ndarray, like: ImageSource | None) -> np.ndarray:
     if labels.size and labels.min() < 0:
         raise TileSAMError("Labels must be >= 0 (0 is background).")
     top = int(labels.max()) if labels.size else 0
+    if top >= 2**32:
+        raise TileSAMError(
+            f"Labels hold an id above 2**32 - 1 ({top}), which label files here cannot hold "
+            "(uint32 at most): relabel the objects 1, 2, 3... (e.g. "
+            "skimage.segmentation.relabel_sequential) before writing."
+        )
     dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32
     return labels.astype(dtype, copy=False)
 
