@@ -74,6 +74,28 @@ def test_cancelled_propagation_keeps_the_current_object(volume_widget, qtbot, no
     assert any("ancel" in n for n in notes())
 
 
+def test_a_propagation_whose_consumer_stops_is_stopped(volume_widget, monkeypatch):
+    # napari quits its workers when the viewer closes: the walk's own thread must end too.
+    ann = volume_widget.annotator
+    ann.segment(points=[(50, 40)])
+    gate, calls, segment = threading.Event(), [], ann.session.segment
+
+    def held(*args, **kwargs):  # the first slice passes, the second waits for the gate
+        calls.append(1)
+        if len(calls) > 1:
+            gate.wait(60)
+        return segment(*args, **kwargs)
+
+    monkeypatch.setattr(ann.session, "segment", held)
+    steps = ann.propagate_steps()
+    done, total = next(steps)
+    assert done < total
+    threading.Timer(0.5, gate.set).start()
+    steps.close()
+    assert not any(t.name == "tilesam-propagate" for t in threading.enumerate())
+    assert len(calls) < total
+
+
 def test_volumes_get_the_core_volume_slice_scale(widget, textured, settings, tmp_path):
     """A volume's session embeds at the core's volume slice scale (as ``tilesam embed``
     does), in the annotator's embedding loop too, so its cache serves

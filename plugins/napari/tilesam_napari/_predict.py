@@ -72,6 +72,7 @@ def propagate_steps(
 
     progress: queue.Queue = queue.Queue()
     outcome: list[Any] = []
+    cancel = cancel or threading.Event()
 
     def run() -> None:
         try:
@@ -81,7 +82,7 @@ def propagate_steps(
                     mask=seed,
                     session=session,  # its cache: slices embedded once, for both uses
                     callback=lambda done, total: progress.put((done, total)),
-                    cancel=cancel or threading.Event(),
+                    cancel=cancel,
                 )
             )
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller below
@@ -89,12 +90,18 @@ def propagate_steps(
 
     thread = threading.Thread(target=run, name="tilesam-propagate", daemon=True)
     thread.start()
-    while thread.is_alive() or not progress.empty():
-        try:
-            yield progress.get(timeout=0.05)
-        except queue.Empty:
-            continue
-    thread.join()
+    try:
+        while thread.is_alive() or not progress.empty():
+            try:
+                yield progress.get(timeout=0.05)
+            except queue.Empty:
+                continue
+    finally:
+        # A consumer that stops early (napari quits its workers when the viewer closes)
+        # stops the walk too, rather than leaving it to die with the interpreter mid-torch.
+        if thread.is_alive():
+            cancel.set()
+        thread.join()
     if isinstance(outcome[0], BaseException):
         raise outcome[0]
     return outcome[0]
