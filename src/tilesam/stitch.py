@@ -14,7 +14,9 @@ as slice-to-slice propagation in 3D carries it on:
    parent owns and the neighbour also sees (the deepest pixel of each of the largest
    ``MAX_DERIVED_POINTS`` pieces), plus the user's own points and box where they fall
    inside the neighbour. No box is derived: the known part is a thin strip of the
-   object, and a box around it would tell the decoder the object ends there.
+   object, and a box around it would tell the decoder the object ends there. Tiles without
+   a halo share no pixel: the deepest points of the mask's band along the shared side are
+   moved across it, onto the neighbour's first row or column.
 3. Breadth first, at most ``max_tiles`` predictions; prompts from several parents of
    one tile are pooled before it is predicted. A tile already predicted is predicted
    once more (``MAX_REVISITS``) only if a neighbour's mask brings points its own mask
