@@ -53,7 +53,7 @@ def _disc(shape, center, radius):
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> LabelledImageFolder:
+def data_folder(tmp_path_factory) -> Path:
     """Two images: gray with two nuclei and a 3-pixel speck, RGB with one nucleus."""
     folder = tmp_path_factory.mktemp("eval_data")
     labels = np.zeros((96, 128), np.uint16)
@@ -67,7 +67,12 @@ def dataset(tmp_path_factory) -> LabelledImageFolder:
     rgb = np.repeat((rgb_labels[..., None] * 200 + 30).astype(np.uint8), 3, axis=2)
     tifffile.imwrite(folder / "rgb.tif", rgb, photometric="rgb")
     tifffile.imwrite(folder / "rgb_labels.tif", rgb_labels)
-    return LabelledImageFolder(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dataset(data_folder) -> LabelledImageFolder:
+    return LabelledImageFolder(data_folder)
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +203,33 @@ def test_summary_noc_and_intervals():
     assert summary["noc90"] == pytest.approx((2 + 3 + 2) / 3)
     for (low, high), mean in zip(summary["ci95"]["clicks"], summary["clicks"], strict=True):
         assert low <= mean <= high
+
+
+@needs_model
+def test_command_line_keeps_every_model_apart(data_folder, tmp_path, capsys):
+    # Every training run exports model.pt: two runs compared are told apart by their folder.
+    import shutil
+
+    from tilesam.cli import main
+
+    for run in ("run1", "run2"):
+        (tmp_path / run).mkdir()
+        shutil.copy(CHECKPOINT, tmp_path / run / "model.pt")
+    images, out = data_folder, tmp_path / "ev"
+    argv = ["evaluate", "--images", str(images), "--clicks", "1", "--out", str(out)]
+    models = [
+        "--model",
+        str(tmp_path / "run1/model.pt"),
+        "--model",
+        str(tmp_path / "run2/model.pt"),
+    ]
+    assert main(argv + models) == 0
+    table = (out / "table.txt").read_text().splitlines()[0]
+    assert "run1/model" in table and "run2/model" in table
+    assert {p.name for p in out.glob("*.json")} == {"run1_model.json", "run2_model.json"}
+    capsys.readouterr()
+    assert main(argv + ["--model", str(CHECKPOINT), "--model", str(CHECKPOINT)]) == 2
+    assert "both named 'fixtures/sam1_small_fp16'" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")
+    assert main([*argv[:-1], str(tmp_path / "afile"), "--model", str(CHECKPOINT)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err

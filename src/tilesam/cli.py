@@ -501,11 +501,14 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     from tilesam.evaluation import compare, evaluate
     from tilesam.loading import load_model
 
+    if args.clicks < 1 or (args.max_objects is not None and args.max_objects < 1):
+        raise TileSAMError("--clicks and --max-objects must be at least 1.")
+    specs = args.model or ["tiny"]
+    names = _model_names(specs)
     dataset = LabelledImageFolder(args.images, args.labels or args.images)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_folder(args.out)
     results = {}
-    for spec in args.model or ["tiny"]:
+    for spec, label in zip(specs, names):
         is_file = Path(spec).is_file()
         model = load_model(
             None if is_file else spec,
@@ -513,13 +516,37 @@ def _run_evaluate(args: argparse.Namespace) -> None:
             args.device,
             trust_checkpoint=args.trust_checkpoint,
         )
-        label = Path(spec).stem if is_file else spec
         results[label] = evaluate(
             model, dataset, n_clicks=args.clicks, max_objects_per_image=args.max_objects
         )
-        results[label].to_json(out / f"{label.replace(':', '_')}.json")
+        results[label].to_json(out / f"{label.replace(':', '_').replace('/', '_')}.json")
     table = compare(results)
     (out / "table.txt").write_text(table + "\n")
     next(iter(results.values())).plot(out / "iou_vs_clicks.png", others=results)
     print(table)
     print(f"results: {out}/ (JSON per model, table.txt, iou_vs_clicks.png)")
+
+
+def _model_names(specs: list[str]) -> list[str]:
+    """A column name per ``--model``: the registry name, or the checkpoint's file stem; the
+    stem with its folder where two stems agree (every training run exports ``model.pt``)."""
+    stems = [Path(s).stem if Path(s).is_file() else s for s in specs]
+    names = [
+        f"{Path(s).parent.name}/{stem}" if Path(s).is_file() and stems.count(stem) > 1 else stem
+        for s, stem in zip(specs, stems)
+    ]
+    for name in names:
+        if names.count(name) > 1:
+            raise TileSAMError(
+                f"Two --model arguments are both named {name!r}: give each model once (a "
+                "checkpoint by a path that tells it apart)."
+            )
+    return names
+
+
+def _out_folder(path: str) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise TileSAMError(f"--out {out} is a file, not a folder: choose another --out.")
+    out.mkdir(parents=True, exist_ok=True)
+    return out

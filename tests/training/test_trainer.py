@@ -67,6 +67,48 @@ def test_resuming_with_another_architecture_is_refused(tmp_path, small_config):
         Trainer(config)
 
 
+def test_resuming_needs_a_run_checkpoint_and_the_same_freeze_setting(tmp_path, small_config):
+    Trainer(small_config(tmp_path, steps_per_epoch=2)).run(progress=False)
+    with pytest.raises(tilesam.TileSAMError, match="started without --freeze-encoder"):
+        Trainer(small_config(tmp_path, freeze_encoder=True))
+    for content in (b"not a checkpoint", None):
+        other = tmp_path / f"other{content is None}"
+        other.mkdir()
+        if content is None:
+            torch.save({"a": 1}, other / "last.pt")  # a torch file, not a run's
+        else:
+            (other / "last.pt").write_bytes(content)
+        with pytest.raises(tilesam.TileSAMError, match="is not a TileSAM training checkpoint"):
+            Trainer(small_config(other))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [({"save_every": 0}, "--save-every 0"), ({"batch_size": 0}, "--batch-size 0"),
+     ({"real_fraction": 1.5}, "--real-fraction 1.5"), ({"max_minutes": 0}, "--max-minutes 0"),
+     ({"objects_per_image": 0}, "--objects-per-image 0")],
+)  # fmt: skip
+def test_numbers_a_run_cannot_use_are_named(tmp_path, small_config, overrides, named):
+    with pytest.raises(tilesam.TileSAMError, match=f"Cannot train with {named}"):
+        Trainer(small_config(tmp_path, **overrides))
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(tilesam.TileSAMError, match="is a file, not a folder"):
+        Trainer(small_config(tmp_path / "afile"))
+
+
+def test_an_epoch_is_saved_before_its_validation(tmp_path, small_config, monkeypatch):
+    trainer = Trainer(small_config(tmp_path, steps_per_epoch=3, save_every=2))
+    trainer.validation = object()  # any folder: validate() is replaced below
+
+    def failing_validation():
+        raise tilesam.TileSAMError("validation images unusable")
+
+    monkeypatch.setattr(trainer, "validate", failing_validation)
+    with pytest.raises(tilesam.TileSAMError, match="unusable"):
+        trainer.run(progress=False)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 3
+
+
 def test_crops_smaller_than_the_input_are_refused_for_vit(tmp_path, small_config):
     config = small_config(tmp_path, base=str(FIXTURES / "sam1_small_fp16.pth"), crop=256)
     with pytest.raises(tilesam.TileSAMError, match="--crop 1024"):

@@ -71,6 +71,7 @@ class Trainer:
     """Holds the model, optimiser and data streams of one run."""
 
     def __init__(self, config: TrainConfig) -> None:
+        _check_config(config)
         self.config = config
         self.out_dir = Path(config.out_dir)
         self.device = pick_device(config.device)
@@ -92,11 +93,18 @@ class Trainer:
     def _resume(self) -> None:
         if not self.checkpoint_path.exists():
             return
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        state = _run_state(self.checkpoint_path, self.device)
         if state["architecture"] != self.architecture.to_dict():
             raise TileSAMError(
                 f"{self.checkpoint_path} belongs to a run of another architecture: use another "
                 "--out folder, or delete that file to start over."
+            )
+        frozen = state.get("config", {}).get("freeze_encoder", self.config.freeze_encoder)
+        if frozen != self.config.freeze_encoder:
+            flag = "with" if frozen else "without"
+            raise TileSAMError(
+                f"{self.checkpoint_path} belongs to a run started {flag} --freeze-encoder: "
+                "resume it the same way, or use another --out folder."
             )
         self.sam.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -226,6 +234,7 @@ class Trainer:
         entry["train_loss"] = entry["loss_sum"] / max(entry["n"], 1)
         entry["train_iou"] = entry["iou_sum"] / max(entry["n"], 1)
         if self.validation is not None:
+            self.save()  # the epoch's steps are kept whatever validation meets
             entry.update(self.validate())
         tqdm.write(
             f"epoch {entry['epoch']}: "
@@ -321,6 +330,41 @@ def _set_lr(optimizer: torch.optim.Optimizer, base: float, step: int, total: int
     cosine = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / max(total, 1), 1.0)))
     for group in optimizer.param_groups:
         group["lr"] = base * warm * cosine
+
+
+def _check_config(config: TrainConfig) -> None:
+    """Numbers a run cannot work with, named before any work starts."""
+    counts = ("batch_size", "objects_per_image", "epochs", "steps_per_epoch", "save_every")
+    bad = [name for name in counts if getattr(config, name) < 1]
+    if config.iterations < 0:
+        bad.append("iterations")
+    if not 0.0 <= config.real_fraction <= 1.0 or not 0.0 <= config.mosaic <= 1.0:
+        bad.append("real_fraction" if not 0.0 <= config.real_fraction <= 1.0 else "mosaic")
+    if config.max_minutes is not None and config.max_minutes <= 0:
+        bad.append("max_minutes")
+    if bad:
+        options = ", ".join(f"--{name.replace('_', '-')} {getattr(config, name)}" for name in bad)
+        raise TileSAMError(
+            f"Cannot train with {options}: counts, epochs, steps and minutes must be positive "
+            "(iterations may be 0), fractions between 0 and 1."
+        )
+    if Path(config.out_dir).is_file():
+        raise TileSAMError(f"--out {config.out_dir} is a file, not a folder: choose another --out.")
+
+
+def _run_state(path: Path, device: torch.device) -> dict:
+    """A run's ``last.pt``, checked to be one."""
+    not_ours = TileSAMError(
+        f"{path} is not a TileSAM training checkpoint: delete it, or use another --out folder."
+    )
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign files
+        raise not_ours from exc
+    keys = {"model", "optimizer", "step", "architecture", "history"}
+    if not isinstance(state, dict) or not keys <= state.keys():
+        raise not_ours
+    return state
 
 
 def _deadline(max_minutes: float | None) -> float:
