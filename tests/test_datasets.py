@@ -138,6 +138,16 @@ def test_size_mismatch_names_both_files(tmp_path):
         LabelledImageFolder(tmp_path / "img", tmp_path / "lab")
 
 
+@pytest.mark.parametrize("broken", ["img/a.png", "lab/a_labels.png", "img/a.tif"])
+def test_a_file_that_cannot_be_read_is_named(tmp_path, broken):
+    ext = Path(broken).suffix
+    _write(tmp_path / "img" / f"a{ext}", _image())
+    _write(tmp_path / "lab" / "a_labels.png", _labels())
+    (tmp_path / broken).write_bytes(b"not an image at all")
+    with pytest.raises(TileSAMError, match=f"Cannot read .*{Path(broken).name}"):
+        LabelledImageFolder(tmp_path / "img", tmp_path / "lab")
+
+
 def test_empty_label_image_is_refused(tmp_path):
     _write(tmp_path / "img" / "a.png", _image())
     _write(tmp_path / "lab" / "a_labels.png", np.zeros((24, 32), np.uint8))

@@ -237,10 +237,21 @@ def _file_pair(image: Path, labels: Path) -> _Pair:
     return _Pair(_split_name(image)[0], image, labels)
 
 
+def _readable(read, path: Path, **kwargs):
+    """`read(path)`, with a file that cannot be read named as a `TileSAMError`."""
+    try:
+        return read(path, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - every reader raises its own types
+        raise TileSAMError(
+            f"Cannot read {path} ({exc}): check that it is a complete image file, or move it "
+            "out of the folder."
+        ) from exc
+
+
 def _check_pair(pair: _Pair) -> int:
     """Check a pair against its files; returns the image's spatial dimensionality."""
-    shape = _spatial_shape(_header_shape(pair.image), pair.image)
-    labels = _as_labels(_read_array(pair.labels, labels=True), pair.labels)
+    shape = _spatial_shape(_readable(_header_shape, pair.image), pair.image)
+    labels = _as_labels(_readable(_read_array, pair.labels, labels=True), pair.labels)
     if labels.shape != shape:
         raise TileSAMError(
             f"Label image {pair.labels} has shape {labels.shape} but its image {pair.image} "
