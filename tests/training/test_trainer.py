@@ -94,6 +94,8 @@ def test_numbers_a_run_cannot_use_are_named(tmp_path, small_config, overrides, n
     (tmp_path / "afile").write_text("")
     with pytest.raises(tilesam.TileSAMError, match="is a file, not a folder"):
         Trainer(small_config(tmp_path / "afile"))
+    with pytest.raises(tilesam.TileSAMError, match="--labels needs --images"):
+        Trainer(small_config(tmp_path, labels=str(tmp_path)))
 
 
 def test_an_epoch_is_saved_before_its_validation(tmp_path, small_config, monkeypatch):

@@ -350,6 +350,12 @@ def _check_config(config: TrainConfig) -> None:
         )
     if Path(config.out_dir).is_file():
         raise TileSAMError(f"--out {config.out_dir} is a file, not a folder: choose another --out.")
+    for labels, images in (("labels", "images"), ("val_labels", "val_images")):
+        if getattr(config, labels) and not getattr(config, images):
+            raise TileSAMError(
+                f"--{labels.replace('_', '-')} needs --{images.replace('_', '-')}: the folder "
+                "of the images those labels belong to."
+            )
 
 
 def _run_state(path: Path, device: torch.device) -> dict:
