@@ -420,7 +420,6 @@ def test_cache_on_a_full_disk_is_refused_cleanly_and_can_be_made_later(
 ) -> None:
     import subprocess
 
-    (small_disk / "filler").write_bytes(b"\0" * (small_disk.stat().st_blksize * 8))
     while True:  # fill what is left of the 160 kB, block by block
         try:
             with open(small_disk / "filler", "ab") as f:

@@ -338,8 +338,7 @@ def _check_config(config: TrainConfig) -> None:
     bad = [name for name in counts if getattr(config, name) < 1]
     if config.iterations < 0:
         bad.append("iterations")
-    if not 0.0 <= config.real_fraction <= 1.0 or not 0.0 <= config.mosaic <= 1.0:
-        bad.append("real_fraction" if not 0.0 <= config.real_fraction <= 1.0 else "mosaic")
+    bad += [name for name in ("real_fraction", "mosaic") if not 0.0 <= getattr(config, name) <= 1.0]
     if config.max_minutes is not None and config.max_minutes <= 0:
         bad.append("max_minutes")
     if bad:
