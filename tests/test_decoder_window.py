@@ -17,7 +17,7 @@ import torch
 from scipy import ndimage
 
 import tilesam
-import tilesam.model as model_module
+import tilesam.prediction as prediction_module
 from tilesam.mask_logits import OUTSIDE_LOGIT
 from tilesam.models.registry import ARCHITECTURES, build_sam
 from tilesam.precompute import embed_scaled
@@ -120,7 +120,7 @@ def test_a_mask_leaving_the_small_window_is_decoded_on_the_next(tiny, field, mon
         calls.append(logits.decoded)
         return len(calls) == 1
 
-    monkeypatch.setattr(model_module, "_reaches_edge", reaches_the_first)
+    monkeypatch.setattr(prediction_module, "_reaches_edge", reaches_the_first)
     pred = tiny.predict(emb, box=box, multimask=False)
     (a0, a1, b0, b1), second = calls
     assert (a1 - a0, b1 - b0) == (16, 16) and pred.logits.decoded == second

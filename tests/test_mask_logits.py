@@ -16,7 +16,7 @@ from scipy import ndimage
 
 import tilesam
 from tilesam.mask_logits import prompted_window
-from tilesam.model import upsample_mask
+from tilesam.prediction import upsample_mask
 from tilesam.prompt_simulation import center_point
 
 SAMPLES = Path(__file__).parents[1] / "sample_data"

@@ -10,11 +10,12 @@ hundred tokens instead of 4096.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
-import torch
 
 from tilesam.isolate import PromptFootprint, keep_prompted, touches_prompt
-from tilesam.models.mask_decoder import MaskDecoder
 
 # Tokens around a prompt that the first window of its logits adds on each side: most
 # objects then fit the first window.
@@ -31,29 +32,32 @@ class MaskLogits:
     The decoder's last step (two stride-2 transposed convolutions and a product with
     per-mask weights) acts on each image token alone: the logits of a window of the
     ``(h, w)`` token grid are those of the same window computed for the whole grid.
-    Window sides are in tokens; a token is ``4 x 4`` low-resolution cells. ``decoded`` is
-    the window of the grid the decoder ran on (``(y0, y1, x0, x1)``, default the whole
-    grid); cells outside it are ``OUTSIDE_LOGIT``. ``extent`` is the ``(rows, cols)`` of
-    tokens that hold image (the rest of the grid is the model input's padding).
+    Window sides are in tokens; a token is ``4 x 4`` low-resolution cells. ``tokens`` are
+    the decoder's image tokens ``(n, C)`` (a torch tensor or a NumPy array), row-major on
+    ``decoded``, the window of the grid the decoder ran on (``(y0, y1, x0, x1)``, default
+    the whole grid); cells outside it are ``OUTSIDE_LOGIT``. ``upscale(tokens, (h, w))``
+    turns ``(h * w, C)`` of them into the logits of the `n_masks` masks, ``(M, 4h, 4w)``
+    float32. ``extent`` is the ``(rows, cols)`` of tokens that hold image (the rest of the
+    grid is the model input's padding).
     """
 
     def __init__(
         self,
-        decoder: MaskDecoder,
-        tokens: torch.Tensor,
-        hyper_in: torch.Tensor,
+        upscale: Callable[[Any, tuple[int, int]], np.ndarray],
+        tokens: Any,
+        n_masks: int,
         size: tuple[int, int],
         *,
         decoded: tuple[int, int, int, int] | None = None,
         extent: tuple[int, int] | None = None,
     ) -> None:
-        self._decoder = decoder
+        self._upscale = upscale
+        self.n_masks = n_masks
         self.size = size
         self.decoded = decoded or (0, size[0], 0, size[1])
         self.extent = extent or size
         y0, y1, x0, x1 = self.decoded
-        self._tokens = tokens.view(1, y1 - y0, x1 - x0, -1)
-        self._hyper_in = hyper_in
+        self._tokens = tokens.reshape(y1 - y0, x1 - x0, -1)
         self._window: tuple[tuple[int, int, int, int], np.ndarray] | None = None
 
     @property
@@ -65,7 +69,6 @@ class MaskLogits:
         """Logits of every mask on the whole grid, ``(M, 4h, 4w)``."""
         return self.window(0, self.size[0], 0, self.size[1])
 
-    @torch.inference_mode()
     def window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Logits of every mask for tokens ``[y0:y1, x0:x1]``: ``(M, 4 (y1-y0), 4 (x1-x0))``."""
         cached = self._cached(y0, y1, x0, x1)
@@ -73,9 +76,7 @@ class MaskLogits:
             return cached
         dy0, dy1, dx0, dx1 = self.decoded
         iy0, iy1, ix0, ix1 = max(y0, dy0), min(y1, dy1), max(x0, dx0), min(x1, dx1)
-        values = np.full(
-            (self._hyper_in.shape[1], 4 * (y1 - y0), 4 * (x1 - x0)), OUTSIDE_LOGIT, np.float32
-        )
+        values = np.full((self.n_masks, 4 * (y1 - y0), 4 * (x1 - x0)), OUTSIDE_LOGIT, np.float32)
         if iy0 < iy1 and ix0 < ix1:
             rows = slice(4 * (iy0 - y0), 4 * (iy1 - y0))
             values[:, rows, 4 * (ix0 - x0) : 4 * (ix1 - x0)] = self._decoded_part(
@@ -102,11 +103,8 @@ class MaskLogits:
         if cached is not None:
             return cached
         dy0, _, dx0, _ = self.decoded
-        tokens = self._tokens[:, y0 - dy0 : y1 - dy0, x0 - dx0 : x1 - dx0]
-        logits = self._decoder.upscale_masks(
-            tokens.reshape(1, -1, tokens.shape[-1]), self._hyper_in, (y1 - y0, x1 - x0)
-        )
-        return logits[0].float().cpu().numpy()
+        tokens = self._tokens[y0 - dy0 : y1 - dy0, x0 - dx0 : x1 - dx0]
+        return self._upscale(tokens.reshape(-1, tokens.shape[-1]), (y1 - y0, x1 - x0))
 
     def open_sides(self) -> tuple[bool, bool, bool, bool]:
         """Whether the image goes on beyond the decoded window: top, bottom, left, right."""
@@ -114,19 +112,21 @@ class MaskLogits:
         rows, cols = self.extent
         return y0 > 0, y1 < rows, x0 > 0, x1 < cols
 
-    @torch.inference_mode()
     def edge_positive(self, threshold: float) -> np.ndarray:
         """Per mask, whether it has a logit above `threshold` in the outermost tokens of the
         decoded window, on the sides where the image goes on (a cheap first test: those
         tokens alone are upscaled). ``(M,)`` bool."""
-        local = self._tokens[0]
-        edges = (local[0], local[-1], local[:, 0], local[:, -1])
-        ring = [edge for edge, open_ in zip(edges, self.open_sides()) if open_]
-        if not ring:
-            return np.zeros(self._hyper_in.shape[1], dtype=bool)
-        tokens = torch.cat(ring)[None]
-        logits = self._decoder.upscale_masks(tokens, self._hyper_in, (1, tokens.shape[1]))
-        return (logits[0] > threshold).flatten(1).any(dim=1).numpy()
+        h, w = self._tokens.shape[:2]
+        rows, cols = np.indices((h, w))
+        edges = (rows == 0, rows == h - 1, cols == 0, cols == w - 1)
+        ring = np.zeros((h, w), dtype=bool)
+        for edge, open_ in zip(edges, self.open_sides()):
+            ring |= edge & open_
+        if not ring.any():
+            return np.zeros(self.n_masks, dtype=bool)
+        ys, xs = np.nonzero(ring)
+        logits = self._upscale(self._tokens[ys, xs], (1, len(ys)))
+        return (logits > threshold).reshape(self.n_masks, -1).any(axis=1)
 
     @property
     def has_full(self) -> bool:

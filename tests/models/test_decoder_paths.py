@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tilesam.model import ImageEmbedding
+from tilesam.prediction import ImageEmbedding
 from tilesam.models.transformer import Attention
 
 TOL = 1e-4
@@ -86,7 +86,8 @@ def test_predict_reuses_tokens_only_for_the_same_embedding(model):
     second = model.embed(rng.integers(0, 255, (200, 180), dtype=np.uint8))
     # With gradients on, decode takes the plain path: the reference.
     fresh = model.sam.decode(
-        second.features, points=model._sam_prompts(second, [(50, 60)], [1], None)[0]
+        second.features,
+        points=model._torch_prompt(model._sam_prompt(second, [(50, 60)], [1], None)[0])["points"],
     )
     cached = model.predict(second, points=[(50, 60)], labels=[1])
     np.testing.assert_allclose(cached.low_res_logits, fresh[0][0].detach().numpy(), atol=TOL)
@@ -95,7 +96,7 @@ def test_predict_reuses_tokens_only_for_the_same_embedding(model):
     refined = model.predict(second, points=[(50, 60)], mask_input=cached.low_res_logits[0])
     plain = model.sam.decode(
         second.features,
-        points=model._sam_prompts(second, [(50, 60)], None, None)[0],
+        points=model._torch_prompt(model._sam_prompt(second, [(50, 60)], None, None)[0])["points"],
         mask_input=torch.from_numpy(cached.low_res_logits[0][None, None]),
     )
     np.testing.assert_allclose(refined.low_res_logits, plain[0][0].detach().numpy(), atol=TOL)

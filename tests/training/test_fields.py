@@ -12,8 +12,8 @@ import torch
 
 import tilesam
 from tilesam.datasets import LabelledImageFolder
-from tilesam.model import ImageEmbedding
 from tilesam.models.registry import ARCHITECTURES, build_sam
+from tilesam.prediction import ImageEmbedding
 from tilesam.training.fields import embed_fields, field_batches, window_side
 from tilesam.training.synthetic import make_sample
 from tilesam.training.trainer import TrainConfig, Trainer
@@ -76,9 +76,9 @@ def _inference_windows(model, embedding, point=None, box=None):
     """The windows :meth:`SamModel.predict` decodes the prompt on, in turn, then the grid."""
     points = None if point is None else [point]
     labels = None if point is None else [1]
-    point_arg, box_arg, _ = model._sam_prompts(embedding, points, labels, box)
+    prompt, _ = model._sam_prompt(embedding, points, labels, box)
     grid = model.sam.prompt_encoder.image_embedding_size[0]
-    return [*model._decoder_windows(point_arg, box_arg), (0, grid, 0, grid)]
+    return [*model._decoder_windows(prompt), (0, grid, 0, grid)]
 
 
 @pytest.mark.parametrize("use_boxes", [False, True])

@@ -23,8 +23,9 @@ import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from tilesam.model import SamModel, centred_window, window_sides
+from tilesam.model import SamModel
 from tilesam.models.sam import Sam
+from tilesam.prediction import centred_window, window_sides
 from tilesam.preprocess import resized_shape
 from tilesam.prompt_simulation import center_point, jitter_box, random_point
 from tilesam.training.examples import resize_labels
@@ -158,10 +159,10 @@ def _window(
 
 def window_side(sam: Sam, extent: float, *, box: bool) -> int:
     """The side of the window, in tokens, that inference ends on for an object `extent`
-    tokens wide: the first of :func:`tilesam.model.window_sides` that holds it (a mask
+    tokens wide: the first of :func:`tilesam.prediction.window_sides` that holds it (a mask
     that reaches a window's edge moves on to the next window), else the whole grid."""
     grid = sam.prompt_encoder.image_embedding_size[0]
-    return next(iter(window_sides(sam, extent, box=box)), grid)
+    return next(iter(window_sides(sam.decoder_windows, grid, extent, box=box)), grid)
 
 
 def _stack(windows: list[_Window], use_boxes: bool) -> FieldBatch:
