@@ -55,7 +55,7 @@ def test_window_reaches_the_encoder_only_and_is_signed(ct, model, tmp_path) -> N
     }  # fmt: skip
     # The embedding is the model's on the slice windowed to lung, and the volume is unchanged.
     expected = model.embed(ct[1], intensity=(-1350.0, 150.0)).features.half().float()
-    assert torch.equal(s.embedding(1, 0, 0).features, expected)
+    assert torch.equal(torch.from_numpy(s.embedding(1, 0, 0).features), expected)
     np.testing.assert_array_equal(ct, original)
     # Bone saturates in the lung window but not in the bone window: a different input.
     bone = normalize_intensity(ct[1], window_range("bone"))

@@ -9,10 +9,10 @@ import torch
 from tilesam.errors import TileSAMError
 from tilesam.model import SamModel
 from tilesam.models.checkpoint import check_compatible, infer_architecture, read_checkpoint
-from tilesam.models.registry import ARCHITECTURES, build_sam, model_entry
-from tilesam.weights import file_sha256, resolve_weights
+from tilesam.models.registry import ARCHITECTURES, build_sam
+from tilesam.weights import DEFAULT_MODEL, file_sha256, model_file
 
-DEFAULT_MODEL = "tiny"
+__all__ = ["DEFAULT_MODEL", "load_model", "pick_device"]
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -56,12 +56,7 @@ def load_model(
     >>> model = load_model()  # the bundled default model  # doctest: +SKIP
     >>> model = load_model(checkpoint="sam_vit_b_01ec64.pth")  # doctest: +SKIP
     """
-    if checkpoint is None:
-        entry = model_entry(name or DEFAULT_MODEL)
-        path, label = resolve_weights(entry), entry.name
-    else:
-        entry = model_entry(name) if name is not None else None
-        path, label = Path(checkpoint), name or Path(checkpoint).stem
+    path, label, entry = model_file(name, checkpoint)
     state = read_checkpoint(path, trust=trust_checkpoint)
     architecture = infer_architecture(state)
     if entry is not None and ARCHITECTURES[entry.architecture].encoder != architecture.encoder:

@@ -22,6 +22,7 @@ from tilesam.mask_logits import MaskLogits
 from tilesam.models.registry import Architecture
 from tilesam.models.sam import Sam
 from tilesam.models.transformer import ImageTokens
+from tilesam.numpy_decoder import DecoderConfig
 from tilesam.prediction import (
     ImageEmbedding,
     MaskPredictor,
@@ -157,6 +158,22 @@ class SamModel(MaskPredictor):
         ):
             features = self.sam.image_encoder(x)
         return features.float()
+
+    def decoder_weights(self) -> tuple[dict[str, np.ndarray], DecoderConfig]:
+        """The prompt encoder's and mask decoder's weights as NumPy arrays, and what else
+        :class:`tilesam.numpy_decoder.NumpyDecoder` needs to run them."""
+        weights = {
+            name: value.detach().float().cpu().numpy()
+            for name, value in self.sam.state_dict().items()
+            if name.startswith(("prompt_encoder.", "mask_decoder."))
+        }
+        config = DecoderConfig(
+            image_size=self.image_size,
+            grid=self.grid,
+            num_heads=self.sam.mask_decoder.transformer.layers[0].self_attn.num_heads,
+            decoder_windows=self.decoder_windows,
+        )
+        return weights, config
 
     @property
     def grid(self) -> tuple[int, int]:

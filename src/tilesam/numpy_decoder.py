@@ -18,7 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import erf
 
-__all__ = ["DecoderConfig", "NumpyDecoder"]
+from tilesam.mask_logits import MaskLogits
+from tilesam.prediction import ImageEmbedding, MaskPredictor, SamPrompt
+
+__all__ = ["DecoderConfig", "NumpyDecoder", "NumpyPredictor"]
 
 _PE = "prompt_encoder."
 _MD = "mask_decoder."
@@ -262,6 +265,54 @@ class NumpyDecoder:
         out = x.reshape(-1, c) @ weight.transpose(0, 2, 3, 1).reshape(c, 4 * o)
         out = (out + np.tile(self._w[name + ".bias"], 4)).reshape(h, w, 2, 2, o)
         return out.transpose(0, 2, 1, 3, 4).reshape(2 * h, 2 * w, o)
+
+
+class NumpyPredictor(MaskPredictor):
+    """:meth:`tilesam.SamModel.predict` with the decoder in NumPy (see :class:`NumpyDecoder`):
+    the same prompts, windows and masks, for embeddings already computed.
+
+    Examples
+    --------
+    >>> predictor = NumpyPredictor(NumpyDecoder(weights, config))  # doctest: +SKIP
+    >>> predictor.predict(embedding, points=[(120, 200)]).mask()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        decoder: NumpyDecoder,
+        *,
+        mask_threshold: float = 0.0,
+        box_mask_threshold: float | None = None,
+    ) -> None:
+        self.decoder = decoder
+        self.image_size = decoder.config.image_size
+        self.grid = decoder.config.grid
+        self.decoder_windows = decoder.config.decoder_windows
+        self.mask_threshold = mask_threshold
+        self.box_mask_threshold = box_mask_threshold
+
+    def _decode(
+        self, embedding: ImageEmbedding, prompt: SamPrompt, window: tuple[int, int, int, int] | None
+    ) -> tuple[np.ndarray, MaskLogits]:
+        features = np.asarray(embedding.features, dtype=np.float32)[0]
+        pe, mask = self.decoder.dense_pe(), prompt.mask
+        if window is not None:
+            y0, y1, x0, x1 = window
+            features, pe = features[:, y0:y1, x0:x1], pe[:, y0:y1, x0:x1]
+            mask = None if mask is None else mask[4 * y0 : 4 * y1, 4 * x0 : 4 * x1]
+        points = None if prompt.coords is None else (prompt.coords, prompt.labels)
+        tokens, hyper_in, iou = self.decoder.decode_tokens(
+            features, pe, points=points, box=prompt.box, mask_input=mask, multimask=prompt.multimask
+        )
+
+        def upscale(rows: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+            return self.decoder.upscale_masks(rows, hyper_in, hw)
+
+        extent = None if window is None else self._extent(embedding)
+        logits = MaskLogits(
+            upscale, tokens, len(hyper_in), self.grid, decoded=window, extent=extent
+        )
+        return iou, logits
 
 
 def _count(weights: Mapping[str, np.ndarray], prefix: str) -> int:

@@ -27,7 +27,7 @@ import numpy as np
 
 from tilesam.errors import TileSAMError
 from tilesam.io import ImageSource
-from tilesam.model import ImageEmbedding
+from tilesam.prediction import ImageEmbedding
 from tilesam.preprocess import DEFAULT_PERCENTILES, intensity_range, normalize_intensity
 from tilesam.tiling import TileGrid
 

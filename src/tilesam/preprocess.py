@@ -9,11 +9,14 @@ zero padding would otherwise pull the range down) or from a CT window,
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from tilesam.errors import TileSAMError
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_PERCENTILES = (0.5, 99.5)
 #: CT windows in Hounsfield units, ``name: (width, level)``; the range is level -/+ width / 2.
@@ -144,6 +147,10 @@ def prepare_image(
 
     Returns the tensor and the original ``(H, W)``.
     """
+    # Imported here: the rest of this module serves sessions that never import torch.
+    import torch
+    import torch.nn.functional as F
+
     image = np.asarray(image)
     rgb = to_rgb(image)
     if min(rgb.shape[:2]) < 1:

@@ -21,26 +21,34 @@ crops has seen); the magnification is then part of the cache signature.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from tilesam.cluster import ModelRecipe, embed_distributed, recipe_from_model
 from tilesam.errors import TileSAMError
 from tilesam.io import ImageSource, content_signature, open_image
-from tilesam.model import ImageEmbedding, Prediction, SamModel
+from tilesam.numpy_decoder import DecoderConfig, NumpyDecoder, NumpyPredictor
 from tilesam.precompute import MemoryStore, TileIndex, embed_tiles, sample_intensity_range
+from tilesam.prediction import ImageEmbedding, MaskPredictor, Prediction
 from tilesam.preprocess import DEFAULT_PERCENTILES, window_range
 from tilesam.segment import Prompt, SegmentResult
 from tilesam.stitch import default_margin, stitch_segment
 from tilesam.store import EmbeddingStore
 from tilesam.tiling import TileGrid
+from tilesam.weights import file_sha256, model_file
 
+if TYPE_CHECKING:
+    from tilesam.cluster import ModelRecipe
+    from tilesam.model import SamModel
+
+logger = logging.getLogger(__name__)
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 DEFAULT_HALO = 64
 _RECENT = 16  # decoded tile embeddings kept for the next clicks (a stitched object's tiles)
@@ -135,12 +143,20 @@ class Session:
                 f"{self.source.describe()} has {self.source.n_channels} channels; TileSAM "
                 "segments grayscale or RGB(A) images. Select one channel or three first."
             )
-        self.model, self._recipe = _resolve_model(model, checkpoint, device, trust_checkpoint)
         self.cache_path = None if cache is None else Path(cache).expanduser()
-        known = None if overwrite or cache is None else _stored_signature(self.cache_path)
+        stored = None if overwrite or cache is None else _stored(self.cache_path)
+        known = None if stored is None else stored.signature
+        self._request = (model, checkpoint, device, trust_checkpoint)
+        self._model: SamModel | None = None
+        self._recipe: ModelRecipe | None = None
+        # A cache made for this model's weights file answers clicks without the model
+        # (and without importing torch): it keeps the decoder's weights.
+        self._card = _card_from_cache(model, checkpoint, stored)
+        if self._card is None:
+            self._card = _ModelCard.of(self.model)
         tiling = (known or {}).get("tiling", {})
         # An existing cache's tiling is the default, so that reopening needs no options.
-        tile_size = tile_size or tiling.get("tile_size") or self.model.image_size
+        tile_size = tile_size or tiling.get("tile_size") or self._card.image_size
         halo = halo if halo is not None else tiling.get("halo", DEFAULT_HALO)
         self.grid = TileGrid(self.source.slice_shape, tile_size, halo)
         self.progress = progress
@@ -150,11 +166,38 @@ class Session:
         self.intensity = (float(low), float(high))
         self._recent: OrderedDict[TileIndex, ImageEmbedding] = OrderedDict()
         self._meta_by_shape: dict[tuple[int, int], dict[str, tuple[int, int]]] = {}
+        self.predictor = self._predictor()
+
+    @property
+    def model(self) -> SamModel:
+        """The model, loaded on first use when the session opened on a cache whose
+        embeddings and decoder answer clicks without it (it is needed to embed tiles)."""
+        if self._model is None:
+            self._model, self._recipe = _resolve_model(*self._request)
+        return self._model
+
+    def _predictor(self) -> MaskPredictor:
+        """What turns prompts into masks: the loaded model, else the cache's decoder
+        weights in NumPy. A new on-disk cache is given the loaded model's decoder."""
+        if self._model is not None:
+            if isinstance(self.store, EmbeddingStore) and self.store.read_decoder() is None:
+                weights, config = self._model.decoder_weights()
+                try:
+                    self.store.write_decoder(weights, config.to_dict())
+                except TileSAMError as err:  # the cache serves as it is; sessions load the model
+                    logger.warning("%s", err)
+            return self._model
+        card = self._card
+        return NumpyPredictor(
+            card.decoder,
+            mask_threshold=card.mask_threshold,
+            box_mask_threshold=card.box_mask_threshold,
+        )
 
     def __repr__(self) -> str:
         where = self.cache_path or "memory"
         return (
-            f"Session({self.source.describe()}, model={self.model.name!r}, cache={where}, "
+            f"Session({self.source.describe()}, model={self._card.name!r}, cache={where}, "
             f"grid={self.grid_shape}, done={self.n_done}/{self.n_tiles})"
         )
 
@@ -193,7 +236,7 @@ class Session:
         if self._max_scale is None:
             return None
         longest = min(self.grid.tile_size, max(self.grid.slice_shape))
-        return min(self._max_scale, self.model.image_size / longest)
+        return min(self._max_scale, self._card.image_size / longest)
 
     # -- embedding --------------------------------------------------------------------------
     def embed(
@@ -227,7 +270,10 @@ class Session:
             )
         if workers is not None and (not isinstance(workers, int) or workers < 1):
             raise TileSAMError(f"workers must be a positive integer, got {workers!r}.")
-        recipe = self._recipe or recipe_from_model(self.model, self.cache_path.parent)
+        from tilesam.cluster import embed_distributed, recipe_from_model
+
+        model = self.model  # loads it, and with it how workers rebuild it
+        recipe = self._recipe or recipe_from_model(model, self.cache_path.parent)
         try:
             return embed_distributed(
                 recipe,
@@ -288,7 +334,7 @@ class Session:
         meta = self._meta_by_shape.get(shape)
         if meta is None:
             meta = self._meta_by_shape[shape] = self.store.read_meta(*key)
-        features = torch.from_numpy(self.store.read_tile(*key)).float()[None]
+        features = self.store.read_tile(*key).astype(np.float32)[None]
         emb = ImageEmbedding(features, meta["tile_shape"], meta["input_shape"])
         self._recent[key] = emb
         if len(self._recent) > _RECENT:
@@ -395,7 +441,7 @@ class Session:
         def predict(ty, tx, pts, labs, tile_box, mm):
             emb = self.embedding(z, ty, tx)
             has_points = len(pts) > 0
-            pred = self.model.predict(
+            pred = self.predictor.predict(
                 emb,
                 points=pts if has_points else None,
                 labels=labs if has_points else None,
@@ -407,7 +453,7 @@ class Session:
             predictions[(ty, tx)] = pred
             return pred.mask(pred.best), float(pred.scores[pred.best])
 
-        margin = default_margin(self.grid.tile_size, self.model.image_size)
+        margin = default_margin(self.grid.tile_size, self._card.image_size)
         result = stitch_segment(
             self.grid, predict, prompt, z=z, multimask=multimask, max_tiles=max_tiles, margin=margin
         )
@@ -433,8 +479,7 @@ class Session:
             )
 
     def _open_store(self, fixed, known: dict[str, Any] | None, overwrite: bool):
-        sam = self.model.sam
-        emb_shape = (sam.prompt_encoder.embed_dim, *sam.prompt_encoder.image_embedding_size)
+        emb_shape = self._card.embedding_shape
         if self.cache_path is None:
             sig = self._signature(fixed or self._normalisation(None))
             return MemoryStore(self.grid_shape, emb_shape), sig
@@ -452,7 +497,7 @@ class Session:
         return store, sig
 
     def _signature(self, normalisation: dict[str, Any]) -> dict[str, Any]:
-        m, src = self.model, self.source
+        m, src = self._card, self.source
         tiling: dict[str, Any] = {"tile_size": self.grid.tile_size, "halo": self.grid.halo}
         # Only when set: caches embedded at SAM's convention keep their signature.
         if self.slice_scale is not None:
@@ -461,7 +506,7 @@ class Session:
             "model": {
                 "name": m.name,
                 "weights_sha256": m.weights_hash,
-                "encoder": m.architecture.encoder,
+                "encoder": m.encoder,
                 "input_size": m.image_size,
             },
             "tiling": tiling,
@@ -516,24 +561,98 @@ def _check_scale(scale: Any) -> float | None:
     return float(scale)
 
 
-def _resolve_model(model, checkpoint, device, trust: bool) -> tuple[SamModel, ModelRecipe | None]:
-    """The model, and how dask workers rebuild it (None: from the driver's weights)."""
-    if isinstance(model, SamModel):
-        return model, None
-    from tilesam.loading import load_model
+@dataclass(frozen=True)
+class _ModelCard:
+    """What a session needs to know of its model besides running it: the cache signature's
+    entries, the embedding shape, the mask thresholds; and, for a session that has not
+    loaded the model, the decoder kept in its cache."""
 
-    name = None
-    if isinstance(model, str | os.PathLike):
-        path = Path(model).expanduser()
-        if checkpoint is None and (path.is_file() or path.suffix.lower() in _CHECKPOINT_SUFFIXES):
-            checkpoint = path
-        else:
-            name = os.fspath(model)
-    elif model is not None:
+    name: str
+    weights_hash: str | None
+    encoder: str
+    image_size: int
+    embedding_shape: tuple[int, int, int]
+    mask_threshold: float = 0.0
+    box_mask_threshold: float | None = None
+    decoder: NumpyDecoder | None = None
+
+    @classmethod
+    def of(cls, model: SamModel) -> _ModelCard:
+        return cls(
+            name=model.name,
+            weights_hash=model.weights_hash,
+            encoder=model.architecture.encoder,
+            image_size=model.image_size,
+            embedding_shape=(model.sam.prompt_encoder.embed_dim, *model.grid),
+            mask_threshold=model.mask_threshold,
+            box_mask_threshold=model.box_mask_threshold,
+        )
+
+
+def _card_from_cache(
+    model: Any, checkpoint: Any, stored: EmbeddingStore | None
+) -> _ModelCard | None:
+    """The card of a model given by name or file whose cache can answer without it: the
+    cache was made for exactly that weights file and keeps the decoder; else None (the
+    model is loaded, and reports any problem with it)."""
+    if stored is None or not (model is None or isinstance(model, str | os.PathLike)):
+        return None
+    decoder = stored.read_decoder()
+    if decoder is None:
+        return None
+    name, checkpoint = _name_and_checkpoint(model, checkpoint)
+    try:
+        path, label, entry = model_file(name, checkpoint)
+    except TileSAMError:
+        return None
+    made_for = stored.signature.get("model", {})
+    if not path.is_file() or made_for.get("name") != label:
+        return None
+    if made_for.get("weights_sha256") != file_sha256(path):
+        return None
+    weights, config = decoder
+    numpy_decoder = NumpyDecoder(weights, DecoderConfig.from_dict(config))
+    thresholds = {}
+    if entry is not None:  # load_model sets the registry's thresholds the same way
+        thresholds = {
+            "mask_threshold": entry.mask_threshold,
+            "box_mask_threshold": entry.box_mask_threshold,
+        }
+    return _ModelCard(
+        name=label,
+        weights_hash=made_for["weights_sha256"],
+        encoder=made_for["encoder"],
+        image_size=int(made_for["input_size"]),
+        embedding_shape=stored.embedding_shape,
+        decoder=numpy_decoder,
+        **thresholds,
+    )
+
+
+def _name_and_checkpoint(model: Any, checkpoint: Any) -> tuple[str | None, Any]:
+    """`load_model`'s name and checkpoint for a session's `model` (a registry name or a
+    checkpoint file) and `checkpoint` arguments."""
+    if model is None:
+        return None, checkpoint
+    if not isinstance(model, str | os.PathLike):
         raise TileSAMError(
             f"model must be a registry name, a checkpoint path or a SamModel, got "
             f"{type(model).__name__}."
         )
+    path = Path(model).expanduser()
+    if checkpoint is None and (path.is_file() or path.suffix.lower() in _CHECKPOINT_SUFFIXES):
+        return None, path
+    return os.fspath(model), checkpoint
+
+
+def _resolve_model(model, checkpoint, device, trust: bool) -> tuple[SamModel, ModelRecipe | None]:
+    """The model, and how dask workers rebuild it (None: from the driver's weights)."""
+    if _is_loaded_model(model):
+        return model, None
+    from tilesam.cluster import ModelRecipe
+    from tilesam.loading import load_model
+
+    name, checkpoint = _name_and_checkpoint(model, checkpoint)
     loaded = load_model(name, checkpoint, device, trust_checkpoint=trust)
     ckpt = None if checkpoint is None else os.fspath(Path(checkpoint).expanduser().absolute())
     recipe = ModelRecipe(
@@ -542,11 +661,17 @@ def _resolve_model(model, checkpoint, device, trust: bool) -> tuple[SamModel, Mo
     return loaded, recipe
 
 
-def _stored_signature(path: Path) -> dict[str, Any] | None:
-    """The signature of the TileSAM cache at `path`; None for a missing or empty folder."""
+def _is_loaded_model(model: Any) -> bool:
+    # A SamModel exists only once tilesam.model (and torch) is imported: no import to check.
+    module = sys.modules.get("tilesam.model")
+    return module is not None and isinstance(model, module.SamModel)
+
+
+def _stored(path: Path) -> EmbeddingStore | None:
+    """The TileSAM cache at `path`, read-only; None for a missing or empty folder."""
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         return None
-    return EmbeddingStore.open(path, mode="r").signature  # raises for anything else
+    return EmbeddingStore.open(path, mode="r")  # raises for anything else
 
 
 def _fixed_normalisation(intensity, window) -> dict[str, Any] | None:

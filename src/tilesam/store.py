@@ -10,6 +10,8 @@ Layout of one store (one per image x model x preprocessing)::
       tile_shape/    int32 (n_slices, n_ty, n_tx, 2): tile size before padding, one chunk/tile
       input_shape/   int32 (n_slices, n_ty, n_tx, 2): size after resizing, one chunk/tile
       done/          bool (n_slices, n_ty, n_tx), chunk (1, 1, 1): one object per tile
+      decoder/       float32, one chunk: the model's prompt encoder and mask decoder weights
+                     (optional; see `write_decoder`), so that clicks need no torch
 
 Concurrency and crash safety. Every array is chunked one tile per chunk, so a writer
 of tile (z, ty, tx) only ever creates the objects ``<array>/c/z/ty/tx``: writers of
@@ -31,6 +33,7 @@ are normalised and compared in :mod:`tilesam.store_signature`.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import math
 import os
 import shutil
@@ -385,6 +388,52 @@ class EmbeddingStore:
             if (z, ty, tx) not in done
         ]
 
+    # -- the decoder's weights --------------------------------------------------------------
+    def write_decoder(self, weights: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> None:
+        """Keep the model's prompt encoder and mask decoder (``weights``, named as in its
+        state dict, and the ``config`` that :class:`tilesam.numpy_decoder.DecoderConfig`
+        reads) in the store, so that a later session answers clicks without torch.
+
+        One flat float32 array; its attributes name each entry and hold the SHA-256 of the
+        data, which :meth:`read_decoder` checks: a reader never takes half-written weights.
+        """
+        self._check_writable()
+        names = sorted(weights)
+        arrays = [np.asarray(weights[n], dtype=np.float32) for n in names]
+        flat = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0, np.float32)
+        entries = [[n, list(a.shape)] for n, a in zip(names, arrays)]
+        attrs = {"entries": entries, "config": dict(config), "sha256": _digest(flat)}
+        try:
+            array = self._group.create_array(
+                "decoder", shape=flat.shape, chunks=flat.shape or (1,), dtype="float32",
+                fill_value=0.0, attributes=attrs, overwrite=True,
+            )  # fmt: skip
+            array[...] = flat
+        except OSError as err:
+            shutil.rmtree(self.path / "decoder", ignore_errors=True)  # never half of it
+            raise TileSAMError(
+                f"Could not store the decoder's weights in embedding cache '{self.path}': "
+                f"{err.strerror or err}. Free space on that disk and run it again."
+            ) from err
+
+    def read_decoder(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """The decoder's weights and config as :meth:`write_decoder` stored them; None when
+        the store holds none (written by an earlier TileSAM) or they do not check out."""
+        try:
+            array = self._group["decoder"]
+            attrs = dict(array.attrs)
+            flat = np.asarray(array[...], dtype=np.float32)
+        except Exception:  # noqa: BLE001 - absent or unreadable: the model decodes instead
+            return None
+        if attrs.get("sha256") != _digest(flat):
+            return None
+        weights, start = {}, 0
+        for name, shape in attrs["entries"]:
+            size = math.prod(shape)
+            weights[name] = flat[start : start + size].reshape(shape)
+            start += size
+        return weights, attrs["config"]
+
     def info(self) -> dict[str, Any]:
         """A summary for ``tilesam info``: format, signature, shapes, progress, size on disk."""
         n_done = self.n_done
@@ -482,6 +531,10 @@ def _new_group(path: Path, grid: tuple[int, ...], emb: tuple[int, ...]) -> zarr.
         compressors=None, chunk_key_encoding=_CHUNK_KEYS,
     )  # fmt: skip
     return group
+
+
+def _digest(values: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()
 
 
 def _remove_store(path: Path) -> None:

@@ -9,9 +9,23 @@ from importlib import resources
 from pathlib import Path
 
 from tilesam.errors import TileSAMError
-from tilesam.models.registry import ModelEntry
+from tilesam.models.registry import ModelEntry, model_entry
 
 CACHE_ENV = "TILESAM_CACHE_DIR"
+DEFAULT_MODEL = "tiny"
+
+
+def model_file(
+    name: str | None, checkpoint: str | os.PathLike[str] | None
+) -> tuple[Path, str, ModelEntry | None]:
+    """The weights file that :func:`tilesam.load_model` reads for a registry `name` and / or
+    a `checkpoint` file, the model's name, and its registry entry (None for a checkpoint
+    without a name)."""
+    if checkpoint is None:
+        entry = model_entry(name or DEFAULT_MODEL)
+        return resolve_weights(entry), entry.name, entry
+    entry = model_entry(name) if name is not None else None
+    return Path(checkpoint), name or Path(checkpoint).stem, entry
 
 
 def cache_dir() -> Path:

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import tilesam
+from tilesam.numpy_decoder import NumpyDecoder, NumpyPredictor
 
 FIXTURES = Path(__file__).parents[1] / "data" / "fixtures"
 NAMES = ("sam1_small", "vit_t_small")
@@ -39,6 +40,14 @@ def _load(name: str) -> tuple[tilesam.SamModel, dict[str, np.ndarray]]:
         return model, dict(npz)
 
 
+@functools.cache
+def _numpy_predictor(name: str) -> NumpyPredictor:
+    """The same model's decoder run by NumPy, from the weights a cache would keep."""
+    model, _ = _load(name)
+    weights, config = model.decoder_weights()
+    return NumpyPredictor(NumpyDecoder(weights, config))
+
+
 def _reference_embedding(ref: dict[str, np.ndarray]) -> tilesam.ImageEmbedding:
     return tilesam.ImageEmbedding(
         features=torch.from_numpy(ref["embedding"])[None],
@@ -48,7 +57,7 @@ def _reference_embedding(ref: dict[str, np.ndarray]) -> tilesam.ImageEmbedding:
 
 
 def _predict(
-    model: tilesam.SamModel,
+    model: tilesam.SamModel | NumpyPredictor,
     embedding: tilesam.ImageEmbedding,
     prompt: dict,
     earlier: Mapping[str, tuple[np.ndarray, np.ndarray]],
@@ -95,13 +104,15 @@ def test_encoder_matches_official(name: str) -> None:
     assert diff < TOLERANCE, f"{name}: encoder differs from the official by {diff:.2e}"
 
 
+@pytest.mark.parametrize("runtime", ["torch", "numpy"])
 @pytest.mark.parametrize(("name", "prompt_name"), CASES)
-def test_decoder_matches_official(name: str, prompt_name: str) -> None:
+def test_decoder_matches_official(name: str, prompt_name: str, runtime: str) -> None:
     model, ref = _load(name)
+    predictor = model if runtime == "torch" else _numpy_predictor(name)
     embedding = _reference_embedding(ref)
     prompts = _prompts(name)
     official = {p: (ref[f"{p}__low_res_logits"], ref[f"{p}__iou"]) for p in prompts}
-    result = _predict(model, embedding, prompts[prompt_name], official)
+    result = _predict(predictor, embedding, prompts[prompt_name], official)
 
     logits, iou = ref[f"{prompt_name}__low_res_logits"], ref[f"{prompt_name}__iou"]
     assert result.low_res_logits.shape == logits.shape

@@ -45,7 +45,7 @@ def candidate_masks(session, prompt: SlicePrompt, z: int | None) -> list[Window]
         h, w = ys.stop - ys.start, xs.stop - xs.start
         box = (max(y0, 0), max(x0, 0), min(y1, h), min(x1, w))
     pts = prompt.points[inside] - origin
-    pred = session.model.predict(
+    pred = session.predictor.predict(
         session.embedding(z or 0, ty, tx),
         points=pts if len(pts) else None,
         labels=prompt.labels[inside] if len(pts) else None,

@@ -7,17 +7,14 @@ lists the known checkpoints with their download address and hash.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from tilesam.errors import TileSAMError
-from tilesam.models.image_encoder import ImageEncoderViT
-from tilesam.models.mask_decoder import MaskDecoder
-from tilesam.models.prompt_encoder import PromptEncoder
-from tilesam.models.sam import Sam
-from tilesam.models.tiny_vit import TinyViT
-from tilesam.models.transformer import TwoWayTransformer
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from tilesam.models.sam import Sam
 
 
 @dataclass(frozen=True)
@@ -51,14 +48,22 @@ DECODER_WINDOWS: dict[str, tuple[int, ...]] = {"tiny_cnn": (16, 24)}
 
 
 def _encoder_classes() -> dict[str, type[nn.Module]]:
-    # Imported lazily so that the registry module stays importable while encoders grow.
+    from tilesam.models.image_encoder import ImageEncoderViT
     from tilesam.models.tiny_cnn import TinyCNNEncoder
+    from tilesam.models.tiny_vit import TinyViT
 
     return {"vit": ImageEncoderViT, "tiny_vit": TinyViT, "tiny_cnn": TinyCNNEncoder}
 
 
 def build_sam(arch: Architecture) -> Sam:
     """Build an untrained :class:`Sam` of architecture ``arch``."""
+    # Imported here: the rest of the registry (names, files, thresholds) serves sessions
+    # that answer clicks from a cache without importing torch.
+    from tilesam.models.mask_decoder import MaskDecoder
+    from tilesam.models.prompt_encoder import PromptEncoder
+    from tilesam.models.sam import Sam
+    from tilesam.models.transformer import TwoWayTransformer
+
     encoder = _encoder_classes()[arch.encoder](**arch.encoder_kwargs)
     size = arch.embedding_size
     prompt_encoder = PromptEncoder(
