@@ -1,19 +1,21 @@
-"""The prompt decoder on a window of tokens: torch (as TileSAM runs it) against ONNX Runtime.
+"""The prompt decoder on a window of tokens: torch (as a loaded model runs it), NumPy (as a
+session on a complete cache runs it, :mod:`tilesam.numpy_decoder`) and ONNX Runtime.
 
-A design measurement, not a feature: TileSAM decodes every prompt with torch. A click's
-decoder is a few hundred small operations, so its time is set by their number more than by
-the tokens; a graph runtime runs the same graph with less overhead, and it imports in a
-fraction of torch's time (the cold first mask). This script exports the decoder as one
-graph per prompt kind (``torch.onnx.export``, the TorchScript exporter), checks that ONNX
-Runtime gives the same logits and IoU, and times both on the same inputs, alternating.
+A click's decoder is a few hundred small operations, so its time is set by their number
+more than by the tokens; NumPy and a graph runtime run them with less overhead than torch,
+and import in a fraction of torch's time (the cold first mask). This script checks that
+NumPy and ONNX Runtime give torch's logits and IoU and times all three on the same inputs,
+alternating. For ONNX Runtime it exports the decoder as one graph per prompt kind
+(``torch.onnx.export``, the TorchScript exporter); that runtime is a design comparison
+only, TileSAM does not use it.
 
 Prompt kinds: ``click`` (one point, three candidates) and ``propagate`` (a box, two points
 and a mask input, one mask: what a slice of propagation sends). The decoded window is
 ``--window`` tokens a side with the default model's 128 channels; logits cover the whole
 window (the upscaling included), as `Prediction.mask` needs for a mask that fills it.
 
-Needs ``onnxruntime`` and ``onnx`` (``pip install onnxruntime onnx``), which TileSAM does not
-depend on.
+The ONNX Runtime rows need ``onnxruntime`` and ``onnx`` (``pip install onnxruntime onnx``),
+which TileSAM does not depend on; without them the script times torch and NumPy.
 
 Examples
 --------
@@ -36,6 +38,7 @@ import numpy as np
 import torch
 
 import tilesam
+from tilesam.numpy_decoder import NumpyDecoder
 
 
 class WindowDecoder(torch.nn.Module):
@@ -99,11 +102,76 @@ def import_seconds(module: str) -> float:
     )
 
 
-def bench_kind(sam, kind: str, side: int, repeats: int, workdir: Path) -> list[dict]:
-    import onnxruntime as ort
-
+def bench_kind(model, kind: str, side: int, repeats: int, workdir: Path) -> list[dict]:
+    sam = model.sam
     module = WindowDecoder(sam, kind).eval()
     feed = inputs(sam, kind, side)
+    with torch.inference_mode():
+        reference = [t.numpy() for t in module(*feed.values())]
+    arrays = {k: v.numpy() for k, v in feed.items()}
+
+    def eager():
+        with torch.inference_mode():
+            module(*feed.values())
+
+    rows = [{"kind": kind, "runtime": "torch", "threads": torch.get_num_threads(), "run": eager}]
+    rows.append(numpy_row(model, kind, arrays, reference))
+    if onnx_available():
+        rows += onnx_rows(module, kind, feed, arrays, reference, workdir)
+    for row in rows:  # warm up
+        row["run"]()
+    times: dict[int, list[tuple[float, float]]] = {i: [] for i in range(len(rows))}
+    for _ in range(3):  # alternate, so that the machine's noise falls on all alike
+        for i, row in enumerate(rows):
+            times[i].append(median_ms(row["run"], repeats))
+    for i, row in enumerate(rows):
+        del row["run"]
+        row["median_ms"] = float(np.median([m for m, _ in times[i]]))
+        row["p90_ms"] = float(np.median([p for _, p in times[i]]))
+    return rows
+
+
+def numpy_row(model, kind: str, arrays: dict[str, np.ndarray], reference) -> dict:
+    """The decoder as :class:`tilesam.numpy_decoder.NumpyDecoder` runs it, window upscaled."""
+    decoder = NumpyDecoder(*model.decoder_weights())
+    side = arrays["features"].shape[-1]
+    prompt = {
+        "points": (arrays["coords"][0], arrays["labels"][0]),
+        "box": arrays["box"][0] if "box" in arrays else None,
+        "mask_input": arrays["mask_input"][0, 0] if "mask_input" in arrays else None,
+        "multimask": kind == "click",
+    }
+
+    def run():
+        tokens, hyper_in, iou = decoder.decode_tokens(
+            arrays["features"][0], arrays["image_pe"][0], **prompt
+        )
+        return decoder.upscale_masks(tokens, hyper_in, (side, side)), iou
+
+    logits, iou = run()
+    return {
+        "kind": kind,
+        "runtime": "numpy",
+        "threads": torch.get_num_threads(),
+        "max_abs_diff_logits": float(np.abs(logits - reference[0][0]).max()),
+        "max_abs_diff_iou": float(np.abs(iou - reference[1][0]).max()),
+        "run": run,
+    }
+
+
+def onnx_available() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def onnx_rows(module, kind, feed, arrays, reference, workdir: Path) -> list[dict]:
+    """ONNX Runtime with one thread and with torch's number, on an exported graph."""
+    import onnxruntime as ort
+
     names = list(feed)
     path = workdir / f"{kind}.onnx"
     start = time.perf_counter()
@@ -119,9 +187,6 @@ def bench_kind(sam, kind: str, side: int, repeats: int, workdir: Path) -> list[d
             output_names=["logits", "iou"],
         )
     export_s = time.perf_counter() - start
-    with torch.inference_mode():
-        reference = [t.numpy() for t in module(*feed.values())]
-    arrays = {k: v.numpy() for k, v in feed.items()}
     rows = []
     for threads in sorted({1, torch.get_num_threads()}):
         options = ort.SessionOptions()
@@ -142,24 +207,6 @@ def bench_kind(sam, kind: str, side: int, repeats: int, workdir: Path) -> list[d
                 "run": lambda s=session: s.run(None, arrays),
             }
         )
-
-    def eager():
-        with torch.inference_mode():
-            module(*feed.values())
-
-    rows.append(
-        {"kind": kind, "runtime": "torch", "threads": torch.get_num_threads(), "run": eager}
-    )
-    for row in rows:  # warm up
-        row["run"]()
-    times: dict[int, list[tuple[float, float]]] = {i: [] for i in range(len(rows))}
-    for _ in range(3):  # alternate, so that the machine's noise falls on all alike
-        for i, row in enumerate(rows):
-            times[i].append(median_ms(row["run"], repeats))
-    for i, row in enumerate(rows):
-        del row["run"]
-        row["median_ms"] = float(np.median([m for m, _ in times[i]]))
-        row["p90_ms"] = float(np.median([p for _, p in times[i]]))
     return rows
 
 
@@ -170,18 +217,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--json", type=Path, default=None, help="results file")
     args = parser.parse_args()
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        sys.exit("This benchmark needs ONNX Runtime: pip install onnxruntime onnx")
-    sam = tilesam.load_model(args.model).sam
+    model = tilesam.load_model(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [
             r
             for k in ("click", "propagate")
-            for r in bench_kind(sam, k, args.window, args.repeats, Path(tmp))
+            for r in bench_kind(model, k, args.window, args.repeats, Path(tmp))
         ]
-    imports = {m: import_seconds(m) for m in ("torch", "onnxruntime")}
+    modules = ["torch", "tilesam.numpy_decoder"] + (["onnxruntime"] if onnx_available() else [])
+    imports = {m: import_seconds(m) for m in modules}
     print(f"{'prompt':10s} {'runtime':12s} {'threads':>7s} {'median ms':>10s} {'p90 ms':>8s}")
     for r in rows:
         print(
@@ -189,10 +233,12 @@ def main() -> None:
             f"{r['p90_ms']:8.2f}"
         )
     for r in rows:
-        if r["runtime"] == "onnxruntime":
+        if r["runtime"] != "torch":
+            made = ""
+            if r["runtime"] == "onnxruntime":
+                made = f"export {r['export_s']:.1f} s, session {r['session_s']:.2f} s, "
             print(
-                f"{r['kind']}, {r['threads']} thread(s): export {r['export_s']:.1f} s, "
-                f"session {r['session_s']:.2f} s, "
+                f"{r['kind']}, {r['runtime']}, {r['threads']} thread(s): {made}"
                 f"max |diff| logits {r['max_abs_diff_logits']:.1e}, IoU {r['max_abs_diff_iou']:.1e}"
             )
     print("import in a fresh process: " + ", ".join(f"{m} {s:.2f} s" for m, s in imports.items()))
