@@ -81,6 +81,7 @@ class NumpyDecoder:
         self.embed_dim = self._w[_PE + "no_mask_embed.weight"].shape[1]
         self.num_mask_tokens = self._w[_MD + "mask_tokens.weight"].shape[0]
         self.depth = _count(self._w, _MD + "transformer.layers.")
+        self._mlp_layers: dict[str, int] = {}
         self._pe: np.ndarray | None = None
 
     @property
@@ -237,7 +238,9 @@ class NumpyDecoder:
         return x @ self._w[name + ".weight"].T + self._w[name + ".bias"]
 
     def _mlp(self, name: str, x: np.ndarray) -> np.ndarray:
-        layers = _count(self._w, name + ".layers.")
+        layers = self._mlp_layers.get(name)
+        if layers is None:
+            layers = self._mlp_layers[name] = _count(self._w, name + ".layers.")
         for i in range(layers):
             x = self._linear(f"{name}.layers.{i}", x)
             if i < layers - 1:
@@ -333,4 +336,9 @@ def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    return np.float32(0.5) * x * (1 + erf(x * np.float32(2**-0.5)).astype(np.float32))
+    """The exact (erf) GELU, as torch's ``nn.GELU()``; in place on temporaries."""
+    out = erf(x * np.float32(2**-0.5))
+    out += 1
+    out *= x
+    out *= np.float32(0.5)
+    return out
