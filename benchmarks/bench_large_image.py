@@ -11,7 +11,10 @@ Measures, each phase in a fresh Python process so that memory and start-up are h
   the interpreter and imports, then the API calls;
 * ``click``: the median (and 90th percentile) of 50 later clicks at random places: tile
   lookup, reading the tile's embedding from the cache, the decoder, and stitching across
-  tile borders; and the same with ``max_tiles=1`` (one tile, no stitching);
+  tile borders; and the same with ``max_tiles=1`` (one tile, no stitching). A session
+  reopened on a complete cache decodes with NumPy (:mod:`tilesam.numpy_decoder`, no torch);
+  the same clicks are then timed again in a session given the loaded model (torch), as the
+  napari plugin opens them;
 * the cache size per tile on disk.
 
 The model is the default one (``--model`` / ``--checkpoint`` to change it); when the
@@ -181,6 +184,17 @@ def phase_clicks(spec: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
         session.segment(points=[(y, x)], max_tiles=1)
         single.append(time.perf_counter() - start)
+    # The same clicks decoded by the loaded model (torch), as a session given a SamModel
+    # (the napari plugin) decodes them, after a warm-up that traces its decoder graphs.
+    with_model = type(session)(spec["image"], session.model, spec["cache"])
+    for y, x in clicks[:10]:
+        with_model.segment(points=[(y, x)])
+    with_model.model._window_decoder.wait()
+    by_model = []
+    for y, x in clicks:
+        start = time.perf_counter()
+        with_model.segment(points=[(y, x)])
+        by_model.append(time.perf_counter() - start)
     info = session.store.info()
     return {
         "first_mask_s": first_s,
@@ -191,6 +205,9 @@ def phase_clicks(spec: dict[str, Any]) -> dict[str, Any]:
         "click_p90_ms": 1e3 * float(np.percentile(stitched, 90)),
         "click_tiles_mean": float(np.mean(tiles)),
         "click_one_tile_median_ms": 1e3 * statistics.median(single),
+        "click_predictor": type(session.predictor).__name__,
+        "click_model_median_ms": 1e3 * statistics.median(by_model),
+        "click_model_p90_ms": 1e3 * float(np.percentile(by_model, 90)),
         "cache_bytes": info["bytes_on_disk"],
         "cache_mb_per_tile": info["bytes_on_disk"] / info["n_done"] / 2**20,
     }
@@ -290,6 +307,12 @@ def print_table(r: dict[str, Any]) -> None:
             f"{r['click_tiles_mean']:.1f} tile predictions on average)",
         ),
         ("click, one tile", f"{r['click_one_tile_median_ms']:.0f} ms median"),
+        ("clicks decoded by", r["click_predictor"]),
+        (
+            "same, loaded model",
+            f"{r['click_model_median_ms']:.0f} ms median (p90 {r['click_model_p90_ms']:.0f} ms): "
+            "a session given the loaded model (torch), as in napari",
+        ),
         ("cache", f"{r['cache_bytes'] / 2**20:.0f} MiB, {r['cache_mb_per_tile']:.2f} MiB/tile"),
     ]
     width = max(len(k) for k, _ in rows)

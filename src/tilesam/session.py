@@ -69,6 +69,9 @@ class Session:
         Anything :func:`tilesam.open_image` opens; 2D, 2D RGB, or a volume (``z=``).
     model : str, path or SamModel, optional
         A registry name, a checkpoint file or a loaded model; default: ``load_model()``.
+        A name or file whose weights made the existing `cache` is loaded only when a tile
+        must be embedded: until then the decoder weights the cache keeps answer prompts in
+        NumPy (:attr:`predictor`), and torch is never imported.
     cache : path, optional
         A zarr embedding cache (created if missing, resumed if it matches); ``None``
         keeps embeddings in memory.
@@ -104,6 +107,12 @@ class Session:
         command line and the napari plugin, so all three share caches):
         :func:`default_slice_scale`, :data:`DEFAULT_SLICE_SCALE` for volumes and SAM's
         convention for 2D images.
+
+    Attributes
+    ----------
+    predictor : MaskPredictor
+        What turns prompts into masks: the loaded model, or a
+        :class:`tilesam.numpy_decoder.NumpyPredictor` on the cache's decoder weights.
 
     Examples
     --------
