@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
+from scipy import ndimage
 
+import tilesam
 from tilesam.model import SamModel
 from tilesam.models.registry import ARCHITECTURES, build_sam
+
+SAMPLES = Path(__file__).parents[1] / "sample_data"
 
 
 def _random_tiny(seed: int = 0) -> SamModel:
@@ -59,3 +65,18 @@ def write_geotiff() -> Callable[..., str]:
         return str(path)
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny() -> SamModel:
+    """The bundled `tiny`, loaded once (tests that change it restore it)."""
+    return tilesam.load_model("tiny", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def nuclei_field(tiny) -> tuple:
+    """Real nuclei tiled 3 x 3 (768 pixels), embedded by `tiny`, and their objects: a grid
+    twice as wide as the window `tiny` decodes on."""
+    labels = np.tile(tifffile.imread(SAMPLES / "nuclei_labels.tif"), (3, 3))
+    image = np.tile(tifffile.imread(SAMPLES / "nuclei.tif"), (3, 3))
+    return tiny.embed(image), ndimage.label(labels > 0)[0]

@@ -11,12 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import tifffile
 import torch
-from scipy import ndimage
 
-import tilesam
 import tilesam.prediction as prediction_module
 from tilesam.mask_logits import OUTSIDE_LOGIT
 from tilesam.models.registry import ARCHITECTURES, build_sam
@@ -24,19 +21,6 @@ from tilesam.precompute import embed_scaled
 from tilesam.prompt_simulation import box_from_mask, center_point
 
 SAMPLES = Path(__file__).parents[1] / "sample_data"
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return tilesam.load_model("tiny")
-
-
-@pytest.fixture(scope="module")
-def field(tiny):
-    """Real nuclei tiled 3 x 3 (768 pixels): a grid twice as wide as the window."""
-    labels = np.tile(tifffile.imread(SAMPLES / "nuclei_labels.tif"), (3, 3))
-    image = np.tile(tifffile.imread(SAMPLES / "nuclei.tif"), (3, 3))
-    return tiny.embed(image), ndimage.label(labels > 0)[0]
 
 
 def _decode_by_hand(sam, emb, window, **prompt):
@@ -56,10 +40,10 @@ def test_only_the_trained_window_models_decode_on_a_window():
     assert build_sam(ARCHITECTURES["vit_t"]).decoder_windows == ()
 
 
-def test_a_click_is_decoded_on_the_window_around_it(tiny, field):
-    emb, labels = field
+def test_a_click_is_decoded_on_the_window_around_it(tiny, nuclei_field):
+    emb, labels = nuclei_field
     ids, counts = np.unique(labels[256:512, 256:512], return_counts=True)
-    point = center_point(labels == ids[1:][np.argmax(counts[1:])])  # the largest, mid-field
+    point = center_point(labels == ids[1:][np.argmax(counts[1:])])  # the largest, mid-nuclei_field
     pred = tiny.predict(emb, points=[point], labels=[1])
     y0, y1, x0, x1 = pred.logits.decoded
     assert (y1 - y0, x1 - x0) == (24, 24)
@@ -88,8 +72,8 @@ def _without_window(tiny, **prompt):
         tiny.sam.decoder_windows = windows
 
 
-def test_a_box_is_decoded_on_the_smallest_window_that_holds_it(tiny, field):
-    emb, labels = field
+def test_a_box_is_decoded_on_the_smallest_window_that_holds_it(tiny, nuclei_field):
+    emb, labels = nuclei_field
     ids, counts = np.unique(labels[256:512, 256:512], return_counts=True)
     target = labels == ids[1:][np.argmax(counts[1:])]
     box = box_from_mask(target)
@@ -110,8 +94,8 @@ def test_a_box_is_decoded_on_the_smallest_window_that_holds_it(tiny, field):
     assert (mask & target).sum() / (mask | target).sum() > 0.7
 
 
-def test_a_mask_leaving_the_small_window_is_decoded_on_the_next(tiny, field, monkeypatch):
-    emb, labels = field
+def test_a_mask_leaving_the_small_window_is_decoded_on_the_next(tiny, nuclei_field, monkeypatch):
+    emb, labels = nuclei_field
     ids = np.unique(labels[256:512, 256:512])[1:]
     box = box_from_mask(labels == ids[0])
     calls = []
@@ -128,10 +112,10 @@ def test_a_mask_leaving_the_small_window_is_decoded_on_the_next(tiny, field, mon
     assert (y1 - y0, x1 - x0) == (24, 24) and y0 <= a0 < a1 <= y1 and x0 <= b0 < b1 <= x1
 
 
-def test_window_masks_are_close_to_whole_grid_masks(tiny, field):
+def test_window_masks_are_close_to_whole_grid_masks(tiny, nuclei_field):
     # An approximation (attention sees the window's tokens only), measured on 280 Coelho
     # nuclei: mean IoU from one click 0.773 on the window, 0.785 on the whole grid.
-    emb, labels = field
+    emb, labels = nuclei_field
     agreement, on_window = [], 0
     for i in np.unique(labels[256:512, 256:512])[1:13]:
         prompt = {"embedding": emb, "points": [center_point(labels == i)], "labels": [1]}
@@ -143,8 +127,8 @@ def test_window_masks_are_close_to_whole_grid_masks(tiny, field):
     assert np.mean(agreement) > 0.85 and min(agreement) > 0.6
 
 
-def test_corrective_clicks_take_the_previous_logits_on_their_window(tiny, field):
-    emb, labels = field
+def test_corrective_clicks_take_the_previous_logits_on_their_window(tiny, nuclei_field):
+    emb, labels = nuclei_field
     ids, counts = np.unique(labels[:256, 256:768], return_counts=True)
     point = center_point(labels == ids[1:][np.argmax(counts[1:])])  # off the diagonal
     first = tiny.predict(emb, points=[point], labels=[1])

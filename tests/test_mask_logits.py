@@ -14,17 +14,11 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-import tilesam
 from tilesam.mask_logits import prompted_window
 from tilesam.prediction import upsample_mask
 from tilesam.prompt_simulation import center_point
 
 SAMPLES = Path(__file__).parents[1] / "sample_data"
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return tilesam.load_model("tiny")
 
 
 @pytest.fixture(scope="module")

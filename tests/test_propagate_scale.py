@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import tilesam
 from tilesam.errors import TileSAMError
 from tilesam.precompute import embed_scaled
 from tilesam.prompt_simulation import middle_slice_point
@@ -24,11 +23,6 @@ from tilesam.store import EmbeddingStore
 
 # Nuclei spanning 12-13 slices of the sample, and the slices around them.
 NUCLEI = {3: (1, 18), 12: (3, 20)}
-
-
-@pytest.fixture(scope="module")
-def tiny() -> tilesam.SamModel:
-    return tilesam.load_model("tiny", device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -28,11 +28,6 @@ POINT_IOU_FLOOR = 0.62
 RAW_BOX_IOU_CEILING = 0.7
 
 
-@pytest.fixture(scope="module")
-def tiny() -> tilesam.SamModel:
-    return tilesam.load_model(device="cpu")
-
-
 def test_tiny_ships_small_and_matches_its_registered_hash(tiny) -> None:
     path = bundled_path(ENTRY)
     assert path is not None and path.stat().st_size <= 10 * 2**20
