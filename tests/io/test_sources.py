@@ -23,8 +23,8 @@ def _img(*shape: int, dtype: str = "uint16") -> np.ndarray:
 # -- arrays ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("shape", "axes"),
-    [((20, 30), "YX"), ((20, 30, 3), "YXC"), ((20, 30, 4), "YXC"), ((5, 20, 30), "ZYX"),
-     ((5, 20, 30, 2), "ZYXC")],
+    [((20, 30), "YX"), ((20, 30, 2), "YXC"), ((20, 30, 3), "YXC"), ((20, 30, 4), "YXC"),
+     ((5, 20, 30), "ZYX"), ((5, 20, 30, 2), "ZYXC")],
 )  # fmt: skip
 def test_array_axes_are_guessed(shape: tuple[int, ...], axes: str) -> None:
     src = ArraySource(np.zeros(shape, np.uint8))

@@ -186,11 +186,13 @@ def test_synthetic_crops_and_fields_mix_in_one_run(tmp_path, nuclei_folder, conf
     assert set(steps) == {"field", "crop"}
 
 
-def test_labels_without_a_large_enough_object_are_refused(tmp_path, config):
+@pytest.mark.parametrize("freeze_encoder", [True, False], ids=["fields", "crops"])
+def test_labels_without_a_large_enough_object_are_refused(tmp_path, config, freeze_encoder):
     image = (np.random.default_rng(0).random((1024, 1024)) * 255).astype(np.uint8)
     labels = np.zeros((1024, 1024), np.uint16)
     labels[10, 10:13] = 1  # three pixels at the model's scale: a speck, not an object
     tifffile.imwrite(tmp_path / "a.tif", image)
     tifffile.imwrite(tmp_path / "a_labels.tif", labels)
+    run = config(tmp_path / "run", tmp_path, freeze_encoder=freeze_encoder, crop=64)
     with pytest.raises(tilesam.TileSAMError, match="nothing to train on"):
-        Trainer(config(tmp_path / "run", tmp_path)).run(progress=False)
+        Trainer(run).run(progress=False)

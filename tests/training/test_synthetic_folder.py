@@ -70,3 +70,6 @@ def test_cli_writes_a_folder(tmp_path, capsys) -> None:
     ]
     assert main(["synthesize", "--out", str(out), "--kinds", "stars"]) == 2
     assert "stars" in capsys.readouterr().err
+    (tmp_path / "a_file").touch()
+    assert main(["synthesize", "--out", str(tmp_path / "a_file"), "--count", "1"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err

@@ -240,11 +240,14 @@ class _Layout:
 
 
 def guess_axes(shape: tuple[int, ...]) -> str:
-    """Guess the axes of an array from its shape: a last axis of 3 or 4 is taken for
-    channels, a last axis of 1 for a single channel (``-``: dropped).
+    """Guess the axes of an array from its shape: a last axis of 2 to 4 is taken for
+    channels (no slice is 2 pixels wide), a last axis of 1 for a single channel (``-``:
+    dropped).
 
     >>> guess_axes((512, 512, 3)), guess_axes((40, 512, 512)), guess_axes((9, 64, 64, 4))
     ('YXC', 'ZYX', 'ZYXC')
+    >>> guess_axes((512, 512, 2))  # two fluorescence channels
+    'YXC'
     >>> guess_axes((512, 640, 1)), guess_axes((9, 64, 64, 1))
     ('YX-', 'ZYX-')
     """
@@ -254,7 +257,7 @@ def guess_axes(shape: tuple[int, ...]) -> str:
     if nd == 3 and shape[-1] == 1:
         return "YX-"
     if nd == 3:
-        return "YXC" if shape[-1] in (3, 4) else "ZYX"
+        return "YXC" if shape[-1] in (2, 3, 4) else "ZYX"
     if nd == 4:
         return "ZYX-" if shape[-1] == 1 else "ZYXC"
     raise TileSAMError(

@@ -65,6 +65,11 @@ class RealImages:
     def __init__(self, items: Sequence, image_size: int) -> None:
         self.images = [_prepare(item.image, item.labels, image_size) for item in items]
 
+    def largest_object(self) -> int:
+        """Pixels of the largest labelled object at the model's input scale (0: none)."""
+        sizes = [np.unique(labels[labels > 0], return_counts=True)[1] for _, labels in self.images]
+        return int(max((s.max() for s in sizes if s.size), default=0))
+
     def examples(
         self, crop: int, rng: np.random.Generator, scale_range: tuple[float, float] = (0.7, 1.4)
     ) -> Iterator[Example]:

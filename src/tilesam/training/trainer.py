@@ -143,12 +143,15 @@ class Trainer:
         self.sam.eval()  # the encoder's normalisation as at inference
         fields = embed_fields(self.as_model(), real, progress=progress)
         if not fields:
-            raise TileSAMError(
-                f"No object of at least {MIN_OBJECT_PIXELS} pixels (at the model's input "
-                f"scale) in the labels of {self.config.labels or self.config.images}: "
-                "nothing to train on."
-            )
+            raise self._no_objects()
         return fields
+
+    def _no_objects(self) -> TileSAMError:
+        return TileSAMError(
+            f"No object of at least {MIN_OBJECT_PIXELS} pixels (at the model's input "
+            f"scale) in the labels of {self.config.labels or self.config.images}: "
+            "nothing to train on."
+        )
 
     def _examples(self) -> Iterator[Example] | None:
         """Crops to train on: synthetic ones, and real ones unless the images are fields."""
@@ -162,6 +165,8 @@ class Trainer:
         real = None if self.fields is not None else _folder(self.config.images, self.config.labels)
         if real is not None:
             images = RealImages(real, self.sam.image_size)
+            if images.largest_object() < MIN_OBJECT_PIXELS:
+                raise self._no_objects()
             streams.append(images.examples(self.crop, rng))
             weights.append(self.config.real_fraction if self.config.synthetic else 1.0)
         if not streams and self.fields is None:

@@ -56,7 +56,8 @@ def write_synthetic_folder(
     Raises
     ------
     TileSAMError
-        If a kind is unknown, ``count`` is not positive or ``max_zoom`` is below 1.
+        If a kind is unknown, ``count`` is not positive, ``max_zoom`` is below 1 or ``out``
+        cannot be a folder.
 
     Examples
     --------
@@ -73,7 +74,12 @@ def write_synthetic_folder(
     if count < 1 or max_zoom < 1:
         raise TileSAMError(f"count must be >= 1 and max_zoom >= 1; got {count} and {max_zoom}")
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise TileSAMError(f"{folder} is a file, not a folder: choose another folder to write to.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise TileSAMError(f"Cannot create the folder {folder}: {err.strerror or err}.") from err
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(count):
