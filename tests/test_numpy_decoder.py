@@ -9,6 +9,7 @@ windows of the grid, on real nuclei, and the session's path from a cache on disk
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import zarr
 from scipy import ndimage
 
 import tilesam
@@ -183,3 +185,49 @@ def test_other_weights_under_the_same_name_are_not_answered_from_the_cache(
     torch.save(changed, checkpoint)
     with pytest.raises(tilesam.TileSAMError, match="weights_sha256"):
         tilesam.Session(folder / "nuclei.tif", checkpoint, folder / "c.zarr")
+
+
+def test_decoder_weights_whose_layout_was_changed_are_not_used(cached_image, tmp_path) -> None:
+    folder, _ = cached_image
+    copy = tmp_path / "c.zarr"
+    shutil.copytree(folder / "c.zarr", copy)
+    store = EmbeddingStore.open(copy)
+    assert store.info()["decoder_bytes"] > 1e6
+    array = zarr.open_array(str(copy / "decoder"), mode="r+")
+    entries = array.attrs["entries"]
+    # Two weights of the same shape under each other's names: the values still check out.
+    q, k = (
+        next(i for i, (name, _) in enumerate(entries) if name.endswith(f"layers.0.{p}.weight"))
+        for p in ("cross_attn_token_to_image.q_proj", "cross_attn_token_to_image.k_proj")
+    )
+    entries[q][0], entries[k][0] = entries[k][0], entries[q][0]
+    array.attrs["entries"] = entries
+    assert EmbeddingStore.open(copy).read_decoder() is None
+    assert tilesam.Session(folder / "nuclei.tif", cache=copy)._model is not None
+
+
+def test_weights_that_change_on_disk_after_opening_are_refused(tiny, tmp_path) -> None:
+    import torch
+
+    image = np.tile(tifffile.imread(SAMPLES / "nuclei.tif"), (2, 2))
+    checkpoint = tmp_path / "mine.pt"
+    torch.save(tiny.sam.state_dict(), checkpoint)
+    cache = tmp_path / "c.zarr"
+    tilesam.Session(image, checkpoint, cache, tile_size=256).embed(progress=False)
+    EmbeddingStore.open(cache).discard_tile(0, 0, 0)
+    session = tilesam.Session(image, checkpoint, cache)
+    assert session._model is None
+    changed = tiny.sam.state_dict()
+    changed["image_encoder.neck.0.weight"] = changed["image_encoder.neck.0.weight"] * 1.5
+    torch.save(changed, checkpoint)
+    with pytest.raises(tilesam.TileSAMError, match="changed on disk since this session"):
+        session.segment(points=[(20, 20)])  # the missing tile would be embedded
+    assert not EmbeddingStore.open(cache).is_done(0, 0, 0)
+
+
+def test_the_click_and_propagation_modules_import_without_torch() -> None:
+    code = (
+        "import sys, tilesam.session, tilesam.propagate, tilesam.cli; print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

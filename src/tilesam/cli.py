@@ -195,9 +195,10 @@ def _run_info(args: argparse.Namespace) -> None:
     n_done, n_tiles = info["n_done"], info["n_tiles"]
     state = "complete" if info["complete"] else f"{n_tiles - n_done} missing"
     print(f"tiles: {n_done}/{n_tiles} done ({state}); grid (z, y, x) {info['grid_shape']}")
-    size = info["bytes_on_disk"]
-    per_tile = f", {size / n_done / 2**20:.2f} MiB per tile" if n_done else ""
-    print(f"size on disk: {size / 2**20:.1f} MiB{per_tile}")
+    size, decoder = info["bytes_on_disk"], info["decoder_bytes"]
+    per_tile = f", {(size - decoder) / n_done / 2**20:.2f} MiB per tile" if n_done else ""
+    kept = f", the decoder's weights {decoder / 2**20:.1f} MiB" if decoder else ""
+    print(f"size on disk: {size / 2**20:.1f} MiB{per_tile}{kept}")
 
 
 def _flat(d, prefix: str = ""):

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tilesam.errors import TileSAMError
 from tilesam.io import AxisView, ImageSource, MedicalSource, open_image
 from tilesam.io.medical import geometry_difference
-from tilesam.model import SamModel
 from tilesam.propagation import (
     CancelFlag,
     SlicePrediction,
@@ -39,6 +38,9 @@ from tilesam.propagation import (
     propagate_labels,
 )
 from tilesam.session import DEFAULT_SLICE_SCALE, Session
+
+if TYPE_CHECKING:
+    from tilesam.model import SamModel
 
 Seeds = tuple[dict[int, np.ndarray], dict[tuple[int, int], Any]]
 

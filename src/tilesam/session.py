@@ -182,8 +182,28 @@ class Session:
         """The model, loaded on first use when the session opened on a cache whose
         embeddings and decoder answer clicks without it (it is needed to embed tiles)."""
         if self._model is None:
-            self._model, self._recipe = _resolve_model(*self._request)
+            model, recipe = _resolve_model(*self._request)
+            self._check_same_model(model)
+            self._model, self._recipe = model, recipe
         return self._model
+
+    def _check_same_model(self, model: SamModel) -> None:
+        """Refuse a model loaded later than the session opened (to embed a missing tile)
+        that is not the one the cache and its decoder were checked against: its weights
+        file changed in between."""
+        card = getattr(self, "_card", None)
+        if card is None or card.decoder is None:
+            return
+        loaded = _ModelCard.of(model)
+        fields = ("weights_hash", "encoder", "image_size", "embedding_shape")
+        changed = [f for f in fields if getattr(loaded, f) != getattr(card, f)]
+        if changed:
+            raise TileSAMError(
+                f"The weights of model {card.name!r} changed on disk since this session "
+                f"opened its cache ({', '.join(changed)} differ): the cache's embeddings "
+                "belong to the old weights. Open a new session (with overwrite=True to "
+                "recompute the cache for the new weights)."
+            )
 
     def _predictor(self) -> MaskPredictor:
         """What turns prompts into masks: the loaded model, else the cache's decoder
@@ -620,7 +640,10 @@ def _card_from_cache(
     if made_for.get("weights_sha256") != file_sha256(path):
         return None
     weights, config = decoder
-    numpy_decoder = NumpyDecoder(weights, DecoderConfig.from_dict(config))
+    try:
+        numpy_decoder = NumpyDecoder(weights, DecoderConfig.from_dict(config))
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None  # weights this version cannot run: the model decodes instead
     thresholds = {}
     if entry is not None:  # load_model sets the registry's thresholds the same way
         thresholds = {

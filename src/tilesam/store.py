@@ -33,7 +33,9 @@ are normalised and compared in :mod:`tilesam.store_signature`.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
+import json
 import math
 import os
 import shutil
@@ -402,7 +404,8 @@ class EmbeddingStore:
         arrays = [np.asarray(weights[n], dtype=np.float32) for n in names]
         flat = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0, np.float32)
         entries = [[n, list(a.shape)] for n, a in zip(names, arrays)]
-        attrs = {"entries": entries, "config": dict(config), "sha256": _digest(flat)}
+        layout = {"entries": entries, "config": dict(config)}
+        attrs = {**layout, "sha256": _digest(layout, flat)}
         try:
             array = self._group.create_array(
                 "decoder", shape=flat.shape, chunks=flat.shape or (1,), dtype="float32",
@@ -411,33 +414,41 @@ class EmbeddingStore:
             array[...] = flat
         except OSError as err:
             shutil.rmtree(self.path / "decoder", ignore_errors=True)  # never half of it
+            fix = (
+                "Free space on that disk and"
+                if err.errno == errno.ENOSPC
+                else "Make it writable and"
+            )
             raise TileSAMError(
                 f"Could not store the decoder's weights in embedding cache '{self.path}': "
-                f"{err.strerror or err}. Free space on that disk and run it again."
+                f"{err.strerror or err}. {fix} run it again."
             ) from err
 
     def read_decoder(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
         """The decoder's weights and config as :meth:`write_decoder` stored them; None when
-        the store holds none (written by an earlier TileSAM) or they do not check out."""
+        the store holds none (written by an earlier TileSAM) or they do not check out (their
+        names, shapes, config and values are checksummed together)."""
         try:
             array = self._group["decoder"]
             attrs = dict(array.attrs)
             flat = np.asarray(array[...], dtype=np.float32)
+            layout = {"entries": attrs["entries"], "config": attrs["config"]}
+            if attrs.get("sha256") != _digest(layout, flat):
+                return None
+            weights, start = {}, 0
+            for name, shape in layout["entries"]:
+                size = math.prod(shape)
+                weights[name] = flat[start : start + size].reshape(shape)
+                start += size
         except Exception:  # noqa: BLE001 - absent or unreadable: the model decodes instead
             return None
-        if attrs.get("sha256") != _digest(flat):
-            return None
-        weights, start = {}, 0
-        for name, shape in attrs["entries"]:
-            size = math.prod(shape)
-            weights[name] = flat[start : start + size].reshape(shape)
-            start += size
-        return weights, attrs["config"]
+        return weights, dict(layout["config"])
 
     def info(self) -> dict[str, Any]:
         """A summary for ``tilesam info``: format, signature, shapes, progress, size on disk."""
         n_done = self.n_done
         size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        decoder = sum(f.stat().st_size for f in (self.path / "decoder").rglob("*") if f.is_file())
         return {
             "path": str(self.path),
             "format_version": self._header.get("format_version"),
@@ -450,6 +461,7 @@ class EmbeddingStore:
             "n_done": n_done,
             "complete": n_done == self.n_tiles,
             "bytes_on_disk": size,
+            "decoder_bytes": decoder,
         }
 
     def __repr__(self) -> str:
@@ -533,8 +545,10 @@ def _new_group(path: Path, grid: tuple[int, ...], emb: tuple[int, ...]) -> zarr.
     return group
 
 
-def _digest(values: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()
+def _digest(layout: Mapping[str, Any], values: np.ndarray) -> str:
+    digest = hashlib.sha256(json.dumps(layout, sort_keys=True).encode())
+    digest.update(np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()
 
 
 def _remove_store(path: Path) -> None:
