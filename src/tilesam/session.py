@@ -191,8 +191,8 @@ class Session:
         """Refuse a model loaded later than the session opened (to embed a missing tile)
         that is not the one the cache and its decoder were checked against: its weights
         file changed in between."""
-        card = getattr(self, "_card", None)
-        if card is None or card.decoder is None:
+        card = self._card
+        if card is None or card.decoder is None:  # opened with the model: checked then
             return
         loaded = _ModelCard.of(model)
         fields = ("weights_hash", "encoder", "image_size", "embedding_shape")
