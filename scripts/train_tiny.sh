@@ -21,5 +21,14 @@ tilesam train --out "$out/fields" --base "$out/crops/model.pt" --images "$out/fi
     --synthetic none --freeze-encoder --batch-size 4 --objects-per-image 2 --iterations 2 \
     --lr 1e-4 --loss-margin 0.5 --epochs 25 --steps-per-epoch 100 --seed 0
 
-cp "$out/fields/model.pt" "$out/model.pt"
+# Stage 3: the decoder again, on stage 2's images and CT slices as a session shows them
+# (other seeds of the sample volumes' generator), 25 minutes (3912 steps on our machine).
+python docs/scripts/make_sample_volumes.py --ct-fields "$out/ct_fields" --count 400
+mkdir -p "$out/ct_mix"
+ln -sf "$(realpath "$out/fields_data")"/* "$(realpath "$out/ct_fields")"/* "$out/ct_mix/"
+tilesam train --out "$out/ct" --base "$out/fields/model.pt" --images "$out/ct_mix" \
+    --synthetic none --freeze-encoder --batch-size 4 --objects-per-image 2 --iterations 2 \
+    --lr 1e-4 --loss-margin 0.5 --epochs 100 --steps-per-epoch 100 --max-minutes 25 --seed 0
+
+cp "$out/ct/model.pt" "$out/model.pt"
 echo "weights: $out/model.pt (to ship: copy to src/tilesam/weights/tiny.pt, register its sha256)"
