@@ -51,8 +51,9 @@ import torch
 
 import tilesam
 from tilesam.loading import pick_device
-from tilesam.model import ImageEmbedding, SamModel
+from tilesam.model import SamModel
 from tilesam.models.registry import ARCHITECTURES, build_sam
+from tilesam.prediction import ImageEmbedding
 from tilesam.preprocess import prepare_image, resized_shape
 from tilesam.prompt_simulation import center_point
 

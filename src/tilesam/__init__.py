@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_model": "tilesam.loading",
     "SamModel": "tilesam.model",
-    "ImageEmbedding": "tilesam.model",
-    "Prediction": "tilesam.model",
+    "ImageEmbedding": "tilesam.prediction",
+    "Prediction": "tilesam.prediction",
     "open_image": "tilesam.io",
     "write_labels": "tilesam.io",
     "propagate_mask": "tilesam.propagate",
@@ -41,7 +41,8 @@ __all__ = [
 if TYPE_CHECKING:
     from tilesam.io import open_image, write_labels
     from tilesam.loading import load_model
-    from tilesam.model import ImageEmbedding, Prediction, SamModel
+    from tilesam.model import SamModel
+    from tilesam.prediction import ImageEmbedding, Prediction
     from tilesam.propagate import propagate_mask
     from tilesam.segment import segment_image
     from tilesam.session import Session

@@ -23,25 +23,10 @@ from tilesam.models.registry import Architecture
 from tilesam.models.sam import Sam
 from tilesam.models.transformer import ImageTokens
 from tilesam.numpy_decoder import DecoderConfig
-from tilesam.prediction import (
-    ImageEmbedding,
-    MaskPredictor,
-    Prediction,
-    SamPrompt,
-    centred_window,
-    upsample_mask,
-    window_sides,
-)
+from tilesam.prediction import ImageEmbedding, MaskPredictor, SamPrompt
 from tilesam.preprocess import prepare_image
 
-__all__ = [
-    "ImageEmbedding",
-    "Prediction",
-    "SamModel",
-    "centred_window",
-    "upsample_mask",
-    "window_sides",
-]
+__all__ = ["SamModel"]
 
 # Embeddings whose decoder-ready image tokens are kept: a click, its corrections and a
 # stitched object's neighbouring tiles mostly revisit the last few.
