@@ -408,6 +408,13 @@ def _train_parser(sub) -> None:
         help="train prompt encoder and decoder only; real images are then embedded once, "
         "whole, and the decoder trains on them as it runs at inference",
     )
+    p.add_argument(
+        "--box-points",
+        type=float,
+        default=d.box_points,
+        help="with --freeze-encoder: share of box prompts that also get a click inside the "
+        "object and a looser box (the prompt slice-to-slice propagation sends)",
+    )
     p.add_argument("--device", default=None)
     p.add_argument("--trust-checkpoint", action="store_true")
     p.set_defaults(run=_run_train)
@@ -438,6 +445,7 @@ def _run_train(args: argparse.Namespace) -> None:
         steps_per_epoch=args.steps_per_epoch,
         max_minutes=args.max_minutes,
         freeze_encoder=args.freeze_encoder,
+        box_points=args.box_points,
         seed=args.seed,
         device=args.device,
         save_every=args.save_every,

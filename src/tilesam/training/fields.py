@@ -31,6 +31,10 @@ from tilesam.prompt_simulation import center_point, jitter_box, random_point
 from tilesam.training.examples import resize_labels
 from tilesam.training.interactive import MIN_OBJECT_PIXELS, Prompts
 
+#: A box sent with a click is grown by up to this fraction of the object's size per side
+#: (propagation grows the previous slice's box by 5 %, and objects change between slices).
+BOX_POINT_GROWTH = 0.15
+
 
 @dataclass(frozen=True)
 class EmbeddedField:
@@ -70,7 +74,7 @@ class _Window(NamedTuple):
     features: torch.Tensor
     pe: torch.Tensor
     target: np.ndarray
-    mark: list[float]  # (x, y) of a point or (x0, y0, x1, y1) of a box, input pixels
+    mark: list[float]  # (x, y) of a point, (x0, y0, x1, y1) of a box, or both (box first)
     offset: list[int]  # (x, y) of the window, input pixels
 
 
@@ -111,12 +115,19 @@ def field_batches(
     rng: np.random.Generator,
     *,
     use_boxes: bool,
+    box_point: bool = False,
 ) -> list[FieldBatch]:
     """``n`` random objects of random fields, each prompted by its box (with 10 % jitter),
     its centre point or a random point inside it, on the window inference decodes it on;
-    one batch per window side."""
+    one batch per window side.
+
+    With `box_point` (and `use_boxes`) each box is also grown by up to `BOX_POINT_GROWTH` of
+    its size per side and comes with a click inside the object: the prompt slice-to-slice
+    propagation sends (the previous slice's mask's box, grown, and its deepest pixel), and
+    what a user sends who adds a click to a box before any correction.
+    """
     pe = sam.prompt_encoder.get_dense_pe()[0].detach()
-    windows = [_window(sam, pe, fields, rng, use_boxes) for _ in range(n)]
+    windows = [_window(sam, pe, fields, rng, use_boxes, box_point) for _ in range(n)]
     sides = sorted({w.side for w in windows})
     return [_stack([w for w in windows if w.side == side], use_boxes) for side in sides]
 
@@ -127,19 +138,31 @@ def _window(
     fields: Sequence[EmbeddedField],
     rng: np.random.Generator,
     use_boxes: bool,
+    box_point: bool = False,
 ) -> _Window:
     grid = sam.prompt_encoder.image_embedding_size[0]
     patch = sam.image_size // grid
     field = fields[int(rng.integers(len(fields)))]
     index = int(rng.integers(len(field.objects)))
     label, (oy0, ox0, oy1, ox1) = field.objects[index], field.boxes[index]
+    obj = field.labels[oy0:oy1, ox0:ox1] == label
     if use_boxes:
-        y0, x0, y1, x1 = jitter_box((oy0, ox0, oy1, ox1), 0.1, field.labels.shape, rng)
+        box = (oy0, ox0, oy1, ox1)
+        if box_point:
+            grow = rng.uniform(0.0, BOX_POINT_GROWTH) * np.array([oy1 - oy0, ox1 - ox0])
+            box = (oy0 - grow[0], ox0 - grow[1], oy1 + grow[0], ox1 + grow[1])
+        y0, x0, y1, x1 = jitter_box(box, 0.1, field.labels.shape, rng)
         mark = [x0, y0, x1, y1]
         lo, hi = np.array([y0, x0]) / patch, np.array([y1, x1]) / patch
+        if box_point:
+            y, x = _click(obj, rng)
+            mark += [x + ox0, y + oy0]
+            # Inference centres its window on all of the prompt: the click may lie outside
+            # a box the jitter shrank.
+            click = np.array([y + oy0, x + ox0]) / patch
+            lo, hi = np.minimum(lo, click), np.maximum(hi, click)
     else:
-        obj = field.labels[oy0:oy1, ox0:ox1] == label
-        y, x = center_point(obj) if rng.random() < 0.5 else random_point(obj, rng)
+        y, x = _click(obj, rng)
         mark = [x + ox0, y + oy0]
         lo = hi = np.array([y + oy0, x + ox0]) / patch
     extent = max(oy1 - 1 - oy0, ox1 - 1 - ox0) / patch
@@ -157,6 +180,11 @@ def _window(
     )
 
 
+def _click(obj: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
+    """The object's centre (its deepest pixel) or, as often, a random pixel of it."""
+    return center_point(obj) if rng.random() < 0.5 else random_point(obj, rng)
+
+
 def window_side(sam: Sam, extent: float, *, box: bool) -> int:
     """The side of the window, in tokens, that inference ends on for an object `extent`
     tokens wide: the first of :func:`tilesam.prediction.window_sides` that holds it (a mask
@@ -168,7 +196,9 @@ def window_side(sam: Sam, extent: float, *, box: bool) -> int:
 def _stack(windows: list[_Window], use_boxes: bool) -> FieldBatch:
     xy = np.array([w.mark for w in windows], dtype=np.float32)
     if use_boxes:
-        prompts = Prompts(None, None, torch.from_numpy(xy))
+        prompts = Prompts(None, None, torch.from_numpy(xy[:, :4].copy()))
+        if xy.shape[1] == 6:  # a click with each box
+            prompts = prompts.add_points(xy[:, 4:], np.ones(len(windows)))
     else:
         prompts = Prompts(None, None, None).add_points(xy, np.ones(len(windows)))
     return FieldBatch(

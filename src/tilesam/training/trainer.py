@@ -55,6 +55,7 @@ class TrainConfig:
     steps_per_epoch: int = 200
     max_minutes: float | None = None
     freeze_encoder: bool = False
+    box_points: float = 0.0
     seed: int = 0
     device: str | None = None
     save_every: int = 25
@@ -206,8 +207,14 @@ class Trainer:
         """As many windows of the fields as a crop step has objects."""
         n = self.config.batch_size * self.config.objects_per_image
         use_boxes = bool(self.rng.random() < 0.4)
+        # Drawn only when asked for, so that runs without box points repeat exactly.
+        box_point = use_boxes and self.config.box_points > 0
+        box_point = box_point and bool(self.rng.random() < self.config.box_points)
+        batches = field_batches(
+            self.sam, self.fields, n, self.rng, use_boxes=use_boxes, box_point=box_point
+        )
         total, iou = 0.0, 0.0
-        for batch in field_batches(self.sam, self.fields, n, self.rng, use_boxes=use_boxes):
+        for batch in batches:
             loss, stats = prompted_loss(
                 self.sam,
                 batch.features.to(self.device),
@@ -343,7 +350,8 @@ def _check_config(config: TrainConfig) -> None:
     bad = [name for name in counts if getattr(config, name) < 1]
     if config.iterations < 0:
         bad.append("iterations")
-    bad += [name for name in ("real_fraction", "mosaic") if not 0.0 <= getattr(config, name) <= 1.0]
+    fractions = ("real_fraction", "mosaic", "box_points")
+    bad += [name for name in fractions if not 0.0 <= getattr(config, name) <= 1.0]
     if config.max_minutes is not None and config.max_minutes <= 0:
         bad.append("max_minutes")
     if bad:
