@@ -7,6 +7,7 @@ takes a second or two per image on a CPU, so one embedding is shared by the modu
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 
 import tilesam
 from tilesam.models.registry import MODELS
-from tilesam.weights import CACHE_ENV, resolve_weights
+from tilesam.weights import CACHE_ENV, model_file, resolve_weights
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
 CHECKPOINT = FIXTURES / "sam1_small_fp16.pth"
@@ -79,6 +80,18 @@ def test_checkpoint_of_another_architecture() -> None:
     message = str(err.value)
     assert "vit_t" in message and "tiny_vit" in message and "vit model" in message
     assert "matching name" in message
+
+
+def test_a_tiny_checkpoint_alone_keeps_tinys_thresholds(tmp_path: Path) -> None:
+    """A fine-tuned ``tiny`` passed as a file decodes as ``tiny`` does, not at SAM's 0."""
+    copy = tmp_path / "fine_tuned.pt"
+    shutil.copyfile(model_file("tiny", None)[0], copy)
+    tiny, alone = tilesam.load_model("tiny"), tilesam.load_model(checkpoint=copy)
+    thresholds = (tiny.mask_threshold, tiny.box_mask_threshold)
+    assert thresholds != (0.0, None)
+    assert (alone.mask_threshold, alone.box_mask_threshold) == thresholds
+    sam = tilesam.load_model(checkpoint=CHECKPOINT, device="cpu")
+    assert (sam.mask_threshold, sam.box_mask_threshold) == (0.0, None)
 
 
 def test_state_dict_missing_keys(tmp_path: Path) -> None:

@@ -82,9 +82,7 @@ def _inference_windows(model, embedding, point=None, box=None):
 
 
 @pytest.mark.parametrize("kind", ["point", "box", "box+point"])
-def test_field_batches_decode_each_object_on_a_window_inference_would(
-    model, nuclei_folder, kind
-):
+def test_field_batches_decode_each_object_on_a_window_inference_would(model, nuclei_folder, kind):
     items = LabelledImageFolder(nuclei_folder, nuclei_folder)
     fields = embed_fields(model, items, progress=False)[:1]
     field = fields[0]
