@@ -148,7 +148,7 @@ MODELS: dict[str, ModelEntry] = {
             "tiny",
             "tiny",
             None,
-            "sha256:8241073f6fd023c2833a570306714d3b32347edeca9aaf19d17602c389a37b70",
+            "sha256:34d0fd9fdb76cf5287568bcfb5e70dad74016501fb36618516a2ad0ed24aaf7c",
             "tiny.pt",
             "TileSAM's own small model, trained by tilesam.training; ships in the package",
             # Its logits are under-confident at object edges. Chosen on validation images,
@@ -158,7 +158,7 @@ MODELS: dict[str, ModelEntry] = {
             # 0.851 / 0.888 at -0.5, 0.823 / 0.859 / 0.887 at -1. A box clips the mask
             # (keep_prompted), so a box prompt takes a lower one: box 0.833 at -0.5, 0.864
             # at -1, 0.877 at -2, 0.860 at -3. (The stage-1 weights chose the same; the
-            # stage-3 weights, shipped, keep them without a new choice.)
+            # stage-3 and stage-4 (shipped) weights keep them without a new choice.)
             mask_threshold=-0.5,
             box_mask_threshold=-2.0,
         ),
