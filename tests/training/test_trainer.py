@@ -86,7 +86,8 @@ def test_resuming_needs_a_run_checkpoint_and_the_same_freeze_setting(tmp_path, s
     ("overrides", "named"),
     [({"save_every": 0}, "--save-every 0"), ({"batch_size": 0}, "--batch-size 0"),
      ({"real_fraction": 1.5}, "--real-fraction 1.5"), ({"max_minutes": 0}, "--max-minutes 0"),
-     ({"objects_per_image": 0}, "--objects-per-image 0")],
+     ({"objects_per_image": 0}, "--objects-per-image 0"),
+     ({"box_points": -0.1}, "--box-points -0.1")],
 )  # fmt: skip
 def test_numbers_a_run_cannot_use_are_named(tmp_path, small_config, overrides, named):
     with pytest.raises(tilesam.TileSAMError, match=f"Cannot train with {named}"):
@@ -96,6 +97,8 @@ def test_numbers_a_run_cannot_use_are_named(tmp_path, small_config, overrides, n
         Trainer(small_config(tmp_path / "afile"))
     with pytest.raises(tilesam.TileSAMError, match="--labels needs --images"):
         Trainer(small_config(tmp_path, labels=str(tmp_path)))
+    with pytest.raises(tilesam.TileSAMError, match="--box-points needs --freeze-encoder"):
+        Trainer(small_config(tmp_path, box_points=0.5))
 
 
 def test_an_epoch_is_saved_before_its_validation(tmp_path, small_config, monkeypatch):

@@ -362,6 +362,11 @@ def _check_config(config: TrainConfig) -> None:
         )
     if Path(config.out_dir).is_file():
         raise TileSAMError(f"--out {config.out_dir} is a file, not a folder: choose another --out.")
+    if config.box_points > 0 and not config.freeze_encoder:
+        raise TileSAMError(
+            "--box-points needs --freeze-encoder: its prompts are drawn on whole embedded "
+            "images, which crop training (the encoder learning) does not use."
+        )
     for labels, images in (("labels", "images"), ("val_labels", "val_images")):
         if getattr(config, labels) and not getattr(config, images):
             raise TileSAMError(
