@@ -132,6 +132,28 @@ def test_jump_and_doubt_stop_the_walk() -> None:
     assert reasons[1].startswith("jump: overlap 0.00") and reasons[-1].startswith("predicted IoU")
 
 
+def test_a_walk_stops_where_the_decoder_grows_less_sure() -> None:
+    """Scores rise to 0.9 towards the middle and fall towards the ends, all above the
+    absolute 0.4: the walk stops at the first slice under 0.75 of the walk's highest."""
+    shape = (12, 64, 64)
+    disc = _disc(shape[1:], (32, 32), 10)
+    scores = [0.5, 0.6, 0.66, 0.7, 0.8, 0.9, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5]
+
+    def waning(z, prompt):
+        return SlicePrediction(disc, scores[z])
+
+    out = propagate_labels(shape, {6: disc.astype(int)}, waning)
+    # Down: 0.9 at slice 5, then 0.8, 0.7 (>= 0.675), 0.66 < 0.675 at slice 2.
+    # Up: 0.85 at slice 7, then 0.8, 0.7, 0.6 < 0.75 x 0.85 at slice 10.
+    assert np.flatnonzero(out.labels.any(axis=(1, 2))).tolist() == list(range(3, 10))
+    reasons = {s.step: s.reason for s in out.stops}
+    assert reasons[-1] == "less sure: predicted IoU 0.66 < 0.75 x 0.90"
+    assert reasons[1] == "less sure: predicted IoU 0.60 < 0.75 x 0.85"
+    rules = StopRules(min_score_ratio=None)
+    off = propagate_labels(shape, {6: disc.astype(int)}, waning, rules=rules)
+    assert off.labels.any(axis=(1, 2)).all()
+
+
 @pytest.mark.parametrize("polarity", [1.0, -1.0])
 def test_a_fading_object_ends_the_walk_where_its_contrast_goes(polarity) -> None:
     """A predictor that keeps returning the disc (as the decoder does on an out-of-focus

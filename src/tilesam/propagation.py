@@ -20,7 +20,9 @@ A walk stops at the first slice where (:class:`StopRules`, thresholds documented
 
 - the object vanished: fewer than ``min_area`` pixels (after removing pixels other objects
   own);
-- the decoder doubts its mask: predicted IoU below ``min_score``;
+- the decoder doubts its mask: predicted IoU below ``min_score``, or below
+  ``min_score_ratio`` of the highest it gave along the walk (the object is ending: a faint
+  organ's walk otherwise runs on past its end on masks of the surrounding tissue);
 - the mask jumped: its IoU with the previous slice's mask is below ``min_overlap``;
 - the mask leaks: its area grew by more than ``max_growth`` times the previous slice's;
 - the object faded: its contrast (mean intensity inside minus the mean of a ring
@@ -122,6 +124,13 @@ class StopRules:
         their walks ending on the fade rule) and checked on the real MR tumours of
         ``../shared/data`` (brain 1, brain 2, breast 1: 0.05, 0.14, 0.65 at 0.5; 0.14,
         0.14, 0.69 at 0.4).
+    min_score_ratio : float or None
+        Predicted IoU below this fraction of the highest the walk has had (from its first
+        predicted slice on): the decoder grew less sure as the object ends. None turns the
+        rule off. 0.75 was chosen with the stage-4 ``tiny`` on the generator's seeds 7 to 9
+        (3D Dice of the 3 liver-like organs 0.862 without the rule, 0.881 at 0.6, 0.885 at
+        0.7, 0.898 at 0.75, 0.894 at 0.8; the 9 other organs 0.959 -> 0.958, the 36 nuclei
+        0.848 -> 0.846; the real MR tumours unchanged).
     min_overlap : float
         IoU with the previous slice's mask below this: the mask jumped elsewhere.
     max_growth : float
@@ -146,6 +155,7 @@ class StopRules:
 
     min_area: int = 8
     min_score: float = 0.4
+    min_score_ratio: float | None = 0.75
     min_overlap: float = 0.3
     max_growth: float = 2.0
     min_contrast: float | None = 0.3
@@ -163,6 +173,18 @@ class StopRules:
         overlap = np.logical_and(mask, previous).sum() / union if union else 1.0
         if overlap < self.min_overlap:
             return f"jump: overlap {overlap:.2f} with the previous slice < {self.min_overlap}"
+        return None
+
+    def why_less_sure(self, score: float, highest: float | None) -> str | None:
+        """Why a mask of predicted IoU `score` ends a walk whose highest was `highest`.
+
+        >>> StopRules().why_less_sure(0.5, 0.9)
+        'less sure: predicted IoU 0.50 < 0.75 x 0.90'
+        """
+        if self.min_score_ratio is None or highest is None:
+            return None
+        if score < self.min_score_ratio * highest:
+            return f"less sure: predicted IoU {score:.2f} < {self.min_score_ratio} x {highest:.2f}"
         return None
 
     def why_faded(self, contrast: float | None, strongest: float | None) -> str | None:
@@ -341,6 +363,7 @@ class _Walk:
     state: Any
     last: int
     strongest: float | None = None  # the largest contrast (in magnitude) seen so far
+    surest: float | None = None  # the highest predicted IoU of the walk's slices so far
     alive: bool = True
 
 
@@ -435,7 +458,9 @@ class _Run:
         pred = self.predict(z, prompt)
         # Pixels other objects (or annotations) own are never taken.
         mask = np.asarray(pred.mask, dtype=bool) & (self.labels[z] == 0)
-        reason = self.rules.why_stop(walk.mask, mask, float(pred.score))
+        score = float(pred.score)
+        reason = self.rules.why_stop(walk.mask, mask, score)
+        reason = reason or self.rules.why_less_sure(score, walk.surest)
         measured = self._contrast(z, mask) if reason is None else None
         contrast = None if measured is None else measured[0]
         reason = reason or self.rules.why_faded(contrast, walk.strongest)
@@ -445,6 +470,7 @@ class _Run:
             return False
         self.labels[z][mask] = walk.obj
         walk.mask, walk.state, walk.last = mask, pred.state, z
+        walk.surest = score if walk.surest is None else max(walk.surest, score)
         self._remember_contrast(walk, measured)
         self._count(1)
         return True
