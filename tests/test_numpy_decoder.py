@@ -225,6 +225,25 @@ def test_weights_that_change_on_disk_after_opening_are_refused(tiny, tmp_path) -
     assert not EmbeddingStore.open(cache).is_done(0, 0, 0)
 
 
+def test_a_fine_tuned_tiny_decodes_from_its_cache_at_the_thresholds_it_loads_with(
+    tiny, tmp_path
+) -> None:
+    import torch
+
+    image = np.tile(tifffile.imread(SAMPLES / "nuclei.tif"), (2, 2))
+    checkpoint = tmp_path / "fine_tuned.pt"  # a file of tiny's architecture, no registry name
+    torch.save(tiny.sam.state_dict(), checkpoint)
+    cache = tmp_path / "c.zarr"
+    loaded = tilesam.Session(image, checkpoint, cache, tile_size=256)
+    loaded.embed(progress=False)
+    reopened = tilesam.Session(image, checkpoint, cache)
+    assert reopened._model is None and isinstance(reopened.predictor, NumpyPredictor)
+    thresholds = (tiny.mask_threshold, tiny.box_mask_threshold)
+    assert (loaded.model.mask_threshold, loaded.model.box_mask_threshold) == thresholds
+    light = reopened.predictor
+    assert (light.mask_threshold, light.box_mask_threshold) == thresholds
+
+
 def test_the_click_and_propagation_modules_import_without_torch() -> None:
     code = (
         "import sys, tilesam.session, tilesam.propagate, tilesam.cli; print('torch' in sys.modules)"

@@ -9,7 +9,7 @@ import torch
 from tilesam.errors import TileSAMError
 from tilesam.model import SamModel
 from tilesam.models.checkpoint import check_compatible, infer_architecture, read_checkpoint
-from tilesam.models.registry import ARCHITECTURES, build_sam, model_entry
+from tilesam.models.registry import ARCHITECTURES, build_sam, mask_thresholds
 from tilesam.weights import DEFAULT_MODEL, file_sha256, model_file
 
 __all__ = ["DEFAULT_MODEL", "load_model", "pick_device"]
@@ -68,13 +68,7 @@ def load_model(
     sam = build_sam(architecture)
     check_compatible(sam.state_dict(), state, f"a {architecture.encoder} model")
     sam.load_state_dict(state)
-    if entry is None and architecture.encoder == ARCHITECTURES[DEFAULT_MODEL].encoder:
-        # Only TileSAM trains this encoder: a checkpoint of it alone (a fine-tuned ``tiny``)
-        # keeps the thresholds of the weights it was trained from, not SAM's 0.
-        entry = model_entry(DEFAULT_MODEL)
-    if entry is not None:
-        sam.mask_threshold = entry.mask_threshold
-        sam.box_mask_threshold = entry.box_mask_threshold
+    sam.mask_threshold, sam.box_mask_threshold = mask_thresholds(entry, architecture.encoder)
     return SamModel(
         sam,
         name=label,

@@ -34,6 +34,7 @@ import numpy as np
 
 from tilesam.errors import TileSAMError
 from tilesam.io import ImageSource, content_signature, open_image
+from tilesam.models.registry import mask_thresholds
 from tilesam.numpy_decoder import DecoderConfig, NumpyDecoder, NumpyPredictor
 from tilesam.precompute import MemoryStore, TileIndex, embed_tiles, sample_intensity_range
 from tilesam.prediction import ImageEmbedding, MaskPredictor, Prediction
@@ -644,20 +645,16 @@ def _card_from_cache(
         numpy_decoder = NumpyDecoder(weights, DecoderConfig.from_dict(config))
     except (KeyError, TypeError, ValueError, IndexError):
         return None  # weights this version cannot run: the model decodes instead
-    thresholds = {}
-    if entry is not None:  # load_model sets the registry's thresholds the same way
-        thresholds = {
-            "mask_threshold": entry.mask_threshold,
-            "box_mask_threshold": entry.box_mask_threshold,
-        }
+    mask_threshold, box_mask_threshold = mask_thresholds(entry, made_for["encoder"])
     return _ModelCard(
         name=label,
         weights_hash=made_for["weights_sha256"],
         encoder=made_for["encoder"],
         image_size=int(made_for["input_size"]),
         embedding_shape=stored.embedding_shape,
+        mask_threshold=mask_threshold,
+        box_mask_threshold=box_mask_threshold,
         decoder=numpy_decoder,
-        **thresholds,
     )
 
 

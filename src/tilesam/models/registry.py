@@ -257,6 +257,22 @@ MODELS: dict[str, ModelEntry] = {
 }
 
 
+def mask_thresholds(entry: ModelEntry | None, encoder: str) -> tuple[float, float | None]:
+    """``(mask_threshold, box_mask_threshold)`` of a model: its registry entry's; for a
+    checkpoint alone (no entry) of TileSAM's own encoder, a fine-tuned ``tiny``, those of
+    the ``tiny`` it was trained from; else SAM's 0.
+
+    >>> mask_thresholds(None, "vit"), mask_thresholds(None, "tiny_cnn")
+    ((0.0, None), (-0.5, -2.0))
+    """
+    tiny = MODELS["tiny"]
+    if entry is None and encoder == ARCHITECTURES[tiny.architecture].encoder:
+        entry = tiny  # only TileSAM trains this encoder
+    if entry is None:
+        return 0.0, None
+    return entry.mask_threshold, entry.box_mask_threshold
+
+
 def model_entry(name: str) -> ModelEntry:
     """The registry entry called ``name``; an unknown name lists the known ones."""
     try:
