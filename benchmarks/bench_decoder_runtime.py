@@ -1,5 +1,5 @@
 """The prompt decoder on a window of tokens: torch (as a loaded model runs it), NumPy (as a
-session on a complete cache runs it, :mod:`tilesam.numpy_decoder`) and ONNX Runtime.
+session on a complete cache runs it, :mod:`tilesam.decode.numpy_decoder`) and ONNX Runtime.
 
 A click's decoder is a few hundred small operations, so its time is set by their number
 more than by the tokens; NumPy and a graph runtime run them with less overhead than torch,
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 import tilesam
-from tilesam.numpy_decoder import NumpyDecoder
+from tilesam.decode.numpy_decoder import NumpyDecoder
 
 
 class WindowDecoder(torch.nn.Module):
@@ -132,7 +132,8 @@ def bench_kind(model, kind: str, side: int, repeats: int, workdir: Path) -> list
 
 
 def numpy_row(model, kind: str, arrays: dict[str, np.ndarray], reference) -> dict:
-    """The decoder as :class:`tilesam.numpy_decoder.NumpyDecoder` runs it, window upscaled."""
+    """The decoder as :class:`tilesam.decode.numpy_decoder.NumpyDecoder` runs it, window
+    upscaled."""
     decoder = NumpyDecoder(*model.decoder_weights())
     side = arrays["features"].shape[-1]
     prompt = {
@@ -224,7 +225,8 @@ def main() -> None:
             for k in ("click", "propagate")
             for r in bench_kind(model, k, args.window, args.repeats, Path(tmp))
         ]
-    modules = ["torch", "tilesam.numpy_decoder"] + (["onnxruntime"] if onnx_available() else [])
+    onnx = ["onnxruntime"] if onnx_available() else []
+    modules = ["torch", "tilesam.decode.numpy_decoder", *onnx]
     imports = {m: import_seconds(m) for m in modules}
     print(f"{'prompt':10s} {'runtime':12s} {'threads':>7s} {'median ms':>10s} {'p90 ms':>8s}")
     for r in rows:

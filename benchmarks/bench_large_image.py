@@ -12,7 +12,7 @@ Measures, each phase in a fresh Python process so that memory and start-up are h
 * ``click``: the median (and 90th percentile) of 50 later clicks at random places: tile
   lookup, reading the tile's embedding from the cache, the decoder, and stitching across
   tile borders; and the same with ``max_tiles=1`` (one tile, no stitching). A session
-  reopened on a complete cache decodes with NumPy (:mod:`tilesam.numpy_decoder`, no torch);
+  reopened on a complete cache decodes with NumPy (:mod:`tilesam.decode.numpy_decoder`, no torch);
   the same clicks are then timed again in a session given the loaded model (torch), as the
   napari plugin opens them;
 * the cache size per tile on disk.
@@ -92,7 +92,7 @@ def write_image(path: Path, size: int) -> None:
 def model_spec(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """What each phase loads: the asked-for model, else the default, else random `tiny`."""
     from tilesam.errors import TileSAMError
-    from tilesam.loading import load_model
+    from tilesam.models.loading import load_model
 
     if args.model or args.checkpoint:
         return {"model": args.model, "checkpoint": args.checkpoint, "random": False}
@@ -112,7 +112,7 @@ def model_spec(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 # -- phases (each in its own process) --------------------------------------------------------
 def _session(spec: dict[str, Any]):
-    from tilesam.session import Session
+    from tilesam.segment.session import Session
 
     return Session(
         spec["image"],
@@ -147,7 +147,7 @@ def phase_embed(spec: dict[str, Any]) -> dict[str, Any]:
 
 def encoder_alone(session, batch: int, n: int = 8) -> float:
     """Tiles/s of the encoder on full-size tiles already in memory (no reading or writing)."""
-    from tilesam.precompute import read_tile
+    from tilesam.cache.embed import read_tile
 
     full = [
         t
@@ -162,7 +162,7 @@ def encoder_alone(session, batch: int, n: int = 8) -> float:
 
 
 def phase_clicks(spec: dict[str, Any]) -> dict[str, Any]:
-    import tilesam.session  # noqa: F401  (timed apart from the API calls below)
+    import tilesam.segment.session  # noqa: F401  (timed apart from the API calls below)
 
     imported_s = time.time() - spec["launched"]
     start = time.perf_counter()

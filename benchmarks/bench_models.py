@@ -50,12 +50,12 @@ import tifffile
 import torch
 
 import tilesam
-from tilesam.loading import pick_device
-from tilesam.model import SamModel
+from tilesam.decode.predictor import ImageEmbedding
+from tilesam.evaluate.simulated_prompts import center_point
+from tilesam.models.loading import pick_device
+from tilesam.models.preprocess import prepare_image, resized_shape
 from tilesam.models.registry import ARCHITECTURES, build_sam
-from tilesam.prediction import ImageEmbedding
-from tilesam.preprocess import prepare_image, resized_shape
-from tilesam.prompt_simulation import center_point
+from tilesam.models.sam_model import SamModel
 
 ORIGINAL_SIZES = ((1024, 1024), (2000, 1500))
 SAMPLE_DATA = Path(__file__).parents[1] / "sample_data"

@@ -74,7 +74,7 @@ def _settings(args, workdir: Path):
     if args.checkpoint:
         return Settings(checkpoint=args.checkpoint), False
     from tilesam.models.registry import model_entry
-    from tilesam.weights import bundled_path, cached_path
+    from tilesam.models.weights import bundled_path, cached_path
 
     entry = model_entry(args.model)
     if bundled_path(entry) or cached_path(entry) or args.model != "tiny":

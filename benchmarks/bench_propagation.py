@@ -47,12 +47,12 @@ from typing import Any
 
 import numpy as np
 
-from tilesam.loading import load_model
-from tilesam.prompt_simulation import middle_slice_point
-from tilesam.propagate import DEFAULT_SLICE_SCALE, session_predictor
-from tilesam.propagation import METHODS, SlicePrediction, prompt_from_mask, propagate_labels
+from tilesam.evaluate.simulated_prompts import middle_slice_point
+from tilesam.models.loading import load_model
 from tilesam.samples import load_sample, sample_path
-from tilesam.session import Session
+from tilesam.segment.session import Session
+from tilesam.volumes.propagate import DEFAULT_SLICE_SCALE, session_predictor
+from tilesam.volumes.walk import METHODS, SlicePrediction, prompt_from_mask, propagate_labels
 
 #: sample name: CT window (None: percentiles of the non-zero voxels)
 SAMPLES = {"ct_volume": "soft-tissue", "nuclei_volume": None}

@@ -13,8 +13,8 @@ import torch
 from scipy import ndimage
 
 import tilesam
-from tilesam.model import SamModel
 from tilesam.models.registry import ARCHITECTURES, build_sam
+from tilesam.models.sam_model import SamModel
 
 SAMPLES = Path(__file__).parents[1] / "sample_data"
 

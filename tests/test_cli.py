@@ -10,9 +10,9 @@ import pytest
 import tifffile
 import torch
 
+from tilesam.cache.store import EmbeddingStore
 from tilesam.cli import main
 from tilesam.models.registry import ARCHITECTURES, build_sam
-from tilesam.store import EmbeddingStore
 
 # 600 x 700 pixels in 384-pixel tiles with halo 32: a 2 x 2 grid (each tile is resized to
 # the 1024 input of a random `tiny` model).

@@ -52,7 +52,7 @@ def _settings(checkpoint: str | None):
     from tilesam_napari._session import Settings
 
     from tilesam.models.registry import model_entry
-    from tilesam.weights import bundled_path, cached_path
+    from tilesam.models.weights import bundled_path, cached_path
 
     if checkpoint:
         return Settings(checkpoint=checkpoint)

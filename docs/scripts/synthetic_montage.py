@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
-from tilesam.preprocess import normalize_intensity, to_rgb  # noqa: E402
+from tilesam.models.preprocess import normalize_intensity, to_rgb  # noqa: E402
 from tilesam.training.synthetic import KINDS, make_sample  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "images" / "synthetic.png"

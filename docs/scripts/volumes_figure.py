@@ -21,9 +21,9 @@ import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
 import tilesam  # noqa: E402
+from tilesam.evaluate.simulated_prompts import middle_slice_point  # noqa: E402
 from tilesam.io import open_image  # noqa: E402
-from tilesam.preprocess import intensity_range, normalize_intensity, window_range  # noqa: E402
-from tilesam.prompt_simulation import middle_slice_point  # noqa: E402
+from tilesam.models.preprocess import intensity_range, normalize_intensity, window_range  # noqa: E402
 from tilesam.samples import sample_path  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "images" / "volumes.png"

@@ -14,15 +14,15 @@ from tilesam.errors import TileSAMError
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_model": "tilesam.loading",
-    "SamModel": "tilesam.model",
-    "ImageEmbedding": "tilesam.prediction",
-    "Prediction": "tilesam.prediction",
+    "load_model": "tilesam.models.loading",
+    "SamModel": "tilesam.models.sam_model",
+    "ImageEmbedding": "tilesam.decode.predictor",
+    "Prediction": "tilesam.decode.predictor",
     "open_image": "tilesam.io",
     "write_labels": "tilesam.io",
-    "propagate_mask": "tilesam.propagate",
-    "segment_image": "tilesam.segment",
-    "Session": "tilesam.session",
+    "propagate_mask": "tilesam.volumes.propagate",
+    "segment_image": "tilesam.segment.session",
+    "Session": "tilesam.segment.session",
 }
 
 __all__ = [
@@ -39,13 +39,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from tilesam.decode.predictor import ImageEmbedding, Prediction
     from tilesam.io import open_image, write_labels
-    from tilesam.loading import load_model
-    from tilesam.model import SamModel
-    from tilesam.prediction import ImageEmbedding, Prediction
-    from tilesam.propagate import propagate_mask
-    from tilesam.segment import segment_image
-    from tilesam.session import Session
+    from tilesam.models.loading import load_model
+    from tilesam.models.sam_model import SamModel
+    from tilesam.segment.session import Session, segment_image
+    from tilesam.volumes.propagate import propagate_mask
 
 
 def __getattr__(name: str):

@@ -52,7 +52,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from tilesam.loading import load_model
+    from tilesam.models.loading import load_model
 
     return load_model(
         args.model, args.checkpoint, args.device, trust_checkpoint=args.trust_checkpoint
@@ -69,7 +69,7 @@ def _models_parser(sub) -> None:
 
 def _run_models(args: argparse.Namespace) -> None:
     from tilesam.models.registry import MODELS
-    from tilesam.weights import bundled_path, cache_dir, cached_path
+    from tilesam.models.weights import bundled_path, cache_dir, cached_path
 
     print(f"model cache: {cache_dir()}  (set TILESAM_CACHE_DIR to move it)")
     print(f"{'name':32} {'architecture':12} {'available':10} description")
@@ -82,7 +82,7 @@ def _run_models(args: argparse.Namespace) -> None:
 
 
 def _add_session_options(p: argparse.ArgumentParser) -> None:
-    from tilesam.session import DEFAULT_SLICE_SCALE
+    from tilesam.segment.session import DEFAULT_SLICE_SCALE
 
     p.add_argument(
         "--tile", type=int, default=None, help="tile size (default: the cache's, or model input)"
@@ -116,7 +116,7 @@ def _open(args: argparse.Namespace):
 
 def _session(args: argparse.Namespace, cache: str | None, source=None):
     """A session over `source` (default: the image of `args`) with the session options."""
-    from tilesam.session import Session
+    from tilesam.segment.session import Session
 
     intensity = _parse_numbers(args.intensity, (2,), "low,high") if args.intensity else None
     window = args.window
@@ -185,7 +185,7 @@ def _info_parser(sub) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> None:
-    from tilesam.store import EmbeddingStore
+    from tilesam.cache.store import EmbeddingStore
 
     info = EmbeddingStore.open(args.cache, mode="r").info()
     print(f"cache: {info['path']}")
@@ -268,7 +268,7 @@ def _run_segment(args: argparse.Namespace) -> None:
 
 
 def _propagate_parser(sub) -> None:
-    from tilesam.propagation import METHODS
+    from tilesam.volumes.walk import METHODS
 
     p = sub.add_parser(
         "propagate",
@@ -306,7 +306,7 @@ def _propagate_parser(sub) -> None:
         "--no-fade-rule",
         action="store_true",
         help="do not stop where a distinct object fades against its surroundings (on by "
-        "default; see tilesam.propagation.StopRules.min_contrast)",
+        "default; see tilesam.volumes.walk.StopRules.min_contrast)",
     )
     _add_session_options(p)
     _add_model_options(p)
@@ -318,8 +318,8 @@ def _run_propagate(args: argparse.Namespace) -> None:
 
     from tilesam.io import AxisView, write_labels
     from tilesam.io.write import check_labels_path
-    from tilesam.propagate import propagate_mask
-    from tilesam.propagation import StopRules
+    from tilesam.volumes.propagate import propagate_mask
+    from tilesam.volumes.walk import StopRules
 
     check_labels_path(args.out)  # before the long work, not after it
     points = [_parse_numbers(p, (3, 4), "z,y,x[,label]") for p in args.point]
@@ -506,9 +506,9 @@ def _evaluate_parser(sub) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    from tilesam.datasets import LabelledImageFolder
-    from tilesam.evaluation import compare, evaluate
-    from tilesam.loading import load_model
+    from tilesam.evaluate.datasets import LabelledImageFolder
+    from tilesam.evaluate.scoring import compare, evaluate
+    from tilesam.models.loading import load_model
 
     if args.clicks < 1 or (args.max_objects is not None and args.max_objects < 1):
         raise TileSAMError("--clicks and --max-objects must be at least 1.")

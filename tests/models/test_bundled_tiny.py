@@ -14,10 +14,10 @@ import pytest
 
 import tilesam
 from tilesam.errors import TileSAMError
+from tilesam.evaluate.simulated_prompts import box_from_mask, center_point
 from tilesam.models.registry import MODELS
-from tilesam.prompt_simulation import box_from_mask, center_point
+from tilesam.models.weights import bundled_path, file_sha256
 from tilesam.samples import load_sample
-from tilesam.weights import bundled_path, file_sha256
 
 ENTRY = MODELS["tiny"]
 # The shipped weights give 0.85 (box) and 0.68 (one click) on this image, whose stage-1
@@ -42,7 +42,7 @@ def test_damaged_bundled_weights_are_refused(tmp_path, monkeypatch) -> None:
     with open(damaged, "r+b") as handle:
         handle.seek(-64, 2)
         handle.write(bytes(64))
-    monkeypatch.setattr("tilesam.weights.bundled_path", lambda entry: damaged)
+    monkeypatch.setattr("tilesam.models.weights.bundled_path", lambda entry: damaged)
     with pytest.raises(TileSAMError, match="installation is damaged"):
         tilesam.load_model()
 
@@ -86,9 +86,9 @@ def test_a_box_not_drawn_tight_takes_the_point_threshold(tiny) -> None:
 
 
 def test_propagated_slices_take_the_point_threshold(tiny, tmp_path) -> None:
-    from tilesam.propagate import session_predictor
-    from tilesam.propagation import prompt_from_mask
-    from tilesam.session import Session
+    from tilesam.segment.session import Session
+    from tilesam.volumes.propagate import session_predictor
+    from tilesam.volumes.walk import prompt_from_mask
 
     volume, truth = load_sample("nuclei_volume")
     session = Session(volume, tiny, tmp_path / "cache.zarr", slice_scale=3.0)

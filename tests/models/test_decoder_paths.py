@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from tilesam.decode.predictor import ImageEmbedding
 from tilesam.models.transformer import Attention
-from tilesam.prediction import ImageEmbedding
 
 TOL = 1e-4
 

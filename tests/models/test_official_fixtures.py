@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import tilesam
-from tilesam.numpy_decoder import NumpyDecoder, NumpyPredictor
+from tilesam.decode.numpy_decoder import NumpyDecoder, NumpyPredictor
 
 FIXTURES = Path(__file__).parents[1] / "data" / "fixtures"
 NAMES = ("sam1_small", "vit_t_small")

@@ -38,7 +38,7 @@ def test_failure_in_the_background_is_a_notification(widget, notes, nuclei, tmp_
 
 
 def test_default_tiny_model_without_weights_says_so(widget, notes, nuclei, monkeypatch):
-    from tilesam import weights
+    from tilesam.models import weights
 
     # An installation without the bundled weights (e.g. a stripped wheel) and an empty cache.
     monkeypatch.setattr(weights, "bundled_path", lambda entry: None)

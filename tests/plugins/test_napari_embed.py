@@ -7,7 +7,7 @@ import numpy as np
 from tilesam_napari import _labels
 from tilesam_napari._layers import COMMITTED
 
-from tilesam.store import EmbeddingStore
+from tilesam.cache.store import EmbeddingStore
 
 
 def test_cancel_leaves_a_resumable_cache(widget, qtbot, textured, tmp_path):

@@ -11,9 +11,9 @@ import tifffile
 import torch
 
 import tilesam
-from tilesam.datasets import LabelledImageFolder
+from tilesam.decode.predictor import ImageEmbedding
+from tilesam.evaluate.datasets import LabelledImageFolder
 from tilesam.models.registry import ARCHITECTURES, build_sam
-from tilesam.prediction import ImageEmbedding
 from tilesam.training.fields import embed_fields, field_batches, window_side
 from tilesam.training.synthetic import make_sample
 from tilesam.training.trainer import TrainConfig, Trainer

@@ -7,8 +7,8 @@ import pytest
 import tifffile
 
 from tilesam.cli import main
-from tilesam.datasets import LabelledImageFolder
 from tilesam.errors import TileSAMError
+from tilesam.evaluate.datasets import LabelledImageFolder
 from tilesam.training.synthetic import write_synthetic_folder
 
 KINDS = ("nuclei", "cells", "ct", "aerial")

@@ -214,7 +214,7 @@ class Annotator:
 
         Without arguments the prompt layers are used; otherwise `points` ``(y, x)``,
         `labels` 1 / 0 and `box` ``(y0, x0, y1, x1)`` are image pixels of slice `z`
-        (default: the slice on screen). Returns the `tilesam.segment.SegmentResult`.
+        (default: the slice on screen). Returns the `tilesam.segment.result.SegmentResult`.
         """
         session = self.require_session()
         if z is None:

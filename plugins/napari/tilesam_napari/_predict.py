@@ -128,7 +128,7 @@ def _neighbourhood_done(session, z: int, y: float, x: float) -> bool:
 
 def as_prompt(points, labels, box, shape: tuple[int, int]) -> SlicePrompt:
     """A console prompt, checked by the core's rules."""
-    from tilesam.segment import Prompt
+    from tilesam.segment.result import Prompt
 
     checked = Prompt.make(points, labels, box, shape)
     return SlicePrompt(checked.points, checked.labels, checked.box)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tilesam.preprocess import normalize_intensity, to_rgb
+from tilesam.models.preprocess import normalize_intensity, to_rgb
 from tilesam.training.synthetic import make_sample
 
 

@@ -23,11 +23,11 @@ import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from tilesam.model import SamModel
+from tilesam.decode.predictor import centred_window, window_sides
+from tilesam.evaluate.simulated_prompts import center_point, jitter_box, random_point
+from tilesam.models.preprocess import resized_shape
 from tilesam.models.sam import Sam
-from tilesam.prediction import centred_window, window_sides
-from tilesam.preprocess import resized_shape
-from tilesam.prompt_simulation import center_point, jitter_box, random_point
+from tilesam.models.sam_model import SamModel
 from tilesam.training.examples import resize_labels
 from tilesam.training.interactive import MIN_OBJECT_PIXELS, Prompts
 
@@ -187,7 +187,7 @@ def _click(obj: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
 
 def window_side(sam: Sam, extent: float, *, box: bool) -> int:
     """The side of the window, in tokens, that inference ends on for an object `extent`
-    tokens wide: the first of :func:`tilesam.prediction.window_sides` that holds it (a mask
+    tokens wide: the first of :func:`tilesam.decode.predictor.window_sides` that holds it (a mask
     that reaches a window's edge moves on to the next window), else the whole grid."""
     grid = sam.prompt_encoder.image_embedding_size[0]
     return next(iter(window_sides(sam.decoder_windows, grid, extent, box=box)), grid)

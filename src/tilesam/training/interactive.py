@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tilesam.evaluate.simulated_prompts import box_from_mask, corrective_click, random_point
 from tilesam.models.sam import Sam
-from tilesam.prompt_simulation import box_from_mask, corrective_click, random_point
 from tilesam.training.examples import Example
 from tilesam.training.losses import mask_iou, sam_loss
 

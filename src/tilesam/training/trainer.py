@@ -20,9 +20,9 @@ import torch
 from tqdm.auto import tqdm
 
 from tilesam.errors import TileSAMError
-from tilesam.loading import load_model, pick_device
-from tilesam.model import SamModel
+from tilesam.models.loading import load_model, pick_device
 from tilesam.models.registry import ARCHITECTURES, Architecture, build_sam
+from tilesam.models.sam_model import SamModel
 from tilesam.training.examples import Example, RealImages, augment, mix, synthetic_examples
 from tilesam.training.fields import EmbeddedField, embed_fields, field_batches
 from tilesam.training.interactive import MIN_OBJECT_PIXELS, interactive_loss, prompted_loss
@@ -259,7 +259,7 @@ class Trainer:
 
     def validate(self) -> dict[str, float]:
         """Mean IoU from one centre point and from a box on the validation images."""
-        from tilesam.evaluation import evaluate
+        from tilesam.evaluate.scoring import evaluate
 
         result = evaluate(self.as_model(), self.validation, n_clicks=1, progress=False)
         self.sam.train()
@@ -331,7 +331,7 @@ def _trainable(name: str, config: TrainConfig) -> bool:
 def _folder(images: str | None, labels: str | None):
     if images is None:
         return None
-    from tilesam.datasets import LabelledImageFolder
+    from tilesam.evaluate.datasets import LabelledImageFolder
 
     return LabelledImageFolder(images, labels or images)
 

@@ -3,7 +3,7 @@
 :func:`make_sample` draws crops for the crop trainer; a frozen-encoder run
 (``tilesam train --freeze-encoder``) instead embeds whole images once and trains the decoder on
 the windows inference decodes. :func:`write_synthetic_folder` writes such images as the
-``name.tif`` / ``name_labels.tif`` pairs :mod:`tilesam.datasets` reads, drawn at every
+``name.tif`` / ``name_labels.tif`` pairs :mod:`tilesam.evaluate.datasets` reads, drawn at every
 magnification: each image is drawn at ``side / zoom`` pixels (``zoom`` log-uniform in
 ``1..max_zoom``), so that embedding it at the model input shows its objects from their generated
 size up to ``max_zoom`` times larger.

@@ -1,0 +1,226 @@
+"""Embedding tiles on many machines with ``dask.distributed``.
+
+The driver creates the store and hands out groups of tiles; each worker reads its tiles
+from the image itself, encodes them and writes its own chunks into the shared store
+(writers of different tiles never touch the same chunk, see :mod:`tilesam.cache.store`).
+Workers get the model as a :class:`ModelRecipe` (a registry name or a checkpoint path),
+build it once per worker process and keep it, so no torch module travels per task.
+The image travels once per worker: file-backed sources pickle as their path and are
+reopened there, arrays are scattered.
+
+Without an address a ``LocalCluster`` of worker processes on 127.0.0.1 is started (and
+stopped afterwards); with ``"tcp://host:port"`` the store and the image must be on a
+file system every worker sees.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tilesam.cache.embed import TileIndex, embed_batch_into, read_tile, tile_batches
+from tilesam.cache.tiling import TileGrid
+from tilesam.errors import TileSAMError
+from tilesam.io import ImageSource
+from tilesam.models.registry import Architecture
+
+# Per worker process: models by recipe, built on first use, then reused.
+_MODELS: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """How a worker builds the model: what ``load_model`` needs, or a state-dict file
+    written by the driver plus its architecture (for models built in memory).
+
+    Examples
+    --------
+    >>> ModelRecipe(name="vit_b", device="cpu").key
+    "('vit_b', None, 'cpu', False, None, None, None)"
+    """
+
+    name: str | None = None
+    checkpoint: str | None = None
+    device: str = "cpu"
+    trust_checkpoint: bool = False
+    architecture: Architecture | None = None
+    label: str | None = None
+    weights_hash: str | None = None
+
+    @property
+    def key(self) -> str:
+        arch = None if self.architecture is None else repr(self.architecture.to_dict())
+        return repr(
+            (
+                self.name,
+                self.checkpoint,
+                self.device,
+                self.trust_checkpoint,
+                arch,
+                self.label,
+                self.weights_hash,
+            )
+        )
+
+    def build(self):
+        """The :class:`~tilesam.models.sam_model.SamModel` this recipe describes."""
+        if self.architecture is None:
+            from tilesam.models.loading import load_model
+
+            return load_model(
+                self.name, self.checkpoint, self.device, trust_checkpoint=self.trust_checkpoint
+            )
+        import torch
+
+        from tilesam.models.registry import build_sam
+        from tilesam.models.sam_model import SamModel
+
+        sam = build_sam(self.architecture)
+        sam.load_state_dict(torch.load(self.checkpoint, map_location="cpu", weights_only=True))
+        return SamModel(
+            sam,
+            name=self.label or "model",
+            architecture=self.architecture,
+            weights_hash=self.weights_hash,
+            device=self.device,
+        )
+
+
+def recipe_from_model(model, folder: Path) -> ModelRecipe:
+    """Save an in-memory model's weights into `folder` for workers to load.
+
+    The file sits next to the cache, on the file system the workers share with it.
+    """
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f".tilesam-weights-{os.getpid()}-{id(model):x}.pt"
+    torch.save(model.sam.state_dict(), path)
+    return ModelRecipe(
+        checkpoint=str(path),
+        device=str(model.device),
+        architecture=model.architecture,
+        label=model.name,
+        weights_hash=model.weights_hash,
+    )
+
+
+def embed_distributed(
+    recipe: ModelRecipe,
+    source: ImageSource,
+    grid: TileGrid,
+    store_path: str | os.PathLike[str],
+    tiles: Sequence[TileIndex],
+    *,
+    intensity: tuple[float, float],
+    batch_size: int = 4,
+    workers: int | None = None,
+    scheduler: Any = None,
+    progress: bool = True,
+    scale: float | None = None,
+) -> int:
+    """Embed `tiles` on a dask cluster into the existing store at `store_path`.
+
+    Parameters
+    ----------
+    scale : float, optional
+        Embed at this magnification (:func:`tilesam.cache.embed.embed_scaled`); None: SAM's
+        convention.
+    workers : int, optional
+        Worker processes of a local cluster (default: one per 4 CPU cores, at least 1).
+    scheduler : str or distributed.Client, optional
+        A scheduler address (``"tcp://host:port"``) or a connected client; overrides
+        `workers`.
+
+    Returns
+    -------
+    int
+        Number of tiles computed.
+    """
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    batches = tile_batches(grid, tiles, max(int(batch_size), 1))
+    if not batches:
+        return 0
+    store = str(Path(store_path).absolute())  # workers may run in another folder
+    with _connect(workers, scheduler) as (client, threads):
+        image = client.scatter(source, broadcast=True)
+        task = (recipe, image, grid, store, intensity, scale, threads)
+        futures = [client.submit(_embed_task, *task, batch, pure=False) for batch in batches]
+        done = 0
+        try:
+            with tqdm(total=len(tiles), desc="embedding", unit="tile", disable=not progress) as bar:
+                for future in as_completed(futures):
+                    n = future.result()  # re-raises a worker's error here
+                    done += n
+                    bar.update(n)
+        finally:
+            client.cancel(futures)
+    return done
+
+
+class _connect:
+    """Context: ``(client, torch threads per worker)``; starts and stops a local cluster."""
+
+    def __init__(self, workers: int | None, scheduler: Any) -> None:
+        self.workers, self.scheduler = workers, scheduler
+        self.owned: list[Any] = []
+
+    def __enter__(self):
+        from distributed import Client, LocalCluster
+
+        if self.scheduler is not None and not isinstance(self.scheduler, str | os.PathLike):
+            return self.scheduler, None  # a client the caller owns
+        if self.scheduler is not None:
+            client = Client(str(self.scheduler))
+            self.owned.append(client)
+            return client, None
+        n = self.workers or max(1, (os.cpu_count() or 1) // 4)
+        if n < 1:
+            raise TileSAMError(f"workers must be a positive number, got {self.workers}.")
+        # Loopback only: nothing outside this machine can reach the workers.
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
+        client = Client(cluster)
+        self.owned += [client, cluster]
+        return client, local_worker_threads(n)
+
+    def __exit__(self, *exc: object) -> None:
+        for thing in self.owned:
+            thing.close()
+
+
+def local_worker_threads(n_workers: int) -> int:
+    """Torch threads per process of a local cluster: the cores, shared.
+
+    n processes with all cores each would oversubscribe the CPU; dask's own default for
+    a worker process is one thread.
+    """
+    return max(1, (os.cpu_count() or 1) // n_workers)
+
+
+def _embed_task(recipe, source, grid, store_path, intensity, scale, threads, tiles) -> int:
+    """On a worker: read, encode and store one group of tiles."""
+    model = _MODELS.get(recipe.key)
+    if model is None:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        model = _MODELS[recipe.key] = recipe.build()
+    from tilesam.cache.store import EmbeddingStore
+
+    # Opened per task (a few ms): a store recreated at the same path is never served stale.
+    store = EmbeddingStore.open(store_path)
+    pixels = [read_tile(source, grid, t) for t in tiles]
+    embed_batch_into(model, store, tiles, pixels, intensity, scale)
+    return len(tiles)

@@ -1,0 +1,344 @@
+"""SAM's prompt encoder and mask decoder in NumPy: masks from a cache without importing torch.
+
+Importing torch takes 1.3 to 2.3 s on a 2-core machine, longer than everything else a first
+click needs (the image, the cache, the decoder: about half a second). A session over a
+complete embedding cache needs no encoder, and the decoder is small (0.8 M parameters for
+``tiny``, 4 M for SAM's): this module runs it with NumPy alone, on weights that the cache
+keeps beside the embeddings (:meth:`tilesam.cache.store.EmbeddingStore.write_decoder`). The
+arithmetic is that of :mod:`tilesam.models.prompt_encoder`, :mod:`tilesam.models.transformer`
+and :mod:`tilesam.models.mask_decoder` in plain order (float32; the tests hold the two to
+1e-4 on real weights), one prompt at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import erf
+
+from tilesam.decode.logits import MaskLogits
+from tilesam.decode.predictor import ImageEmbedding, MaskPredictor, SamPrompt
+
+__all__ = ["DecoderConfig", "NumpyDecoder", "NumpyPredictor"]
+
+_PE = "prompt_encoder."
+_MD = "mask_decoder."
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """What the weights alone do not say: the model input side, the embedding grid, the
+    attention heads and the windows the decoder was trained on (see ``Sam.decoder_windows``)."""
+
+    image_size: int
+    grid: tuple[int, int]
+    num_heads: int
+    decoder_windows: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "image_size": self.image_size,
+            "grid": list(self.grid),
+            "num_heads": self.num_heads,
+            "decoder_windows": list(self.decoder_windows),
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, object]) -> DecoderConfig:
+        return cls(
+            image_size=int(values["image_size"]),
+            grid=tuple(int(v) for v in values["grid"]),
+            num_heads=int(values["num_heads"]),
+            decoder_windows=tuple(int(v) for v in values.get("decoder_windows", ())),
+        )
+
+
+class NumpyDecoder:
+    """SAM's prompt encoder and mask decoder on NumPy arrays, for one prompt at a time.
+
+    Parameters
+    ----------
+    weights
+        The ``prompt_encoder.*`` and ``mask_decoder.*`` entries of a SAM-layout state dict,
+        as arrays.
+    config
+        The architecture facts the weights do not carry.
+
+    Examples
+    --------
+    >>> decoder = NumpyDecoder(weights, config)  # doctest: +SKIP
+    >>> tokens, hyper_in, iou = decoder.decode_tokens(  # doctest: +SKIP
+    ...     features, decoder.dense_pe(), points=(xy, labels), multimask=True
+    ... )
+    >>> logits = decoder.upscale_masks(tokens, hyper_in, (64, 64))  # doctest: +SKIP
+    """
+
+    def __init__(self, weights: Mapping[str, np.ndarray], config: DecoderConfig) -> None:
+        self._w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
+        self.config = config
+        self.embed_dim = self._w[_PE + "no_mask_embed.weight"].shape[1]
+        self.num_mask_tokens = self._w[_MD + "mask_tokens.weight"].shape[0]
+        self.depth = _count(self._w, _MD + "transformer.layers.")
+        self._mlp_layers: dict[str, int] = {}
+        self._pe: np.ndarray | None = None
+
+    @property
+    def mask_input_size(self) -> tuple[int, int]:
+        """Side of the low-resolution logits a mask prompt must have."""
+        return 4 * self.config.grid[0], 4 * self.config.grid[1]
+
+    def dense_pe(self) -> np.ndarray:
+        """Positional encoding of the whole embedding grid, ``(C, h, w)``."""
+        if self._pe is None:
+            h, w = self.config.grid
+            y = (np.arange(h, dtype=np.float32) + 0.5) / h
+            x = (np.arange(w, dtype=np.float32) + 0.5) / w
+            grid = np.stack(np.meshgrid(x, y, indexing="xy"), axis=-1)
+            self._pe = np.ascontiguousarray(self._encode(grid).transpose(2, 0, 1))
+        return self._pe
+
+    # -- prompt encoder ---------------------------------------------------------------------
+    def _encode(self, coords: np.ndarray) -> np.ndarray:
+        gaussian = self._w[_PE + "pe_layer.positional_encoding_gaussian_matrix"]
+        projected = 2 * np.pi * ((2 * coords - 1) @ gaussian)
+        return np.concatenate([np.sin(projected), np.cos(projected)], axis=-1)
+
+    def _frame(self, coords: np.ndarray) -> np.ndarray:
+        """Encode pixel ``(x, y)`` positions of the model input."""
+        side = np.float32(self.config.image_size)
+        return self._encode((coords.astype(np.float32) + np.float32(0.5)) / side)
+
+    def sparse_prompt(
+        self, points: tuple[np.ndarray, np.ndarray] | None, box: np.ndarray | None
+    ) -> np.ndarray:
+        """Point and box-corner tokens, ``(N, C)``; points ``(x, y)`` of the model input with
+        labels 1 / 0, a box ``(x0, y0, x1, y1)``."""
+        w = self._w
+        parts = [np.zeros((0, self.embed_dim), np.float32)]
+        if points is not None:
+            coords = np.asarray(points[0], np.float32).reshape(-1, 2)
+            labels = np.asarray(points[1]).reshape(-1)
+            tokens = self._frame(coords)
+            tokens += np.where(labels[:, None] == 0, w[_PE + "point_embeddings.0.weight"], 0)
+            tokens += np.where(labels[:, None] == 1, w[_PE + "point_embeddings.1.weight"], 0)
+            parts.append(tokens)
+            if box is None:  # SAM's "not a point" token, as the decoder was trained
+                parts.append(w[_PE + "not_a_point_embed.weight"])
+        if box is not None:
+            corners = self._frame(np.asarray(box, np.float32).reshape(2, 2))
+            corners += np.concatenate(
+                [w[_PE + "point_embeddings.2.weight"], w[_PE + "point_embeddings.3.weight"]]
+            )
+            parts.append(corners)
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+    def dense_prompt(self, mask_input: np.ndarray | None, hw: tuple[int, int]) -> np.ndarray:
+        """The dense prompt on an ``(h, w)`` grid: the mask logits ``(4h, 4w)`` downscaled, or
+        the "no mask" embedding, ``(C, h, w)`` (broadcast for no mask)."""
+        if mask_input is None:
+            return self._w[_PE + "no_mask_embed.weight"].reshape(-1, 1, 1)
+        x = np.asarray(mask_input, np.float32).reshape(*mask_input.shape[-2:], 1)
+        x = _gelu(_layer_norm(self._patch_conv(x, "0"), *self._norm(_PE + "mask_downscaling.1")))
+        x = _gelu(_layer_norm(self._patch_conv(x, "3"), *self._norm(_PE + "mask_downscaling.4")))
+        weight = self._w[_PE + "mask_downscaling.6.weight"][:, :, 0, 0]
+        x = x @ weight.T + self._w[_PE + "mask_downscaling.6.bias"]
+        return x.transpose(2, 0, 1)
+
+    def _patch_conv(self, x: np.ndarray, index: str) -> np.ndarray:
+        """A kernel-2, stride-2 convolution on channel-last ``(H, W, C)``: ``(H/2, W/2, O)``."""
+        weight = self._w[f"{_PE}mask_downscaling.{index}.weight"]  # (O, C, 2, 2)
+        h, w, c = x.shape
+        patches = x.reshape(h // 2, 2, w // 2, 2, c).transpose(0, 2, 1, 3, 4)
+        flat = weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)  # (O, 2*2*C)
+        out = patches.reshape(h // 2, w // 2, -1) @ flat.T
+        return out + self._w[f"{_PE}mask_downscaling.{index}.bias"]
+
+    def _norm(self, prefix: str) -> tuple[np.ndarray, np.ndarray, float]:
+        # LayerNorm2d (the convolutions') uses 1e-6, nn.LayerNorm (the transformer's) 1e-5.
+        eps = 1e-6 if "downscaling" in prefix or "upscaling" in prefix else 1e-5
+        return self._w[prefix + ".weight"], self._w[prefix + ".bias"], eps
+
+    # -- mask decoder -----------------------------------------------------------------------
+    def decode_tokens(
+        self,
+        features: np.ndarray,
+        image_pe: np.ndarray,
+        *,
+        points: tuple[np.ndarray, np.ndarray] | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The transformer's image tokens ``(h*w, C)``, the chosen masks' hypernetwork weights
+        ``(M, C/8)`` and their predicted IoU ``(M,)`` for features ``(C, h, w)`` (a window of
+        the grid, with the same window of :meth:`dense_pe`)."""
+        features = np.asarray(features, np.float32).reshape(self.embed_dim, -1)
+        hw = image_pe.shape[-2:]
+        src = features.reshape(-1, *hw) + self.dense_prompt(mask_input, hw)
+        keys = np.ascontiguousarray(src.reshape(self.embed_dim, -1).T)
+        key_pe = np.ascontiguousarray(image_pe.reshape(self.embed_dim, -1).T)
+        outputs = np.concatenate(
+            [self._w[_MD + "iou_token.weight"], self._w[_MD + "mask_tokens.weight"]]
+        )
+        prompt = np.concatenate([outputs, self.sparse_prompt(points, box)])
+        hs, keys = self._transformer(keys, key_pe, prompt)
+        hyper_in = np.stack(
+            [
+                self._mlp(f"{_MD}output_hypernetworks_mlps.{i}", hs[1 + i])
+                for i in range(self.num_mask_tokens)
+            ]
+        )
+        iou = self._mlp(_MD + "iou_prediction_head", hs[0])
+        chosen = slice(1, None) if multimask else slice(0, 1)
+        return keys, hyper_in[chosen], iou[chosen]
+
+    def _transformer(
+        self, keys: np.ndarray, key_pe: np.ndarray, prompt: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        queries = prompt
+        for i in range(self.depth):
+            block = f"{_MD}transformer.layers.{i}."
+            if i == 0:  # the first block's queries are the prompt itself, PE included
+                queries = self._attention(block + "self_attn", queries, queries, queries)
+            else:
+                q = queries + prompt
+                queries = queries + self._attention(block + "self_attn", q, q, queries)
+            queries = _layer_norm(queries, *self._norm(block + "norm1"))
+            k = keys + key_pe
+            attn = self._attention(block + "cross_attn_token_to_image", queries + prompt, k, keys)
+            queries = _layer_norm(queries + attn, *self._norm(block + "norm2"))
+            mlp = self._linear(
+                block + "mlp.lin2", np.maximum(self._linear(block + "mlp.lin1", queries), 0)
+            )
+            queries = _layer_norm(queries + mlp, *self._norm(block + "norm3"))
+            attn = self._attention(
+                block + "cross_attn_image_to_token", k, queries + prompt, queries
+            )
+            keys = _layer_norm(keys + attn, *self._norm(block + "norm4"))
+        n = 1 + self.num_mask_tokens  # the decoder reads only the output tokens
+        queries, prompt = queries[:n], prompt[:n]
+        final = _MD + "transformer.final_attn_token_to_image"
+        attn = self._attention(final, queries + prompt, keys + key_pe, keys)
+        return _layer_norm(queries + attn, *self._norm(_MD + "transformer.norm_final_attn")), keys
+
+    def _attention(self, name: str, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+        heads = self.config.num_heads
+        qh = _heads(self._linear(name + ".q_proj", q), heads)
+        kh = _heads(self._linear(name + ".k_proj", k), heads)
+        vh = _heads(self._linear(name + ".v_proj", v), heads)
+        scores = qh @ kh.transpose(0, 2, 1) * np.float32(qh.shape[-1] ** -0.5)
+        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        scores /= scores.sum(axis=-1, keepdims=True)
+        out = (scores @ vh).transpose(1, 0, 2).reshape(len(q), -1)
+        return self._linear(name + ".out_proj", out)
+
+    def _linear(self, name: str, x: np.ndarray) -> np.ndarray:
+        return x @ self._w[name + ".weight"].T + self._w[name + ".bias"]
+
+    def _mlp(self, name: str, x: np.ndarray) -> np.ndarray:
+        layers = self._mlp_layers.get(name)
+        if layers is None:
+            layers = self._mlp_layers[name] = _count(self._w, name + ".layers.")
+        for i in range(layers):
+            x = self._linear(f"{name}.layers.{i}", x)
+            if i < layers - 1:
+                x = np.maximum(x, 0)
+        return x
+
+    def upscale_masks(
+        self, tokens: np.ndarray, hyper_in: np.ndarray, hw: tuple[int, int]
+    ) -> np.ndarray:
+        """Logits ``(M, 4h, 4w)`` of image tokens ``(h*w, C)`` (row-major on an ``(h, w)``
+        grid): the two transposed convolutions, then the product with each mask's weights."""
+        h, w = hw
+        up = _MD + "output_upscaling."
+        x = self._subpixel_conv(np.asarray(tokens, np.float32).reshape(h, w, -1), up + "0")
+        x = _gelu(_layer_norm(x, *self._norm(up + "1")))
+        x = _gelu(self._subpixel_conv(x, up + "3"))
+        masks = hyper_in @ x.reshape(-1, x.shape[-1]).T
+        return masks.reshape(-1, 4 * h, 4 * w)
+
+    def _subpixel_conv(self, x: np.ndarray, name: str) -> np.ndarray:
+        """A kernel-2, stride-2 transposed convolution on channel-last ``(h, w, C)``."""
+        weight = self._w[name + ".weight"]  # (C, O, 2, 2)
+        c, o = weight.shape[:2]
+        h, w = x.shape[:2]
+        out = x.reshape(-1, c) @ weight.transpose(0, 2, 3, 1).reshape(c, 4 * o)
+        out = (out + np.tile(self._w[name + ".bias"], 4)).reshape(h, w, 2, 2, o)
+        return out.transpose(0, 2, 1, 3, 4).reshape(2 * h, 2 * w, o)
+
+
+class NumpyPredictor(MaskPredictor):
+    """:meth:`tilesam.SamModel.predict` with the decoder in NumPy (see :class:`NumpyDecoder`):
+    the same prompts, windows and masks, for embeddings already computed.
+
+    Examples
+    --------
+    >>> predictor = NumpyPredictor(NumpyDecoder(weights, config))  # doctest: +SKIP
+    >>> predictor.predict(embedding, points=[(120, 200)]).mask()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        decoder: NumpyDecoder,
+        *,
+        mask_threshold: float = 0.0,
+        box_mask_threshold: float | None = None,
+    ) -> None:
+        self.decoder = decoder
+        self.image_size = decoder.config.image_size
+        self.grid = decoder.config.grid
+        self.decoder_windows = decoder.config.decoder_windows
+        self.mask_threshold = mask_threshold
+        self.box_mask_threshold = box_mask_threshold
+
+    def _decode(
+        self, embedding: ImageEmbedding, prompt: SamPrompt, window: tuple[int, int, int, int] | None
+    ) -> tuple[np.ndarray, MaskLogits]:
+        features = np.asarray(embedding.features, dtype=np.float32)[0]
+        pe, mask = self.decoder.dense_pe(), prompt.mask
+        if window is not None:
+            y0, y1, x0, x1 = window
+            features, pe = features[:, y0:y1, x0:x1], pe[:, y0:y1, x0:x1]
+            mask = None if mask is None else mask[4 * y0 : 4 * y1, 4 * x0 : 4 * x1]
+        points = None if prompt.coords is None else (prompt.coords, prompt.labels)
+        tokens, hyper_in, iou = self.decoder.decode_tokens(
+            features, pe, points=points, box=prompt.box, mask_input=mask, multimask=prompt.multimask
+        )
+
+        def upscale(rows: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+            return self.decoder.upscale_masks(rows, hyper_in, hw)
+
+        extent = None if window is None else self._extent(embedding)
+        logits = MaskLogits(
+            upscale, tokens, len(hyper_in), self.grid, decoded=window, extent=extent
+        )
+        return iou, logits
+
+
+def _count(weights: Mapping[str, np.ndarray], prefix: str) -> int:
+    """Number of numbered sub-modules ``prefix{i}.`` in a state dict."""
+    return len({k[len(prefix) :].split(".")[0] for k in weights if k.startswith(prefix)})
+
+
+def _heads(x: np.ndarray, heads: int) -> np.ndarray:
+    n, c = x.shape
+    return x.reshape(n, heads, c // heads).transpose(1, 0, 2)
+
+
+def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(axis=-1, keepdims=True)
+    centred = x - mean
+    var = (centred * centred).mean(axis=-1, keepdims=True)
+    return centred / np.sqrt(var + np.float32(eps)) * weight + bias
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    """The exact (erf) GELU, as torch's ``nn.GELU()``; in place on temporaries."""
+    out = erf(x * np.float32(2**-0.5))
+    out += 1
+    out *= x
+    out *= np.float32(0.5)
+    return out

@@ -1,0 +1,78 @@
+"""``load_model``: from a registry name or a checkpoint file to a ready :class:`SamModel`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from tilesam.errors import TileSAMError
+from tilesam.models.checkpoint import check_compatible, infer_architecture, read_checkpoint
+from tilesam.models.registry import ARCHITECTURES, build_sam, mask_thresholds
+from tilesam.models.sam_model import SamModel
+from tilesam.models.weights import DEFAULT_MODEL, file_sha256, model_file
+
+__all__ = ["DEFAULT_MODEL", "load_model", "pick_device"]
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The requested device, else CUDA, then Apple's MPS, then the CPU."""
+    if device is not None:
+        try:
+            return torch.device(device)
+        except RuntimeError as err:
+            raise TileSAMError(f"Unknown device {device!r}: use 'cpu', 'cuda' or 'mps'.") from err
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def load_model(
+    name: str | None = None,
+    checkpoint: str | Path | None = None,
+    device: str | torch.device | None = None,
+    *,
+    trust_checkpoint: bool = False,
+) -> SamModel:
+    """Load a SAM-family model by registry name and/or from a checkpoint file.
+
+    Parameters
+    ----------
+    name
+        A registry name (``tiny``, ``vit_b``, ``vit_t``, ``micro_sam:vit_b_lm``, ...; see
+        ``tilesam models``). Default: the bundled ``tiny``, unless a checkpoint is given.
+    checkpoint
+        A checkpoint file. Alone, its architecture is recognised from its keys and shapes;
+        with ``name``, it must fit that model's architecture.
+    device
+        ``"cpu"``, ``"cuda"``, ``"mps"``...; default: the fastest available.
+    trust_checkpoint
+        Allow checkpoints that need full unpickling (which runs code from the file).
+
+    Examples
+    --------
+    >>> model = load_model()  # the bundled default model  # doctest: +SKIP
+    >>> model = load_model(checkpoint="sam_vit_b_01ec64.pth")  # doctest: +SKIP
+    """
+    path, label, entry = model_file(name, checkpoint)
+    state = read_checkpoint(path, trust=trust_checkpoint)
+    architecture = infer_architecture(state)
+    if entry is not None and ARCHITECTURES[entry.architecture].encoder != architecture.encoder:
+        raise TileSAMError(
+            f"{path} holds a {architecture.encoder} model, but {entry.name!r} is a "
+            f"{ARCHITECTURES[entry.architecture].encoder} model: pick the matching name, or "
+            "pass only the checkpoint."
+        )
+    sam = build_sam(architecture)
+    check_compatible(sam.state_dict(), state, f"a {architecture.encoder} model")
+    sam.load_state_dict(state)
+    sam.mask_threshold, sam.box_mask_threshold = mask_thresholds(entry, architecture.encoder)
+    return SamModel(
+        sam,
+        name=label,
+        architecture=architecture,
+        weights_hash=file_sha256(path),
+        device=pick_device(device),
+    )

@@ -1,0 +1,270 @@
+"""The user-facing model: embed an image once, then turn prompts into masks quickly.
+
+Coordinates are array-index order: points ``(y, x)``, boxes ``(y0, x0, y1, x1)`` end-exclusive,
+in pixels of the original image. Only :mod:`tilesam.models` speaks SAM's ``(x, y)``; the
+prompt handling shared with the NumPy decoder is :mod:`tilesam.decode.predictor`.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from tilesam.decode.logits import MaskLogits
+from tilesam.decode.numpy_decoder import DecoderConfig
+from tilesam.decode.predictor import ImageEmbedding, MaskPredictor, SamPrompt
+from tilesam.errors import TileSAMError
+from tilesam.models.decoder_graphs import DecoderGraphs
+from tilesam.models.preprocess import prepare_image
+from tilesam.models.registry import Architecture
+from tilesam.models.sam import Sam
+from tilesam.models.transformer import ImageTokens
+
+__all__ = ["SamModel"]
+
+# Embeddings whose decoder-ready image tokens are kept: a click, its corrections and a
+# stitched object's neighbouring tiles mostly revisit the last few.
+_TOKEN_CACHE_SIZE = 8
+
+
+class SamModel(MaskPredictor):
+    """A SAM-family network ready for use: ``embed`` images, ``predict`` masks from prompts.
+
+    Build one with :func:`tilesam.load_model`. Prompts decoded on windows of the token grid
+    run through traced graphs of the decoder once they are ready (``decoder_graphs``, see
+    :mod:`tilesam.models.decoder_graphs`: the same outputs, faster); pass ``decoder_graphs=False``
+    for weights that still change.
+
+    Examples
+    --------
+    >>> model = tilesam.load_model("tiny")  # doctest: +SKIP
+    >>> emb = model.embed(image)  # doctest: +SKIP
+    >>> result = model.predict(emb, points=[(120, 200)], labels=[1])  # doctest: +SKIP
+    >>> mask = result.mask()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        sam: Sam,
+        *,
+        name: str,
+        architecture: Architecture,
+        weights_hash: str | None = None,
+        device: str | torch.device = "cpu",
+        decoder_graphs: bool = True,
+    ) -> None:
+        self.device = torch.device(device)
+        self.sam = sam.to(self.device).eval()
+        self.name = name
+        self.architecture = architecture
+        self.weights_hash = weights_hash
+        # Half precision only where the outputs stay within tolerance: the encoder on a GPU.
+        self.encoder_dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self._image_pe: torch.Tensor | None = None
+        self._tokens: OrderedDict[int, tuple[weakref.ref, ImageTokens | None]] = OrderedDict()
+        self._tokens_lock = threading.Lock()
+        # Decoding on windows through traced graphs (see tilesam.models.decoder_graphs); they freeze
+        # the weights, so a model whose weights still change (training) decodes eagerly.
+        self._window_decoder = DecoderGraphs(self.sam) if decoder_graphs else self.sam
+
+    @property
+    def image_pe(self) -> torch.Tensor:
+        """The decoder's positional encoding of the embedding grid, computed once."""
+        if self._image_pe is None:
+            with torch.inference_mode():
+                self._image_pe = self.sam.prompt_encoder.get_dense_pe()
+        return self._image_pe
+
+    def __repr__(self) -> str:
+        encoder = self.architecture.encoder
+        return f"SamModel(name={self.name!r}, encoder={encoder!r}, device={self.device})"
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square model input (the natural tile size)."""
+        return self.sam.image_size
+
+    def embed(
+        self, image: np.ndarray, *, intensity: tuple[float, float] | None = None
+    ) -> ImageEmbedding:
+        """Embed a 2D image, ``(H, W)`` grayscale or ``(H, W, 3)`` RGB, of any dtype.
+
+        ``intensity`` fixes the normalisation range (see
+        :func:`tilesam.models.preprocess.normalize_intensity`); by default it is the image's own.
+        A constant image raises :class:`TileSAMError` (a blank *tile* of a larger image is
+        fine: :meth:`embed_batch` takes it).
+        """
+        pixels = np.asarray(image)
+        if intensity is None and pixels.size and pixels.min() == pixels.max():
+            raise TileSAMError(
+                f"The image is constant (every pixel is {pixels.flat[0]}): nothing to segment."
+            )
+        return self.embed_batch([image], intensity=intensity)[0]
+
+    def embed_batch(
+        self,
+        tiles: Sequence[np.ndarray] | np.ndarray,
+        *,
+        intensity: tuple[float, float] | None = None,
+        batch_size: int = 4,
+    ) -> list[ImageEmbedding]:
+        """Embed many images of equal size at once (e.g. the tiles of a large image)."""
+        if len(tiles) == 0:
+            return []
+        shapes = {np.shape(t) for t in tiles}
+        if len(shapes) > 1:
+            raise TileSAMError(f"embed_batch needs tiles of one size, got {sorted(shapes)}.")
+        out = []
+        for start in range(0, len(tiles), batch_size):
+            prepared = [
+                prepare_image(t, self.image_size, intensity)
+                for t in tiles[start : start + batch_size]
+            ]
+            pixels = torch.cat([p for p, _ in prepared]).to(self.device)
+            features = self._encode(pixels)
+            input_size = tuple(pixels.shape[-2:])
+            out += [
+                ImageEmbedding(f[None], original_size=size, input_size=input_size)
+                for f, (_, size) in zip(features, prepared)
+            ]
+        return out
+
+    @torch.inference_mode()
+    def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.sam.preprocess(pixels)
+        with torch.autocast(
+            self.device.type, dtype=self.encoder_dtype, enabled=self.encoder_dtype != torch.float32
+        ):
+            features = self.sam.image_encoder(x)
+        return features.float()
+
+    def decoder_weights(self) -> tuple[dict[str, np.ndarray], DecoderConfig]:
+        """The prompt encoder's and mask decoder's weights as NumPy arrays, and what else
+        :class:`tilesam.decode.numpy_decoder.NumpyDecoder` needs to run them."""
+        weights = {
+            name: value.detach().float().cpu().numpy()
+            for name, value in self.sam.state_dict().items()
+            if name.startswith(("prompt_encoder.", "mask_decoder."))
+        }
+        config = DecoderConfig(
+            image_size=self.image_size,
+            grid=self.grid,
+            num_heads=self.sam.mask_decoder.transformer.layers[0].self_attn.num_heads,
+            decoder_windows=self.decoder_windows,
+        )
+        return weights, config
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """The embedding's ``(h, w)`` tokens."""
+        return tuple(self.sam.prompt_encoder.image_embedding_size)
+
+    @property
+    def decoder_windows(self) -> tuple[int, ...]:
+        return self.sam.decoder_windows
+
+    @property
+    def mask_threshold(self) -> float:
+        return self.sam.mask_threshold
+
+    @property
+    def box_mask_threshold(self) -> float | None:
+        return self.sam.box_mask_threshold
+
+    @torch.inference_mode()
+    def _decode(
+        self, embedding: ImageEmbedding, prompt: SamPrompt, window: tuple[int, int, int, int] | None
+    ) -> tuple[np.ndarray, MaskLogits]:
+        """Decode on ``window`` of the token grid, or on the whole grid: on a window its
+        features and positional encoding, prompts at their place in the whole input (as in
+        training, see :mod:`tilesam.training.interactive`)."""
+        args = self._torch_prompt(prompt)
+        features = embedding.features
+        if window is None:
+            mask = args["mask_input"]
+            image = self._image_tokens(features) if mask is None else self._on_device(features)
+            tokens, hyper_in, iou = self.sam.decode_tokens(image, image_pe=self.image_pe, **args)
+            decoded, extent = None, None
+        else:
+            y0, y1, x0, x1 = window
+            crop = (..., slice(y0, y1), slice(x0, x1))
+            if args["mask_input"] is not None:
+                args["mask_input"] = args["mask_input"][..., 4 * y0 : 4 * y1, 4 * x0 : 4 * x1]
+            tokens, hyper_in, iou = self._window_decoder.decode_tokens(
+                self._on_device(features)[crop], image_pe=self.image_pe[crop], **args
+            )
+            decoded, extent = window, self._extent(embedding)
+        logits = MaskLogits(
+            self._upscaler(hyper_in),
+            tokens[0],
+            hyper_in.shape[1],
+            self.grid,
+            decoded=decoded,
+            extent=extent,
+        )
+        return iou[0].float().cpu().numpy(), logits
+
+    def _upscaler(self, hyper_in: torch.Tensor):
+        """``MaskLogits``' upscaling: token rows ``(n, C)`` to NumPy logits ``(M, 4h, 4w)``."""
+        decoder = self.sam.mask_decoder
+
+        @torch.inference_mode()
+        def upscale(tokens: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
+            return decoder.upscale_masks(tokens[None], hyper_in, hw)[0].float().cpu().numpy()
+
+        return upscale
+
+    def _torch_prompt(self, prompt: SamPrompt) -> dict[str, Any]:
+        """``Sam.decode_tokens``' prompt arguments on this model's device."""
+
+        def tensor(values: np.ndarray | None) -> torch.Tensor | None:
+            return None if values is None else torch.from_numpy(values).to(self.device)[None]
+
+        points = None
+        if prompt.coords is not None:
+            points = (tensor(np.ascontiguousarray(prompt.coords)), tensor(prompt.labels))
+        mask = tensor(prompt.mask)
+        return {
+            "points": points,
+            "boxes": tensor(prompt.box),
+            "mask_input": None if mask is None else mask[None],
+            "multimask_output": prompt.multimask,
+        }
+
+    def _on_device(self, features: Any) -> torch.Tensor:
+        return torch.as_tensor(features).to(self.device)
+
+    def _image_tokens(self, features: Any) -> ImageTokens | torch.Tensor:
+        """The decoder's image side for ``features``, prepared on their second use.
+
+        Preparing costs about three clicks' worth of the first block's savings, so features
+        decoded once (a slice in propagation, a tile a stitched object just touches) are
+        decoded as they are; a cache keyed by identity remembers what was seen.
+        """
+        key = id(features)
+        with self._tokens_lock:
+            hit = self._tokens.get(key)
+            seen = hit is not None and hit[0]() is features
+            if seen:
+                self._tokens.move_to_end(key)
+                if hit[1] is not None:
+                    return hit[1]
+            else:
+                self._remember(key, features, None)
+                return self._on_device(features)
+        tokens = self.sam.image_tokens(self._on_device(features), self.image_pe)
+        with self._tokens_lock:
+            self._remember(key, features, tokens)
+        return tokens
+
+    def _remember(self, key: int, features: Any, tokens: ImageTokens | None) -> None:
+        self._tokens[key] = (weakref.ref(features), tokens)
+        self._tokens.move_to_end(key)
+        while len(self._tokens) > _TOKEN_CACHE_SIZE:
+            self._tokens.popitem(last=False)
