@@ -23,6 +23,8 @@ import numpy as np
 from tilesam.errors import TileSAMError
 
 Region2D = tuple[slice, slice]
+#: Context (pixels) each tile shares with a neighbour, unless a cache or a user says otherwise.
+DEFAULT_HALO = 64
 
 
 class TileGrid:
@@ -49,7 +51,9 @@ class TileGrid:
     (1, 0)
     """
 
-    def __init__(self, slice_shape: Sequence[int], tile_size: int = 1024, halo: int = 64) -> None:
+    def __init__(
+        self, slice_shape: Sequence[int], tile_size: int = 1024, halo: int = DEFAULT_HALO
+    ) -> None:
         if len(slice_shape) != 2 or not all(_is_int(n) and n > 0 for n in slice_shape):
             raise TileSAMError(
                 f"slice_shape must be two positive integers (H, W), got {tuple(slice_shape)}."

@@ -34,7 +34,7 @@ import numpy as np
 
 from tilesam.cache.embed import MemoryStore, TileIndex, embed_tiles, sample_intensity_range
 from tilesam.cache.store import EmbeddingStore
-from tilesam.cache.tiling import TileGrid
+from tilesam.cache.tiling import DEFAULT_HALO, TileGrid
 from tilesam.decode.numpy_decoder import DecoderConfig, NumpyDecoder, NumpyPredictor
 from tilesam.decode.predictor import ImageEmbedding, MaskPredictor, Prediction
 from tilesam.errors import TileSAMError
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
-DEFAULT_HALO = 64
 _RECENT = 16  # decoded tile embeddings kept for the next clicks (a stitched object's tiles)
 #: A volume's slices are enlarged at most this many times into the model input (see
 #: :class:`Session`'s `slice_scale`). SAM's convention enlarges a 160-pixel slice 6.4 times,
