@@ -27,9 +27,6 @@ from tilesam.errors import TileSAMError
 from tilesam.io import ImageSource
 from tilesam.models.registry import Architecture
 
-# Per worker process: models by recipe, built on first use, then reused.
-_MODELS: dict[str, Any] = {}
-
 
 @dataclass(frozen=True)
 class ModelRecipe:
@@ -210,13 +207,13 @@ def local_worker_threads(n_workers: int) -> int:
 
 def _embed_task(recipe, source, grid, store_path, intensity, scale, threads, tiles) -> int:
     """On a worker: read, encode and store one group of tiles."""
-    model = _MODELS.get(recipe.key)
-    if model is None:
-        if threads:
-            import torch
+    from tilesam.models.loading import cached_model
 
-            torch.set_num_threads(threads)
-        model = _MODELS[recipe.key] = recipe.build()
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    model = cached_model(("recipe", recipe.key), recipe.build)
     from tilesam.cache.store import EmbeddingStore
 
     # Opened per task (a few ms): a store recreated at the same path is never served stale.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 import torch
@@ -12,7 +14,12 @@ from tilesam.models.registry import ARCHITECTURES, build_sam, mask_thresholds
 from tilesam.models.sam_model import SamModel
 from tilesam.models.weights import DEFAULT_MODEL, file_sha256, model_file
 
-__all__ = ["DEFAULT_MODEL", "load_model", "pick_device"]
+__all__ = ["DEFAULT_MODEL", "cached_model", "load_model", "pick_device", "shared_model"]
+
+# The process's one cache of loaded models: the napari plugin's annotators and a dask
+# worker's tasks share each model instead of loading it again.
+_LOADED: dict[Hashable, SamModel] = {}
+_LOADING = threading.Lock()
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -75,4 +82,33 @@ def load_model(
         architecture=architecture,
         weights_hash=file_sha256(path),
         device=pick_device(device),
+    )
+
+
+def cached_model(key: Hashable, build: Callable[[], SamModel]) -> SamModel:
+    """The model this process built for `key`, built by `build()` on first use."""
+    with _LOADING:
+        if key not in _LOADED:
+            _LOADED[key] = build()
+        return _LOADED[key]
+
+
+def shared_model(
+    name: str | None = None,
+    checkpoint: str | Path | None = None,
+    device: str | torch.device | None = None,
+    *,
+    trust_checkpoint: bool = False,
+) -> SamModel:
+    """:func:`load_model`, loaded once per process for each set of arguments.
+
+    Examples
+    --------
+    >>> shared_model("tiny", device="cpu") is shared_model("tiny", device="cpu")
+    True
+    """
+    ckpt = None if checkpoint is None else str(Path(checkpoint).expanduser().absolute())
+    key = ("load_model", name, ckpt, None if device is None else str(device), trust_checkpoint)
+    return cached_model(
+        key, lambda: load_model(name, checkpoint, device, trust_checkpoint=trust_checkpoint)
     )
