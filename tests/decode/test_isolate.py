@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from tilesam.decode.isolate import PromptFootprint, keep_prompted
+from tilesam.decode.isolate import keep_prompted
+from tilesam.decode.prompt import Prompt
 
 
 def _two_blobs() -> np.ndarray:
@@ -18,27 +19,27 @@ def _two_blobs() -> np.ndarray:
 
 def test_a_point_keeps_its_component_and_its_diagonal_neighbours():
     mask = _two_blobs()
-    kept = keep_prompted(mask, PromptFootprint(np.array([[8.0, 8.0]])))
+    kept = keep_prompted(mask, Prompt(np.array([[8.0, 8.0]])))
     assert kept[5:15, 5:15].all() and kept[14, 15]
     assert not kept[20:35, 40:55].any()
 
 
 def test_several_points_keep_several_components():
     mask = _two_blobs()
-    kept = keep_prompted(mask, PromptFootprint(np.array([[8.0, 8.0], [30.0, 50.0]])))
+    kept = keep_prompted(mask, Prompt(np.array([[8.0, 8.0], [30.0, 50.0]])))
     np.testing.assert_array_equal(kept, mask)
 
 
 def test_a_point_beside_the_mask_keeps_the_nearest_component():
     mask = _two_blobs()
-    kept = keep_prompted(mask, PromptFootprint(np.array([[30.0, 37.0]])))
+    kept = keep_prompted(mask, Prompt(np.array([[30.0, 37.0]])))
     np.testing.assert_array_equal(kept[20:35, 40:55], True)
     assert not kept[5:15, 5:15].any()
 
 
 def test_a_box_keeps_overlapping_components_clipped_to_it():
     mask = _two_blobs()
-    kept = keep_prompted(mask, PromptFootprint(np.zeros((0, 2)), box=(18, 38, 30, 50)))
+    kept = keep_prompted(mask, Prompt(np.zeros((0, 2)), box=(18, 38, 30, 50)))
     assert not kept[5:15, 5:15].any()
     np.testing.assert_array_equal(kept[20:30, 40:50], True)
     assert not kept[30:, :].any() and not kept[:, 50:].any()  # clipped to the box
@@ -46,7 +47,7 @@ def test_a_box_keeps_overlapping_components_clipped_to_it():
 
 def test_a_point_outside_the_box_keeps_its_object():
     mask = _two_blobs()
-    prompt = PromptFootprint(np.array([[8.0, 8.0]]), box=(18, 38, 30, 50))
+    prompt = Prompt(np.array([[8.0, 8.0]]), box=(18, 38, 30, 50))
     kept = keep_prompted(mask, prompt)
     assert kept[5:15, 5:15].all()  # the clicked blob, outside the box
     np.testing.assert_array_equal(kept[20:30, 40:50], True)
@@ -55,14 +56,14 @@ def test_a_point_outside_the_box_keeps_its_object():
 
 def test_negative_points_only_or_an_empty_mask_change_nothing():
     mask = _two_blobs()
-    no_positive = PromptFootprint(np.zeros((0, 2)))
+    no_positive = Prompt(np.zeros((0, 2)))
     assert keep_prompted(mask, no_positive) is mask
     empty = np.zeros_like(mask)
-    assert not keep_prompted(empty, PromptFootprint(np.array([[8.0, 8.0]]))).any()
+    assert not keep_prompted(empty, Prompt(np.array([[8.0, 8.0]]))).any()
 
 
 def test_footprint_maps_into_scaled_and_shifted_images():
-    fp = PromptFootprint(np.array([[10.0, 20.0]]), box=(4, 8, 12, 16))
+    fp = Prompt(np.array([[10.0, 20.0]]), box=(4, 8, 12, 16))
     small = fp.scaled(0.5, 0.25)
     np.testing.assert_allclose(small.points, [[5.0, 5.0]])
     assert small.box == (2.0, 2.0, 6.0, 4.0)
@@ -84,5 +85,5 @@ def test_the_nearest_component_is_the_nearest_anywhere_in_the_image():
                 continue
             where = np.argwhere(labels > 0)
             expected = labels[tuple(where[np.argmin(((where - point) ** 2).sum(axis=1))])]
-            kept = keep_prompted(mask, PromptFootprint(np.array([point])))
+            kept = keep_prompted(mask, Prompt(np.array([point])))
             assert kept[labels == expected].all() and kept.sum() == (labels == expected).sum()

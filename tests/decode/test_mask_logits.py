@@ -15,7 +15,7 @@ import tifffile
 from scipy import ndimage
 
 from tilesam.decode.logits import prompted_window
-from tilesam.decode.predictor import upsample_mask
+from tilesam.decode.upsample import upsample_mask
 from tilesam.evaluate.simulated_prompts import center_point
 
 SAMPLES = Path(__file__).parents[2] / "sample_data"
@@ -35,7 +35,7 @@ def _whole_grid_mask(prediction, index):
         emb.input_size,
         emb.original_size,
         prediction.threshold,
-        footprint=prediction.footprint,
+        prompt=prediction.prompt,
     )
 
 
@@ -80,7 +80,7 @@ def test_window_grows_to_hold_a_large_object(tiny, nuclei):
     emb = tiny.embed(image)
     pred = tiny.predict(emb, box=(0, 0, 256, 256), multimask=False)
     factor = [i / o / 4 for i, o in zip(emb.input_size, emb.original_size)]
-    values, origin = prompted_window(pred.logits, 0, pred.footprint.scaled(*factor), pred.threshold)
+    values, origin = prompted_window(pred.logits, 0, pred.prompt.scaled(*factor), pred.threshold)
     assert origin == (0, 0) and values.shape == pred.logits.shape
     np.testing.assert_allclose(values, pred.low_res_logits[0], atol=1e-4)
 

@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from tilesam.decode.predictor import ImageEmbedding
+from tilesam.decode.prompt import Prompt
+from tilesam.decode.sam_prompt import to_sam_prompt
 from tilesam.models.transformer import Attention
 
 TOL = 1e-4
@@ -87,7 +89,7 @@ def test_predict_reuses_tokens_only_for_the_same_embedding(model):
     # With gradients on, decode takes the plain path: the reference.
     fresh = model.sam.decode(
         second.features,
-        points=model._torch_prompt(model._sam_prompt(second, [(50, 60)], [1], None)[0])["points"],
+        points=model._torch_prompt(to_sam_prompt(Prompt.make([(50, 60)], [1]), second))["points"],
     )
     cached = model.predict(second, points=[(50, 60)], labels=[1])
     np.testing.assert_allclose(cached.low_res_logits, fresh[0][0].detach().numpy(), atol=TOL)
@@ -96,7 +98,7 @@ def test_predict_reuses_tokens_only_for_the_same_embedding(model):
     refined = model.predict(second, points=[(50, 60)], mask_input=cached.low_res_logits[0])
     plain = model.sam.decode(
         second.features,
-        points=model._torch_prompt(model._sam_prompt(second, [(50, 60)], None, None)[0])["points"],
+        points=model._torch_prompt(to_sam_prompt(Prompt.make([(50, 60)]), second))["points"],
         mask_input=torch.from_numpy(cached.low_res_logits[0][None, None]),
     )
     np.testing.assert_allclose(refined.low_res_logits, plain[0][0].detach().numpy(), atol=TOL)

@@ -12,6 +12,8 @@ import torch
 
 import tilesam
 from tilesam.decode.predictor import ImageEmbedding
+from tilesam.decode.prompt import Prompt
+from tilesam.decode.sam_prompt import to_sam_prompt
 from tilesam.evaluate.datasets import LabelledImageFolder
 from tilesam.models.registry import ARCHITECTURES, build_sam
 from tilesam.training.fields import embed_fields, field_batches, window_side
@@ -76,7 +78,7 @@ def _inference_windows(model, embedding, point=None, box=None):
     """The windows :meth:`SamModel.predict` decodes the prompt on, in turn, then the grid."""
     points = None if point is None else [point]
     labels = None if point is None else [1]
-    prompt, _ = model._sam_prompt(embedding, points, labels, box)
+    prompt = to_sam_prompt(Prompt.make(points, labels, box), embedding)
     grid = model.sam.prompt_encoder.image_embedding_size[0]
     return [*model._decoder_windows(prompt), (0, grid, 0, grid)]
 

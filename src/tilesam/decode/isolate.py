@@ -16,45 +16,15 @@ the official SAM code does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy import ndimage
+
+from tilesam.decode.prompt import Prompt
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
-@dataclass(frozen=True)
-class PromptFootprint:
-    """Where a prompt says its object is: positive points ``(n, 2)`` ``(y, x)`` and a box
-    ``(y0, x0, y1, x1)`` (end-exclusive), in pixels of some image."""
-
-    points: np.ndarray
-    box: tuple[float, float, float, float] | None = None
-
-    @property
-    def empty(self) -> bool:
-        """True when there is nothing to keep a mask to (negative points or a mask only)."""
-        return len(self.points) == 0 and self.box is None
-
-    def scaled(self, factor_y: float, factor_x: float) -> PromptFootprint:
-        """The same footprint in an image ``factor`` times the size along each axis."""
-        scale = np.array([factor_y, factor_x])
-        box = None
-        if self.box is not None:
-            box = tuple(float(v) for v in np.asarray(self.box) * np.tile(scale, 2))
-        return PromptFootprint(np.asarray(self.points, dtype=float) * scale, box)
-
-    def shifted(self, dy: int, dx: int) -> PromptFootprint:
-        """The same footprint in a window whose origin is ``(dy, dx)`` in the image."""
-        box = None
-        if self.box is not None:
-            y0, x0, y1, x1 = self.box
-            box = (y0 - dy, x0 - dx, y1 - dy, x1 - dx)
-        return PromptFootprint(np.asarray(self.points, dtype=float) - (dy, dx), box)
-
-
-def keep_prompted(mask: np.ndarray, prompt: PromptFootprint, *, clip: bool = True) -> np.ndarray:
+def keep_prompted(mask: np.ndarray, prompt: Prompt, *, clip: bool = True) -> np.ndarray:
     """The components of boolean ``mask`` that ``prompt`` touches, clipped to its box.
 
     A component is kept if it holds a positive point or overlaps the box. When no component
@@ -65,21 +35,22 @@ def keep_prompted(mask: np.ndarray, prompt: PromptFootprint, *, clip: bool = Tru
     Examples
     --------
     >>> m = np.zeros((6, 9), bool); m[1:3, 1:3] = m[1:3, 6:8] = True
-    >>> int(keep_prompted(m, PromptFootprint(np.array([[1.5, 1.5]]))).sum())
+    >>> int(keep_prompted(m, Prompt(np.array([[1.5, 1.5]]))).sum())
     4
     """
-    if prompt.empty or not mask.any():
+    if not prompt.has_object or not mask.any():
         return mask
     labels, count = ndimage.label(mask, structure=_EIGHT)
-    cells = _point_cells(prompt.points, mask.shape)
+    positive = prompt.positive
+    cells = _point_cells(positive, mask.shape)
     at_points = labels[cells[:, 0], cells[:, 1]]
     ids = set(at_points.tolist())
     box = None if prompt.box is None else _box_slices(prompt.box, mask.shape)
     if box is not None:
         ids.update(np.unique(labels[box]).tolist())
     ids.discard(0)
-    if not ids and len(prompt.points):
-        ids = {_nearest_label(labels, prompt.points[0])}
+    if not ids and len(positive):
+        ids = {_nearest_label(labels, positive[0])}
     kept = _members(labels, count, ids)
     if clip and box is not None:
         ys, xs = box
@@ -116,10 +87,10 @@ def _nearest_label(labels: np.ndarray, point: np.ndarray) -> int:
         radius *= 2
 
 
-def touches_prompt(mask: np.ndarray, prompt: PromptFootprint) -> bool:
+def touches_prompt(mask: np.ndarray, prompt: Prompt) -> bool:
     """Whether `mask` holds a positive point's pixel or overlaps the box: what
     :func:`keep_prompted` keeps, unless it fell back to the part nearest the first point."""
-    cells = _point_cells(prompt.points, mask.shape)
+    cells = _point_cells(prompt.positive, mask.shape)
     if mask[cells[:, 0], cells[:, 1]].any():
         return True
     return prompt.box is not None and bool(mask[_box_slices(prompt.box, mask.shape)].any())

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from tilesam.decode.isolate import PromptFootprint, keep_prompted, touches_prompt
+from tilesam.decode.isolate import keep_prompted, touches_prompt
+from tilesam.decode.prompt import Prompt
 
 # Tokens around a prompt that the first window of its logits adds on each side: most
 # objects then fit the first window.
@@ -135,9 +136,9 @@ class MaskLogits:
 
 
 def prompted_window(
-    logits: MaskLogits, index: int, footprint: PromptFootprint, threshold: float
+    logits: MaskLogits, index: int, prompt: Prompt, threshold: float
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Logits of mask `index` on a window holding the parts `footprint` (in low-res cells)
+    """Logits of mask `index` on a window holding the parts `prompt` (in low-res cells)
     touches, with a margin: ``(window, (row, col) of its origin)``.
 
     The window starts around the prompt and grows until it holds what the whole grid would
@@ -146,16 +147,16 @@ def prompted_window(
     the click than that part.
     """
     size = np.array(logits.size)
-    points = np.asarray(footprint.points, dtype=float).reshape(-1, 2)
+    points = prompt.positive
     marks = (
-        points if footprint.box is None else np.vstack([points, np.reshape(footprint.box, (2, 2))])
+        points if prompt.box is None else np.vstack([points, np.reshape(prompt.box, (2, 2))])
     )
     lo = np.floor(marks.min(axis=0) / 4).astype(int) - _WINDOW_PAD
     hi = np.floor(marks.max(axis=0) / 4).astype(int) + 1 + _WINDOW_PAD
     while True:
         lo, hi = np.maximum(lo, 0), np.minimum(hi, size)
         values = logits.window(lo[0], hi[0], lo[1], hi[1])[index]
-        need = _needed_tokens(values > threshold, footprint.shifted(*(4 * lo)), lo, hi, size)
+        need = _needed_tokens(values > threshold, prompt.shifted(*(4 * lo)), lo, hi, size)
         if need is None:
             return values, tuple(int(v) for v in 4 * lo)
         need_lo, need_hi = need
@@ -169,16 +170,16 @@ def prompted_window(
 
 def _needed_tokens(
     positive: np.ndarray,
-    footprint: PromptFootprint,
+    prompt: Prompt,
     lo: np.ndarray,
     hi: np.ndarray,
     size: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Token rectangle ``(lo, hi)`` that the window ``[lo, hi)`` of a grid of `size` tokens
     must cover to decide the kept parts as the whole grid would; None when it does."""
-    kept = keep_prompted(positive, footprint, clip=False)
+    kept = keep_prompted(positive, prompt, clip=False)
     if not kept.any():
-        if positive.any() or not len(footprint.points):
+        if positive.any() or not len(prompt.positive):
             return None  # nothing touches the box, which lies inside
         need_lo, need_hi = lo - (hi - lo), hi + (hi - lo)  # the nearest part is further away
     else:
@@ -186,9 +187,9 @@ def _needed_tokens(
         # Tokens of the kept parts and one more on each side: the cells upsampling reads.
         need_lo = lo + np.array([rows[0], cols[0]]) // 4 - 1
         need_hi = lo + np.array([rows[-1], cols[-1]]) // 4 + 2
-        if not touches_prompt(kept, footprint):
+        if not touches_prompt(kept, prompt):
             # The nearest part: no cell nearer to the click may lie outside the window.
-            point = np.asarray(footprint.points[0], dtype=float)
+            point = prompt.positive[0]
             reach = np.sqrt(((np.argwhere(kept) - point) ** 2).sum(axis=1).min())
             need_lo = np.minimum(need_lo, lo + np.floor((point - reach) / 4).astype(int) - 1)
             need_hi = np.maximum(need_hi, lo + np.floor((point + reach) / 4).astype(int) + 2)

@@ -19,7 +19,8 @@ import numpy as np
 from scipy.special import erf
 
 from tilesam.decode.logits import MaskLogits
-from tilesam.decode.predictor import ImageEmbedding, MaskPredictor, SamPrompt
+from tilesam.decode.predictor import ImageEmbedding, MaskPredictor
+from tilesam.decode.sam_prompt import SamPrompt
 
 __all__ = ["DecoderConfig", "NumpyDecoder", "NumpyPredictor"]
 

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from functools import cached_property, lru_cache
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from tilesam.decode.isolate import PromptFootprint, keep_prompted
+from tilesam.decode.isolate import keep_prompted
 from tilesam.decode.logits import MaskLogits, prompted_window
+from tilesam.decode.prompt import Prompt
+from tilesam.decode.sam_prompt import SamPrompt, to_sam_prompt
+from tilesam.decode.upsample import in_cells, upsample_mask
 from tilesam.errors import TileSAMError
 
 # Tokens a decoding window keeps around the prompt's marks on each side, at least.
@@ -46,7 +49,7 @@ class Prediction:
     """Masks for one prompt: ``scores`` ``(M,)`` predicted IoU, ``low_res_logits``
     ``(M, 256, 256)``; logits and full-resolution masks are computed when asked for.
 
-    With a ``footprint`` (the prompt's positive points and box), full-resolution masks keep
+    With the ``prompt`` kept to (its positive points and box), full-resolution masks keep
     only the parts the prompt touches (:func:`tilesam.decode.isolate.keep_prompted`); then only
     the logits around those parts are computed. ``low_res_logits`` are the decoder's own
     either way; for a prompt decoded on a window of the grid (``Sam.decoder_windows``) they
@@ -57,7 +60,7 @@ class Prediction:
     logits: MaskLogits = field(repr=False)
     embedding: ImageEmbedding = field(repr=False)
     threshold: float = 0.0
-    footprint: PromptFootprint | None = field(default=None, repr=False)
+    prompt: Prompt | None = field(default=None, repr=False)
 
     @property
     def best(self) -> int:
@@ -79,33 +82,21 @@ class Prediction:
         """One mask (the best by default) at the original resolution, ``(H, W)`` bool."""
         index = self.best if index is None else index
         emb = self.embedding
-        footprint = self.footprint
-        if footprint is None or footprint.empty or self.logits.has_full:
+        prompt = self.prompt
+        if prompt is None or not prompt.has_object or self.logits.has_full:
             window, origin = self.low_res_logits[index], (0, 0)
         else:
-            cells = _in_cells(footprint, emb.input_size, emb.original_size)
+            cells = in_cells(prompt, emb.input_size, emb.original_size)
             window, origin = prompted_window(self.logits, index, cells, self.threshold)
         return upsample_mask(
             window,
             emb.input_size,
             emb.original_size,
             self.threshold,
-            footprint=footprint,
+            prompt=prompt,
             origin=origin,
             grid_shape=self.logits.shape,
         )
-
-
-@dataclass(frozen=True)
-class SamPrompt:
-    """A prompt as SAM's decoders take it, in the model-input frame: points ``(N, 2)`` as
-    ``(x, y)`` with labels 1 / 0, a box ``(x0, y0, x1, y1)``, a mask input ``(4h, 4w)``."""
-
-    coords: np.ndarray | None
-    labels: np.ndarray | None
-    box: np.ndarray | None
-    mask: np.ndarray | None
-    multimask: bool
 
 
 class MaskPredictor(ABC):
@@ -151,17 +142,32 @@ class MaskPredictor(ABC):
         object (e.g. a mask's box grown for the next slice): its mask then uses the model's
         point threshold, not its box threshold (see :meth:`_threshold`).
         """
-        prompt, footprint = self._sam_prompt(embedding, points, labels, box, multimask)
-        prompt = replace(prompt, mask=self._mask_prompt(mask_input))
-        if prompt.coords is None and prompt.box is None and prompt.mask is None:
-            raise TileSAMError("Empty prompt: give at least one point, a box or a mask input.")
-        threshold = self._threshold(box is not None and keep_prompted and tight_box)
-        kept = footprint if keep_prompted else None
-        for window in self._decoder_windows(prompt):
-            scores, logits = self._decode(embedding, prompt, window)
+        prompt = Prompt.make(
+            points, labels, box, embedding.original_size, mask=mask_input, needs_object=False
+        )
+        return self.predict_prompt(
+            embedding, prompt, multimask, keep_prompted=keep_prompted, tight_box=tight_box
+        )
+
+    def predict_prompt(
+        self,
+        embedding: ImageEmbedding,
+        prompt: Prompt,
+        multimask: bool = True,
+        *,
+        keep_prompted: bool = True,
+        tight_box: bool = True,
+    ) -> Prediction:
+        """:meth:`predict` for a checked :class:`~tilesam.decode.prompt.Prompt` (its `mask`,
+        if any, is the decoder's mask input)."""
+        sam = to_sam_prompt(prompt, embedding, multimask, self._mask_prompt(prompt.mask))
+        threshold = self._threshold(prompt.box is not None and keep_prompted and tight_box)
+        kept = prompt if keep_prompted else None
+        for window in self._decoder_windows(sam):
+            scores, logits = self._decode(embedding, sam, window)
             if not _reaches_edge(logits, scores, embedding, kept, threshold):
                 return Prediction(scores, logits, embedding, threshold, kept)
-        scores, logits = self._decode(embedding, prompt, None)
+        scores, logits = self._decode(embedding, sam, None)
         return Prediction(scores, logits, embedding, threshold, kept)
 
     def _decoder_windows(self, prompt: SamPrompt) -> list[tuple[int, int, int, int]]:
@@ -199,32 +205,6 @@ class MaskPredictor(ABC):
         the mask is clipped to the box, as ``keep_prompted`` does)."""
         box_threshold = self.box_mask_threshold
         return box_threshold if has_box and box_threshold is not None else self.mask_threshold
-
-    def _sam_prompt(
-        self, embedding: ImageEmbedding, points, labels, box, multimask: bool = True
-    ) -> tuple[SamPrompt, PromptFootprint]:
-        """SAM's point and box arguments (no mask), and the prompt's footprint in image
-        pixels."""
-        height, width = embedding.original_size
-        scale = np.array(
-            [embedding.input_size[1] / width, embedding.input_size[0] / height], dtype=np.float32
-        )
-        coords = sam_labels = sam_box = yx_box = None
-        positive = np.zeros((0, 2), dtype=np.float32)
-        if labels is not None and (points is None or not len(points)):
-            raise TileSAMError("labels were given without points: pass points=[(y, x), ...].")
-        if points is not None and len(points):
-            yx = _as_points(points, labels, embedding.original_size)
-            sam_labels = np.ones(len(yx), np.int64) if labels is None else np.asarray(labels)
-            sam_labels = sam_labels.astype(np.int64)
-            positive = yx[sam_labels == 1]
-            coords = yx[:, ::-1] * scale
-        if box is not None:
-            yx_box = _as_box(box, embedding.original_size)
-            y0, x0, y1, x1 = yx_box
-            sam_box = np.array([x0, y0, x1, y1], dtype=np.float32) * np.tile(scale, 2)
-        prompt = SamPrompt(coords, sam_labels, sam_box, None, multimask)
-        return prompt, PromptFootprint(positive, yx_box)
 
     def _mask_prompt(self, mask_input) -> np.ndarray | None:
         if mask_input is None:
@@ -271,7 +251,7 @@ def _reaches_edge(
     logits: MaskLogits,
     scores: np.ndarray,
     embedding: ImageEmbedding,
-    footprint: PromptFootprint | None,
+    prompt: Prompt | None,
     threshold: float,
 ) -> bool:
     """Whether a mask decoded on a window of the grid may go on beyond it: some candidate's
@@ -289,9 +269,9 @@ def _reaches_edge(
     candidates = candidates[np.argsort(scores[candidates], kind="stable")]
     y0, y1, x0, x1 = logits.decoded
     top, bottom, left, right = logits.open_sides()
-    select = footprint is not None and not footprint.empty
+    select = prompt is not None and prompt.has_object
     if select:
-        cells = _in_cells(footprint, embedding.input_size, embedding.original_size)
+        cells = in_cells(prompt, embedding.input_size, embedding.original_size)
     for index in candidates:
         if select:
             values, origin = prompted_window(logits, index, cells, threshold)
@@ -309,133 +289,3 @@ def _reaches_edge(
         ):
             return True
     return False
-
-
-def _as_points(points, labels, size: tuple[int, int]) -> np.ndarray:
-    arr = np.asarray(points, dtype=np.float64)
-    if arr.size == 0 or arr.shape[-1] != 2:
-        raise TileSAMError(f"points must be (y, x) pairs, got an array of shape {arr.shape}.")
-    yx = arr.reshape(-1, 2)
-    if labels is not None:
-        labels = np.asarray(labels)
-        if labels.shape != (len(yx),) or not np.isin(labels, (0, 1)).all():
-            raise TileSAMError(
-                "labels must hold one 1 (positive) or 0 (negative) per point: got "
-                f"{labels.tolist()} for {len(yx)} points."
-            )
-    outside = ~((yx >= 0) & (yx < np.array(size))).all(axis=1)
-    if outside.any() or not np.isfinite(yx).all():
-        raise TileSAMError(
-            f"Point {tuple(yx[np.argmax(outside)].tolist())} lies outside the image of shape "
-            f"{size}: points are (y, x) pixel positions inside the image."
-        )
-    # In float32 a point a hair inside the last pixel (107.99999999) would land on the edge.
-    return np.minimum(yx.astype(np.float32), np.nextafter(np.float32(size), np.float32(0)))
-
-
-def _as_box(box, size: tuple[int, int]) -> tuple[float, float, float, float]:
-    values = np.asarray(box, dtype=np.float64).reshape(-1)
-    if values.shape != (4,):
-        raise TileSAMError(f"box must be (y0, x0, y1, x1), got {np.asarray(box).shape} values.")
-    y0, x0, y1, x1 = values
-    if not (y1 > y0 and x1 > x0):
-        raise TileSAMError(
-            f"box {values.tolist()} is empty: it must be (y0, x0, y1, x1) with y1 > y0, x1 > x0."
-        )
-    if y0 < 0 or x0 < 0 or y1 > size[0] or x1 > size[1]:
-        raise TileSAMError(f"box {values.tolist()} reaches outside the image of shape {size}.")
-    return y0, x0, y1, x1
-
-
-def upsample_mask(
-    low_res: np.ndarray,
-    input_size: tuple[int, int],
-    original_size: tuple[int, int],
-    threshold: float = 0.0,
-    footprint: PromptFootprint | None = None,
-    *,
-    origin: tuple[int, int] = (0, 0),
-    grid_shape: tuple[int, int] | None = None,
-) -> np.ndarray:
-    """Low-res logits to a full-resolution boolean mask, like SAM's postprocessing.
-
-    SAM upsamples to the padded input, crops the padding and resizes to the original size,
-    both bilinearly. Both steps are linear, so they are one matrix per axis; and a pixel can
-    only be positive near a positive low-res cell, so only that window is computed. With a
-    `footprint`, only the parts the prompt touches are kept (:func:`keep_prompted`).
-    `low_res` may be a window at `origin` of a grid of `grid_shape` cells (default: the
-    whole grid); it must hold every cell the kept parts' upsampling reads.
-    """
-    mask = np.zeros(original_size, dtype=bool)
-    grid_shape = low_res.shape if grid_shape is None else grid_shape
-    positive = low_res > threshold
-    select = footprint is not None and not footprint.empty
-    if select:
-        # Choose the prompted parts on the low-res grid first (a cell is 4 model-input
-        # pixels), so that only their window is upsampled; then exactly, at full resolution.
-        cells = _in_cells(footprint, input_size, original_size).shifted(*origin)
-        positive = keep_prompted(positive, cells, clip=False)
-    rows, cols = np.flatnonzero(positive.any(1)), np.flatnonzero(positive.any(0))
-    if rows.size == 0:
-        return mask
-    wy = _axis_weights(grid_shape[0], input_size[0], original_size[0])
-    wx = _axis_weights(grid_shape[1], input_size[1], original_size[1])
-    y0, y1 = _support(wy, origin[0] + rows[0], origin[0] + rows[-1])
-    x0, x1 = _support(wx, origin[1] + cols[0], origin[1] + cols[-1])
-    if y0 == y1 or x0 == x1:
-        return mask  # the positive cells lie in the padding, outside the image
-    wy, wx = wy[y0:y1], wx[x0:x1]
-    # Only the low-res cells these output pixels interpolate from take part.
-    r0, r1 = _used_cells(wy)
-    c0, c1 = _used_cells(wx)
-    cells = low_res[r0 - origin[0] : r1 - origin[0], c0 - origin[1] : c1 - origin[1]]
-    window = wy[:, r0:r1] @ cells.astype(np.float32) @ wx[:, c0:c1].T > threshold
-    if select:
-        window = keep_prompted(window, footprint.shifted(y0, x0))
-    mask[y0:y1, x0:x1] = window
-    return mask
-
-
-def _in_cells(
-    footprint: PromptFootprint, input_size: tuple[int, int], original_size: tuple[int, int]
-) -> PromptFootprint:
-    """`footprint` on the low-resolution grid: a quarter of the model input per side."""
-    return footprint.scaled(*(i / o / 4 for i, o in zip(input_size, original_size)))
-
-
-def _used_cells(weights: np.ndarray) -> tuple[int, int]:
-    used = np.flatnonzero((weights != 0).any(0))
-    return int(used[0]), int(used[-1]) + 1
-
-
-def _support(weights: np.ndarray, first: int, last: int) -> tuple[int, int]:
-    """Output range whose interpolation weights touch low-res cells ``first..last`` (± 1)."""
-    lo, hi = max(first - 1, 0), min(last + 2, weights.shape[1])
-    touched = np.flatnonzero((weights[:, lo:hi] != 0).any(1))
-    if touched.size == 0:
-        return 0, 0
-    return int(touched[0]), int(touched[-1]) + 1
-
-
-@lru_cache(maxsize=64)
-def _axis_weights(low_res: int, input_len: int, original_len: int) -> np.ndarray:
-    """``(original_len, low_res)`` matrix of the two-step bilinear resize along one axis."""
-    # The decoder's logits are a quarter of the padded model input.
-    step1 = _linear_resize(low_res, 4 * low_res)[:input_len]
-    return _linear_resize(input_len, original_len) @ step1
-
-
-def _linear_resize(n_in: int, n_out: int) -> np.ndarray:
-    """``(n_out, n_in)`` matrix of torch's ``interpolate(mode="linear", align_corners=False)``,
-    computed as torch computes it on the CPU (positions in float32)."""
-    scale = np.float32(n_in) / np.float32(n_out)
-    source = scale * (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5)
-    source = np.maximum(source, np.float32(0))
-    first = source.astype(np.int64)
-    second = np.minimum(first + 1, n_in - 1)
-    frac = source - first.astype(np.float32)
-    weights = np.zeros((n_out, n_in), dtype=np.float32)
-    rows = np.arange(n_out)
-    np.add.at(weights, (rows, first), np.float32(1) - frac)
-    np.add.at(weights, (rows, second), frac)
-    return weights

@@ -18,7 +18,8 @@ import torch
 
 from tilesam.decode.logits import MaskLogits
 from tilesam.decode.numpy_decoder import DecoderConfig
-from tilesam.decode.predictor import ImageEmbedding, MaskPredictor, SamPrompt
+from tilesam.decode.predictor import ImageEmbedding, MaskPredictor
+from tilesam.decode.sam_prompt import SamPrompt
 from tilesam.errors import TileSAMError
 from tilesam.models.decoder_graphs import DecoderGraphs
 from tilesam.models.preprocess import prepare_image
