@@ -179,9 +179,9 @@ def _event_loop_during_embedding(viewer, widget, settings, workdir: Path, args) 
     from qtpy.QtCore import QTimer
     from tilesam_napari._sample_data import mirror_tile, nuclei
 
-    viewer.add_image(mirror_tile(nuclei()[0][0], (2048, 2048)), name="mosaic")
-    widget.set_settings(replace(settings, cache=str(workdir / "mosaic.zarr")))
-    widget.image.setCurrentText("mosaic")
+    image = viewer.add_image(mirror_tile(nuclei()[0][0], (2048, 2048)), name="mosaic")
+    widget.form.set_settings(replace(settings, cache=str(workdir / "mosaic.zarr")))
+    widget.form.image.value = image
     start = time.perf_counter()
     opening = widget.open_in_background()
     _process_until(lambda: opening.finished, timeout=600)

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Set up a virtual environment and run the whole test suite (the README's second command).
+# Set up a virtual environment and run the whole test suite (the README's second command):
+# tests/ and the docstring examples of src/ (pyproject: testpaths, --doctest-modules).
+# Arguments go to pytest, e.g. `bash scripts/test.sh tests/io -k medical`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # napari's tests drive a real viewer on a virtual X display (Qt's xcb platform).

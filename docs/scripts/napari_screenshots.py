@@ -92,7 +92,7 @@ def _dock(viewer, settings):
     from tilesam_napari._widget import docked_widget
 
     widget = docked_widget(viewer)
-    widget.set_settings(settings)
+    widget.form.set_settings(settings)
     return annotator, widget
 
 
@@ -130,9 +130,9 @@ def scene_embedding(viewer, settings) -> Path:
     viewer.add_image(image, **meta)
     ann, widget = _dock(viewer, settings)
     cache = Path(tempfile.mkdtemp(prefix="tilesam-shot-")) / "mosaic.zarr"
-    widget.set_settings(replace(settings, cache=str(cache), tile_size=512, halo=32))
+    widget.form.set_settings(replace(settings, cache=str(cache), tile_size=512, halo=32))
     job = widget.compute_embeddings()
-    _wait(lambda: widget.progress.value() >= 6 or job.finished)
+    _wait(lambda: widget.progress.value >= 6 or job.finished)
     path = _save(viewer, "napari_embedding.png")
     job.cancel()
     _wait(lambda: job.finished)

@@ -33,7 +33,7 @@ def test_tiny_ships_small_and_matches_its_registered_hash(tiny) -> None:
     assert path is not None and path.stat().st_size <= 10 * 2**20
     assert ENTRY.known_hash == f"sha256:{file_sha256(path)}"
     assert tiny.name == "tiny" and tiny.weights_hash == file_sha256(path)
-    assert tiny.sam.mask_threshold == ENTRY.mask_threshold < 0  # calibrated, see registry
+    assert tiny.mask_threshold == ENTRY.mask_threshold < 0  # calibrated, see registry
 
 
 def test_damaged_bundled_weights_are_refused(tmp_path, monkeypatch) -> None:

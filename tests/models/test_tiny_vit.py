@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tilesam.models.tiny_vit import ConvBN, TinyViT, _relative_bias_index
+from tilesam.models.tiny_vit import TinyViT, _relative_bias_index
+from tilesam.models.tiny_vit_conv import ConvBN
 
 FIXTURES = Path(__file__).parents[1] / "data" / "fixtures"
 PREFIX = "image_encoder."

@@ -37,7 +37,7 @@ def widget(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     w = TileSAMWidget(viewer)
     viewer.window.add_dock_widget(w, name="TileSAM")
-    w.checkpoint.setText(str(CHECKPOINT))
+    w.form.checkpoint.value = CHECKPOINT
     return w
 
 

@@ -82,7 +82,7 @@ def test_box_prompt_segments_and_shift_c_clears(widget, wait_idle, nuclei, setti
 
 def test_with_live_mode_off_s_segments(widget, wait_idle, nuclei, settings):
     ann, viewer = _start(widget, nuclei, settings)
-    widget.live.setChecked(False)
+    widget.live.value = False
     viewer.layers[POINTS].add([[120, 80]])
     wait_idle(ann)
     assert not viewer.layers[CURRENT].data.any()

@@ -21,7 +21,7 @@ def test_checkpoint_that_fails_to_load(widget, notes, nuclei, tmp_path):
     bad = tmp_path / "broken.pth"
     bad.write_bytes(b"not a checkpoint")
     widget.viewer.add_image(nuclei)
-    widget.checkpoint.setText(str(bad))
+    widget.form.checkpoint.value = bad
     assert widget.setup() is False
     assert any("broken.pth" in n for n in notes())
 
@@ -30,11 +30,11 @@ def test_failure_in_the_background_is_a_notification(widget, notes, nuclei, tmp_
     bad = tmp_path / "broken.pth"
     bad.write_bytes(b"not a checkpoint")
     widget.viewer.add_image(nuclei)
-    widget.checkpoint.setText(str(bad))
+    widget.form.checkpoint.value = bad
     job = widget.compute_embeddings()  # opens the session in a worker: fails there
     qtbot.waitUntil(lambda: job.finished, timeout=30_000)
     assert any("broken.pth" in n for n in notes())
-    assert widget.annotator.session is None and widget.embed_button.isEnabled()
+    assert widget.annotator.session is None and widget.embed_button.enabled
 
 
 def test_default_tiny_model_without_weights_says_so(widget, notes, nuclei, monkeypatch):
@@ -44,19 +44,19 @@ def test_default_tiny_model_without_weights_says_so(widget, notes, nuclei, monke
     monkeypatch.setattr(weights, "bundled_path", lambda entry: None)
     monkeypatch.setenv(weights.CACHE_ENV, "/nonexistent-tilesam-cache")
     widget.viewer.add_image(nuclei)
-    widget.checkpoint.setText("")
-    assert widget.model.currentText() == "tiny"
+    widget.form.checkpoint.value = None
+    assert widget.form.model.value == "tiny"
     assert widget.setup() is False
     assert any("'tiny'" in n and "not available" in n for n in notes())
 
 
 def test_cache_made_for_another_image(widget, notes, nuclei, textured, tmp_path):
     cache = str(tmp_path / "cache.zarr")
-    widget.cache.setText(cache)
+    widget.form.cache.value = cache
     widget.viewer.add_image(nuclei, name="nuclei")
     assert widget.setup() is True
     other = widget.viewer.add_image(textured((256, 256)), name="other")
-    widget.image.setCurrentText(other.name)
+    widget.form.image.value = other
     assert widget.setup() is False
     assert any("cache" in n.lower() for n in notes())
     assert widget.annotator.image.name == "nuclei"  # the working session is kept
@@ -81,7 +81,7 @@ def test_prompt_outside_the_image_keeps_committed_objects(widget, notes, nuclei,
 
 
 def test_commit_without_object_and_propagate_in_2d(widget, notes, nuclei):
-    from tilesam_napari._widget import guarded
+    from tilesam_napari._notify import guarded
 
     widget.viewer.add_image(nuclei)
     assert widget.setup()

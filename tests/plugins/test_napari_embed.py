@@ -13,14 +13,14 @@ from tilesam.cache.store import EmbeddingStore
 def test_cancel_leaves_a_resumable_cache(widget, qtbot, textured, tmp_path):
     cache = tmp_path / "emb.zarr"
     widget.viewer.add_image(textured((512, 768), np.uint8), name="img")
-    widget.cache.setText(str(cache))
-    widget.tile.setValue(256)
-    widget.halo.setValue(0)
+    widget.form.cache.value = cache
+    widget.form.tile_size.value = 256
+    widget.form.halo.value = 0
     job = widget.compute_embeddings()  # opens the session in the worker, then embeds
-    qtbot.waitUntil(lambda: widget.progress.value() >= 2, timeout=60_000)
+    qtbot.waitUntil(lambda: widget.progress.value >= 2, timeout=60_000)
     assert widget.annotator.session is not None  # attached while the worker embeds
     assert "left" in widget.status.text()  # time left, from the measured rate
-    widget.cancel_button.click()
+    widget.cancel_button.native.click()
     qtbot.waitUntil(lambda: job.finished, timeout=60_000)
     store = EmbeddingStore.open(cache, mode="r")
     done = store.n_done
@@ -38,7 +38,7 @@ def test_cancel_leaves_a_resumable_cache(widget, qtbot, textured, tmp_path):
 def test_large_image_commits_to_zarr_on_disk(widget, textured, tmp_path, monkeypatch):
     monkeypatch.setattr(_labels, "LARGE_VOXELS", 100 * 100)
     widget.viewer.add_image(textured((300, 200), np.uint8), name="big")
-    widget.cache.setText(str(tmp_path / "big.zarr"))
+    widget.form.cache.value = tmp_path / "big.zarr"
     assert widget.setup()
     ann = widget.annotator
     committed = widget.viewer.layers[COMMITTED].data

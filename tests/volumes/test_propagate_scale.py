@@ -58,12 +58,15 @@ def test_magnification_is_in_the_cache_signature(tiny, tmp_path) -> None:
     stored = EmbeddingStore.open(cache, mode="r")
     assert stored.signature["tiling"]["slice_scale"] == 2.5
     assert stored.read_meta(0, 0, 0)["input_shape"] == (320, 320)  # 128 px at 2.5x
-    # The same magnification reuses every tile; another one, or SAM's, is refused.
+    # The same magnification reuses every tile, and so does the default ("auto": the
+    # cache's own); another one, or SAM's, is refused.
     assert Session(volume, tiny, cache, slice_scale=2.5).embed(progress=False) == 0
+    reopened = Session(volume, tiny, cache)
+    assert reopened.slice_scale == 2.5 and reopened.embed(progress=False) == 0
     with pytest.raises(TileSAMError, match="tiling.slice_scale: cache=2.5, now=3.0"):
         Session(volume, tiny, cache, slice_scale=DEFAULT_SLICE_SCALE)
     with pytest.raises(TileSAMError, match="tiling.slice_scale"):
-        Session(volume, tiny, cache)
+        Session(volume, tiny, cache, slice_scale=None)
     # A slice that fills the model input at a lower magnification keeps SAM's.
     assert Session(np.zeros((1, 512, 400), np.uint8), tiny, slice_scale=3).slice_scale == 2.0
 

@@ -1,21 +1,32 @@
 """TileSAM's napari plugin: thin glue over the :mod:`tilesam` core API.
 
-The manifest (``napari.yaml``) declares the contributions; each is a small function here.
+The manifest (``napari.yaml``) declares the contributions, each a small function or the
+dock widget in one of the modules here.
 From the napari console, `annotator` gives the dock widget's controller::
 
     >>> import tilesam_napari
     >>> ann = tilesam_napari.annotator(viewer)  # doctest: +SKIP
+    >>> ann.setup("nuclei", tilesam_napari.Settings(cache="nuclei.zarr"))  # doctest: +SKIP
     >>> ann.segment(points=[(120, 80)]); ann.commit()  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from tilesam_napari._session import Settings
+
+if TYPE_CHECKING:
+    import napari
+
+    from tilesam_napari._controller import Annotator
+
 __version__ = "0.1.0"
 
-__all__ = ["annotator"]
+__all__ = ["Settings", "annotator"]
 
 
-def annotator(viewer):
+def annotator(viewer: napari.Viewer) -> Annotator:
     """The TileSAM controller (`Annotator`) of `viewer`, docking the widget if needed.
 
     Parameters

@@ -9,20 +9,30 @@ dock widget's buttons, the key bindings and the napari console
 
 from __future__ import annotations
 
-import tempfile
 import threading
-from collections.abc import Generator
-from pathlib import Path
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from napari.utils.notifications import show_info
 
+from tilesam.decode.prompt import Prompt
 from tilesam.errors import TileSAMError
 from tilesam_napari import _labels, _layers, _predict
-from tilesam_napari._keys import bind_on
 from tilesam_napari._labels import Edit, Window, bounding_window
-from tilesam_napari._layers import SlicePrompt
+from tilesam_napari._layers import KeyHandler
 from tilesam_napari._session import Settings, open_session
 from tilesam_napari._workers import LatestOnly
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image, Labels, Layer
+
+    from tilesam.segment.result import SegmentResult
+    from tilesam.segment.session import Session
+
+#: What a live segmentation works on: the prompt and its slice (None in 2D).
+_LiveJob = tuple[Prompt, int | None]
 
 
 class Annotator:
@@ -36,23 +46,25 @@ class Annotator:
     1
     """
 
-    def __init__(self, viewer) -> None:
+    def __init__(self, viewer: napari.Viewer) -> None:
         self.viewer = viewer
         self.settings = Settings()
-        self.session = None
-        self.image = None
+        self.session: Session | None = None
+        self.image: Image | None = None
         self.live = True
         self.current: list[Window] = []  # the live object, one window per slice
         self._alternatives: list[list[Window]] = []
-        self._prompt: SlicePrompt | None = None  # the prompt of the current object
+        self._prompt: Prompt | None = None  # the prompt of the current object
         self._choice = 0
         self._history: list[list[Edit]] = []
         self._live = LatestOnly(self._collect, self._compute, self._show, self._is_cached)
-        self.key_handlers: dict = {}  # set by the widget's key bindings, bound on new layers
-        self.on_change: list = []  # called after the current object changed (e.g. the widget)
+        # Set by the widget's key bindings, and bound on the layers made here.
+        self.key_handlers: dict[str, KeyHandler] = {}
+        # Called after the current object changed (e.g. the widget's cache state).
+        self.on_change: list[Callable[[], None]] = []
 
     # -- setup --------------------------------------------------------------------------------
-    def setup(self, image=None, settings: Settings | None = None):
+    def setup(self, image: Image | str | None = None, settings: Settings | None = None) -> Session:
         """Build the session for `image` (a layer or its name; default: the selected or only
         image layer) and create the annotation layers; returns the `tilesam.Session`."""
         settings = settings or self.settings
@@ -62,11 +74,11 @@ class Annotator:
             return self.session
         return self.attach(layer, open_session(layer, settings), settings)
 
-    def is_current(self, layer, settings: Settings) -> bool:
+    def is_current(self, layer: Image, settings: Settings) -> bool:
         """Whether the session is already the one for `layer` with `settings`."""
         return self.session is not None and layer is self.image and settings == self.settings
 
-    def attach(self, layer, session, settings: Settings):
+    def attach(self, layer: Image, session: Session, settings: Settings) -> Session:
         """Make `session` (from `open_session`) this annotator's and create the layers."""
         if self.session is not None and self.image is not layer:
             self._forget_layers()
@@ -74,38 +86,14 @@ class Annotator:
         self._ensure_layers()
         return session
 
-    def require_session(self):
+    def require_session(self) -> Session:
         """The session, built with the current settings on first use."""
         return self.session if self.session is not None else self.setup()
 
-    def image_layer(self, image=None):
+    def image_layer(self, image: Image | str | None = None) -> Image:
         """The image layer to segment: `image` (a layer or its name), else the selected
         image layer, the current one, or the first."""
-        from napari.layers import Image
-
-        if isinstance(image, Image):
-            return image
-        if isinstance(image, str):
-            if image not in self.viewer.layers:
-                raise TileSAMError(f"There is no layer called {image!r} in the viewer.")
-            image = self.viewer.layers[image]
-            if not isinstance(image, Image):
-                raise TileSAMError(f"Layer {image.name!r} is not an image layer.")
-            return image
-        if image is not None:
-            raise TileSAMError(f"Expected an image layer or its name, got {type(image).__name__}.")
-        images = [lyr for lyr in self.viewer.layers if isinstance(lyr, Image)]
-        active = self.viewer.layers.selection.active
-        if isinstance(active, Image):
-            return active
-        if self.image is not None and self.image in images:
-            return self.image
-        if not images:
-            raise TileSAMError(
-                "No image layer to segment: open an image (File > Open, or drag it into the "
-                "viewer) and press the button again."
-            )
-        return images[0]
+        return _layers.pick_image(self.viewer, image, self.image)
 
     def _ensure_layers(self) -> None:
         viewer, image = self.viewer, self.image
@@ -114,42 +102,27 @@ class Annotator:
         if old is not None and tuple(old.data.shape) != tuple(shape):
             # Objects committed on another image stay, under a name of their own.
             old.name = f"{_layers.COMMITTED} ({tuple(old.data.shape)})"
-        points = _layers.get_or_add(
-            viewer, _layers.POINTS, lambda: _layers.add_points(viewer, image)
-        )
-        boxes = _layers.get_or_add(viewer, _layers.BOXES, lambda: _layers.add_boxes(viewer, image))
-        _layers.get_or_add(
-            viewer,
-            _layers.COMMITTED,
-            lambda: _layers.add_labels(
+        makers = {  # in drawing order, bottom first
+            _layers.POINTS: lambda: _layers.add_points(viewer, image),
+            _layers.BOXES: lambda: _layers.add_boxes(viewer, image),
+            _layers.COMMITTED: lambda: _layers.add_labels(
                 viewer, image, _layers.COMMITTED, self._new_committed(shape)
             ),
-        )
-        _layers.get_or_add(
-            viewer,
-            _layers.CURRENT,
-            lambda: _layers.add_labels(
+            _layers.CURRENT: lambda: _layers.add_labels(
                 viewer, image, _layers.CURRENT, np.zeros(shape, np.uint8), opacity=0.5
             ),
-        )
-        for layer in (points, boxes):
-            layer.events.data.disconnect(self._prompts_changed)
-            layer.events.data.connect(self._prompts_changed)
-        for name in (_layers.POINTS, _layers.BOXES, _layers.CURRENT, _layers.COMMITTED):
-            bind_on(viewer.layers[name], self.key_handlers)
-        viewer.layers.selection.active = points
+        }
+        for name, make in makers.items():
+            _layers.bind_keys_on(_layers.get_or_add(viewer, name, make), self.key_handlers)
+        for name in (_layers.POINTS, _layers.BOXES):
+            viewer.layers[name].events.data.disconnect(self._prompts_changed)
+            viewer.layers[name].events.data.connect(self._prompts_changed)
+        viewer.layers.selection.active = viewer.layers[_layers.POINTS]
 
-    def _new_committed(self, shape: tuple[int, ...]):
-        if int(np.prod(shape)) <= _labels.LARGE_VOXELS:
-            return _labels.new_labels(shape)
-        cache = self.settings.cache
-        if cache:
-            path = Path(cache).with_suffix(".labels.zarr")
-        else:
-            path = Path(tempfile.mkdtemp(prefix="tilesam-labels-")) / "committed.zarr"
-        from napari.utils.notifications import show_info
-
-        show_info(f"TileSAM: committed objects are saved as you go to {path}")
+    def _new_committed(self, shape: tuple[int, ...]) -> Any:
+        path = _labels.committed_path(shape, self.settings.cache)
+        if path is not None:
+            show_info(f"TileSAM: committed objects are saved as you go to {path}")
         return _labels.new_labels(shape, path=path)
 
     def _forget_layers(self) -> None:
@@ -158,7 +131,7 @@ class Annotator:
                 self.viewer.layers.remove(name)
         self.current, self._history = [], []
 
-    def layer(self, name: str):
+    def layer(self, name: str) -> Layer | None:
         """An annotation layer by name (``prompts``, ``box_prompts``, ``current_object``,
         ``committed_objects``); None if it was removed."""
         return self.viewer.layers[name] if name in self.viewer.layers else None
@@ -169,7 +142,7 @@ class Annotator:
         """A live segmentation is computing."""
         return self._live.busy
 
-    def _prompts_changed(self, event=None) -> None:
+    def _prompts_changed(self, event: Any = None) -> None:
         action = str(getattr(event, "action", "") or "")
         if action.endswith("ing"):  # 'adding', 'removing', 'changing': wait for the result
             return
@@ -181,35 +154,42 @@ class Annotator:
         prompt's tiles are embedded, else in a worker thread."""
         self._live.request()
 
-    def _collect(self):
+    def _collect(self) -> _LiveJob | None:
         if self.session is None or self.layer(_layers.POINTS) is None:
             return None
         z = _layers.current_z(self.viewer, self.image)
         prompt = self.prompt(z)
-        if prompt.empty or (prompt.box is None and not (prompt.labels == 1).any()):
+        if not prompt.has_object:
             self._draw([])  # nothing (or only negative points) left: no object
             return None
         return prompt, z
 
-    def prompt(self, z: int | None = None) -> SlicePrompt:
+    def prompt(self, z: int | None = None) -> Prompt:
         """The prompts of the layers on slice `z` (2D: all), in image pixels."""
         return _layers.read_prompt(
             self.layer(_layers.POINTS), self.layer(_layers.BOXES), self.image, z
         )
 
-    def _is_cached(self, job: tuple[SlicePrompt, int | None]) -> bool:
+    def _is_cached(self, job: _LiveJob) -> bool:
         return _predict.is_cached(self.session, *job)
 
-    def _compute(self, job: tuple[SlicePrompt, int | None]):
+    def _compute(self, job: _LiveJob) -> tuple[Prompt, list[Window]]:
         prompt, z = job
         return prompt, [_predict.segment(self.session, prompt, z)[1]]
 
-    def _show(self, answer: tuple[SlicePrompt, list[Window]]) -> None:
+    def _show(self, answer: tuple[Prompt, list[Window]]) -> None:
         self._prompt, windows = answer
         self._alternatives, self._choice = [windows], 0
         self._draw(windows)
 
-    def segment(self, points=None, labels=None, box=None, *, z: int | None = None):
+    def segment(
+        self,
+        points: Any = None,
+        labels: Any = None,
+        box: tuple[float, float, float, float] | None = None,
+        *,
+        z: int | None = None,
+    ) -> SegmentResult:
         """Segment now (in this thread) and show the result in ``current_object``.
 
         Without arguments the prompt layers are used; otherwise `points` ``(y, x)``,
@@ -222,7 +202,7 @@ class Annotator:
         if points is None and box is None:
             prompt = self.prompt(z)
         else:
-            prompt = _predict.as_prompt(points, labels, box, session.grid.slice_shape)
+            prompt = session.prompt(points, labels, box)
         result, window = _predict.segment(session, prompt, z)
         self._show((prompt, [window]))
         return result
@@ -304,7 +284,7 @@ class Annotator:
         self._alternatives, self._choice = [], 0
         self._draw([])
 
-    def _next_id(self, data) -> int:
+    def _next_id(self, data: Any) -> int:
         if _labels.is_on_disk(data):
             return max(int(data.attrs.get("next_id", 1)), 1)
         return _labels.max_label(data) + 1
@@ -321,19 +301,9 @@ class Annotator:
         """Embed the missing tiles of `session` (default: this annotator's), yielding
         ``(done, total)`` after each batch of `batch` tiles; stops cleanly between batches
         when `cancel` is set."""
-        s = session or self.require_session()
-        tiles, done = s.missing_tiles(), s.n_done
-        yield done, s.n_tiles
-        for i in range(0, len(tiles), batch):
-            if cancel is not None and cancel.is_set():
-                break
-            part = tiles[i : i + batch]
-            s.compute_tiles(part, batch_size=batch)
-            done += len(part)
-            yield done, s.n_tiles
-        return done
+        return (yield from _predict.embed_steps(session or self.require_session(), cancel, batch))
 
-    def propagate(self, cancel: threading.Event | None = None):
+    def propagate(self, cancel: threading.Event | None = None) -> np.ndarray:
         """Propagate the current object through the volume now (``Shift+S`` runs it in a
         worker); returns the labels volume shown in ``current_object``."""
         result = _predict.run_to_end(self.propagate_steps(cancel))
@@ -352,7 +322,7 @@ class Annotator:
             seed[w.region] |= w.mask
         return (yield from _predict.propagate_steps(session, seed, cancel))
 
-    def check_can_propagate(self):
+    def check_can_propagate(self) -> Session:
         """The session, if the image is a volume with a current object; else raise."""
         session = self.require_session()
         if session.source.n_slices == 1 or self.image.ndim != 3:
@@ -373,7 +343,7 @@ class Annotator:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _set_pixels(layer, windows: list[Window], value: int, *, refresh: bool) -> None:
+def _set_pixels(layer: Labels, windows: list[Window], value: int, *, refresh: bool) -> None:
     """Set the True pixels of `windows` in a labels layer, redrawing only what changed."""
     coords = []
     for w in windows:

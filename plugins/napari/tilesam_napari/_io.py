@@ -15,10 +15,14 @@ the source image, direction included, and GeoTIFF with the source's CRS and tran
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tilesam.io.source import ImageSource
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -29,7 +33,7 @@ class SourceArray:
     is read from the file.
     """
 
-    def __init__(self, source) -> None:
+    def __init__(self, source: ImageSource) -> None:
         self.source = source
         self.shape = tuple(source.shape)
         self.dtype = source.dtype
@@ -42,7 +46,7 @@ class SourceArray:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         data = self.source.read()
         return data if dtype is None else data.astype(dtype)
 
@@ -64,7 +68,7 @@ class SourceArray:
         return block[(*after, *key[n:])]
 
 
-def get_reader(path: str | list[str]):
+def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[tuple]] | None:
     """The reader for `path` if the core can open it, else None (npe2 ``get_reader`` contract).
 
     TIFFs are opened to check (cheap: lazy, metadata only), since this plugin claims every

@@ -7,11 +7,17 @@ Labels layers bind some of these letters themselves, so the keys are bound on bo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from napari.utils.notifications import show_info
 
 from tilesam_napari import _layers
+from tilesam_napari._notify import guarded
+
+if TYPE_CHECKING:
+    import napari
+
+    from tilesam_napari._controller import Annotator
 
 #: Key → what it does, for the docs and the widget's tooltips.
 KEYS = {
@@ -24,7 +30,7 @@ KEYS = {
 }
 
 
-def actions(annotator, propagate: Callable[[], Any]) -> dict[str, Callable[[], Any]]:
+def actions(annotator: Annotator, propagate: Callable[[], Any]) -> dict[str, Callable[[], Any]]:
     """The function each key calls."""
     return {
         "T": lambda: toggle_label(annotator),
@@ -36,29 +42,21 @@ def actions(annotator, propagate: Callable[[], Any]) -> dict[str, Callable[[], A
     }
 
 
-def bind_keys(viewer, annotator, propagate: Callable[[], Any]) -> None:
+def bind_keys(viewer: napari.Viewer, annotator: Annotator, propagate: Callable[[], Any]) -> None:
     """Bind the keys on `viewer` now and on the annotation layers as they are created."""
-    from tilesam_napari._widget import guarded
-
-    bound = {key: _handler(fn, guarded) for key, fn in actions(annotator, propagate).items()}
+    bound = {key: _handler(fn) for key, fn in actions(annotator, propagate).items()}
     annotator.key_handlers = bound
-    bind_on(viewer, bound)
+    _layers.bind_keys_on(viewer, bound)
 
 
-def bind_on(target, handlers: dict[str, Callable[[Any], None]]) -> None:
-    """Bind `handlers` on a viewer or a layer, replacing napari's own use of the keys."""
-    for key, handler in handlers.items():
-        target.bind_key(key, handler, overwrite=True)
-
-
-def _handler(fn: Callable[[], Any], guarded) -> Callable[[Any], None]:
+def _handler(fn: Callable[[], Any]) -> _layers.KeyHandler:
     def handler(_target: Any) -> None:
         guarded(fn)
 
     return handler
 
 
-def toggle_label(annotator) -> int:
+def toggle_label(annotator: Annotator) -> int:
     """Switch new points between positive (1) and negative (0); returns the new label."""
     layer = annotator.layer(_layers.POINTS)
     if layer is None:

@@ -9,8 +9,10 @@ there at once: a crash loses nothing.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +25,7 @@ def new_labels(
     shape: tuple[int, ...],
     dtype: np.dtype | type = np.uint32,
     path: str | os.PathLike[str] | None = None,
-):
+) -> Any:
     """A zero-filled label array: numpy in memory, or a chunked zarr array at `path`.
 
     An existing zarr array of the same shape at `path` is reopened, so committed
@@ -44,7 +46,17 @@ def new_labels(
     )
 
 
-def is_on_disk(array) -> bool:
+def committed_path(shape: tuple[int, ...], cache: str | None) -> Path | None:
+    """Where the committed labels of an image of `shape` live: None (in memory) up to
+    `LARGE_VOXELS`, else beside the embedding `cache`, or in a temporary folder."""
+    if int(np.prod(shape)) <= LARGE_VOXELS:
+        return None
+    if cache:
+        return Path(cache).with_suffix(".labels.zarr")
+    return Path(tempfile.mkdtemp(prefix="tilesam-labels-")) / "committed.zarr"
+
+
+def is_on_disk(array: Any) -> bool:
     """Whether `array` is a zarr array (written through, never held whole in memory)."""
     return not isinstance(array, np.ndarray)
 
@@ -86,7 +98,7 @@ class Edit:
     before: np.ndarray
 
 
-def paste(array, window: Window, value: int, *, overwrite: bool = False) -> Edit | None:
+def paste(array: Any, window: Window, value: int, *, overwrite: bool = False) -> Edit | None:
     """Write `value` where `window` is True; without `overwrite` only over background.
 
     Returns the `Edit` to undo it, or None when nothing changed.
@@ -102,12 +114,12 @@ def paste(array, window: Window, value: int, *, overwrite: bool = False) -> Edit
     return Edit(region, before)
 
 
-def restore(array, edit: Edit) -> None:
+def restore(array: Any, edit: Edit) -> None:
     """Undo `edit`."""
     array[edit.region] = edit.before
 
 
-def max_label(array) -> int:
+def max_label(array: Any) -> int:
     """The largest label in `array`, reading zarr arrays chunk by chunk."""
     if isinstance(array, np.ndarray):
         return int(array.max(initial=0))

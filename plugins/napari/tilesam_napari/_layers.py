@@ -7,29 +7,28 @@ data: the core then gets ``(y, x)`` pixel positions of the image, its own conven
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from napari.layers import Image
+
+from tilesam.decode.prompt import Prompt
+from tilesam.errors import TileSAMError
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Labels, Layer, Points, Shapes
 
 POINTS, BOXES = "prompts", "box_prompts"
 CURRENT, COMMITTED = "current_object", "committed_objects"
 POSITIVE_COLOR, NEGATIVE_COLOR = "lime", "red"
 
-
-@dataclass(frozen=True)
-class SlicePrompt:
-    """Prompts on one slice in image pixel coordinates (the core's convention)."""
-
-    points: np.ndarray  # (N, 2) float, (y, x)
-    labels: np.ndarray  # (N,) int, 1 positive / 0 negative
-    box: tuple[float, float, float, float] | None
-
-    @property
-    def empty(self) -> bool:
-        return len(self.points) == 0 and self.box is None
+#: What napari calls for a key: the viewer or the layer the key was pressed in.
+KeyHandler = Callable[[Any], None]
 
 
-def geometry(image) -> dict:
+def geometry(image: Image) -> dict[str, Any]:
     """Scale, translate and affine (a rotated GeoTIFF's) of the image layer's spatial axes,
     for layers laid over it."""
     n = spatial_ndim(image)
@@ -40,19 +39,49 @@ def geometry(image) -> dict:
     }
 
 
-def spatial_ndim(image) -> int:
+def spatial_ndim(image: Image) -> int:
     """2 or 3: the image layer's dimensions without an RGB channel axis."""
-    return image.ndim
+    return image.ndim  # napari counts an RGB layer's channels outside ndim
 
 
-def get_or_add(viewer, name: str, factory):
+def pick_image(
+    viewer: napari.Viewer, image: Image | str | None, previous: Image | None = None
+) -> Image:
+    """The image layer to segment: `image` (a layer or its name), else the selected image
+    layer, the `previous` one while it is in the viewer, or the first."""
+    if isinstance(image, Image):
+        return image
+    if isinstance(image, str):
+        if image not in viewer.layers:
+            raise TileSAMError(f"There is no layer called {image!r} in the viewer.")
+        image = viewer.layers[image]
+        if not isinstance(image, Image):
+            raise TileSAMError(f"Layer {image.name!r} is not an image layer.")
+        return image
+    if image is not None:
+        raise TileSAMError(f"Expected an image layer or its name, got {type(image).__name__}.")
+    images = [lyr for lyr in viewer.layers if isinstance(lyr, Image)]
+    active = viewer.layers.selection.active
+    if isinstance(active, Image):
+        return active
+    if previous is not None and previous in images:
+        return previous
+    if not images:
+        raise TileSAMError(
+            "No image layer to segment: open an image (File > Open, or drag it into the "
+            "viewer) and press the button again."
+        )
+    return images[0]
+
+
+def get_or_add(viewer: napari.Viewer, name: str, factory: Callable[[], Layer]) -> Layer:
     """The layer called `name`, created by `factory()` if the viewer has none."""
     if name in viewer.layers:
         return viewer.layers[name]
     return factory()
 
 
-def add_points(viewer, image):
+def add_points(viewer: napari.Viewer, image: Image) -> Points:
     """The ``prompts`` layer: positive points (label True) lime, negative red, in add mode."""
     layer = viewer.add_points(
         np.zeros((0, spatial_ndim(image))),
@@ -70,7 +99,7 @@ def add_points(viewer, image):
     return layer
 
 
-def add_boxes(viewer, image):
+def add_boxes(viewer: napari.Viewer, image: Image) -> Shapes:
     """The ``box_prompts`` layer, drawing rectangles."""
     layer = viewer.add_shapes(
         ndim=spatial_ndim(image),
@@ -84,14 +113,22 @@ def add_boxes(viewer, image):
     return layer
 
 
-def add_labels(viewer, image, name: str, data, *, opacity: float = 0.6):
+def add_labels(
+    viewer: napari.Viewer, image: Image, name: str, data: Any, *, opacity: float = 0.6
+) -> Labels:
     """A labels layer over the image (``current_object`` or ``committed_objects``)."""
     # The image's metadata (e.g. its source file) lets the writers copy its geometry.
     metadata = dict(image.metadata)
     return viewer.add_labels(data, name=name, opacity=opacity, metadata=metadata, **geometry(image))
 
 
-def _point_size(image) -> float:
+def bind_keys_on(target: napari.Viewer | Layer, handlers: dict[str, KeyHandler]) -> None:
+    """Bind `handlers` on a viewer or a layer, replacing napari's own use of the keys."""
+    for key, handler in handlers.items():
+        target.bind_key(key, handler, overwrite=True)
+
+
+def _point_size(image: Image) -> float:
     # In image pixels: napari sizes markers in the layer's data units, which the layer's
     # scale (shared with the image) then maps to the world.
     h, w = image.data[0].shape[-2:] if image.multiscale else image.data.shape[-2:]
@@ -99,21 +136,23 @@ def _point_size(image) -> float:
 
 
 # -- reading prompts ---------------------------------------------------------------------------
-def to_image_data(layer, image, coords: np.ndarray) -> np.ndarray:
+def to_image_data(layer: Layer, image: Image, coords: np.ndarray) -> np.ndarray:
     """Map `coords` (rows of layer data coordinates) to image layer data coordinates."""
     if len(coords) == 0:
         return np.zeros((0, image.ndim))
     return np.array([image.world_to_data(layer.data_to_world(c)) for c in coords])
 
 
-def current_z(viewer, image) -> int | None:
+def current_z(viewer: napari.Viewer, image: Image) -> int | None:
     """The slice of a volume the viewer shows, in image data coordinates (None in 2D)."""
     if spatial_ndim(image) == 2:
         return None
     return int(np.round(image.world_to_data(viewer.dims.point)[0]))
 
 
-def read_prompt(points_layer, boxes_layer, image, z: int | None) -> SlicePrompt:
+def read_prompt(
+    points_layer: Points | None, boxes_layer: Shapes | None, image: Image, z: int | None
+) -> Prompt:
     """The prompts on slice `z` (all of them in 2D), in image pixel coordinates."""
     pts = np.zeros((0, 2))
     labels = np.zeros(0, dtype=int)
@@ -122,7 +161,7 @@ def read_prompt(points_layer, boxes_layer, image, z: int | None) -> SlicePrompt:
         lab = np.asarray(points_layer.features["label"], dtype=int)
         keep = _on_slice(yx, z)
         pts, labels = yx[keep][:, -2:], lab[keep]
-    return SlicePrompt(pts, labels, _last_box(boxes_layer, image, z))
+    return Prompt(pts, labels, _last_box(boxes_layer, image, z))
 
 
 def _on_slice(coords: np.ndarray, z: int | None) -> np.ndarray:
@@ -131,7 +170,9 @@ def _on_slice(coords: np.ndarray, z: int | None) -> np.ndarray:
     return np.round(coords[:, 0]).astype(int) == z
 
 
-def _last_box(boxes_layer, image, z: int | None):
+def _last_box(
+    boxes_layer: Shapes | None, image: Image, z: int | None
+) -> tuple[float, float, float, float] | None:
     """The newest rectangle on slice `z` as ``(y0, x0, y1, x1)``; None if there is none."""
     if boxes_layer is None:
         return None

@@ -7,13 +7,18 @@ model and sampling a large image's intensities take seconds).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tilesam.errors import TileSAMError
+from tilesam.models.weights import DEFAULT_MODEL
 
-_MODELS: dict[tuple, Any] = {}  # loaded models, shared by every annotator of the process
+if TYPE_CHECKING:
+    from napari.layers import Image
+
+    from tilesam.io import ArraySource
+    from tilesam.segment.session import Session
 
 
 @dataclass(frozen=True)
@@ -21,10 +26,11 @@ class Settings:
     """What a session is built from: the dock widget's fields.
 
     ``tile_size=None`` / ``halo=None`` take an existing cache's values, else the model's
-    input size and 64; ``axes=None`` reads the layer's own (YX, YXC for RGB, ZYX).
+    input size and the core's `tilesam.cache.tiling.DEFAULT_HALO`; ``axes=None`` reads the
+    layer's own (YX, YXC for RGB, ZYX).
     """
 
-    model: str = "tiny"
+    model: str = DEFAULT_MODEL
     checkpoint: str | None = None
     device: str | None = None
     cache: str | None = None
@@ -33,38 +39,31 @@ class Settings:
     axes: str | None = None
 
 
-def load_model_cached(settings: Settings):
-    """`tilesam.load_model` once per (name, checkpoint, device) in this process."""
-    from tilesam import load_model
-
-    key = (settings.model, settings.checkpoint, settings.device)
-    if key not in _MODELS:
-        name = None if settings.checkpoint else settings.model
-        _MODELS[key] = load_model(name, settings.checkpoint, settings.device)
-    return _MODELS[key]
-
-
-def open_session(layer, settings: Settings):
+def open_session(layer: Image, settings: Settings) -> Session:
     """A `tilesam.Session` over an image layer: loads the model and opens or creates the
     cache. Touches no viewer state, so it can run in a worker thread.
 
-    A volume's slices get the core's default magnification (as ``tilesam embed`` and
-    ``tilesam propagate`` give them), so the plugin and the command line share a cache."""
+    The model comes from the core's one cache per process (`shared_model`), so every
+    annotator, and the core's own workers, share it. A volume's slices get the core's
+    default magnification (as ``tilesam embed`` and ``tilesam propagate`` give them), so
+    the plugin and the command line share a cache."""
     from tilesam import Session
+    from tilesam.models.loading import shared_model
 
     data = layer.data[0] if layer.multiscale else layer.data  # prompts at full resolution
-    axes = settings.axes or _layer_axes(layer)
-    source = _as_source(data, axes, layer)
+    source = _as_source(data, settings.axes or _layer_axes(layer), layer)
+    # A checkpoint alone names its architecture; with a name too it would have to fit it.
+    name = None if settings.checkpoint else settings.model
     return Session(
         source,
-        load_model_cached(settings),
+        shared_model(name, settings.checkpoint, settings.device),
         settings.cache or None,
-        tile_size=settings.tile_size or None,
+        tile_size=settings.tile_size,
         halo=settings.halo,
     )
 
 
-def _layer_axes(layer) -> str:
+def _layer_axes(layer: Image) -> str:
     if layer.rgb:
         return "YXC"
     if layer.ndim == 2:
@@ -78,7 +77,7 @@ def _layer_axes(layer) -> str:
     )
 
 
-def _as_source(data, axes: str, layer):
+def _as_source(data: Any, axes: str, layer: Image) -> ArraySource:
     from tilesam.io import ArraySource
 
     n = 3 if axes.startswith("Z") else 2

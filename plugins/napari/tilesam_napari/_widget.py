@@ -1,204 +1,132 @@
-"""The ``TileSAM`` dock widget: settings, embedding with progress, and the action buttons.
+"""The ``TileSAM`` dock widget: the settings forms, embedding with progress, and the actions.
 
-The widget only reads its fields into `Settings` and calls the `Annotator`; every error
-becomes a notification, and long work (embedding, propagation) runs in a `Job`.
+The settings are magicgui forms (`SettingsForm`; the advanced ones fold away in a superqt
+`QCollapsible`). The widget only reads them into `Settings` and calls the `Annotator`;
+every error becomes a notification, and long work (opening a session, embedding,
+propagation) runs in a `Job`.
 """
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from napari.layers import Image
+from magicgui.widgets import CheckBox, Container, ProgressBar, PushButton
 from napari.utils.notifications import show_info
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFileDialog,
-    QFormLayout,
-    QGridLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+from superqt import QCollapsible, QElidingLabel
 
-from tilesam.models.registry import MODELS
 from tilesam_napari._controller import Annotator
-from tilesam_napari._keys import bind_keys
-from tilesam_napari._session import Settings, open_session
-from tilesam_napari._workers import Job, report
+from tilesam_napari._keys import KEYS, bind_keys
+from tilesam_napari._notify import guarded
+from tilesam_napari._session import open_session
+from tilesam_napari._settings_form import SettingsForm
+from tilesam_napari._workers import Job, Steps
 
-_AUTO = "auto"
-_DEVICES = (_AUTO, "cpu", "cuda", "mps")
-_AXES = (_AUTO, "YX", "YXC", "ZYX", "ZYXC")
+if TYPE_CHECKING:
+    import napari
+
+    from tilesam.segment.session import Session
+
 # The widget of each viewer (by id: napari viewers are not hashable), for `annotator()`.
 _WIDGETS: weakref.WeakValueDictionary[int, TileSAMWidget] = weakref.WeakValueDictionary()
 
 
-def docked_widget(viewer) -> TileSAMWidget | None:
+def docked_widget(viewer: napari.Viewer) -> TileSAMWidget | None:
     """The TileSAM widget made for `viewer`, if any."""
     widget = _WIDGETS.get(id(viewer))
     return widget if widget is not None and widget.viewer is viewer else None
 
 
 class TileSAMWidget(QWidget):
-    """Dock widget of the TileSAM plugin; ``.annotator`` is its controller."""
+    """Dock widget of the TileSAM plugin; ``.annotator`` is its controller and ``.form``
+    its settings."""
 
-    def __init__(self, napari_viewer) -> None:
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.annotator = Annotator(napari_viewer)
         self.job: Job | None = None
-        self._build()
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
-        self._refresh_layers()
+        self.form = SettingsForm(napari_viewer)
+        self._lay_out(self._embedding_controls(), self._action_controls())
+        layers = napari_viewer.layers.events
+        for event in (layers.inserted, layers.removed, layers.reordered, layers.renamed):
+            event.connect(self.form.image.reset_choices)
         bind_keys(self.viewer, self.annotator, self.propagate)
         _WIDGETS[id(napari_viewer)] = self
         # Clicks embed tiles on demand: keep the cache state current.
         self.annotator.on_change.append(self._show_cache_state)
 
     # -- layout -----------------------------------------------------------------------------
-    def _build(self) -> None:
-        self.model = QComboBox()
-        self.model.addItems(sorted(MODELS, key=lambda n: (n != "tiny", n)))
-        self.checkpoint = _path_field("optional: a checkpoint file (overrides the model)")
-        self.device = QComboBox()
-        self.device.addItems(_DEVICES)
-        self.image = QComboBox()
-        self.axes = QComboBox()
-        self.axes.addItems(_AXES)
-        self.cache = _path_field("optional: cache.zarr (default: in memory)")
-        self.tile = _spin(0, 8192, 0, "0 = the model's input size, or the cache's")
-        self.halo = _spin(0, 1024, 64, "context shared by neighbouring tiles, in pixels")
-        form = QFormLayout()
-        form.addRow("Model", self.model)
-        form.addRow("Checkpoint", _with_browse(self.checkpoint, self._browse_checkpoint))
-        form.addRow("Device", self.device)
-        form.addRow("Image layer", self.image)
-        form.addRow("Axes", self.axes)
-        form.addRow("Cache", _with_browse(self.cache, self._browse_cache))
-        form.addRow("Tile / halo", _row(self.tile, self.halo))
+    def _lay_out(self, embedding: Container, actions: Container) -> None:
+        advanced = QCollapsible("Advanced settings")
+        advanced.addWidget(self.form.advanced.native)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(self._embedding_row())
-        layout.addLayout(self._action_grid())
+        parts = (self.form.main.native, advanced, embedding.native, self.status, actions.native)
+        for part in parts:
+            layout.addWidget(part)
         layout.addStretch(1)
 
-    def _embedding_row(self) -> QVBoxLayout:
+    def _embedding_controls(self) -> Container:
         self.setup_button = _button(
             "Set up", self.open_in_background, "Load the model and open the cache"
         )
-        self.embed_button = _button("Compute embeddings", self.compute_embeddings)
-        self.cancel_button = _button("Cancel", self.cancel)
-        self.cancel_button.setEnabled(False)
-        self.progress = QProgressBar()
-        self.progress.setFormat("%v / %m tiles")
-        self.status = QLabel("Cache: not set up")
-        box = QVBoxLayout()
-        box.addLayout(_row(self.setup_button, self.embed_button, self.cancel_button))
-        box.addWidget(self.progress)
-        box.addWidget(self.status)
-        return box
+        self.embed_button = _button(
+            "Compute embeddings", self.compute_embeddings, "Embed every missing tile"
+        )
+        self.cancel_button = _button("Cancel", self.cancel, "Stop after the current tile or slice")
+        self.cancel_button.enabled = False
+        self.progress = ProgressBar(min=0, max=1, value=0)
+        self.progress.native.setTextVisible(False)  # until there is something to count
+        # Eliding: a long cache path must not widen the dock.
+        self.status = QElidingLabel("Cache: not set up")
+        buttons = _row(self.setup_button, self.embed_button, self.cancel_button)
+        return Container(widgets=[buttons, self.progress], labels=False)
 
-    def _action_grid(self) -> QGridLayout:
-        self.live = QCheckBox("Live (segment on every prompt change)")
-        self.live.setChecked(True)
-        self.live.toggled.connect(lambda on: setattr(self.annotator, "live", on))
+    def _action_controls(self) -> Container:
+        self.live = CheckBox(text="Live (segment on every prompt change)", value=True)
+        self.live.changed.connect(lambda on: setattr(self.annotator, "live", on))
         ann = self.annotator
         buttons = [
-            ("Segment [S]", ann.update),
-            ("Next mask [M]", ann.next_mask),
-            ("Commit [C]", ann.commit),
-            ("Clear [Shift+C]", ann.clear),
-            ("Undo commit", ann.undo),
-            ("Propagate 3D [Shift+S]", self.propagate),
+            _action("Segment [S]", ann.update, KEYS["S"]),
+            _action("Next mask [M]", ann.next_mask, KEYS["M"]),
+            _action("Commit [C]", ann.commit, KEYS["C"]),
+            _action("Clear [Shift+C]", ann.clear, KEYS["Shift-C"]),
+            _action("Undo commit", ann.undo, "undo the last commit (repeatable)"),
+            _action("Propagate 3D [Shift+S]", self.propagate, KEYS["Shift-S"]),
         ]
-        grid = QGridLayout()
-        grid.addWidget(self.live, 0, 0, 1, 2)
-        for i, (text, fn) in enumerate(buttons):
-            grid.addWidget(_button(text, lambda fn=fn: guarded(fn)), 1 + i // 2, i % 2)
-        return grid
-
-    # -- settings ---------------------------------------------------------------------------
-    def settings(self) -> Settings:
-        """The fields as `Settings`."""
-
-        def pick(box: QComboBox) -> str | None:
-            return None if box.currentText() == _AUTO else box.currentText()
-
-        return Settings(
-            model=self.model.currentText(),
-            checkpoint=self.checkpoint.text().strip() or None,
-            device=pick(self.device),
-            cache=self.cache.text().strip() or None,
-            tile_size=self.tile.value() or None,
-            halo=self.halo.value(),
-            axes=pick(self.axes),
-        )
-
-    def set_settings(self, settings: Settings) -> None:
-        """Fill the fields from `settings` (e.g. from a script)."""
-        self.model.setCurrentText(settings.model)
-        self.checkpoint.setText(settings.checkpoint or "")
-        self.device.setCurrentText(settings.device or _AUTO)
-        self.cache.setText(settings.cache or "")
-        self.tile.setValue(settings.tile_size or 0)
-        self.halo.setValue(64 if settings.halo is None else settings.halo)
-        self.axes.setCurrentText(settings.axes or _AUTO)
-
-    def _refresh_layers(self, event: Any = None) -> None:
-        names = [lyr.name for lyr in self.viewer.layers if isinstance(lyr, Image)]
-        current = self.image.currentText()
-        self.image.clear()
-        self.image.addItems(names)
-        if current in names:
-            self.image.setCurrentText(current)
-
-    def _browse_checkpoint(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Checkpoint", "", "Checkpoints (*.pt *.pth)")
-        if path:
-            self.checkpoint.setText(path)
-
-    def _browse_cache(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Embedding cache (a .zarr folder)")
-        if path:
-            self.cache.setText(path)
+        rows = [_row(*buttons[i : i + 2]) for i in range(0, len(buttons), 2)]
+        return Container(widgets=[self.live, *rows], labels=False)
 
     # -- actions ----------------------------------------------------------------------------
     def setup(self) -> bool:
         """Build the session from the fields now; False (and a notification) on failure."""
-        name = self.image.currentText() or None
-        session = guarded(lambda: self.annotator.setup(name, self.settings()))
+        image, settings = self.form.image.value, self.form.settings()
+        session = guarded(lambda: self.annotator.setup(image, settings))
         self._show_cache_state()
         return session is not None
 
     def open_in_background(self, *, embed: bool = False) -> Job | None:
         """Load the model and open the cache in a worker (they can take seconds), then, with
         `embed`, compute the missing embeddings there too, with progress and cancel."""
-        if self.job is not None and self.job.running:
-            show_info("TileSAM: a job is already running; cancel it first.")
+        if self._busy():
             return None
-        ann, settings = self.annotator, self.settings()
-        layer = guarded(lambda: ann.image_layer(self.image.currentText() or None))
+        ann, settings = self.annotator, self.form.settings()
+        layer = guarded(lambda: ann.image_layer(self.form.image.value))
         if layer is None:
             return None
 
-        def steps(cancel):
+        def steps(cancel: threading.Event) -> Steps:
             session = ann.session
             if not ann.is_current(layer, settings):
                 session = open_session(layer, settings)
-                yield session
+                yield session  # a message, not progress: attached below
             if embed:
                 yield from ann.embed_steps(cancel, session=session)
 
-        def attach(session) -> None:  # in the GUI thread, while the worker goes on
+        def attach(session: Session) -> None:  # in the GUI thread, while the worker goes on
             guarded(lambda: ann.attach(layer, session, settings))
 
         return self._start(steps, on_done=None, on_message=attach)
@@ -209,14 +137,32 @@ class TileSAMWidget(QWidget):
 
     def propagate(self) -> Job | None:
         """Propagate the current object through the volume in a worker thread."""
+        if self._busy() or guarded(self.annotator.check_can_propagate) is None:
+            return None
+        return self._start(
+            self.annotator.propagate_steps, on_done=self.annotator.show_volume, unit="slices"
+        )
+
+    def cancel(self) -> None:
+        """Stop the running job after its current tile or slice."""
+        if self.job is not None:
+            self.job.cancel()
+
+    # -- jobs and their progress ------------------------------------------------------------
+    def _busy(self) -> bool:
+        """A job is running (then say so: one job at a time)."""
         if self.job is not None and self.job.running:
             show_info("TileSAM: a job is already running; cancel it first.")
-            return None
-        if guarded(self.annotator.check_can_propagate) is None:
-            return None
-        return self._start(self.annotator.propagate_steps, on_done=self.annotator.show_volume)
+            return True
+        return False
 
-    def _start(self, steps, on_done, on_message=None) -> Job:
+    def _start(
+        self,
+        steps: Callable[[threading.Event], Steps],
+        on_done: Callable[[Any], None] | None,
+        on_message: Callable[[Any], None] | None = None,
+        unit: str = "tiles",
+    ) -> Job:
         self.job = Job(
             steps,
             on_progress=self._progress,
@@ -224,24 +170,20 @@ class TileSAMWidget(QWidget):
             on_finish=self._finish,
             on_message=on_message,
         )
-        self.cancel_button.setEnabled(True)
-        self.embed_button.setEnabled(False)
+        self.progress.native.setFormat(f"%v / %m {unit}")
+        self.cancel_button.enabled = True
+        self.embed_button.enabled = False
         return self.job.start()
 
-    def cancel(self) -> None:
-        """Stop the running job after its current tile or slice."""
-        if self.job is not None:
-            self.job.cancel()
-
     def _progress(self, done: int, total: int, seconds_left: float | None) -> None:
-        self.progress.setMaximum(total)
-        self.progress.setValue(done)
+        self._show_count(done, total)
         left = "" if seconds_left is None else f", about {_duration(seconds_left)} left"
         self.status.setText(f"Working: {done} / {total}{left}")
 
     def _finish(self) -> None:
-        self.cancel_button.setEnabled(False)
-        self.embed_button.setEnabled(True)
+        self.cancel_button.enabled = False
+        self.embed_button.enabled = True
+        self.progress.native.setFormat("%v / %m tiles")
         self._show_cache_state()
 
     def _show_cache_state(self) -> None:
@@ -252,19 +194,13 @@ class TileSAMWidget(QWidget):
             self.status.setText("Cache: not set up")
             return
         where = session.cache_path or "memory"
-        done, total = session.n_done, session.n_tiles
-        self.progress.setMaximum(total)
-        self.progress.setValue(done)
-        self.status.setText(f"Cache: {done} / {total} tiles embedded ({where})")
+        self._show_count(session.n_done, session.n_tiles)
+        self.status.setText(f"Cache: {session.n_done} / {session.n_tiles} tiles embedded ({where})")
 
-
-def guarded(fn: Callable[[], Any]) -> Any:
-    """Call `fn`; any error becomes a notification and the result None."""
-    try:
-        return fn()
-    except Exception as exc:  # noqa: BLE001 - the user sees a message, never a traceback
-        report(exc)
-        return None
+    def _show_count(self, done: int, total: int) -> None:
+        self.progress.max = total  # first: the bar refuses a value above its maximum
+        self.progress.value = done
+        self.progress.native.setTextVisible(True)
 
 
 def _duration(seconds: float) -> str:
@@ -272,37 +208,18 @@ def _duration(seconds: float) -> str:
     return f"{minutes}:{secs:02d}" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d}"
 
 
-def _button(text: str, slot: Callable[[], Any], tip: str = "") -> QPushButton:
-    button = QPushButton(text)
-    button.clicked.connect(lambda: slot())
-    button.setToolTip(tip)
+def _button(text: str, slot: Callable[[], Any], tooltip: str) -> PushButton:
+    button = PushButton(text=text, tooltip=tooltip)
+    button.changed.connect(lambda: slot())  # not slot: a click's `checked` is no argument
     return button
 
 
-def _path_field(placeholder: str) -> QLineEdit:
-    field = QLineEdit()
-    field.setPlaceholderText(placeholder)
-    return field
+def _action(text: str, fn: Callable[[], Any], tooltip: str) -> PushButton:
+    """A button that calls `fn`, any error a notification (as the keys do)."""
+    return _button(text, lambda: guarded(fn), tooltip)
 
 
-def _spin(low: int, high: int, value: int, tip: str) -> QSpinBox:
-    spin = QSpinBox()
-    spin.setRange(low, high)
-    spin.setValue(value)
-    spin.setToolTip(tip)
-    return spin
-
-
-def _row(*widgets: QWidget) -> QHBoxLayout:
-    row = QHBoxLayout()
-    for w in widgets:
-        row.addWidget(w)
+def _row(*buttons: PushButton) -> Container:
+    row = Container(widgets=list(buttons), layout="horizontal", labels=False)
+    row.margins = (0, 0, 0, 0)  # rows of buttons, not boxes of them
     return row
-
-
-def _with_browse(field: QLineEdit, browse: Callable[[], None]) -> QWidget:
-    holder = QWidget()
-    row = _row(field, _button("…", browse))
-    row.setContentsMargins(0, 0, 0, 0)
-    holder.setLayout(row)
-    return holder

@@ -14,23 +14,11 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info
 
-from tilesam import errors
-from tilesam.errors import TileSAMError
+from tilesam_napari._notify import report
 
-# `Cancelled` arrives with the 3D propagation; until then nothing is an instance of ().
-_CANCELLED = getattr(errors, "Cancelled", ())
-
-
-def report(exc: BaseException) -> None:
-    """Show an error in napari's notification area (user errors without a type name)."""
-    if isinstance(exc, _CANCELLED):
-        show_info(f"TileSAM: {exc or 'cancelled'}")
-    elif isinstance(exc, TileSAMError):
-        show_error(str(exc))
-    else:
-        show_error(f"TileSAM: unexpected {type(exc).__name__}: {exc}")
+#: Steps of long work: yields ``(done, total)`` (or a message for the GUI), returns a result.
+Steps = Generator[Any, None, Any]
 
 
 def _capture(fn: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
@@ -54,7 +42,13 @@ class LatestOnly:
     GIL back from the busy GUI thread (Python switches threads every 5 ms).
     """
 
-    def __init__(self, collect, compute, apply, inline=None) -> None:
+    def __init__(
+        self,
+        collect: Callable[[], Any],
+        compute: Callable[[Any], Any],
+        apply: Callable[[Any], None],
+        inline: Callable[[Any], bool] | None = None,
+    ) -> None:
         self._collect, self._compute, self._apply = collect, compute, apply
         self._inline = inline or (lambda job: False)
         self._busy = False
@@ -120,7 +114,7 @@ class Job:
 
     def __init__(
         self,
-        steps: Callable[[threading.Event], Generator[tuple[int, int], None, Any]],
+        steps: Callable[[threading.Event], Steps],
         *,
         on_progress: Callable[[int, int, float | None], None] | None = None,
         on_done: Callable[[Any], None] | None = None,
@@ -140,6 +134,7 @@ class Job:
             self.worker.finished.connect(on_finish)
 
     def start(self) -> Job:
+        """Start the worker thread; returns this job."""
         self.worker.start()
         return self
 
@@ -155,7 +150,7 @@ class Job:
     def _mark_finished(self) -> None:
         self.finished = True
 
-    def _run(self):
+    def _run(self) -> Generator[Any, None, tuple[bool, Any]]:
         try:
             result = yield from self._steps(self.cancel_event)
         except Exception as exc:  # noqa: BLE001 - shown as a notification in the GUI thread

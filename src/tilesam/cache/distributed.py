@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tilesam.cache.embed import TileIndex, embed_batch_into, read_tile, tile_batches
-from tilesam.cache.tiling import TileGrid
+from tilesam.cache.embed import embed_batch_into, read_tile, tile_batches
+from tilesam.cache.progress import CancelFlag, Progress, ProgressCallback
+from tilesam.cache.tiling import TileGrid, TileIndex
 from tilesam.errors import TileSAMError
 from tilesam.io import ImageSource
 from tilesam.models.registry import Architecture
@@ -118,8 +119,13 @@ def embed_distributed(
     scheduler: Any = None,
     progress: bool = True,
     scale: float | None = None,
+    callback: ProgressCallback | None = None,
+    cancel: CancelFlag | None = None,
 ) -> int:
     """Embed `tiles` on a dask cluster into the existing store at `store_path`.
+
+    Progress and cancel as for :func:`tilesam.cache.embed.embed_tiles`: a set `cancel`
+    flag cancels the groups not yet done (the tiles written so far are kept).
 
     Parameters
     ----------
@@ -138,7 +144,6 @@ def embed_distributed(
         Number of tiles computed.
     """
     from distributed import as_completed
-    from tqdm.auto import tqdm
 
     batches = tile_batches(grid, tiles, max(int(batch_size), 1))
     if not batches:
@@ -148,16 +153,18 @@ def embed_distributed(
         image = client.scatter(source, broadcast=True)
         task = (recipe, image, grid, store, intensity, scale, threads)
         futures = [client.submit(_embed_task, *task, batch, pure=False) for batch in batches]
-        done = 0
+        report = Progress(
+            len(tiles), bar=progress, desc="embedding", callback=callback, cancel=cancel
+        )
         try:
-            with tqdm(total=len(tiles), desc="embedding", unit="tile", disable=not progress) as bar:
+            with report:
                 for future in as_completed(futures):
-                    n = future.result()  # re-raises a worker's error here
-                    done += n
-                    bar.update(n)
+                    report.advance(future.result())  # re-raises a worker's error here
+                    if report.cancelled:
+                        break
         finally:
             client.cancel(futures)
-    return done
+    return report.done
 
 
 class _connect:

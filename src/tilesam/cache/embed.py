@@ -6,9 +6,6 @@ overlaps compute; at most ``2 * batch_size`` tiles wait in memory. Each batch is
 as soon as it is done, so an interrupted run loses at most one batch and resumes from
 the store's ``missing_tiles``.
 
-`sample_intensity_range` gives the one intensity range for a whole image, from a strided
-sample read band by band, never the whole image at once.
-
 `embed_scaled` embeds tiles at a fixed magnification (model pixels per image pixel) instead
 of SAM's convention of enlarging every tile until its longest side fills the model input:
 small volume slices (a 160-pixel CT slice becomes 6.4 times larger) otherwise show objects
@@ -17,125 +14,22 @@ far larger than a model trained on crops has seen.
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
-from tilesam.cache.tiling import TileGrid
+from tilesam.cache.memory import TileStore
+from tilesam.cache.progress import CancelFlag, Progress, ProgressCallback
+from tilesam.cache.tiling import TileGrid, TileIndex
 from tilesam.decode.predictor import ImageEmbedding
 from tilesam.errors import TileSAMError
 from tilesam.io import ImageSource
-from tilesam.models.preprocess import DEFAULT_PERCENTILES, intensity_range, normalize_intensity
+from tilesam.models.preprocess import normalize_intensity
 
-TileIndex = tuple[int, int, int]
 T = TypeVar("T")
-
-SAMPLE_BUDGET = 4_000_000  # pixels sampled for the intensity range
-_BAND_PIXELS = 4_000_000  # pixels per band read while sampling (~8 MB of uint16)
-_SAMPLE_SLICES = 16  # slices of a volume sampled for the intensity range
-
-
-class TileStore(Protocol):
-    """What `embed_tiles` needs of a store (`EmbeddingStore` or `MemoryStore`)."""
-
-    grid_shape: tuple[int, ...]
-    embedding_shape: tuple[int, ...]
-
-    def write_tile(self, z: int, ty: int, tx: int, embedding: np.ndarray, meta: Any) -> None: ...
-    def read_tile(self, z: int, ty: int, tx: int) -> np.ndarray: ...  # float16, as stored
-    def read_meta(self, z: int, ty: int, tx: int) -> dict[str, tuple[int, int]]: ...
-    def is_done(self, z: int, ty: int, tx: int) -> bool: ...
-    def missing_tiles(self) -> list[TileIndex]: ...
-
-
-class MemoryStore:
-    """Tile embeddings kept in memory, float16 like `EmbeddingStore` so results match it.
-
-    Examples
-    --------
-    >>> store = MemoryStore((1, 1, 2), (4, 2, 2))
-    >>> store.write_tile(0, 0, 1, np.ones((4, 2, 2)), {"tile_shape": (9, 9), "input_shape": (8, 8)})
-    >>> store.missing_tiles(), store.read_tile(0, 0, 1).dtype
-    ([(0, 0, 0)], dtype('float16'))
-    """
-
-    path = None
-
-    def __init__(self, grid_shape: Sequence[int], embedding_shape: Sequence[int]) -> None:
-        self.grid_shape = tuple(int(n) for n in grid_shape)
-        self.embedding_shape = tuple(int(n) for n in embedding_shape)
-        self._tiles: dict[TileIndex, tuple[np.ndarray, dict[str, tuple[int, int]]]] = {}
-
-    @property
-    def n_tiles(self) -> int:
-        return math.prod(self.grid_shape)
-
-    @property
-    def n_done(self) -> int:
-        return len(self._tiles)
-
-    def write_tile(self, z: int, ty: int, tx: int, embedding: np.ndarray, meta: Any) -> None:
-        meta = {k: (int(v[0]), int(v[1])) for k, v in meta.items()}
-        self._tiles[(z, ty, tx)] = (np.asarray(embedding).astype(np.float16), meta)
-
-    def read_tile(self, z: int, ty: int, tx: int) -> np.ndarray:
-        return self._get(z, ty, tx)[0]
-
-    def read_meta(self, z: int, ty: int, tx: int) -> dict[str, tuple[int, int]]:
-        return dict(self._get(z, ty, tx)[1])
-
-    def is_done(self, z: int, ty: int, tx: int) -> bool:
-        return (z, ty, tx) in self._tiles
-
-    def missing_tiles(self) -> list[TileIndex]:
-        nz, ny, nx = self.grid_shape
-        every = ((z, y, x) for z in range(nz) for y in range(ny) for x in range(nx))
-        return [t for t in every if t not in self._tiles]
-
-    def _get(self, z: int, ty: int, tx: int):
-        try:
-            return self._tiles[(z, ty, tx)]
-        except KeyError:
-            raise TileSAMError(f"Tile {(z, ty, tx)} has no embedding yet.") from None
-
-
-# -- intensity ------------------------------------------------------------------------------
-def sample_intensity_range(
-    source: ImageSource,
-    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-    budget: int = SAMPLE_BUDGET,
-    *,
-    nonzero: bool = False,
-) -> tuple[float, float]:
-    """Robust ``(low, high)`` of a whole image from about `budget` evenly strided pixels.
-
-    Reads up to 16 evenly spaced slices in bands of whole rows (a few MB each), keeping
-    every ``step``-th row and column, so memory stays small for any image size; the
-    percentiles (of the non-zero pixels only, with `nonzero`) are then
-    :func:`tilesam.models.preprocess.intensity_range`'s.
-
-    Examples
-    --------
-    >>> from tilesam.io import ArraySource
-    >>> sample_intensity_range(ArraySource(np.arange(1000, dtype=np.uint16).reshape(10, 100)))
-    (4.995, 994.005)
-    """
-    nz = source.n_slices
-    zs = sorted({round(i * (nz - 1) / max(_SAMPLE_SLICES - 1, 1)) for i in range(_SAMPLE_SLICES)})
-    height, width = source.slice_shape
-    step = max(1, math.floor(math.sqrt(len(zs) * height * width / budget)))
-    # Bands start at multiples of `step`, so the sample is one regular lattice.
-    band = max(step, (_BAND_PIXELS // max(width, 1)) // step * step)
-    parts = []
-    for z in zs:
-        for y in range(0, height, band):
-            block = source.read_slice(z, (slice(y, min(y + band, height)), slice(None)))
-            parts.append(np.ascontiguousarray(block[::step, ::step]).reshape(-1))
-    return intensity_range(np.concatenate(parts), percentiles, nonzero=nonzero)
 
 
 # -- reading and embedding --------------------------------------------------------------------
@@ -231,29 +125,42 @@ def embed_tiles(
     progress: bool = True,
     desc: str = "embedding",
     scale: float | None = None,
+    callback: ProgressCallback | None = None,
+    cancel: CancelFlag | None = None,
 ) -> int:
     """Embed `tiles` into `store` in this process; returns how many were computed.
 
     `scale` embeds every tile at that magnification (:func:`embed_scaled`); None enlarges
-    each tile until its longest side fills the model input (SAM's convention).
+    each tile until its longest side fills the model input (SAM's convention). `progress`
+    shows a bar, `callback(done, total)` hears of each batch, and a set `cancel` flag stops
+    the loop between batches (the tiles done so far are kept: a later run resumes).
 
     Examples
     --------
-    >>> embed_tiles(model, source, grid, store, store.missing_tiles(),  # doctest: +SKIP
-    ...             intensity=(0.0, 4095.0))
+    >>> import tilesam
+    >>> from tilesam.cache.memory import MemoryStore
+    >>> from tilesam.io import open_image
+    >>> model = tilesam.load_model()
+    >>> source = open_image(np.random.default_rng(0).integers(0, 255, (300, 300), np.uint8))
+    >>> grid = TileGrid(source.slice_shape, tile_size=256, halo=16)
+    >>> store = MemoryStore((1, *grid.grid_shape), (256, 16, 16))
+    >>> embed_tiles(model, source, grid, store, store.missing_tiles(), intensity=(0, 255),
+    ...             progress=False)
+    4
+    >>> store.missing_tiles()
+    []
     """
-    from tqdm.auto import tqdm
-
     batches = tile_batches(grid, tiles, max(int(batch_size), 1))
     load = lambda batch: [read_tile(source, grid, t) for t in batch]  # noqa: E731
-    done = 0
-    with tqdm(total=len(tiles), desc=desc, unit="tile", disable=not progress) as bar:
+    report = Progress(len(tiles), bar=progress, desc=desc, callback=callback, cancel=cancel)
+    with report:
         # Two batches read ahead: enough to hide reading behind compute, and bounded.
         for batch, pixels in prefetch(batches, load, depth=2):
+            if report.cancelled:
+                break
             embed_batch_into(model, store, batch, pixels, intensity, scale)
-            done += len(batch)
-            bar.update(len(batch))
-    return done
+            report.advance(len(batch))
+    return report.done
 
 
 class _Failed:

@@ -20,15 +20,21 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tilesam.errors import TileSAMError
 from tilesam.io.signature import content_signature
 
+if TYPE_CHECKING:
+    from tilesam.cache.tiling import TileGrid
+    from tilesam.io import ImageSource
+    from tilesam.models.card import ModelCard
+
 __all__ = [
     "MISSING",
+    "cache_signature",
     "check_signature",
     "content_signature",
     "normalise_signature",
@@ -97,9 +103,11 @@ def signature_mismatch_error(path: Path, diffs: list[tuple[str, Any, Any]]) -> T
     """The error for a cache computed for other inputs: every differing field, and the ways out."""
     lines = "; ".join(f"{k}: cache={a!r}, now={b!r}" for k, a, b in diffs)
     return TileSAMError(
-        f"Embedding cache '{path}' was computed for different inputs ({lines}). To recompute "
-        "it (this deletes the cached embeddings), use Session(..., overwrite=True) or "
-        "`tilesam embed --overwrite`; to keep it, choose another cache path."
+        f"Embedding cache '{path}' was computed for different inputs ({lines}). Opened "
+        "without options for tiling, intensities or slice scale, a session takes the "
+        "cache's own. To recompute it (this deletes the cached "
+        "embeddings), use Session(..., overwrite=True) or `tilesam embed --overwrite`; to "
+        "keep it, choose another cache path."
     )
 
 
@@ -112,3 +120,40 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def cache_signature(
+    card: ModelCard,
+    grid: TileGrid,
+    slice_scale: float | None,
+    normalisation: Mapping[str, Any],
+    source: ImageSource,
+) -> dict[str, Any]:
+    """Everything a session's embeddings depend on: the model, the tiling and the
+    magnification, the intensity normalisation and the image itself.
+
+    >>> from tilesam.cache.tiling import TileGrid
+    >>> from tilesam.io import open_image
+    >>> from tilesam.models.card import ModelCard
+    >>> card = ModelCard("tiny", "abc", "tiny_cnn", 256, (256, 16, 16))
+    >>> image = open_image(np.zeros((300, 300), np.uint8))
+    >>> sig = cache_signature(card, TileGrid((300, 300), 256, 16), None, {"method": "uint8"},
+    ...                       image)
+    >>> sig["tiling"], sig["image"]["shape"]
+    ({'tile_size': 256, 'halo': 16}, [300, 300])
+    """
+    tiling: dict[str, Any] = {"tile_size": grid.tile_size, "halo": grid.halo}
+    # Only when set: caches embedded at SAM's convention keep their signature.
+    if slice_scale is not None:
+        tiling["slice_scale"] = slice_scale
+    return {
+        "model": card.signature(),
+        "tiling": tiling,
+        "normalisation": dict(normalisation),
+        "image": {
+            "shape": list(source.shape),
+            "dtype": source.dtype.str,
+            "axes": source.axes,
+            "content": content_signature(source),
+        },
+    }

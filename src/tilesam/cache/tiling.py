@@ -23,6 +23,8 @@ import numpy as np
 from tilesam.errors import TileSAMError
 
 Region2D = tuple[slice, slice]
+#: A tile of a (possibly 3D) image: ``(z, ty, tx)``, slice and tile row and column.
+TileIndex = tuple[int, int, int]
 #: Context (pixels) each tile shares with a neighbour, unless a cache or a user says otherwise.
 DEFAULT_HALO = 64
 
@@ -114,11 +116,6 @@ class TileGrid:
         self._check_tile(ty, tx)
         return (self._owned(ty, 0), self._owned(tx, 1))
 
-    def inner_in_tile(self, ty: int, tx: int) -> Region2D:
-        """`inner_region` in the tile's own coordinates (for cropping a tile's output)."""
-        (iy, ix), (ty0, tx0) = self.inner_region(ty, tx), self.tile_origin(ty, tx)
-        return (slice(iy.start - ty0, iy.stop - ty0), slice(ix.start - tx0, ix.stop - tx0))
-
     def tile_origin(self, ty: int, tx: int) -> tuple[int, int]:
         """Image coordinates ``(y, x)`` of the tile's first pixel."""
         self._check_tile(ty, tx)
@@ -177,37 +174,6 @@ class TileGrid:
         ty0, tx0 = self.tile_for_point(cy0, cx0)
         ty1, tx1 = self.tile_for_point(cy1 - 1, cx1 - 1)
         return [(ty, tx) for ty in range(ty0, ty1 + 1) for tx in range(tx0, tx1 + 1)]
-
-    # -- coordinate mapping -----------------------------------------------------------------
-    def to_tile(self, ty: int, tx: int, coords: np.ndarray | Sequence[float]) -> np.ndarray:
-        """Image coordinates -> tile coordinates.
-
-        Parameters
-        ----------
-        coords : array-like, shape (..., 2) or (..., 4)
-            Points ``(y, x)`` or boxes ``(y0, x0, y1, x1)`` in image pixels.
-
-        Examples
-        --------
-        >>> grid = TileGrid((2000, 3000), tile_size=1024, halo=64)
-        >>> grid.to_tile(1, 1, [1000.0, 1000.0]).tolist()
-        [104.0, 104.0]
-        """
-        return np.asarray(coords, dtype=np.float64) - self._offset(ty, tx, coords)
-
-    def to_image(self, ty: int, tx: int, coords: np.ndarray | Sequence[float]) -> np.ndarray:
-        """Tile coordinates -> image coordinates; the inverse of `to_tile`."""
-        return np.asarray(coords, dtype=np.float64) + self._offset(ty, tx, coords)
-
-    def _offset(self, ty: int, tx: int, coords: np.ndarray | Sequence[float]) -> np.ndarray:
-        last = np.shape(coords)[-1] if np.ndim(coords) else 0
-        if last not in (2, 4):
-            raise TileSAMError(
-                f"Coordinates must have a last axis of 2 (y, x) or 4 (y0, x0, y1, x1), got "
-                f"shape {np.shape(coords)}."
-            )
-        origin = np.array(self.tile_origin(ty, tx), dtype=np.float64)
-        return np.tile(origin, last // 2)
 
     def _check_tile(self, ty: int, tx: int) -> None:
         ny, nx = self.grid_shape

@@ -148,9 +148,7 @@ def prompted_window(
     """
     size = np.array(logits.size)
     points = prompt.positive
-    marks = (
-        points if prompt.box is None else np.vstack([points, np.reshape(prompt.box, (2, 2))])
-    )
+    marks = points if prompt.box is None else np.vstack([points, np.reshape(prompt.box, (2, 2))])
     lo = np.floor(marks.min(axis=0) / 4).astype(int) - _WINDOW_PAD
     hi = np.floor(marks.max(axis=0) / 4).astype(int) + 1 + _WINDOW_PAD
     while True:

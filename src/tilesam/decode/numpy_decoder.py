@@ -13,11 +13,11 @@ and :mod:`tilesam.models.mask_decoder` in plain order (float32; the tests hold t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import erf
 
+from tilesam.decode.decoder_config import DecoderConfig
 from tilesam.decode.logits import MaskLogits
 from tilesam.decode.predictor import ImageEmbedding, MaskPredictor
 from tilesam.decode.sam_prompt import SamPrompt
@@ -26,34 +26,6 @@ __all__ = ["DecoderConfig", "NumpyDecoder", "NumpyPredictor"]
 
 _PE = "prompt_encoder."
 _MD = "mask_decoder."
-
-
-@dataclass(frozen=True)
-class DecoderConfig:
-    """What the weights alone do not say: the model input side, the embedding grid, the
-    attention heads and the windows the decoder was trained on (see ``Sam.decoder_windows``)."""
-
-    image_size: int
-    grid: tuple[int, int]
-    num_heads: int
-    decoder_windows: tuple[int, ...] = ()
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "image_size": self.image_size,
-            "grid": list(self.grid),
-            "num_heads": self.num_heads,
-            "decoder_windows": list(self.decoder_windows),
-        }
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, object]) -> DecoderConfig:
-        return cls(
-            image_size=int(values["image_size"]),
-            grid=tuple(int(v) for v in values["grid"]),
-            num_heads=int(values["num_heads"]),
-            decoder_windows=tuple(int(v) for v in values.get("decoder_windows", ())),
-        )
 
 
 class NumpyDecoder:

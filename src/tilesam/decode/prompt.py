@@ -93,7 +93,7 @@ class Prompt:
             to segment); False accepts any non-empty prompt, as SAM's decoder does.
         """
         yx = check_points(points, shape)
-        if labels is not None and len(yx) == 0:
+        if labels is not None and np.size(labels) and len(yx) == 0:
             raise TileSAMError("labels were given without points: pass points=[(y, x), ...].")
         lab = check_labels(labels, len(yx))
         bx = None if box is None else check_box(box, shape)
@@ -222,8 +222,7 @@ def check_box(box: Any, shape: tuple[int, int] | None = None) -> Box:
     y0, x0, y1, x1 = (float(v) for v in values)
     if not (y1 > y0 and x1 > x0):
         raise TileSAMError(
-            f"box {values.tolist()} is empty: it must be (y0, x0, y1, x1) with y1 > y0 and "
-            "x1 > x0."
+            f"box {values.tolist()} is empty: it must be (y0, x0, y1, x1) with y1 > y0 and x1 > x0."
         )
     if shape is not None and (y0 < 0 or x0 < 0 or y1 > shape[0] or x1 > shape[1]):
         raise TileSAMError(

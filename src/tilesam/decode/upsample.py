@@ -60,9 +60,7 @@ def upsample_mask(
     return mask
 
 
-def in_cells(
-    prompt: Prompt, input_size: tuple[int, int], original_size: tuple[int, int]
-) -> Prompt:
+def in_cells(prompt: Prompt, input_size: tuple[int, int], original_size: tuple[int, int]) -> Prompt:
     """`prompt` on the low-resolution grid: a quarter of the model input per side."""
     return prompt.scaled(*(i / o / 4 for i, o in zip(input_size, original_size)))
 

@@ -28,9 +28,10 @@ Every image needs its labels; label files without an image are ignored.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -237,7 +238,7 @@ def _file_pair(image: Path, labels: Path) -> _Pair:
     return _Pair(_split_name(image)[0], image, labels)
 
 
-def _readable(read, path: Path, **kwargs):
+def _readable(read: Callable[..., Any], path: Path, **kwargs: Any) -> Any:
     """`read(path)`, with a file that cannot be read named as a `TileSAMError`."""
     try:
         return read(path, **kwargs)
@@ -301,11 +302,18 @@ class LabelledImageFolder(Sequence[LabelledImage]):
 
     Examples
     --------
-    >>> data = LabelledImageFolder("coelho2009")  # doctest: +SKIP
-    >>> item = data[0]  # doctest: +SKIP
-    >>> item.name, item.image.shape, item.labels.dtype  # doctest: +SKIP
-    ('gnf_dna-0_image', (1030, 1349, 3), dtype('uint32'))
-    >>> train, validation = data.split(0.25, seed=0)  # doctest: +SKIP
+    >>> import tempfile
+    >>> from tilesam.training.synthetic import write_synthetic_folder
+    >>> folder = tempfile.mkdtemp()
+    >>> paths = write_synthetic_folder(folder, ("nuclei",), count=4, side=96, max_zoom=1)
+    >>> sorted(p.name for p in paths[0].parent.iterdir())[:4]  # images and labels, by name
+    ['nuclei000.tif', 'nuclei000_labels.tif', 'nuclei001.tif', 'nuclei001_labels.tif']
+    >>> data = LabelledImageFolder(folder)
+    >>> data
+    LabelledImageFolder(4 images, 2D)
+    >>> item = data[1]
+    >>> item.name, item.image.shape, item.labels.dtype, int(item.labels.max())  # 27 nuclei
+    ('nuclei001', (96, 96), dtype('uint32'), 27)
     """
 
     def __init__(self, images: str | Path, labels: str | Path | None = None) -> None:
@@ -372,8 +380,14 @@ class LabelledImageFolder(Sequence[LabelledImage]):
 
         Examples
         --------
-        >>> train, validation = data.split(0.2, seed=0)  # doctest: +SKIP
-        >>> set(train.names).isdisjoint(validation.names)  # doctest: +SKIP
+        >>> import tempfile
+        >>> from tilesam.training.synthetic import write_synthetic_folder
+        >>> paths = write_synthetic_folder(tempfile.mkdtemp(), ("cells",), count=5, side=32)
+        >>> data = LabelledImageFolder(paths[0].parent)
+        >>> train, validation = data.split(0.2, seed=0)
+        >>> len(train), len(validation), set(train.names).isdisjoint(validation.names)
+        (4, 1, True)
+        >>> data.split(0.2, seed=0)[1].names == validation.names  # same seed, same split
         True
         """
         if not 0 < fraction < 1 or len(self) < 2:

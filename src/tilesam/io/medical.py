@@ -9,8 +9,7 @@ writes labels with exactly a source's geometry, so they overlay it in 3D Slicer,
 and napari.
 
 The voxel index ``(z, y, x)`` lies at the LPS point
-``origin_xyz + direction @ (spacing_xyz * (x, y, z))``; :meth:`MedicalSource.physical_point`
-computes it.
+``origin_xyz + direction @ (spacing_xyz * (x, y, z))``.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,7 +37,7 @@ WRITABLE_SUFFIXES = (".nii", ".nii.gz", ".mha", ".nrrd")
 _TOLERANCE = 1e-4  # geometry equal within this (relative) tolerance
 
 
-def _sitk():
+def _sitk() -> ModuleType:
     """SimpleITK, imported on first use: with this module it would add about 0.3 s to
     opening any image, TIFF and zarr included."""
     import SimpleITK
@@ -87,9 +87,14 @@ class MedicalSource(LayoutSource):
 
     Examples
     --------
-    >>> src = MedicalSource("ct.nii.gz")  # doctest: +SKIP
-    >>> src.axes, src.spacing, src.origin  # doctest: +SKIP
-    ('ZYX', (2.5, 0.8, 0.8), (-120.0, -95.2, -95.2))
+    >>> from tilesam.samples import sample_path
+    >>> src = MedicalSource(sample_path("ct_volume"))  # a NIfTI file
+    >>> src.axes, src.shape, src.dtype.name
+    ('ZYX', (40, 160, 160), 'int16')
+    >>> [round(v, 3) for v in src.spacing], src.origin  # (z, y, x) in mm
+    ([2.5, 0.8, 0.8], (-50.0, -64.0, -64.0))
+    >>> src.direction, src.axis_aligned
+    ((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), True)
     """
 
     def __init__(self, path: str | os.PathLike[str], *, series: str | int | None = None) -> None:
@@ -125,24 +130,10 @@ class MedicalSource(LayoutSource):
     def describe(self) -> str:
         return f"'{self.path}' ({self._axes} {self._shape} {self._dtype})"
 
-    def physical_point(self, index: Sequence[float]) -> tuple[float, ...]:
-        """The LPS point ``(x, y, z)`` in mm of a voxel index given as ``(z, y, x)``.
-
-        >>> src.physical_point((0, 0, 0)) == src.origin[::-1]  # doctest: +SKIP
-        True
-        """
-        point = self._image.TransformContinuousIndexToPhysicalPoint([float(v) for v in index][::-1])
-        return tuple(float(v) for v in point)
-
     def close(self) -> None:
         """Release the volume's memory."""
         self._array = None
         self._image = None
-
-
-def same_geometry(a: MedicalSource, b: MedicalSource) -> bool:
-    """Whether two volumes share their grid: shape, spacing, origin and direction."""
-    return geometry_difference(a, b) is None
 
 
 def geometry_difference(a: MedicalSource, b: MedicalSource) -> str | None:

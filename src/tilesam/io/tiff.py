@@ -95,11 +95,17 @@ class TiffSource(LayoutSource):
 
     Examples
     --------
-    >>> import numpy as np, tifffile
-    >>> tifffile.imwrite("/tmp/tilesam_doc.tif", np.zeros((300, 400), np.uint8), tile=(128, 128))
-    >>> with TiffSource("/tmp/tilesam_doc.tif") as src:
-    ...     src.read((slice(0, 10), slice(0, 20))).shape
-    (10, 20)
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> path = Path(tempfile.mkdtemp()) / "tiles.tif"
+    >>> image = np.arange(300 * 400, dtype=np.uint16).reshape(300, 400)
+    >>> tifffile.imwrite(path, image, tile=(128, 128))
+    >>> with TiffSource(path) as src:
+    ...     print(src.axes, src.shape, src.dtype)
+    ...     block = src.read((slice(200, 210), slice(390, 400)))  # reads the tiles it touches
+    YX (300, 400) uint16
+    >>> block.shape, bool((block == image[200:210, 390:400]).all())
+    ((10, 10), True)
     """
 
     def __init__(

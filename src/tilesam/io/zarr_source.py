@@ -35,11 +35,14 @@ class ZarrSource(LayoutSource):
 
     Examples
     --------
-    >>> import numpy as np, zarr
-    >>> z = zarr.create_array("/tmp/tilesam_doc.zarr", shape=(2, 64, 64), chunks=(1, 32, 32),
-    ...                       dtype="uint16", overwrite=True)
-    >>> ZarrSource("/tmp/tilesam_doc.zarr").axes
-    'ZYX'
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> path = Path(tempfile.mkdtemp()) / "stack.zarr"
+    >>> z = zarr.create_array(path, shape=(2, 64, 64), chunks=(1, 32, 32), dtype="uint16")
+    >>> z[1] = 7
+    >>> src = ZarrSource(path)
+    >>> src.axes, src.n_slices, src.slice_shape, int(src.read_slice(1).max())
+    ('ZYX', 2, (64, 64), 7)
     """
 
     def __init__(

@@ -47,10 +47,24 @@ class DecoderGraphs:
 
     Examples
     --------
-    >>> graphs = DecoderGraphs(model.sam)  # doctest: +SKIP
-    >>> tokens, hyper_in, iou = graphs.decode_tokens(  # doctest: +SKIP
-    ...     features, image_pe=image_pe, points=(coords, labels), multimask_output=True
-    ... )
+    >>> import tilesam
+    >>> sam = tilesam.load_model().sam  # the bundled ``tiny``
+    >>> graphs = DecoderGraphs(sam)
+    >>> features = torch.randn(1, 128, 16, 16)  # a window of 16 x 16 image tokens
+    >>> image_pe = sam.prompt_encoder.get_dense_pe()[..., :16, :16]
+    >>> points = (torch.tensor([[[40.0, 40.0]]]), torch.tensor([[1]]))  # one click, (x, y)
+    >>> with torch.no_grad():
+    ...     eager = graphs.decode_tokens(features, image_pe=image_pe, points=points)
+    ...     _ = graphs.decode_tokens(features, image_pe=image_pe, points=points)  # traces aside
+    ...     graphs.wait()
+    ...     traced = graphs.decode_tokens(features, image_pe=image_pe, points=points)
+    >>> graphs.ready((1, False, False, True))  # one point, no box, no mask input, 3 masks
+    True
+    >>> tokens, hyper_in, iou = traced
+    >>> tokens.shape, hyper_in.shape, iou.shape
+    (torch.Size([1, 256, 128]), torch.Size([1, 3, 16]), torch.Size([1, 3]))
+    >>> all(torch.equal(a, b) for a, b in zip(eager, traced))  # bitwise the same outputs
+    True
     """
 
     def __init__(self, sam: Sam) -> None:
@@ -131,7 +145,9 @@ class _KindDecoder(nn.Module):
         self.sam = sam
         self.kind = kind
 
-    def forward(self, features: torch.Tensor, image_pe: torch.Tensor, *prompt: torch.Tensor):
+    def forward(
+        self, features: torch.Tensor, image_pe: torch.Tensor, *prompt: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n_points, has_box, has_mask, multimask = self.kind
         rest = iter(prompt)
         points = (next(rest), next(rest)) if n_points else None

@@ -75,13 +75,15 @@ def load_model(
     sam = build_sam(architecture)
     check_compatible(sam.state_dict(), state, f"a {architecture.encoder} model")
     sam.load_state_dict(state)
-    sam.mask_threshold, sam.box_mask_threshold = mask_thresholds(entry, architecture.encoder)
+    mask_threshold, box_mask_threshold = mask_thresholds(entry, architecture.encoder)
     return SamModel(
         sam,
         name=label,
         architecture=architecture,
         weights_hash=file_sha256(path),
         device=pick_device(device),
+        mask_threshold=mask_threshold,
+        box_mask_threshold=box_mask_threshold,
     )
 
 
@@ -107,8 +109,12 @@ def shared_model(
     >>> shared_model("tiny", device="cpu") is shared_model("tiny", device="cpu")
     True
     """
-    ckpt = None if checkpoint is None else str(Path(checkpoint).expanduser().absolute())
-    key = ("load_model", name, ckpt, None if device is None else str(device), trust_checkpoint)
+    # The file the name or checkpoint resolves to now (a missing one raises here): a file
+    # rewritten since (a fine-tuning run saving again) is loaded anew.
+    path = model_file(name, checkpoint)[0].expanduser().absolute()
+    stamp = path.stat() if path.is_file() else None
+    version = None if stamp is None else (stamp.st_size, stamp.st_mtime_ns)
+    key = ("load_model", name, str(path), version, str(device), trust_checkpoint)
     return cached_model(
         key, lambda: load_model(name, checkpoint, device, trust_checkpoint=trust_checkpoint)
     )

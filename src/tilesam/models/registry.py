@@ -88,7 +88,10 @@ def build_sam(arch: Architecture) -> Sam:
     return sam
 
 
-def vit_architecture(embed_dim: int, depth: int, num_heads: int, global_attn: tuple[int, ...]):
+def vit_architecture(
+    embed_dim: int, depth: int, num_heads: int, global_attn: tuple[int, ...]
+) -> Architecture:
+    """SAM's ViT encoder of this width and depth, global attention in blocks `global_attn`."""
     return Architecture(
         encoder="vit",
         encoder_kwargs={

@@ -24,10 +24,6 @@ class Sam(nn.Module):
     ``mask_decoder.*``); the pixel statistics are not part of it.
     """
 
-    # The logit above which a pixel is in the mask; a model may set another for prompts
-    # with a box (None: the same), see ModelEntry.
-    mask_threshold = 0.0
-    box_mask_threshold: float | None = None
     # Sides, in tokens and ascending, of the windows of the embedding grid the decoder was
     # trained on, when smaller than the grid: prompts are then decoded on such a window (see
     # SamModel.predict). Empty: the whole grid, as SAM's own models are trained.

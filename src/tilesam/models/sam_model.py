@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from tilesam.decode.decoder_config import DecoderConfig
 from tilesam.decode.logits import MaskLogits
-from tilesam.decode.numpy_decoder import DecoderConfig
 from tilesam.decode.predictor import ImageEmbedding, MaskPredictor
 from tilesam.decode.sam_prompt import SamPrompt
 from tilesam.errors import TileSAMError
+from tilesam.models.card import ModelCard
 from tilesam.models.decoder_graphs import DecoderGraphs
 from tilesam.models.preprocess import prepare_image
 from tilesam.models.registry import Architecture
@@ -59,8 +60,13 @@ class SamModel(MaskPredictor):
         weights_hash: str | None = None,
         device: str | torch.device = "cpu",
         decoder_graphs: bool = True,
+        mask_threshold: float = 0.0,
+        box_mask_threshold: float | None = None,
     ) -> None:
         self.device = torch.device(device)
+        # The model's own, from its card (tilesam.models.registry.mask_thresholds).
+        self.mask_threshold = float(mask_threshold)
+        self.box_mask_threshold = box_mask_threshold
         self.sam = sam.to(self.device).eval()
         self.name = name
         self.architecture = architecture
@@ -171,12 +177,17 @@ class SamModel(MaskPredictor):
         return self.sam.decoder_windows
 
     @property
-    def mask_threshold(self) -> float:
-        return self.sam.mask_threshold
-
-    @property
-    def box_mask_threshold(self) -> float | None:
-        return self.sam.box_mask_threshold
+    def card(self) -> ModelCard:
+        """What a session needs to know of this model besides running it."""
+        return ModelCard(
+            name=self.name,
+            weights_hash=self.weights_hash,
+            encoder=self.architecture.encoder,
+            image_size=self.image_size,
+            embedding_shape=(self.sam.prompt_encoder.embed_dim, *self.grid),
+            mask_threshold=self.mask_threshold,
+            box_mask_threshold=self.box_mask_threshold,
+        )
 
     @torch.inference_mode()
     def _decode(

@@ -6,58 +6,54 @@ A session ties together the pieces of the large-image path::
                                                       │
     points / box in image coordinates ──► stitch_segment (tile to tile) ──► SegmentResult
 
-Intensities are normalised with ONE range for the whole image (uint8: as is; a CT window
-if one is given; else robust percentiles, of the non-zero voxels for a volume), so a pixel
-has the same value in every tile and slice. The range, the model, the tiling and the image's
-fingerprint form the cache signature: a cache is never reused for another image, model
-or preprocessing. Embeddings are computed up front with `Session.embed` (resumable,
-optionally on a dask cluster) or on demand by `Session.embedding` / `Session.segment`.
-
-Tiles are enlarged into the model input as SAM does (the longest side fills it), or at most
-``slice_scale`` times (:data:`DEFAULT_SLICE_SCALE` for volumes: their slices are often
-small, and enlarged to fill the input they show objects far larger than a model trained on
-crops has seen); the magnification is then part of the cache signature.
+The policies it applies live beside it: one intensity range per image
+(:mod:`tilesam.cache.normalisation`), the slice scale of volumes
+(:mod:`tilesam.cache.scale`), the cache signature (:mod:`tilesam.cache.signature`), the
+model or the cache's own decoder (:mod:`tilesam.segment.model_source`). A cache opens the
+same from every face: without options a session takes an existing cache's model, tiling,
+magnification and intensity range; asking for others is refused with the way out.
+Embeddings are computed up front with `Session.embed` (resumable, with progress and
+cancel, optionally on a dask cluster) or on demand by `Session.segment`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
-from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tilesam.cache.embed import MemoryStore, TileIndex, embed_tiles, sample_intensity_range
+from tilesam.cache.embed import embed_tiles
+from tilesam.cache.embeddings import TileEmbeddings
+from tilesam.cache.memory import MemoryStore
+from tilesam.cache.normalisation import fixed_normalisation, image_normalisation
+from tilesam.cache.progress import CancelFlag, ProgressCallback
+from tilesam.cache.scale import (  # noqa: F401 - DEFAULT_SLICE_SCALE: where users look
+    DEFAULT_SLICE_SCALE,
+    check_scale,
+    default_slice_scale,
+    tile_scale,
+)
+from tilesam.cache.signature import cache_signature
 from tilesam.cache.store import EmbeddingStore
-from tilesam.cache.tiling import DEFAULT_HALO, TileGrid
-from tilesam.decode.numpy_decoder import DecoderConfig, NumpyDecoder, NumpyPredictor
+from tilesam.cache.tiling import DEFAULT_HALO, TileGrid, TileIndex
+from tilesam.decode.numpy_decoder import NumpyPredictor
 from tilesam.decode.predictor import ImageEmbedding, MaskPredictor, Prediction
+from tilesam.decode.prompt import Prompt
 from tilesam.errors import TileSAMError
-from tilesam.io import ImageSource, content_signature, open_image
-from tilesam.models.preprocess import DEFAULT_PERCENTILES, window_range
-from tilesam.models.registry import mask_thresholds
-from tilesam.models.weights import file_sha256, model_file
-from tilesam.segment.result import Prompt, SegmentResult
-from tilesam.segment.stitch import default_margin, stitch_segment
+from tilesam.io import open_image
+from tilesam.segment import model_source
+from tilesam.segment.result import SegmentResult
+from tilesam.segment.stitch import default_margin, merge_tiles, seed_tiles, stitch_segment
 
 if TYPE_CHECKING:
     from tilesam.cache.distributed import ModelRecipe
     from tilesam.models.sam_model import SamModel
 
 logger = logging.getLogger(__name__)
-_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
-_RECENT = 16  # decoded tile embeddings kept for the next clicks (a stitched object's tiles)
-#: A volume's slices are enlarged at most this many times into the model input (see
-#: :class:`Session`'s `slice_scale`). SAM's convention enlarges a 160-pixel slice 6.4 times,
-#: showing the bundled ``tiny`` (trained on 256-pixel crops) nuclei and organs far larger
-#: than any it has seen; measured with ``tiny`` on the sample nuclei: one-click IoU 0.89 /
-#: 0.94 / 0.89 / 0.73 / 0.48 at 4 / 3 / 2 / 1.5 / 1 times, 0.16 at SAM's 8 times.
-DEFAULT_SLICE_SCALE = 3.0
 
 
 class Session:
@@ -68,7 +64,8 @@ class Session:
     image : path, array or ImageSource
         Anything :func:`tilesam.open_image` opens; 2D, 2D RGB, or a volume (``z=``).
     model : str, path or SamModel, optional
-        A registry name, a checkpoint file or a loaded model; default: ``load_model()``.
+        A registry name, a checkpoint file or a loaded model; default: an existing cache's
+        registry model, else ``load_model()``.
         A name or file whose weights made the existing `cache` is loaded only when a tile
         must be embedded: until then the decoder weights the cache keeps answer prompts in
         NumPy (:attr:`predictor`), and torch is never imported.
@@ -82,8 +79,9 @@ class Session:
         Context each tile shares with its neighbours (see :class:`TileGrid`); default: an
         existing cache's, else 64.
     intensity : (low, high), optional
-        Fixed intensity range; default: percentiles of a strided sample of the whole image
-        (of its non-zero voxels for a volume: MR and microscopy stacks are zero-padded).
+        Fixed intensity range; default: an existing cache's range (a CT window or a user's
+        range included), else percentiles of a strided sample of the whole image (of its
+        non-zero voxels for a volume: MR and microscopy stacks are zero-padded).
     window : str or (width, level), optional
         A CT window in Hounsfield units instead of `intensity`: a name of
         :data:`tilesam.models.preprocess.CT_WINDOWS` (``"lung"``, ``"soft-tissue"``, ...)
@@ -104,9 +102,10 @@ class Session:
         black-padded, see :func:`tilesam.cache.embed.embed_scaled`), which is recorded in
         the cache signature (``tiling.slice_scale``): a cache made at another
         magnification, or at SAM's, is refused. ``"auto"`` (the default, also that of the
-        command line and the napari plugin, so all three share caches):
-        :func:`default_slice_scale`, :data:`DEFAULT_SLICE_SCALE` for volumes and SAM's
-        convention for 2D images.
+        command line and the napari plugin, so all three share caches): an existing
+        cache's, else :func:`tilesam.cache.scale.default_slice_scale`,
+        :data:`~tilesam.cache.scale.DEFAULT_SLICE_SCALE` for volumes and SAM's convention
+        for 2D images.
 
     Attributes
     ----------
@@ -116,13 +115,19 @@ class Session:
 
     Examples
     --------
-    >>> s = Session("slide.ome.tif", "vit_b", cache="slide.vit_b.zarr")  # doctest: +SKIP
-    >>> s.embed()  # progress bar with time left; resumes if interrupted  # doctest: +SKIP
-    >>> r = s.segment(points=[(10240, 5120)])  # doctest: +SKIP
-    >>> r.bbox, r.window.shape  # small, even for a 20k x 20k slide  # doctest: +SKIP
-    >>> v = Session("ct.nii.gz", "vit_b", "ct.zarr", slice_scale=3.0)  # doctest: +SKIP
-    >>> v.slice_scale  # 160 x 160 slices: 3, not 1024 / 160 = 6.4  # doctest: +SKIP
-    3.0
+    >>> import tempfile
+    >>> from tilesam.samples import load_sample
+    >>> image, truth = load_sample("nuclei")  # 256 x 256 fluorescence, 65 nuclei
+    >>> cache = tempfile.mkdtemp() + "/nuclei.zarr"
+    >>> s = Session(image, "tiny", cache=cache, tile_size=128, halo=16)
+    >>> s.grid_shape, s.embed(progress=False)  # 3 x 3 tiles; a second run embeds none
+    ((1, 3, 3), 9)
+    >>> y, x = np.argwhere(truth == 1).mean(axis=0)  # a click inside nucleus 1
+    >>> r = s.segment(points=[(y, x)])
+    >>> bool(truth[r.mask].mean() > 0.5), r.window.shape == r.mask[r.mask.any(1)].shape
+    (True, False)
+    >>> Session(image, cache=cache).grid.halo  # reopened without options: the cache's own
+    16
     """
 
     def __init__(
@@ -144,9 +149,6 @@ class Session:
         slice_scale: float | str | None = "auto",
     ) -> None:
         self.source = open_image(image, axes=axes)
-        if isinstance(slice_scale, str) and slice_scale == "auto":
-            slice_scale = default_slice_scale(self.source)
-        self._max_scale = _check_scale(slice_scale)
         if self.source.n_channels not in (1, 3, 4):
             raise TileSAMError(
                 f"{self.source.describe()} has {self.source.n_channels} channels; TileSAM "
@@ -154,35 +156,44 @@ class Session:
             )
         self.cache_path = None if cache is None else Path(cache).expanduser()
         stored = None if overwrite or cache is None else _stored(self.cache_path)
-        known = None if stored is None else stored.signature
+        known = {} if stored is None else stored.signature
+        model = model_source.cache_model_name(model, checkpoint, stored)
         self._request = (model, checkpoint, device, trust_checkpoint)
         self._model: SamModel | None = None
         self._recipe: ModelRecipe | None = None
         # A cache made for this model's weights file answers clicks without the model
         # (and without importing torch): it keeps the decoder's weights.
-        self._card = _card_from_cache(model, checkpoint, stored)
-        if self._card is None:
-            self._card = _ModelCard.of(self.model)
-        tiling = (known or {}).get("tiling", {})
-        # An existing cache's tiling is the default, so that reopening needs no options.
+        cached = model_source.cached_decoder(model, checkpoint, stored)
+        self._card, self._decoder = cached or (self.model.card, None)
+        tiling = known.get("tiling", {})
+        self._max_scale = self._scale_option(slice_scale, tiling, stored is not None)
         tile_size = tile_size or tiling.get("tile_size") or self._card.image_size
         halo = halo if halo is not None else tiling.get("halo", DEFAULT_HALO)
         self.grid = TileGrid(self.source.slice_shape, tile_size, halo)
         self.progress = progress
-        fixed = _fixed_normalisation(intensity, window)
-        self.store, self.signature = self._open_store(fixed, known, overwrite)
+        norm = fixed_normalisation(intensity, window)
+        norm = norm or image_normalisation(self.source, known.get("normalisation"))
+        self.store, self.signature = self._open_store(norm, overwrite)
         low, high = self.signature["normalisation"]["range"]
         self.intensity = (float(low), float(high))
-        self._recent: OrderedDict[TileIndex, ImageEmbedding] = OrderedDict()
-        self._meta_by_shape: dict[tuple[int, int], dict[str, tuple[int, int]]] = {}
+        self._embeddings = TileEmbeddings(self.store)
         self.predictor = self._predictor()
+
+    def _scale_option(self, option: Any, tiling: Mapping[str, Any], cached: bool) -> float | None:
+        """The largest magnification: the option, where ``"auto"`` takes an existing cache's
+        (a cache opens the same from every face), else the default for the image."""
+        if not (isinstance(option, str) and option == "auto"):
+            return check_scale(option)
+        if cached:
+            return check_scale(tiling.get("slice_scale"))
+        return default_slice_scale(self.source)
 
     @property
     def model(self) -> SamModel:
         """The model, loaded on first use when the session opened on a cache whose
         embeddings and decoder answer clicks without it (it is needed to embed tiles)."""
         if self._model is None:
-            model, recipe = _resolve_model(*self._request)
+            model, recipe = model_source.resolve_model(*self._request)
             self._check_same_model(model)
             self._model, self._recipe = model, recipe
         return self._model
@@ -191,10 +202,9 @@ class Session:
         """Refuse a model loaded later than the session opened (to embed a missing tile)
         that is not the one the cache and its decoder were checked against: its weights
         file changed in between."""
-        card = self._card
-        if card is None or card.decoder is None:  # opened with the model: checked then
+        if getattr(self, "_decoder", None) is None:  # opened with the model: checked then
             return
-        loaded = _ModelCard.of(model)
+        loaded, card = model.card, self._card
         fields = ("weights_hash", "encoder", "image_size", "embedding_shape")
         changed = [f for f in fields if getattr(loaded, f) != getattr(card, f)]
         if changed:
@@ -208,20 +218,18 @@ class Session:
     def _predictor(self) -> MaskPredictor:
         """What turns prompts into masks: the loaded model, else the cache's decoder
         weights in NumPy. A new on-disk cache is given the loaded model's decoder."""
-        if self._model is not None:
-            if isinstance(self.store, EmbeddingStore) and self.store.read_decoder() is None:
-                weights, config = self._model.decoder_weights()
-                try:
-                    self.store.write_decoder(weights, config.to_dict())
-                except TileSAMError as err:  # the cache serves as it is; sessions load the model
-                    logger.warning("%s", err)
-            return self._model
-        card = self._card
-        return NumpyPredictor(
-            card.decoder,
-            mask_threshold=card.mask_threshold,
-            box_mask_threshold=card.box_mask_threshold,
-        )
+        if self._model is None:
+            card = self._card
+            thresholds = {"mask_threshold": card.mask_threshold}
+            thresholds["box_mask_threshold"] = card.box_mask_threshold
+            return NumpyPredictor(self._decoder, **thresholds)
+        if isinstance(self.store, EmbeddingStore) and self.store.read_decoder() is None:
+            weights, config = self._model.decoder_weights()
+            try:
+                self.store.write_decoder(weights, config.to_dict())
+            except TileSAMError as err:  # the cache serves as it is; sessions load the model
+                logger.warning("%s", err)
+        return self._model
 
     def __repr__(self) -> str:
         where = self.cache_path or "memory"
@@ -256,16 +264,29 @@ class Session:
             self._check_z(z)
         return [t for t in missing if t[0] in wanted]
 
+    def prompt_tiles(self, prompt: Prompt, z: int = 0) -> list[TileIndex]:
+        """The tiles ``(z, ty, tx)`` a prompt's answer starts in, and their neighbours
+        (where an object crossing a tile border goes on): what a click needs embedded."""
+        self._check_z(z)
+        (ny, nx), near = self.grid.grid_shape, set()
+        for ty, tx in seed_tiles(self.grid, prompt):
+            near.update(
+                (z, a, b)
+                for a in range(max(ty - 1, 0), min(ty + 2, ny))
+                for b in range(max(tx - 1, 0), min(tx + 2, nx))
+            )
+        return sorted(near)
+
+    def is_cached(self, prompt: Prompt, z: int = 0) -> bool:
+        """Whether every tile the prompt needs is embedded: then it costs only the decoder."""
+        return all(self.store.is_done(*tile) for tile in self.prompt_tiles(prompt, z))
+
     @property
     def slice_scale(self) -> float | None:
         """The magnification every tile is embedded at (model-input pixels per pixel), or
-        None for SAM's convention: the `slice_scale` option, lowered where a tile of the
-        grid would fill the model input at less (a large slice is tiled as by SAM, its
-        clipped edge tiles padded, not enlarged)."""
-        if self._max_scale is None:
-            return None
-        longest = min(self.grid.tile_size, max(self.grid.slice_shape))
-        return min(self._max_scale, self._card.image_size / longest)
+        None for SAM's convention (see :func:`tilesam.cache.scale.tile_scale`)."""
+        grid = self.grid
+        return tile_scale(self._max_scale, grid.tile_size, grid.slice_shape, self._card.image_size)
 
     # -- embedding --------------------------------------------------------------------------
     def embed(
@@ -275,23 +296,35 @@ class Session:
         batch_size: int = 4,
         workers: int | None = None,
         scheduler: Any = None,
+        *,
+        callback: ProgressCallback | None = None,
+        cancel: CancelFlag | None = None,
     ) -> int:
         """Compute the embeddings still missing (all, or of `slices`); returns how many.
 
-        Tiles already in the cache are skipped, so an interrupted run resumes. With
-        `workers` (a local dask cluster of that many processes) or `scheduler` (an
-        address ``"tcp://host:port"`` or a ``distributed.Client``) the tiles are
-        embedded by dask workers, which needs an on-disk `cache`.
+        Tiles already in the cache are skipped, so an interrupted run resumes. `progress`
+        shows a bar, ``callback(done, total)`` hears of each batch (tiles of this call),
+        and a set `cancel` flag (e.g. a ``threading.Event``) stops between batches, keeping
+        what is done. With `workers` (a local dask cluster of that many processes) or
+        `scheduler` (an address ``"tcp://host:port"`` or a ``distributed.Client``) the
+        tiles are embedded by dask workers, which needs an on-disk `cache`.
 
         Examples
         --------
-        >>> Session("big.tif", cache="big.zarr").embed(workers=4)  # doctest: +SKIP
+        >>> from tilesam.samples import load_sample
+        >>> session = Session(load_sample("nuclei")[0], tile_size=128, halo=16)
+        >>> done = []
+        >>> session.embed(progress=False, callback=lambda n, total: done.append((n, total)))
+        9
+        >>> done[-1], session.missing_tiles()
+        ((9, 9), [])
         """
         tiles = self.missing_tiles(slices)
         if not tiles:
             return 0
+        report = {"progress": progress, "callback": callback, "cancel": cancel}
         if workers is None and scheduler is None:
-            return self.compute_tiles(tiles, batch_size=batch_size, progress=progress)
+            return self.compute_tiles(tiles, batch_size=batch_size, **report)
         if self.cache_path is None:
             raise TileSAMError(
                 "Embedding on dask workers needs an on-disk cache that all workers write "
@@ -314,8 +347,8 @@ class Session:
                 batch_size=batch_size,
                 workers=workers,
                 scheduler=scheduler,
-                progress=progress,
                 scale=self.slice_scale,
+                **report,
             )
         finally:
             if self._recipe is None:  # the weights file written for the workers
@@ -328,12 +361,11 @@ class Session:
         batch_size: int = 4,
         progress: bool = False,
         desc: str = "embedding",
+        callback: ProgressCallback | None = None,
+        cancel: CancelFlag | None = None,
     ) -> int:
-        """Embed `tiles` ``(z, ty, tx)`` into the cache in this process; returns how many.
-
-        The building block of :meth:`embed` for callers that schedule the work themselves,
-        e.g. a GUI embedding batch by batch between checks for cancel.
-        """
+        """Embed `tiles` ``(z, ty, tx)`` into the cache in this process; returns how many
+        (progress and cancel as for :meth:`embed`)."""
         return embed_tiles(
             self.model,
             self.source,
@@ -345,30 +377,18 @@ class Session:
             progress=progress,
             desc=desc,
             scale=self.slice_scale,
+            callback=callback,
+            cancel=cancel,
         )
 
     def embedding(self, z: int, ty: int, tx: int) -> ImageEmbedding:
         """The embedding of tile ``(ty, tx)`` of slice `z`, computed now if missing."""
         key = (int(z), int(ty), int(tx))
-        if key in self._recent:
-            self._recent.move_to_end(key)
-            return self._recent[key]
         self._check_z(z)
-        self.grid.tile_region(ty, tx)  # raises for a tile outside the grid
+        shape = self.grid.tile_shape(ty, tx)  # raises for a tile outside the grid
         if not self.store.is_done(*key):
             self.compute_tiles([key], progress=self.progress, desc="embedding (on demand)")
-        # Tiles of one shape share their metadata (a function of the shape under the
-        # settings the store signs): one read per shape, not a zarr read per tile.
-        shape = self.grid.tile_shape(ty, tx)
-        meta = self._meta_by_shape.get(shape)
-        if meta is None:
-            meta = self._meta_by_shape[shape] = self.store.read_meta(*key)
-        features = self.store.read_tile(*key).astype(np.float32)[None]
-        emb = ImageEmbedding(features, meta["tile_shape"], meta["input_shape"])
-        self._recent[key] = emb
-        if len(self._recent) > _RECENT:
-            self._recent.popitem(last=False)
-        return emb
+        return self._embeddings.read(key, shape)
 
     # -- segmentation -----------------------------------------------------------------------
     def segment(
@@ -383,32 +403,29 @@ class Session:
         tight_box: bool = True,
     ) -> SegmentResult:
         """Segment one object from points ``(y, x)`` / a box ``(y0, x0, y1, x1)`` in image
-        coordinates of slice `z`.
+        coordinates of slice `z` (or a checked :class:`~tilesam.decode.prompt.Prompt` as
+        `points`).
 
         The object comes back whole when it crosses tile borders (see
-        :mod:`tilesam.segment.stitch`), with at most `max_tiles` tile predictions. `multimask`
-        (default: for a single point without a box) picks the best of three candidate
-        masks; ``tight_box=False`` for a box not drawn tight around the object (see
-        :meth:`tilesam.SamModel.predict`). The result keeps only the window around the mask:
-        ``.bbox``, ``.window``, ``.offset``; ``.mask`` builds the full ``(H, W)`` array on
-        request.
+        :mod:`tilesam.segment.stitch`), with at most `max_tiles` tile predictions.
+        `multimask` (default: for a single point without a box) picks the best of three
+        candidate masks; ``tight_box=False`` for a box not drawn tight around the object
+        (see :meth:`tilesam.SamModel.predict`). The result keeps only the window around the
+        mask: ``.bbox``, ``.window``, ``.offset``; ``.mask`` builds the full ``(H, W)``
+        array on request.
 
         Examples
         --------
-        >>> r = session.segment(points=[(120, 300)], labels=[1])  # doctest: +SKIP
-        >>> r.score, r.bbox, r.crop(r.bbox).sum()  # doctest: +SKIP
+        >>> from tilesam.samples import load_sample
+        >>> image, truth = load_sample("nuclei")
+        >>> y, x = np.argwhere(truth == 1).mean(axis=0)
+        >>> r = Session(image).segment(points=[(y, x)], labels=[1])
+        >>> r.shape == image.shape, set(np.unique(truth[r.mask])) >= {1}
+        (True, True)
         """
-        result, _ = self._segment(
-            points,
-            labels,
-            box,
-            z=z,
-            mask_inputs=None,
-            multimask=multimask,
-            max_tiles=max_tiles,
-            tight_box=tight_box,
-        )
-        return result
+        prompt = self.prompt(points, labels, box)
+        options = {"multimask": multimask, "max_tiles": max_tiles, "tight_box": tight_box}
+        return self._segment(prompt, z=z, **options)[0]
 
     def segment_with_logits(
         self,
@@ -426,59 +443,53 @@ class Session:
 
         `mask_inputs` maps a tile ``(ty, tx)`` to the logits that tile gave before (e.g. on
         the previous slice, which has the same tile grid): the decoder's mask prompt there.
-        Returns the result and ``{(ty, tx): logits}`` (a quarter of the model input per side,
-        256 x 256 for SAM) of the chosen mask of every tile predicted; slice-to-slice
-        propagation feeds them to the next slice.
-
-        Examples
-        --------
-        >>> r, logits = session.segment_with_logits(box=(10, 10, 60, 80), z=4)  # doctest: +SKIP
-        >>> r2, _ = session.segment_with_logits(box=r.bbox, z=5,  # doctest: +SKIP
-        ...                                     mask_inputs=logits)
+        Returns the result and ``{(ty, tx): logits}`` (a quarter of the model input per side)
+        of the chosen mask of every tile predicted; slice-to-slice propagation feeds them to
+        the next slice.
         """
-        result, predictions = self._segment(
-            points,
-            labels,
-            box,
-            z=z,
-            mask_inputs=mask_inputs,
-            multimask=multimask,
-            max_tiles=max_tiles,
-            tight_box=tight_box,
-        )
+        prompt = self.prompt(points, labels, box, mask=mask_inputs)
+        options = {"multimask": multimask, "max_tiles": max_tiles, "tight_box": tight_box}
+        result, predictions = self._segment(prompt, z=z, **options)
         return result, {tile: p.low_res_logits[p.best] for tile, p in predictions.items()}
 
+    def candidates(self, points: Any = None, labels: Any = None, box: Any = None, *, z: int = 0):
+        """The model's three alternative masks for a prompt in the tile that holds it (the
+        box's centre, else the first positive point), best first, as
+        :class:`SegmentResult` s in image coordinates."""
+        prompt = self.prompt(points, labels, box)
+        self._check_z(z)
+        tile = self.grid.tile_for_point(*prompt.anchor)
+        in_tile = prompt.within(*self.grid.tile_region(*tile))
+        in_tile = in_tile.shifted(*self.grid.tile_origin(*tile))
+        pred = self.predictor.predict_prompt(self.embedding(z, *tile), in_tile, multimask=True)
+        out = []
+        for index in np.argsort(-pred.scores):
+            window, offset = merge_tiles(self.grid, {tile: pred.mask(int(index))})
+            score = float(pred.scores[index])
+            out.append(SegmentResult(window, offset, self.grid.slice_shape, score, z))
+        return out
+
+    def prompt(self, points: Any = None, labels: Any = None, box: Any = None, **extra) -> Prompt:
+        """`points` (a :class:`~tilesam.decode.prompt.Prompt`, or ``(y, x)`` points with
+        `labels` and `box`) checked against a slice of this image."""
+        if isinstance(points, Prompt):  # checked again: it may come from another image
+            points, labels, box = points.points, points.labels, points.box
+        return Prompt.make(points, labels, box, self.grid.slice_shape, **extra)
+
     def _segment(
-        self,
-        points: Any,
-        labels: Any,
-        box: Any,
-        *,
-        z: int,
-        mask_inputs: Mapping[tuple[int, int], np.ndarray] | None,
-        multimask: bool | None,
-        max_tiles: int,
-        tight_box: bool,
+        self, prompt: Prompt, *, z: int, multimask: bool | None, max_tiles: int, tight_box: bool
     ) -> tuple[SegmentResult, dict[tuple[int, int], Prediction]]:
         """The stitched result and each tile's :class:`Prediction` (their logits are only
         upscaled where asked for)."""
         self._check_z(z)
-        prompt = Prompt.make(points, labels, box, self.grid.slice_shape)
-        inputs = mask_inputs or {}
+        inputs = prompt.mask or {}
         predictions: dict[tuple[int, int], Prediction] = {}
 
         def predict(ty, tx, pts, labs, tile_box, mm):
+            tile_prompt = Prompt(pts, labs, tile_box, inputs.get((ty, tx)))
             emb = self.embedding(z, ty, tx)
-            has_points = len(pts) > 0
-            pred = self.predictor.predict(
-                emb,
-                points=pts if has_points else None,
-                labels=labs if has_points else None,
-                box=tile_box,
-                mask_input=inputs.get((ty, tx)),
-                multimask=mm,
-                tight_box=tight_box,
-            )
+            options = {"tight_box": tight_box}
+            pred = self.predictor.predict_prompt(emb, tile_prompt, mm, **options)
             predictions[(ty, tx)] = pred
             return pred.mask(pred.best), float(pred.scores[pred.best])
 
@@ -507,15 +518,11 @@ class Session:
                 f"(valid: 0..{n - 1})."
             )
 
-    def _open_store(self, fixed, known: dict[str, Any] | None, overwrite: bool):
+    def _open_store(self, normalisation: dict[str, Any], overwrite: bool):
+        sig = cache_signature(self._card, self.grid, self.slice_scale, normalisation, self.source)
         emb_shape = self._card.embedding_shape
         if self.cache_path is None:
-            sig = self._signature(fixed or self._normalisation(None))
             return MemoryStore(self.grid_shape, emb_shape), sig
-        # Reuse the cached range (same image, same method) rather than re-reading the
-        # whole image: the content signature identifies the image.
-        norm = fixed or self._normalisation((known or {}).get("normalisation"))
-        sig = self._signature(norm)
         store = EmbeddingStore.open_or_create(
             self.cache_path,
             signature=sig,
@@ -525,212 +532,12 @@ class Session:
         )
         return store, sig
 
-    def _signature(self, normalisation: dict[str, Any]) -> dict[str, Any]:
-        m, src = self._card, self.source
-        tiling: dict[str, Any] = {"tile_size": self.grid.tile_size, "halo": self.grid.halo}
-        # Only when set: caches embedded at SAM's convention keep their signature.
-        if self.slice_scale is not None:
-            tiling["slice_scale"] = self.slice_scale
-        return {
-            "model": {
-                "name": m.name,
-                "weights_sha256": m.weights_hash,
-                "encoder": m.encoder,
-                "input_size": m.image_size,
-            },
-            "tiling": tiling,
-            "normalisation": normalisation,
-            "image": {
-                "shape": list(src.shape),
-                "dtype": src.dtype.str,
-                "axes": src.axes,
-                "content": content_signature(src),
-            },
-        }
-
-    def _normalisation(self, known: dict[str, Any] | None) -> dict[str, Any]:
-        """The image's own normalisation (no user range or window), reusing `known`'s range."""
-        if self.source.dtype == np.uint8:  # SAM's own input scale: used as is
-            return {"method": "uint8", "range": [0.0, 255.0]}
-        if self.source.dtype == bool:
-            return {"method": "bool", "range": [0.0, 1.0]}
-        # Volumes (MR, microscopy stacks) are often zero-padded: zeros would drag the range.
-        nonzero = self.source.n_slices > 1
-        name = "percentiles-nonzero" if nonzero else "percentiles"
-        method = {"method": name, "percentiles": list(DEFAULT_PERCENTILES)}
-        if known and "range" in known and all(known.get(k) == v for k, v in method.items()):
-            return {**method, "range": list(known["range"])}
-        low, high = sample_intensity_range(self.source, DEFAULT_PERCENTILES, nonzero=nonzero)
-        return {**method, "range": [low, high]}
-
-
-def default_slice_scale(source: ImageSource) -> float | None:
-    """The `slice_scale` a session over `source` gets by default (``"auto"``):
-    :data:`DEFAULT_SLICE_SCALE` for a volume, None (SAM's convention) for a 2D image.
-
-    >>> from tilesam.io import open_image
-    >>> default_slice_scale(open_image(np.zeros((4, 64, 64), np.uint8), axes="ZYX"))
-    3.0
-    """
-    return DEFAULT_SLICE_SCALE if source.spatial_ndim == 3 else None
-
-
-def _check_scale(scale: Any) -> float | None:
-    """`scale` as a float, None kept; raises unless a finite positive number."""
-    if scale is None:
-        return None
-    number = isinstance(scale, int | float | np.integer | np.floating) and not isinstance(
-        scale, bool
-    )
-    if not (number and np.isfinite(scale) and scale > 0):
-        raise TileSAMError(
-            f"slice_scale must be a positive number of model pixels per pixel, None for "
-            f"SAM's convention or 'auto', got {scale!r}."
-        )
-    return float(scale)
-
-
-@dataclass(frozen=True)
-class _ModelCard:
-    """What a session needs to know of its model besides running it: the cache signature's
-    entries, the embedding shape, the mask thresholds; and, for a session that has not
-    loaded the model, the decoder kept in its cache."""
-
-    name: str
-    weights_hash: str | None
-    encoder: str
-    image_size: int
-    embedding_shape: tuple[int, int, int]
-    mask_threshold: float = 0.0
-    box_mask_threshold: float | None = None
-    decoder: NumpyDecoder | None = None
-
-    @classmethod
-    def of(cls, model: SamModel) -> _ModelCard:
-        return cls(
-            name=model.name,
-            weights_hash=model.weights_hash,
-            encoder=model.architecture.encoder,
-            image_size=model.image_size,
-            embedding_shape=(model.sam.prompt_encoder.embed_dim, *model.grid),
-            mask_threshold=model.mask_threshold,
-            box_mask_threshold=model.box_mask_threshold,
-        )
-
-
-def _card_from_cache(
-    model: Any, checkpoint: Any, stored: EmbeddingStore | None
-) -> _ModelCard | None:
-    """The card of a model given by name or file whose cache can answer without it: the
-    cache was made for exactly that weights file and keeps the decoder; else None (the
-    model is loaded, and reports any problem with it)."""
-    if stored is None or not (model is None or isinstance(model, str | os.PathLike)):
-        return None
-    decoder = stored.read_decoder()
-    if decoder is None:
-        return None
-    name, checkpoint = _name_and_checkpoint(model, checkpoint)
-    try:
-        path, label, entry = model_file(name, checkpoint)
-    except TileSAMError:
-        return None
-    made_for = stored.signature.get("model", {})
-    if not path.is_file() or made_for.get("name") != label:
-        return None
-    if made_for.get("weights_sha256") != file_sha256(path):
-        return None
-    weights, config = decoder
-    try:
-        numpy_decoder = NumpyDecoder(weights, DecoderConfig.from_dict(config))
-    except (KeyError, TypeError, ValueError, IndexError):
-        return None  # weights this version cannot run: the model decodes instead
-    mask_threshold, box_mask_threshold = mask_thresholds(entry, made_for["encoder"])
-    return _ModelCard(
-        name=label,
-        weights_hash=made_for["weights_sha256"],
-        encoder=made_for["encoder"],
-        image_size=int(made_for["input_size"]),
-        embedding_shape=stored.embedding_shape,
-        mask_threshold=mask_threshold,
-        box_mask_threshold=box_mask_threshold,
-        decoder=numpy_decoder,
-    )
-
-
-def _name_and_checkpoint(model: Any, checkpoint: Any) -> tuple[str | None, Any]:
-    """`load_model`'s name and checkpoint for a session's `model` (a registry name or a
-    checkpoint file) and `checkpoint` arguments."""
-    if model is None:
-        return None, checkpoint
-    if not isinstance(model, str | os.PathLike):
-        raise TileSAMError(
-            f"model must be a registry name, a checkpoint path or a SamModel, got "
-            f"{type(model).__name__}."
-        )
-    path = Path(model).expanduser()
-    if checkpoint is None and (path.is_file() or path.suffix.lower() in _CHECKPOINT_SUFFIXES):
-        return None, path
-    return os.fspath(model), checkpoint
-
-
-def _resolve_model(model, checkpoint, device, trust: bool) -> tuple[SamModel, ModelRecipe | None]:
-    """The model, and how dask workers rebuild it (None: from the driver's weights)."""
-    if _is_loaded_model(model):
-        return model, None
-    from tilesam.cache.distributed import ModelRecipe
-    from tilesam.models.loading import load_model
-
-    name, checkpoint = _name_and_checkpoint(model, checkpoint)
-    loaded = load_model(name, checkpoint, device, trust_checkpoint=trust)
-    ckpt = None if checkpoint is None else os.fspath(Path(checkpoint).expanduser().absolute())
-    recipe = ModelRecipe(
-        name=name, checkpoint=ckpt, device=str(loaded.device), trust_checkpoint=trust
-    )
-    return loaded, recipe
-
-
-def _is_loaded_model(model: Any) -> bool:
-    # A SamModel exists only once tilesam.models.sam_model (and torch) is imported: no
-    # import to check.
-    module = sys.modules.get("tilesam.models.sam_model")
-    return module is not None and isinstance(model, module.SamModel)
-
 
 def _stored(path: Path) -> EmbeddingStore | None:
     """The TileSAM cache at `path`, read-only; None for a missing or empty folder."""
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         return None
     return EmbeddingStore.open(path, mode="r")  # raises for anything else
-
-
-def _fixed_normalisation(intensity, window) -> dict[str, Any] | None:
-    """The signature's normalisation entry for a user range or a CT window; None for neither.
-
-    >>> _fixed_normalisation(None, "lung")
-    {'method': 'window', 'window': 'lung', 'range': [-1350.0, 150.0]}
-    """
-    if intensity is not None and window is not None:
-        raise TileSAMError(
-            "Give either intensity=(low, high) or a CT window=, not both: both set the "
-            "intensity range sent to the encoder."
-        )
-    if intensity is not None:
-        return {"method": "user", "range": list(_check_range(intensity))}
-    if window is None:
-        return None
-    low, high = window_range(window)
-    name = window if isinstance(window, str) else [float(v) for v in window]
-    return {"method": "window", "window": name, "range": [low, high]}
-
-
-def _check_range(intensity) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in intensity)
-    except (TypeError, ValueError):
-        raise TileSAMError(f"intensity must be (low, high), got {intensity!r}.") from None
-    if not (np.isfinite(low) and np.isfinite(high) and high > low):
-        raise TileSAMError(f"intensity (low, high) needs finite low < high, got {intensity!r}.")
-    return low, high
 
 
 def segment_image(

@@ -41,7 +41,8 @@ import numpy as np
 from scipy import ndimage
 
 from tilesam.cache.tiling import TileGrid
-from tilesam.segment.result import Box, Prompt, SegmentResult, TileVisit
+from tilesam.decode.prompt import Box, Prompt
+from tilesam.segment.result import SegmentResult, TileVisit
 
 MAX_DERIVED_POINTS = 3
 MAX_REVISITS = 1  # times a tile may be predicted again with points its mask missed
@@ -75,7 +76,7 @@ def stitch_segment(
     (3, 3)
     >>> def predict(ty, tx, pts, labels, box, multimask):  # an object filling the image
     ...     return np.ones(grid.tile_shape(ty, tx), bool), 1.0
-    >>> r = stitch_segment(grid, predict, Prompt.make([(10, 10)], None, None, (300, 300)))
+    >>> r = stitch_segment(grid, predict, Prompt.make([(10, 10)]))
     >>> r.area, len(r.tiles)
     (90000, 9)
     """
@@ -150,7 +151,7 @@ def seed_tiles(grid: TileGrid, prompt: Prompt) -> list[Tile]:
     Examples
     --------
     >>> grid = TileGrid((1000, 1000), tile_size=512, halo=32)
-    >>> seed_tiles(grid, Prompt.make([(10, 10), (900, 900)], None, None, (1000, 1000)))
+    >>> seed_tiles(grid, Prompt.make([(10, 10), (900, 900)]))
     [(0, 0), (1, 1)]
     """
     seeds: list[Tile] = []
@@ -171,24 +172,17 @@ def seed_tiles(grid: TileGrid, prompt: Prompt) -> list[Tile]:
 def _visit(grid, predict, tile, prompt, derived, parent, multimask):
     """Predict one tile; None when the tile gets no positive prompt."""
     ys, xs = grid.tile_region(*tile)
-    inside = (
-        (prompt.points[:, 0] >= ys.start)
-        & (prompt.points[:, 0] < ys.stop)
-        & (prompt.points[:, 1] >= xs.start)
-        & (prompt.points[:, 1] < xs.stop)
-    )
+    own = prompt.within(ys, xs)
     extra = np.concatenate(derived) if derived else np.zeros((0, 2))
-    points = np.concatenate([prompt.points[inside], extra])
-    labels = np.concatenate([prompt.labels[inside], np.ones(len(extra), dtype=np.int64)])
-    box = _clip_box(prompt.box, ys, xs)
-    if box is None and not (labels == 1).any():
+    points = np.concatenate([own.points, extra])
+    labels = np.concatenate([own.labels, np.ones(len(extra), dtype=np.int64)])
+    if own.box is None and not (labels == 1).any():
         return None
     if multimask is None:
-        multimask = len(points) == 1 and box is None
-    origin = np.array([ys.start, xs.start], dtype=np.float64)
-    tile_box = None if box is None else tuple(np.asarray(box) - np.tile(origin, 2))
-    mask, score = predict(*tile, points - origin, labels, tile_box, multimask)
-    visit = TileVisit(tile, points, labels, box, multimask, float(score), parent)
+        multimask = len(points) == 1 and own.box is None
+    in_tile = Prompt(points, labels, own.box).shifted(*grid.tile_origin(*tile))
+    mask, score = predict(*tile, in_tile.points, labels, in_tile.box, multimask)
+    visit = TileVisit(tile, points, labels, own.box, multimask, float(score), parent)
     return visit, np.asarray(mask, dtype=bool)
 
 
@@ -366,16 +360,6 @@ def _near(grid: TileGrid, tiles: Sequence[Tile]) -> list[Tile]:
         for ty in range(max(ty0 - 1, 0), min(ty1 + 2, ny))
         for tx in range(max(tx0 - 1, 0), min(tx1 + 2, nx))
     ]
-
-
-def _clip_box(box: Box | None, ys: slice, xs: slice) -> Box | None:
-    if box is None:
-        return None
-    y0, x0 = max(box[0], ys.start), max(box[1], xs.start)
-    y1, x1 = min(box[2], ys.stop), min(box[3], xs.stop)
-    if y1 <= y0 or x1 <= x0:
-        return None
-    return (float(y0), float(x0), float(y1), float(x1))
 
 
 def default_margin(tile_size: int, image_size: int) -> int:

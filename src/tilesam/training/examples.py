@@ -80,19 +80,23 @@ class RealImages:
             yield _random_crop(*_rescale(pixels, labels, scale), crop, rng)
 
 
-def _prepare(image: np.ndarray, labels: np.ndarray, image_size: int):
+def _prepare(
+    image: np.ndarray, labels: np.ndarray, image_size: int
+) -> tuple[np.ndarray, np.ndarray]:
     pixels = to_rgb(normalize_intensity(np.asarray(image))).astype(np.float32)
     return _rescale(pixels, np.asarray(labels), image_size / max(pixels.shape[:2]))
 
 
-def _rescale(pixels: np.ndarray, labels: np.ndarray, scale: float):
+def _rescale(pixels: np.ndarray, labels: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
     if abs(scale - 1) < 1e-3:
         return pixels, labels
     size = tuple(max(1, int(round(s * scale))) for s in labels.shape)
     return _resize_to(pixels, labels, size)
 
 
-def _resize_to(pixels: np.ndarray, labels: np.ndarray, size: int | tuple[int, int]):
+def _resize_to(
+    pixels: np.ndarray, labels: np.ndarray, size: int | tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Bilinear ``(H, W, 3)`` pixels and nearest-neighbour ``(H, W[, L])`` labels."""
     size = (size, size) if isinstance(size, int) else size
     img = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None]
@@ -152,7 +156,9 @@ def augment(example: Example, rng: np.random.Generator) -> Example:
     return Example(pixels, tuple(geometry(level) for level in example.levels))
 
 
-def mix(streams: Sequence[Iterator[Example]], weights: Sequence[float], rng: np.random.Generator):
+def mix(
+    streams: Sequence[Iterator[Example]], weights: Sequence[float], rng: np.random.Generator
+) -> Iterator[Example]:
     """Draw from several example streams with the given probabilities."""
     p = np.asarray(weights, dtype=float) / np.sum(weights)
     while True:

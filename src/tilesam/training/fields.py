@@ -29,7 +29,7 @@ from tilesam.models.preprocess import resized_shape
 from tilesam.models.sam import Sam
 from tilesam.models.sam_model import SamModel
 from tilesam.training.examples import resize_labels
-from tilesam.training.interactive import MIN_OBJECT_PIXELS, Prompts
+from tilesam.training.interactive import MIN_TRAINING_OBJECT_PIXELS, Prompts
 
 #: A box sent with a click is grown by up to this fraction of the object's size per side
 #: (propagation grows the previous slice's box by 5 %, and objects change between slices).
@@ -100,7 +100,7 @@ def _objects(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     boxes ``(y0, x0, y1, x1)``; found on the ids' ranks, so that ids up to 2**32 - 1 cost
     no more than small ones."""
     ids, ranks, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    keep = np.flatnonzero((ids > 0) & (counts >= MIN_OBJECT_PIXELS))
+    keep = np.flatnonzero((ids > 0) & (counts >= MIN_TRAINING_OBJECT_PIXELS))
     found = ndimage.find_objects(ranks.reshape(labels.shape) + 1)  # rank 0 is an id too
     boxes = [
         [found[i][0].start, found[i][1].start, found[i][0].stop, found[i][1].stop] for i in keep

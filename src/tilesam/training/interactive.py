@@ -22,7 +22,11 @@ from tilesam.models.sam import Sam
 from tilesam.training.examples import Example
 from tilesam.training.losses import mask_iou, sam_loss
 
-MIN_OBJECT_PIXELS = 16
+# The smallest object (in pixels of the model's input) that training prompts: smaller ones are
+# never picked as targets. Part of the recipe the bundled ``tiny`` was trained with, so kept at
+# 16; not the evaluation's threshold (tilesam.evaluate.scoring.MIN_OBJECT_PIXELS), which
+# decides which annotated objects are scored.
+MIN_TRAINING_OBJECT_PIXELS = 16
 
 
 @dataclass
@@ -49,13 +53,15 @@ def pick_objects(example: Example, k: int, rng: np.random.Generator) -> list[np.
     for _ in range(k):
         level = example.levels[int(rng.integers(len(example.levels)))]
         ids, counts = np.unique(level[level > 0], return_counts=True)
-        ids = ids[counts >= MIN_OBJECT_PIXELS]
+        ids = ids[counts >= MIN_TRAINING_OBJECT_PIXELS]
         if len(ids):
             targets.append(level == ids[int(rng.integers(len(ids)))])
     return targets
 
 
-def first_prompts(targets, offset_px: int, use_boxes: bool, rng: np.random.Generator) -> Prompts:
+def first_prompts(
+    targets: list[np.ndarray], offset_px: int, use_boxes: bool, rng: np.random.Generator
+) -> Prompts:
     """A random positive point in each target, or its box with 10 % jitter."""
     if use_boxes:
         boxes = [box_from_mask(t, jitter=0.1, rng=rng) for t in targets]
@@ -65,7 +71,14 @@ def first_prompts(targets, offset_px: int, use_boxes: bool, rng: np.random.Gener
     return Prompts(None, None, None).add_points(yx[:, ::-1] + offset_px, np.ones(len(targets)))
 
 
-def decode(sam: Sam, features, pe, prompts: Prompts, mask_input, multimask: bool):
+def decode(
+    sam: Sam,
+    features: torch.Tensor,
+    pe: torch.Tensor,
+    prompts: Prompts,
+    mask_input: torch.Tensor | None,
+    multimask: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The decoder for a window of the input frame: ``features`` ``(N, C, h, w)``."""
     points = None if prompts.points is None else (prompts.points, prompts.labels)
     return sam.decode(
@@ -191,7 +204,9 @@ def _half(mask: np.ndarray) -> np.ndarray:
     return half if half.any() else cover > 0  # thin objects must not vanish
 
 
-def _targets(batch, k, rng):
+def _targets(
+    batch: list[Example], k: int, rng: np.random.Generator
+) -> tuple[list[int], list[np.ndarray]]:
     owners, targets = [], []
     for index, example in enumerate(batch):
         picked = pick_objects(example, k, rng)
@@ -200,7 +215,7 @@ def _targets(batch, k, rng):
     return owners, targets
 
 
-def _window_pe(sam: Sam, hw, rng: np.random.Generator):
+def _window_pe(sam: Sam, hw: tuple[int, int], rng: np.random.Generator) -> tuple[int, torch.Tensor]:
     """A random window of the full input's positional encoding, and its offset in tokens."""
     grid = sam.prompt_encoder.image_embedding_size[0]
     h, w = hw
@@ -226,7 +241,13 @@ def _near(targets: list[np.ndarray], margin: float) -> torch.Tensor:
     return torch.from_numpy(near)
 
 
-def _scored(logits, iou, target, kind: str, near: torch.Tensor | None = None):
+def _scored(
+    logits: torch.Tensor,
+    iou: torch.Tensor,
+    target: torch.Tensor,
+    kind: str,
+    near: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
     full = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
     if near is not None:
         # Far from the target, predictions cost nothing: TileSAM keeps only the prompted
@@ -238,7 +259,14 @@ def _scored(logits, iou, target, kind: str, near: torch.Tensor | None = None):
     return loss, best, chosen, first_iou
 
 
-def _corrected(prompts: Prompts, chosen, targets, offset_px, rng, device) -> Prompts:
+def _corrected(
+    prompts: Prompts,
+    chosen: torch.Tensor,
+    targets: list[np.ndarray],
+    offset_px: float | np.ndarray,
+    rng: np.random.Generator,
+    device: torch.device,
+) -> Prompts:
     predicted = (chosen.detach() > 0).cpu().numpy()
     # A perfect mask gets one more positive click inside the object, as a user might.
     clicks = [
@@ -251,6 +279,6 @@ def _corrected(prompts: Prompts, chosen, targets, offset_px, rng, device) -> Pro
     return _to(prompts.add_points(xy, labels), device)
 
 
-def _to(prompts: Prompts, device) -> Prompts:
+def _to(prompts: Prompts, device: torch.device) -> Prompts:
     move = lambda t: None if t is None else t.to(device)  # noqa: E731
     return Prompts(move(prompts.points), move(prompts.labels), move(prompts.boxes))

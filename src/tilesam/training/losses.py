@@ -8,7 +8,9 @@ import torch.nn.functional as F
 FOCAL_WEIGHT = 20.0  # SAM's 20:1 focal:dice ratio
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0):
+def focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> torch.Tensor:
     """Per-mask sigmoid focal loss, averaged over pixels: ``(N, M)``."""
     prob = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")

@@ -12,8 +12,8 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,44 +23,16 @@ from tilesam.errors import TileSAMError
 from tilesam.models.loading import load_model, pick_device
 from tilesam.models.registry import ARCHITECTURES, Architecture, build_sam
 from tilesam.models.sam_model import SamModel
+from tilesam.training.config import SCRATCH, TrainConfig, check_config
 from tilesam.training.examples import Example, RealImages, augment, mix, synthetic_examples
 from tilesam.training.fields import EmbeddedField, embed_fields, field_batches
-from tilesam.training.interactive import MIN_OBJECT_PIXELS, interactive_loss, prompted_loss
+from tilesam.training.interactive import MIN_TRAINING_OBJECT_PIXELS, interactive_loss, prompted_loss
 
-SCRATCH = "scratch"  # base model: the untrained ``tiny`` architecture
+if TYPE_CHECKING:
+    from tilesam.evaluate.datasets import LabelledImageFolder
+    from tilesam.models.sam import Sam
 
-
-@dataclass
-class TrainConfig:
-    """Settings of a training run (all plain values, saved with every checkpoint)."""
-
-    out_dir: str
-    base: str = SCRATCH
-    synthetic: tuple[str, ...] = ("nuclei", "cells", "ct", "aerial")
-    images: str | None = None
-    labels: str | None = None
-    real_fraction: float = 0.5
-    val_images: str | None = None
-    val_labels: str | None = None
-    crop: int | None = 256
-    batch_size: int = 4
-    objects_per_image: int = 6
-    iterations: int = 3
-    mosaic: float = 0.0
-    lr: float = 1e-3
-    loss: str = "focal"
-    loss_margin: float | None = None
-    weight_decay: float = 0.01
-    epochs: int = 10
-    steps_per_epoch: int = 200
-    max_minutes: float | None = None
-    freeze_encoder: bool = False
-    box_points: float = 0.0
-    seed: int = 0
-    device: str | None = None
-    save_every: int = 25
-    trust_checkpoint: bool = False
-    history: list = field(default_factory=list)
+__all__ = ["SCRATCH", "TrainConfig", "Trainer", "train"]
 
 
 def train(config: TrainConfig, progress: bool = True) -> Path:
@@ -72,7 +44,7 @@ class Trainer:
     """Holds the model, optimiser and data streams of one run."""
 
     def __init__(self, config: TrainConfig) -> None:
-        _check_config(config)
+        check_config(config)
         self.config = config
         self.out_dir = Path(config.out_dir)
         self.device = pick_device(config.device)
@@ -149,7 +121,7 @@ class Trainer:
 
     def _no_objects(self) -> TileSAMError:
         return TileSAMError(
-            f"No object of at least {MIN_OBJECT_PIXELS} pixels (at the model's input "
+            f"No object of at least {MIN_TRAINING_OBJECT_PIXELS} pixels (at the model's input "
             f"scale) in the labels of {self.config.labels or self.config.images}: "
             "nothing to train on."
         )
@@ -166,7 +138,7 @@ class Trainer:
         real = None if self.fields is not None else _folder(self.config.images, self.config.labels)
         if real is not None:
             images = RealImages(real, self.sam.image_size)
-            if images.largest_object() < MIN_OBJECT_PIXELS:
+            if images.largest_object() < MIN_TRAINING_OBJECT_PIXELS:
                 raise self._no_objects()
             streams.append(images.examples(self.crop, rng))
             weights.append(self.config.real_fraction if self.config.synthetic else 1.0)
@@ -297,7 +269,7 @@ class Trainer:
         return Path(path)
 
 
-def _base_model(config: TrainConfig):
+def _base_model(config: TrainConfig) -> tuple[Sam, Architecture]:
     if config.base == SCRATCH:
         torch.manual_seed(config.seed)
         return build_sam(ARCHITECTURES["tiny"]), ARCHITECTURES["tiny"]
@@ -328,7 +300,7 @@ def _trainable(name: str, config: TrainConfig) -> bool:
     return not (config.freeze_encoder and name.startswith("image_encoder."))
 
 
-def _folder(images: str | None, labels: str | None):
+def _folder(images: str | None, labels: str | None) -> LabelledImageFolder | None:
     if images is None:
         return None
     from tilesam.evaluate.datasets import LabelledImageFolder
@@ -342,37 +314,6 @@ def _set_lr(optimizer: torch.optim.Optimizer, base: float, step: int, total: int
     cosine = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / max(total, 1), 1.0)))
     for group in optimizer.param_groups:
         group["lr"] = base * warm * cosine
-
-
-def _check_config(config: TrainConfig) -> None:
-    """Numbers a run cannot work with, named before any work starts."""
-    counts = ("batch_size", "objects_per_image", "epochs", "steps_per_epoch", "save_every")
-    bad = [name for name in counts if getattr(config, name) < 1]
-    if config.iterations < 0:
-        bad.append("iterations")
-    fractions = ("real_fraction", "mosaic", "box_points")
-    bad += [name for name in fractions if not 0.0 <= getattr(config, name) <= 1.0]
-    if config.max_minutes is not None and config.max_minutes <= 0:
-        bad.append("max_minutes")
-    if bad:
-        options = ", ".join(f"--{name.replace('_', '-')} {getattr(config, name)}" for name in bad)
-        raise TileSAMError(
-            f"Cannot train with {options}: counts, epochs, steps and minutes must be positive "
-            "(iterations may be 0), fractions between 0 and 1."
-        )
-    if Path(config.out_dir).is_file():
-        raise TileSAMError(f"--out {config.out_dir} is a file, not a folder: choose another --out.")
-    if config.box_points > 0 and not config.freeze_encoder:
-        raise TileSAMError(
-            "--box-points needs --freeze-encoder: its prompts are drawn on whole embedded "
-            "images, which crop training (the encoder learning) does not use."
-        )
-    for labels, images in (("labels", "images"), ("val_labels", "val_images")):
-        if getattr(config, labels) and not getattr(config, images):
-            raise TileSAMError(
-                f"--{labels.replace('_', '-')} needs --{images.replace('_', '-')}: the folder "
-                "of the images those labels belong to."
-            )
 
 
 def _run_state(path: Path, device: torch.device) -> dict:

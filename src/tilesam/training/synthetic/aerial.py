@@ -41,6 +41,9 @@ def _make_aerial(rng: Rng, shape: Shape) -> tuple[np.ndarray, Levels]:
 
 
 def _aerial_rural(rng: Rng, shape: Shape) -> tuple[np.ndarray, Levels]:
+    # One long recipe on purpose: its steps share the scene parameters drawn as it goes, and
+    # the order of its draws from `rng` fixes the image a seed gives (the data the bundled
+    # `tiny` was trained on), so it reads top to bottom as the scene is built.
     h, w = shape
     short = min(h, w)
     gsd = _loguniform(rng, 0.5, 2.0)  # pixels per "metre-ish" unit
@@ -152,6 +155,9 @@ def _aerial_rural(rng: Rng, shape: Shape) -> tuple[np.ndarray, Levels]:
 
 
 def _aerial_urban(rng: Rng, shape: Shape) -> tuple[np.ndarray, Levels]:
+    # One long recipe on purpose: its steps share the scene parameters drawn as it goes, and
+    # the order of its draws from `rng` fixes the image a seed gives (the data the bundled
+    # `tiny` was trained on), so it reads top to bottom as the scene is built.
     h, w = shape
     gsd = _loguniform(rng, 0.5, 1.6)
     theta = rng.uniform(0, np.pi / 2) if rng.random() < 0.7 else rng.normal(0, 0.02)

@@ -79,6 +79,9 @@ def _ct_hu(rng: np.random.Generator, kind: str, contrast: bool) -> float:
 
 
 def _make_ct(rng: Rng, shape: Shape) -> tuple[np.ndarray, Levels]:
+    # One long recipe on purpose: its steps share the scene parameters drawn as it goes, and
+    # the order of its draws from `rng` fixes the image a seed gives (the data the bundled
+    # `tiny` was trained on), so it reads top to bottom as the scene is built.
     h, w = shape
     short = min(h, w)
     region = rng.choice(["abdomen", "thorax", "pelvis", "generic"], p=[0.4, 0.3, 0.15, 0.15])

@@ -36,7 +36,11 @@ def _taps(n: int, m: int, pos: np.ndarray, cubic: bool) -> tuple[np.ndarray, np.
     return np.clip(idx, 0, m - 1), w.astype(_F32)
 
 
-def _resample(grid: np.ndarray, taps_y, taps_x) -> np.ndarray:
+def _resample(
+    grid: np.ndarray,
+    taps_y: tuple[np.ndarray, np.ndarray],
+    taps_x: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
     """Separable resampling of a small 2-D grid with per-output-pixel taps (no BLAS)."""
     iy, wy = taps_y
     ix, wx = taps_x

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from tilesam.errors import TileSAMError
-from tilesam.training.synthetic.api import KINDS, make_sample
+from tilesam.training.synthetic.api import KINDS, SyntheticSample, make_sample
 
 __all__ = ["write_synthetic_folder"]
 
@@ -61,9 +61,12 @@ def write_synthetic_folder(
 
     Examples
     --------
-    >>> paths = write_synthetic_folder("/tmp/tilesam_synth_doc", ("nuclei",), count=1, side=64)
+    >>> import tempfile
+    >>> paths = write_synthetic_folder(tempfile.mkdtemp(), ("nuclei", "ct"), count=3, side=64)
     >>> [p.name for p in paths]
-    ['nuclei000.tif']
+    ['nuclei000.tif', 'ct001.tif', 'nuclei002.tif']
+    >>> sorted(p.name for p in paths[0].parent.glob("*_labels.tif"))
+    ['ct001_labels.tif', 'nuclei000_labels.tif', 'nuclei002_labels.tif']
     """
     import tifffile
 
@@ -93,7 +96,7 @@ def write_synthetic_folder(
     return paths
 
 
-def _target_level(sample, rng: np.random.Generator) -> np.ndarray:
+def _target_level(sample: SyntheticSample, rng: np.random.Generator) -> np.ndarray:
     # Cells: nuclei or whole cells at random (never the clusters, which are mostly whole
     # images); other kinds: their finest level, the objects users click.
     levels = sample.levels

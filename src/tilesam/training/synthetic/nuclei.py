@@ -25,6 +25,9 @@ from tilesam.training.synthetic.shapes import _harmonics, _paint, _place
 
 
 def _make_nuclei(rng: Rng, shape: Shape) -> tuple[np.ndarray, Levels]:
+    # One long recipe on purpose: its steps share the scene parameters drawn as it goes, and
+    # the order of its draws from `rng` fixes the image a seed gives (the data the bundled
+    # `tiny` was trained on), so it reads top to bottom as the scene is built.
     h, w = shape
     short = min(h, w)
     d_hi = min(100.0, 0.45 * short)

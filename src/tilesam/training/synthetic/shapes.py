@@ -37,7 +37,7 @@ def _paint(
     priority: np.ndarray | None = None,
     box: bool = False,
     local: bool = False,
-):
+) -> tuple[np.ndarray, ...]:
     """Rasterise many deformed ellipses (or rotated boxes) at once into a partition.
 
     Object ``i`` has centre ``(cy, cx)``, semi-axes ``a`` (along angle ``theta``) and ``b``, an
@@ -49,6 +49,9 @@ def _paint(
     Returns ``(lab, depth)`` with ``lab`` = object index + 1 (``0`` = none) and ``depth`` = ``s`` of
     the winner; with ``local`` also the winner's normalised local coordinates ``(un, vn)``.
     """
+    # Long on purpose: one vectorised rasteriser, the hot path of every generator. Its batching
+    # loop shares a dozen per-object arrays with the set-up above and the resolution of
+    # overlaps below; split up, each part would take them all as arguments.
     h, w = shape
     n = len(cy)
     cy = np.asarray(cy, np.float64)

@@ -1,0 +1,160 @@
+"""The dock widget's settings as magicgui forms, read into and filled from `Settings`.
+
+Two forms: `main` (model, checkpoint, image layer, cache) and `advanced` (device, axes,
+tile size, halo), which the dock widget folds away. Each field is named after the
+`Settings` field it fills. "auto" leaves a choice to the core: the device to
+`tilesam.models.loading.pick_device`, the axes to the layer, and the tile size and halo to
+an existing cache, else the model's input size and `tilesam.cache.tiling.DEFAULT_HALO`.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, SpinBox
+from magicgui.widgets.bases import ValuedContainerWidget
+from napari.layers import Image
+
+from tilesam.cache.tiling import DEFAULT_HALO
+from tilesam.models.registry import MODELS
+from tilesam.models.weights import DEFAULT_MODEL
+from tilesam_napari._session import Settings
+
+if TYPE_CHECKING:
+    import napari
+
+AUTO = "auto"
+DEVICES = (AUTO, "cpu", "cuda", "mps")
+AXES = (AUTO, "YX", "YXC", "ZYX", "ZYXC")
+
+
+class SettingsForm:
+    """The settings fields of the dock widget of `viewer`, in two magicgui forms."""
+
+    def __init__(self, viewer: napari.Viewer) -> None:
+        # The default model first, then the others by name.
+        models = sorted(MODELS, key=lambda name: (name != DEFAULT_MODEL, name))
+        self.model = ComboBox(name="model", label="Model", choices=models, value=DEFAULT_MODEL)
+        self.checkpoint = _path_field(
+            "checkpoint", "Checkpoint", "r", "optional: a checkpoint file (overrides the model)"
+        )
+        # Choices from this widget's own viewer: napari's layer annotations would look the
+        # viewer up among the Qt parents, which a widget not (yet) docked does not have.
+        self.image = ComboBox(
+            name="image",
+            label="Image layer",
+            choices=lambda _widget: [(lyr.name, lyr) for lyr in viewer.layers if _is_image(lyr)],
+        )
+        self.cache = _path_field("cache", "Cache", "d", "optional: cache.zarr (default: in memory)")
+        self.device = ComboBox(
+            name="device", label="Device", choices=DEVICES, tooltip="auto: CUDA, MPS, CPU"
+        )
+        self.axes = ComboBox(
+            name="axes",
+            label="Axes",
+            choices=AXES,
+            tooltip="auto: 2D (YX), RGB (YXC) or a volume (ZYX)",
+        )
+        self.tile_size = AutoInt(
+            name="tile_size",
+            label="Tile size",
+            minimum=1,
+            maximum=8192,
+            default=1024,  # SAM's input size: where the number starts once auto is unticked
+            tooltip="auto: the cache's tile size, else the model's input size",
+        )
+        self.halo = AutoInt(
+            name="halo",
+            label="Halo",
+            minimum=0,
+            maximum=1024,
+            default=DEFAULT_HALO,
+            tooltip="context shared by neighbouring tiles, in pixels; "
+            f"auto: the cache's halo, else {DEFAULT_HALO}",
+        )
+        self.main = Container(widgets=[self.model, self.checkpoint, self.image, self.cache])
+        self.advanced = Container(widgets=[self.device, self.axes, self.tile_size, self.halo])
+
+    def settings(self) -> Settings:
+        """The fields as `Settings`."""
+        return Settings(
+            model=self.model.value,
+            checkpoint=_path_text(self.checkpoint.value),
+            device=_unless_auto(self.device.value),
+            cache=_path_text(self.cache.value),
+            tile_size=self.tile_size.value,
+            halo=self.halo.value,
+            axes=_unless_auto(self.axes.value),
+        )
+
+    def set_settings(self, settings: Settings) -> None:
+        """Fill the fields from `settings` (e.g. from a script)."""
+        self.model.value = settings.model
+        self.checkpoint.value = settings.checkpoint
+        self.device.value = settings.device or AUTO
+        self.cache.value = settings.cache
+        self.tile_size.value = settings.tile_size
+        self.halo.value = settings.halo
+        self.axes.value = settings.axes or AUTO
+
+
+def _is_image(layer: object) -> bool:
+    return isinstance(layer, Image)
+
+
+def _path_field(name: str, label: str, mode: str, placeholder: str) -> FileEdit:
+    """A path with a browse button; empty means None."""
+    field = FileEdit(name=name, label=label, mode=mode, nullable=True)
+    if mode == "r":
+        field.filter = "Checkpoints (*.pt *.pth)"
+    field.line_edit.native.setPlaceholderText(placeholder)
+    return field
+
+
+def _path_text(path: str | PathLike[str] | None) -> str | None:
+    text = "" if path is None else str(path).strip()
+    return text or None
+
+
+def _unless_auto(choice: str) -> str | None:
+    return None if choice == AUTO else choice
+
+
+class AutoInt(ValuedContainerWidget[int | None]):
+    """A whole number, or None (the "auto" box ticked: the core chooses), e.g. a halo.
+
+    Its own widget because magicgui's spin box cannot show a special value such as "auto".
+    """
+
+    def __init__(
+        self, *, minimum: int, maximum: int, default: int, tooltip: str, **kwargs: Any
+    ) -> None:
+        self.auto = CheckBox(text=AUTO, value=True, tooltip=tooltip)
+        self.number = SpinBox(
+            min=minimum, max=maximum, value=default, enabled=False, tooltip=tooltip
+        )
+        super().__init__(
+            widgets=[self.auto, self.number],
+            layout="horizontal",
+            labels=False,
+            nullable=True,
+            **kwargs,
+        )
+        self.margins = (0, 0, 0, 0)
+        self.auto.changed.connect(self._auto_toggled)
+        self.number.changed.connect(lambda: self.changed.emit(self.value))
+
+    def get_value(self) -> int | None:
+        """None for auto, else the number."""
+        return None if self.auto.value else self.number.value
+
+    def set_value(self, value: int | None) -> None:
+        """None ticks auto; a number unticks it and shows the number."""
+        if value is not None:
+            self.number.value = value
+        self.auto.value = value is None
+
+    def _auto_toggled(self, auto: bool) -> None:
+        self.number.enabled = not auto
+        self.changed.emit(self.value)

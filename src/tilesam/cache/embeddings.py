@@ -1,0 +1,55 @@
+"""A store's tile embeddings as the decoder takes them, the last few kept decoded.
+
+Reading a tile from a zarr cache (decompress, float16 to float32) costs about as much as a
+click's decoder; a stitched object's next clicks revisit the same few tiles, so the last
+:data:`RECENT` are kept.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from tilesam.cache.memory import TileStore
+from tilesam.cache.tiling import TileIndex
+from tilesam.decode.predictor import ImageEmbedding
+
+RECENT = 16  # decoded tile embeddings kept for the next clicks (a stitched object's tiles)
+
+
+class TileEmbeddings:
+    """Embeddings of the finished tiles of `store`, read on demand.
+
+    Examples
+    --------
+    >>> from tilesam.cache.memory import MemoryStore
+    >>> store = MemoryStore((1, 1, 1), (4, 2, 2))
+    >>> store.write_tile(0, 0, 0, np.ones((4, 2, 2)), {"tile_shape": (9, 9), "input_shape": (8, 8)})
+    >>> emb = TileEmbeddings(store).read((0, 0, 0), shape=(9, 9))
+    >>> emb.features.shape, emb.original_size, emb.input_size
+    ((1, 4, 2, 2), (9, 9), (8, 8))
+    """
+
+    def __init__(self, store: TileStore, recent: int = RECENT) -> None:
+        self.store = store
+        self.recent = recent
+        self._recent: OrderedDict[TileIndex, ImageEmbedding] = OrderedDict()
+        self._meta_by_shape: dict[tuple[int, int], dict[str, tuple[int, int]]] = {}
+
+    def read(self, tile: TileIndex, shape: tuple[int, int]) -> ImageEmbedding:
+        """The embedding of the finished `tile`, whose pixels are `shape` ``(h, w)``."""
+        if tile in self._recent:
+            self._recent.move_to_end(tile)
+            return self._recent[tile]
+        # Tiles of one shape share their metadata (a function of the shape under the
+        # settings the store signs): one read per shape, not a zarr read per tile.
+        meta = self._meta_by_shape.get(shape)
+        if meta is None:
+            meta = self._meta_by_shape[shape] = self.store.read_meta(*tile)
+        features = self.store.read_tile(*tile).astype(np.float32)[None]
+        emb = ImageEmbedding(features, meta["tile_shape"], meta["input_shape"])
+        self._recent[tile] = emb
+        if len(self._recent) > self.recent:
+            self._recent.popitem(last=False)
+        return emb
