@@ -142,7 +142,7 @@ def steady_ms_per_slice(session: Session, truth: np.ndarray, method: str) -> flo
     start = time.perf_counter()
     for z in range(truth.shape[0]):
         # The state is the logits with "prompt+logits", else None: the prompt stays as made.
-        state = predict(z, replace(prompt, state=state)).state
+        state = predict(z, replace(prompt, mask=state)).state
     return 1000 * (time.perf_counter() - start) / truth.shape[0]
 
 

@@ -47,7 +47,7 @@ def oracle(truth: np.ndarray, calls: list | None = None):
 
     def predict(z, prompt):
         if calls is not None:
-            calls.append((z, prompt.state))
+            calls.append((z, prompt.mask))
         if prompt.box is not None:
             y0, x0, y1, x1 = prompt.box
             ids = np.bincount(truth[z, y0:y1, x0:x1].ravel())
@@ -55,7 +55,7 @@ def oracle(truth: np.ndarray, calls: list | None = None):
         else:
             obj = truth[z, int(prompt.points[0][0]), int(prompt.points[0][1])]
         mask = truth[z] == obj if obj else np.zeros(truth.shape[1:], bool)
-        return SlicePrediction(mask, 0.95, prompt.state)
+        return SlicePrediction(mask, 0.95, prompt.mask)
 
     return predict
 
@@ -313,14 +313,14 @@ def test_cancel_raises_and_callback_sees_every_slice() -> None:
 def test_prompts_from_a_mask() -> None:
     ring = _disc((64, 64), (32, 32), 20) & ~_disc((64, 64), (32, 32), 10)
     p = prompt_from_mask(ring, "prompt+logits", state="logits")
-    assert p.labels.tolist() == [1, 0] and p.state == "logits"
+    assert p.labels.tolist() == [1, 0] and p.mask == "logits"
     # By default the logits stay behind: they make the decoder copy the previous mask.
-    assert prompt_from_mask(ring, state="logits").state is None
+    assert prompt_from_mask(ring, state="logits").mask is None
     assert ring[tuple(p.points[0].astype(int))] and not ring[tuple(p.points[1].astype(int))]
     assert p.box == (11, 11, 54, 54)  # the ring's box (13..52), grown by 5 % per side
     assert prompt_from_mask(ring, "box").points.shape == (0, 2)
     only_points = prompt_from_mask(ring, "points", state="logits")
-    assert only_points.box is None and only_points.state is None
+    assert only_points.box is None and only_points.mask is None
 
 
 # -- end to end ---------------------------------------------------------------------------------

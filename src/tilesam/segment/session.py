@@ -473,6 +473,8 @@ class Session:
         """`points` (a :class:`~tilesam.decode.prompt.Prompt`, or ``(y, x)`` points with
         `labels` and `box`) checked against a slice of this image."""
         if isinstance(points, Prompt):  # checked again: it may come from another image
+            if extra.get("mask") is None:
+                extra["mask"] = points.mask
             points, labels, box = points.points, points.labels, points.box
         return Prompt.make(points, labels, box, self.grid.slice_shape, **extra)
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tilesam.decode.prompt import Prompt, check_labels
 from tilesam.errors import TileSAMError
 from tilesam.io import AxisView, ImageSource, MedicalSource, open_image
 from tilesam.io.medical import geometry_difference
@@ -34,7 +35,6 @@ from tilesam.volumes.walk import (
     CancelFlag,
     SlicePrediction,
     SlicePredictor,
-    SlicePrompt,
     StopRules,
     propagate_labels,
 )
@@ -173,20 +173,14 @@ def session_predictor(session: Session, *, logits: bool = False) -> SlicePredict
     >>> predict = session_predictor(Session("stack.tif", "vit_b"))  # doctest: +SKIP
     """
 
-    def predict(z: int, prompt: SlicePrompt) -> SlicePrediction:
-        has_points = len(prompt.points) > 0
-        args = (
-            prompt.points if has_points else None,
-            prompt.labels if has_points else None,
-            prompt.box,
-        )
+    def predict(z: int, prompt: Prompt) -> SlicePrediction:
         # The box is the previous mask's, grown: a model's box threshold, calibrated on
         # boxes drawn tight, would fill it, and the masks would grow from slice to slice.
         options = {"z": z, "multimask": False, "tight_box": False}
-        if not logits and prompt.state is None:
-            result = session.segment(*args, **options)
+        if not logits and prompt.mask is None:
+            result = session.segment(prompt, **options)
             return SlicePrediction(result.mask, result.score)
-        result, state = session.segment_with_logits(*args, mask_inputs=prompt.state, **options)
+        result, state = session.segment_with_logits(prompt, **options)
         return SlicePrediction(result.mask, result.score, state if logits else None)
 
     return predict
@@ -259,16 +253,13 @@ def _seeds_from_prompts(session: Session, view: ImageSource, points, labels, box
     """Answer the user's prompt on each slice it touches: object 1's annotated slices."""
     order = view_order_of(view)
     by_slice: dict[int, dict[str, Any]] = {}
-    if labels is not None and (points is None or not len(points)):
+    if labels is not None and np.size(labels) and (points is None or not len(points)):
         raise TileSAMError("labels were given without points: pass points=[(z, y, x), ...].")
     if points is not None and len(points):
         zyx = np.asarray(points, dtype=np.float64)
         if zyx.ndim != 2 or zyx.shape[1] != 3:
             raise TileSAMError(f"points must be (z, y, x) triples, got shape {zyx.shape}.")
-        labs = np.ones(len(zyx), np.int64) if labels is None else np.asarray(labels).reshape(-1)
-        if labs.shape != (len(zyx),):
-            raise TileSAMError(f"labels needs one 1 / 0 per point: {len(zyx)} points.")
-        for p, lab in zip(zyx[:, order], labs):
+        for p, lab in zip(zyx[:, order], check_labels(labels, len(zyx))):
             entry = by_slice.setdefault(_slice_index(p[0], view), {"points": [], "labels": []})
             entry["points"].append(p[1:])
             entry["labels"].append(lab)
@@ -283,10 +274,9 @@ def _seeds_from_prompts(session: Session, view: ImageSource, points, labels, box
             "mask=."
         )
     seeds, states = {}, {}
-    for z, prompt in sorted(by_slice.items()):
-        result, logits = session.segment_with_logits(
-            prompt.get("points"), prompt.get("labels"), prompt.get("box"), z=z
-        )
+    for z, parts in sorted(by_slice.items()):
+        prompt = session.prompt(parts.get("points"), parts.get("labels"), parts.get("box"))
+        result, logits = session.segment_with_logits(prompt, z=z)
         if result.area == 0:
             raise TileSAMError(
                 f"The prompt on slice {z} gave an empty mask: click inside the object, add "

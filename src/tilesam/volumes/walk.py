@@ -59,6 +59,7 @@ from typing import Any, Protocol
 import numpy as np
 from scipy import ndimage
 
+from tilesam.decode.prompt import Prompt
 from tilesam.errors import Cancelled, TileSAMError
 
 METHODS = ("prompt", "box", "points", "prompt+logits")
@@ -73,18 +74,6 @@ _FIND_OBJECTS_MAX_ID = 2**20
 
 
 @dataclass(frozen=True)
-class SlicePrompt:
-    """A prompt on one slice: points ``(N, 2)`` ``(y, x)`` with labels 1 / 0, a box
-    ``(y0, x0, y1, x1)`` or None, and the predictor's `state` from the previous slice
-    (None unless the method is ``"prompt+logits"``)."""
-
-    points: np.ndarray
-    labels: np.ndarray
-    box: tuple[int, int, int, int] | None
-    state: Any = None
-
-
-@dataclass(frozen=True)
 class SlicePrediction:
     """A predictor's answer: the ``(H, W)`` bool mask, its predicted IoU and an opaque state
     handed back with the next slice's prompt (TileSAM: the low-res logits per tile)."""
@@ -95,7 +84,7 @@ class SlicePrediction:
 
 
 #: ``predict(z, prompt) -> SlicePrediction``
-SlicePredictor = Callable[[int, SlicePrompt], SlicePrediction]
+SlicePredictor = Callable[[int, Prompt], SlicePrediction]
 #: ``read(z, (rows, cols)) -> pixels``: a region of slice z (any intensities, channels last)
 SliceReader = Callable[[int, tuple[slice, slice]], np.ndarray]
 FADE_RING = 4  # pixels: the ring around a mask that stands for the object's surroundings
@@ -260,7 +249,7 @@ class PropagationResult:
     stops: list[Stop] = field(default_factory=list)
 
 
-def prompt_from_mask(mask: np.ndarray, method: str = "prompt", state: Any = None) -> SlicePrompt:
+def prompt_from_mask(mask: np.ndarray, method: str = "prompt", state: Any = None) -> Prompt:
     """The next slice's prompt from an object's mask on this one (see the module docstring).
 
     Examples
@@ -291,11 +280,12 @@ def prompt_from_mask(mask: np.ndarray, method: str = "prompt", state: Any = None
     h, w = mask.shape
     box = (max(y0 - my, 0), max(x0 - mx, 0), min(y1 + my, h), min(x1 + mx, w))
     if method == "box":
-        return SlicePrompt(np.zeros((0, 2)), np.zeros(0, np.int64), box)
+        return Prompt(box=box)
     lab = np.asarray(labels, dtype=np.int64)
     if method == "points":
-        return SlicePrompt(yx, lab, None)
-    return SlicePrompt(yx, lab, box, state if method == "prompt+logits" else None)
+        return Prompt(yx, lab)
+    # The previous slice's logits go with the prompt as its mask prompt (method "prompt+logits").
+    return Prompt(yx, lab, box, state if method == "prompt+logits" else None)
 
 
 def propagate_labels(
