@@ -247,7 +247,7 @@ def test_damaged_tile_is_reported(tmp_path) -> None:
 def test_a_store_with_the_older_zstd_chunks_still_reads(tmp_path, monkeypatch) -> None:
     # Stores made before the LZ4 chunks compress with zstd alone (with its checksum).
     older = [zarr.codecs.ZstdCodec(level=3, checksum=True)]
-    monkeypatch.setattr("tilesam.cache.store.embedding_codecs", lambda: older)
+    monkeypatch.setattr("tilesam.cache.store_layout.embedding_codecs", lambda: older)
     store = _create(tmp_path / "old.zarr")
     store.write_tile(0, 1, 2, _emb(0, 1, 2), META)
     monkeypatch.undo()

@@ -33,42 +33,30 @@ are normalised and compared in :mod:`tilesam.cache.signature`.
 from __future__ import annotations
 
 import datetime as _dt
-import errno
-import hashlib
-import json
 import math
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, Crc32cCodec
 
+from tilesam.cache.decoder_weights import read_decoder, write_decoder
+from tilesam.cache.done_marks import done_mark, finished_tiles
 from tilesam.cache.signature import check_signature, content_signature, normalise_signature
+from tilesam.cache.store_layout import (
+    CHUNK_KEYS,
+    FORMAT_VERSION,
+    KIND,
+    META_FIELDS,
+    new_group,
+    read_header,
+)
 from tilesam.errors import TileSAMError
 
 __all__ = ["FORMAT_VERSION", "META_FIELDS", "EmbeddingStore", "content_signature"]
-
-FORMAT_VERSION = 1
-_KIND = "tilesam.embedding_store"
-#: Per-tile metadata fields `write_tile` expects, each a pair of positive ints (h, w).
-META_FIELDS = ("tile_shape", "input_shape")
-_CHUNK_KEYS = {"name": "default", "configuration": {"separator": "/"}}
-
-
-def embedding_codecs() -> list:
-    """The codecs of new stores' embedding chunks: LZ4 on bit-shuffled float16, then a
-    CRC32C.
-
-    LZ4 keeps 0.89 of the raw size and decodes a tile in 0.6 ms, where zstd (stores made
-    before 2026-11-28 evening, which keep it: zarr reads each array's codecs from its
-    metadata) kept 0.92 in 1.3 ms; a tile is read at every click on a new tile. The
-    checksum turns a damaged chunk into a clear error instead of noise.
-    """
-    return [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"), Crc32cCodec()]
 
 
 class EmbeddingStore:
@@ -119,7 +107,7 @@ class EmbeddingStore:
         for name, shape in expected.items():
             if tuple(arrays[name].shape) != shape:
                 raise _corrupt(path, f"array '{name}' has shape {arrays[name].shape}, not {shape}")
-            if arrays[name].metadata.chunk_key_encoding.to_dict() != _CHUNK_KEYS:
+            if arrays[name].metadata.chunk_key_encoding.to_dict() != CHUNK_KEYS:
                 raise _corrupt(path, f"array '{name}' does not use the default chunk keys")
 
     # -- opening ----------------------------------------------------------------------------
@@ -159,7 +147,7 @@ class EmbeddingStore:
                 )
             _remove_store(path)
         head = {
-            "kind": _KIND,
+            "kind": KIND,
             "format_version": FORMAT_VERSION,
             "grid_shape": list(grid),
             "embedding_shape": list(emb),
@@ -167,7 +155,7 @@ class EmbeddingStore:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         try:
-            group = _new_group(path, grid, emb)
+            group = new_group(path, grid, emb)
             # Attributes last: a folder without them is not (yet) a store, so an interrupted
             # create is reported as "not a TileSAM store" rather than opened half-made.
             group.attrs.update({"tilesam": head, "signature": sig})
@@ -208,7 +196,7 @@ class EmbeddingStore:
                 f"No embedding cache at '{path}'. Create it with EmbeddingStore.create or "
                 "EmbeddingStore.open_or_create (or run the precompute step)."
             )
-        head = _read_header(path)
+        head = read_header(path)
         if head is None:
             raise TileSAMError(
                 f"'{path}' is not a TileSAM embedding cache. Point the cache path at a new "
@@ -287,7 +275,7 @@ class EmbeddingStore:
     @property
     def n_done(self) -> int:
         """Number of finished tiles."""
-        return sum(1 for _ in self._iter_done())
+        return sum(1 for _ in finished_tiles(self.path))
 
     def write_tile(
         self, z: int, ty: int, tx: int, embedding: np.ndarray, meta: Mapping[str, Sequence[int]]
@@ -363,7 +351,7 @@ class EmbeddingStore:
     def is_done(self, z: int, ty: int, tx: int) -> bool:
         """Whether the tile's embedding is completely stored."""
         self._check_index(z, ty, tx)
-        return self._done_chunk(z, ty, tx).is_file()  # a stat, not a zarr read (~1 ms)
+        return done_mark(self.path, (z, ty, tx)).is_file()  # a stat, not a zarr read (~1 ms)
 
     def discard_tile(self, z: int, ty: int, tx: int) -> None:
         """Mark a tile not done (e.g. a damaged one) so that the next run recomputes it."""
@@ -371,16 +359,16 @@ class EmbeddingStore:
         self._check_index(z, ty, tx)
         # Remove the chunk itself rather than writing False, which zarr would store as a
         # chunk if its `write_empty_chunks` option were on.
-        self._done_chunk(z, ty, tx).unlink(missing_ok=True)
+        done_mark(self.path, (z, ty, tx)).unlink(missing_ok=True)
         self._meta_seen.pop((z, ty, tx), None)
 
     def done_tiles(self) -> list[tuple[int, int, int]]:
         """Finished tiles ``(z, ty, tx)``, sorted."""
-        return sorted(self._iter_done())
+        return sorted(finished_tiles(self.path))
 
     def missing_tiles(self) -> list[tuple[int, int, int]]:
         """Tiles still to compute ``(z, ty, tx)``, sorted (slice by slice, row-major)."""
-        done = set(self._iter_done())
+        done = set(finished_tiles(self.path))
         nz, ny, nx = self.grid_shape
         return [
             (z, ty, tx)
@@ -392,57 +380,15 @@ class EmbeddingStore:
 
     # -- the decoder's weights --------------------------------------------------------------
     def write_decoder(self, weights: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> None:
-        """Keep the model's prompt encoder and mask decoder (``weights``, named as in its
-        state dict, and the ``config`` that :class:`tilesam.decode.numpy_decoder.DecoderConfig`
-        reads) in the store, so that a later session answers clicks without torch.
-
-        One flat float32 array; its attributes name each entry and hold the SHA-256 of the
-        data, which :meth:`read_decoder` checks: a reader never takes half-written weights.
-        """
+        """Keep the model's prompt encoder and mask decoder in the store, so that a later
+        session answers clicks without torch (see :mod:`tilesam.cache.decoder_weights`)."""
         self._check_writable()
-        names = sorted(weights)
-        arrays = [np.asarray(weights[n], dtype=np.float32) for n in names]
-        flat = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0, np.float32)
-        entries = [[n, list(a.shape)] for n, a in zip(names, arrays)]
-        layout = {"entries": entries, "config": dict(config)}
-        attrs = {**layout, "sha256": _digest(layout, flat)}
-        try:
-            array = self._group.create_array(
-                "decoder", shape=flat.shape, chunks=flat.shape or (1,), dtype="float32",
-                fill_value=0.0, attributes=attrs, overwrite=True,
-            )  # fmt: skip
-            array[...] = flat
-        except OSError as err:
-            shutil.rmtree(self.path / "decoder", ignore_errors=True)  # never half of it
-            fix = (
-                "Free space on that disk and"
-                if err.errno == errno.ENOSPC
-                else "Make it writable and"
-            )
-            raise TileSAMError(
-                f"Could not store the decoder's weights in embedding cache '{self.path}': "
-                f"{err.strerror or err}. {fix} run it again."
-            ) from err
+        write_decoder(self._group, self.path, weights, config)
 
     def read_decoder(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
         """The decoder's weights and config as :meth:`write_decoder` stored them; None when
-        the store holds none (written by an earlier TileSAM) or they do not check out (their
-        names, shapes, config and values are checksummed together)."""
-        try:
-            array = self._group["decoder"]
-            attrs = dict(array.attrs)
-            flat = np.asarray(array[...], dtype=np.float32)
-            layout = {"entries": attrs["entries"], "config": attrs["config"]}
-            if attrs.get("sha256") != _digest(layout, flat):
-                return None
-            weights, start = {}, 0
-            for name, shape in layout["entries"]:
-                size = math.prod(shape)
-                weights[name] = flat[start : start + size].reshape(shape)
-                start += size
-        except Exception:  # noqa: BLE001 - absent or unreadable: the model decodes instead
-            return None
-        return weights, dict(layout["config"])
+        the store holds none or they do not check out."""
+        return read_decoder(self._group)
 
     def info(self) -> dict[str, Any]:
         """A summary for ``tilesam info``: format, signature, shapes, progress, size on disk."""
@@ -471,21 +417,6 @@ class EmbeddingStore:
         )
 
     # -- internals --------------------------------------------------------------------------
-    def _iter_done(self) -> Iterator[tuple[int, int, int]]:
-        # Listing three directory levels is ~100x faster than reading every `done` chunk
-        # through zarr (25 ms vs 9 s for 12 544 tiles). Names that are not integers (e.g. a
-        # killed writer's temporary file) are skipped.
-        root = self.path / "done" / "c"
-        for zd in _int_entries(root, dirs=True):
-            for yd in _int_entries(root / zd, dirs=True):
-                for xf in _int_entries(root / zd / yd, dirs=False):
-                    yield (int(zd), int(yd), int(xf))
-
-    def _done_chunk(self, z: int, ty: int, tx: int) -> Path:
-        # Key of the tile's `done` chunk: zarr v3's default encoding "c/<z>/<ty>/<tx>",
-        # pinned at create and checked on open.
-        return self.path / "done" / "c" / str(z) / str(ty) / str(tx)
-
     def _require_done(self, z: int, ty: int, tx: int) -> None:
         if not self.is_done(z, ty, tx):
             raise TileSAMError(
@@ -509,52 +440,10 @@ class EmbeddingStore:
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _read_header(path: Path) -> dict[str, Any] | None:
-    """The store's "tilesam" attributes, or None if `path` is not a TileSAM store."""
-    if not (path / "zarr.json").is_file():
-        return None
-    try:
-        head = dict(zarr.open_group(str(path), mode="r").attrs).get("tilesam")
-    except Exception:  # noqa: BLE001 - any unreadable metadata means "not a store"
-        return None
-    return head if isinstance(head, dict) and head.get("kind") == _KIND else None
-
-
-def _new_group(path: Path, grid: tuple[int, ...], emb: tuple[int, ...]) -> zarr.Group:
-    """The store's zarr group and arrays, without its attributes."""
-    group = zarr.open_group(str(path), mode="w-", zarr_format=3)
-    tile = (1, 1, 1)
-    group.create_array(
-        "embeddings",
-        shape=(*grid, *emb),
-        chunks=(*tile, *emb),
-        dtype="float16",
-        fill_value=0.0,
-        compressors=embedding_codecs(),
-        chunk_key_encoding=_CHUNK_KEYS,
-    )
-    for name in META_FIELDS:
-        group.create_array(
-            name, shape=(*grid, 2), chunks=(*tile, 2), dtype="int32", fill_value=0,
-            compressors=None, chunk_key_encoding=_CHUNK_KEYS,
-        )  # fmt: skip
-    group.create_array(
-        "done", shape=grid, chunks=tile, dtype="bool", fill_value=False,
-        compressors=None, chunk_key_encoding=_CHUNK_KEYS,
-    )  # fmt: skip
-    return group
-
-
-def _digest(layout: Mapping[str, Any], values: np.ndarray) -> str:
-    digest = hashlib.sha256(json.dumps(layout, sort_keys=True).encode())
-    digest.update(np.ascontiguousarray(values).tobytes())
-    return digest.hexdigest()
-
-
 def _remove_store(path: Path) -> None:
     # Refuse to delete anything that is not ours: a mistyped cache path must never wipe
     # the user's data.
-    if path.is_dir() and (not any(path.iterdir()) or _read_header(path) is not None):
+    if path.is_dir() and (not any(path.iterdir()) or read_header(path) is not None):
         shutil.rmtree(path)
         return
     raise TileSAMError(
@@ -578,14 +467,6 @@ def _check_meta(meta: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, int]]
         name: _positive_ints(meta[name], 2, f"meta['{name}'] (h, w)")  # type: ignore[misc]
         for name in META_FIELDS
     }
-
-
-def _int_entries(folder: Path, *, dirs: bool) -> list[str]:
-    try:
-        with os.scandir(folder) as it:
-            return [e.name for e in it if e.name.isdigit() and e.is_dir() == dirs]
-    except FileNotFoundError:
-        return []
 
 
 def _corrupt(path: Path, what: str) -> TileSAMError:

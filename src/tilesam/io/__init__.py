@@ -1,4 +1,5 @@
-"""Lazy image readers: every format behind one `ImageSource` interface.
+"""Lazy image readers behind one `ImageSource` interface, and the writers of labels and
+masks (every file written atomically: `atomic_output`).
 
 >>> import numpy as np
 >>> from tilesam.io import open_image
@@ -7,7 +8,10 @@
 ('ZYX', 4, (256, 256))
 """
 
+from tilesam.io.atomic import atomic_output
+from tilesam.io.mask import write_mask
 from tilesam.io.medical import MedicalSource
+from tilesam.io.ome_zarr import write_ome_zarr
 from tilesam.io.open import open_image
 from tilesam.io.reslice import AxisView
 from tilesam.io.signature import content_signature
@@ -24,8 +28,11 @@ __all__ = [
     "MedicalSource",
     "TiffSource",
     "ZarrSource",
+    "atomic_output",
     "content_signature",
     "guess_axes",
     "open_image",
     "write_labels",
+    "write_mask",
+    "write_ome_zarr",
 ]

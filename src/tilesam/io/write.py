@@ -1,28 +1,31 @@
 """`write_labels`: a labels volume or image to disk, with its source's geometry, atomically.
 
-Geometry means spacing and origin (OME-TIFF, OME-Zarr), the direction too (NIfTI, NRRD,
-MHA), or the CRS and transform (GeoTIFF, for a georeferenced source).
+Geometry means spacing and origin (OME-TIFF: spacing only; OME-Zarr), the direction too
+(NIfTI, NRRD, MHA), or the CRS and transform (GeoTIFF, for a georeferenced source).
 
 The file is written under a temporary name in the target folder and renamed into place
-only when complete, so a failure (or an interrupted run) never leaves a partial file that
-looks finished. Labels are stored as the smallest unsigned type that holds their ids.
+only when complete (`tilesam.io.atomic.atomic_output`), so a failure (or an interrupted
+run) never leaves a partial file that looks finished, nor destroys the file it was to
+replace. Labels are stored as the smallest unsigned type that holds their ids.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tilesam.errors import TileSAMError
+from tilesam.io.atomic import atomic_output
 from tilesam.io.geo import GeoReference, write_geotiff
 from tilesam.io.medical import WRITABLE_SUFFIXES, MedicalSource, medical_suffix, write_medical
+from tilesam.io.ome_zarr import OME_ZARR_SUFFIX, holds_ome_image, is_ome_zarr, write_ome_zarr
 from tilesam.io.source import ImageSource
 
 _TIFF_SUFFIXES = (".tif", ".tiff")
+LABEL_SUFFIXES = (*WRITABLE_SUFFIXES, *_TIFF_SUFFIXES, OME_ZARR_SUFFIX)
 
 
 def write_labels(
@@ -39,9 +42,10 @@ def write_labels(
     Parameters
     ----------
     path : str or Path
-        ``.nii`` / ``.nii.gz`` / ``.mha`` / ``.nrrd`` (spacing, origin and direction kept) or
-        ``.tif`` (OME-TIFF with the physical pixel size, or GeoTIFF for a georeferenced
-        image).
+        ``.nii`` / ``.nii.gz`` / ``.mha`` / ``.nrrd`` (spacing, origin and direction kept),
+        ``.ome.zarr`` (an OME-Zarr 0.5 folder: spacing and origin) or ``.tif`` (OME-TIFF
+        with the physical pixel size, or GeoTIFF for a georeferenced image). An existing
+        file (or OME-Zarr) there is replaced once the new one is complete.
     labels : numpy.ndarray
         Non-negative integer ids, 0 = background; the shape of `like`'s spatial axes.
     like : ImageSource, optional
@@ -54,28 +58,45 @@ def write_labels(
 
     Examples
     --------
-    >>> src = open_image("ct.nii.gz")  # doctest: +SKIP
-    >>> write_labels("liver.nii.gz", labels, like=src)  # doctest: +SKIP
+    >>> import tempfile
+    >>> from tilesam.io import open_image
+    >>> from tilesam.samples import load_sample, sample_path
+    >>> ct = open_image(sample_path("ct_volume"))
+    >>> _, organs = load_sample("ct_volume")
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("organs.nii.gz", "organs.ome.zarr"):
+    ...     back = open_image(write_labels(folder / name, organs, like=ct))
+    ...     print(name, back.spatial_shape, back.spacing == ct.spacing, back.origin == ct.origin)
+    organs.nii.gz (40, 160, 160) True True
+    organs.ome.zarr (40, 160, 160) True True
     """
     path = check_labels_path(path)
-    suffix = medical_suffix(path) or path.suffix.lower()
     labels = _checked_labels(labels, like)
     if like is not None:
         spacing, origin, georeference = like.spacing, like.origin, like.georeference
-    # Same folder (so the rename is atomic), same ending (writers choose the format by it).
-    partial = path.with_name(f".{uuid.uuid4().hex[:8]}.partial-{path.name}")
-    try:
-        if suffix in _TIFF_SUFFIXES and georeference is not None:
-            write_geotiff(partial, labels, georeference)
-        elif suffix in _TIFF_SUFFIXES:
-            _write_tiff(partial, labels, spacing)
-        else:
-            medical = like if isinstance(like, MedicalSource) else None
-            write_medical(partial, labels, medical, spacing, origin)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    medical = like if isinstance(like, MedicalSource) else None
+    with atomic_output(path) as partial:
+        _write(partial, _suffix(path), labels, medical, spacing, origin, georeference)
     return path
+
+
+def _write(
+    partial: Path,
+    suffix: str,
+    labels: np.ndarray,
+    medical: MedicalSource | None,
+    spacing: Any,
+    origin: Any,
+    georeference: GeoReference | None,
+) -> None:
+    if suffix == OME_ZARR_SUFFIX:
+        write_ome_zarr(partial, labels, spacing=spacing, origin=origin)
+    elif suffix in _TIFF_SUFFIXES and georeference is not None:
+        write_geotiff(partial, labels, georeference)
+    elif suffix in _TIFF_SUFFIXES:
+        _write_tiff(partial, labels, spacing)
+    else:
+        write_medical(partial, labels, medical, spacing, origin)
 
 
 def check_labels_path(path: str | os.PathLike[str]) -> Path:
@@ -83,20 +104,39 @@ def check_labels_path(path: str | os.PathLike[str]) -> Path:
 
     Check before long work, so that it does not end in an error.
 
-    >>> check_labels_path("out/labels.zip")  # doctest: +SKIP
+    >>> check_labels_path("labels.zip")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     tilesam.errors.TileSAMError: Cannot write labels to 'labels.zip': use one of .nii, ...
     """
     path = Path(path).expanduser()
-    suffix = medical_suffix(path) or path.suffix.lower()
-    if suffix not in (*WRITABLE_SUFFIXES, *_TIFF_SUFFIXES):
+    if _suffix(path) not in LABEL_SUFFIXES:
         raise TileSAMError(
-            f"Cannot write labels to '{path.name}': use one of "
-            f"{', '.join((*WRITABLE_SUFFIXES, *_TIFF_SUFFIXES))}."
+            f"Cannot write labels to '{path.name}': use one of {', '.join(LABEL_SUFFIXES)}."
         )
+    check_target(path, "labels")
+    return path
+
+
+def check_target(path: Path, what: str) -> None:
+    """Raise unless `path`'s folder exists and `path` is not a folder TileSAM must not replace.
+
+    An existing OME-Zarr image is replaced by a new one; any other folder (an embedding
+    cache, a folder of images) is refused rather than deleted.
+    """
     if not path.parent.is_dir():
         raise TileSAMError(f"The folder '{path.parent}' does not exist; create it first.")
-    return path
+    if path.is_dir() and not (is_ome_zarr(path) and holds_ome_image(path)):
+        raise TileSAMError(
+            f"'{path}' is a folder that is not an OME-Zarr image: TileSAM does not replace it "
+            f"with the {what}. Choose another name."
+        )
+
+
+def _suffix(path: Path) -> str:
+    """The ending that picks the format: ``.nii.gz`` and ``.ome.zarr`` count as one."""
+    if is_ome_zarr(path):
+        return OME_ZARR_SUFFIX
+    return medical_suffix(path) or path.suffix.lower()
 
 
 def _checked_labels(labels: np.ndarray, like: ImageSource | None) -> np.ndarray:

@@ -1,0 +1,136 @@
+"""What the commands share: the `Command` record, the model and session options, and
+reading numbers from the command line.
+
+Nothing here imports a model, torch or the session at module level: a command's options
+are added only when that command runs (see `tilesam.cli.build_parser`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tilesam.errors import TileSAMError
+
+if TYPE_CHECKING:
+    from tilesam.io import ImageSource
+    from tilesam.segment.session import Session
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its name and help line (always in the parser), the function that adds
+    its options (called only for the command that runs, or for the full parser) and the one
+    that runs it (returns the exit status, ``None`` for 0)."""
+
+    name: str
+    help: str
+    options: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+    description: str | None = None
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """``--model``, ``--checkpoint``, ``--device`` and ``--trust-checkpoint``."""
+    p.add_argument("--model", default=None, help="registry name (default: the bundled 'tiny')")
+    p.add_argument("--checkpoint", default=None, help="a checkpoint file to load instead")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: fastest available)")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow checkpoints that need full unpickling (only for files you trust)",
+    )
+
+
+def add_session_options(p: argparse.ArgumentParser) -> None:
+    """The tiling and intensity options of `embed`, `segment` and `propagate`."""
+    from tilesam.segment.session import DEFAULT_SLICE_SCALE
+
+    p.add_argument(
+        "--tile", type=int, default=None, help="tile size (default: the cache's, or model input)"
+    )
+    p.add_argument(
+        "--halo", type=int, default=None, help="tile overlap context (default: the cache's, or 64)"
+    )
+    p.add_argument("--axes", default=None, help="the image's axis order, e.g. ZYX, CYX")
+    p.add_argument("--intensity", default=None, metavar="LOW,HIGH", help="fixed intensity range")
+    p.add_argument(
+        "--window", default=None, metavar="NAME|WIDTH,LEVEL", help="CT window, e.g. lung, 400,40"
+    )
+    p.add_argument("--series", default=None, help="DICOM series (number or UID) of a folder")
+    p.add_argument(
+        "--slice-scale",
+        default=None,
+        metavar="SCALE|sam",
+        help="enlarge tiles at most SCALE times into the model input; 'sam': until they fill "
+        f"it (default: {DEFAULT_SLICE_SCALE:g} for volumes, sam for 2D images)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a cache made for other inputs")
+
+
+def open_source(args: argparse.Namespace) -> ImageSource:
+    """The image of `args` (``--axes``, ``--series`` applied)."""
+    from tilesam.io import open_image
+
+    series = int(args.series) if args.series and args.series.isdigit() else args.series
+    return open_image(args.image, axes=args.axes, series=series)
+
+
+def make_session(
+    args: argparse.Namespace, cache: str | None, source: ImageSource | None = None
+) -> Session:
+    """A session over `source` (default: the image of `args`) with the session options."""
+    from tilesam.segment.session import Session
+
+    intensity = parse_numbers(args.intensity, (2,), "low,high") if args.intensity else None
+    window = args.window
+    if window is not None and "," in window:
+        window = tuple(parse_numbers(window, (2,), "width,level"))
+    return Session(
+        open_source(args) if source is None else source,
+        args.model,
+        cache,
+        tile_size=args.tile,
+        halo=args.halo,
+        intensity=intensity,
+        window=window,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        trust_checkpoint=args.trust_checkpoint,
+        overwrite=args.overwrite,
+        progress=True,
+        slice_scale=_slice_scale(args.slice_scale),
+    )
+
+
+def _slice_scale(text: str | None) -> float | str | None:
+    if text is None:
+        return "auto"  # the Session's default in every command, so that they share a cache
+    if text == "sam":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise TileSAMError(
+            f"Could not read --slice-scale {text!r}: give a number (e.g. 3) or 'sam'."
+        ) from None
+
+
+def parse_numbers(text: str, count: tuple[int, ...], what: str) -> list[float]:
+    """The comma-separated numbers of `text`, as many as one of `count`, else a clear error.
+
+    >>> parse_numbers("3,4.5", (2,), "y,x")
+    [3.0, 4.5]
+    >>> parse_numbers("3", (2,), "y,x")
+    Traceback (most recent call last):
+    tilesam.errors.TileSAMError: Could not read y,x '3': expected Y,X numbers.
+    """
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in count:
+        raise TileSAMError(f"Could not read {what} {text!r}: expected {what.upper()} numbers.")
+    return values

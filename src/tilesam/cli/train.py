@@ -1,0 +1,121 @@
+"""``tilesam train`` (train or fine-tune a model) and ``tilesam synthesize`` (whole synthetic
+images with labels to train on).
+
+`train`'s options default to `tilesam.training.trainer.TrainConfig`'s fields: an option
+not given is left out of the namespace (``argparse.SUPPRESS``) and the config's default
+applies, so that building the parser imports neither torch nor the trainer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from tilesam.cli._options import Command
+
+_INTEGERS = (
+    "crop",
+    "batch_size",
+    "objects_per_image",
+    "iterations",
+    "epochs",
+    "steps_per_epoch",
+    "seed",
+    "save_every",
+)
+
+
+def _train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="run folder: checkpoints, history, model.pt")
+    option = _option_adder(p)
+    option("--base", help="'scratch' (untrained tiny), a model name or a checkpoint")
+    option("--images", help="folder of training images")
+    option("--labels", help="folder of instance label images (default: --images)")
+    option("--val-images", help="folder of validation images")
+    option("--val-labels", help="folder of validation labels (default: --val-images)")
+    option("--synthetic", help="synthetic kinds to mix in, comma-separated, or 'none'")
+    option("--real-fraction", type=float)
+    for name in _INTEGERS:
+        option("--" + name.replace("_", "-"), type=int)
+    option("--lr", type=float)
+    option(
+        "--mosaic",
+        type=float,
+        help="share of steps whose crops form one field (teaches the decoder to leave out "
+        "look-alike objects far from the prompt)",
+    )
+    option("--loss", choices=("focal", "bce"), help="focal+dice (SAM) or bce+dice")
+    option(
+        "--loss-margin",
+        type=float,
+        help="penalise masks only within the target's box grown by this fraction of its size "
+        "(default: everywhere)",
+    )
+    option("--max-minutes", type=float, help="stop (resumably) after this long")
+    option(
+        "--freeze-encoder",
+        action="store_true",
+        help="train prompt encoder and decoder only; real images are then embedded once, "
+        "whole, and the decoder trains on them as it runs at inference",
+    )
+    option(
+        "--box-points",
+        type=float,
+        help="with --freeze-encoder: share of box prompts that also get a click inside the "
+        "object and a looser box (the prompt slice-to-slice propagation sends)",
+    )
+    option("--device")
+    option("--trust-checkpoint", action="store_true")
+
+
+def _option_adder(p: argparse.ArgumentParser) -> Callable[..., None]:
+    def option(*names: str, **kwargs: Any) -> None:
+        p.add_argument(*names, default=argparse.SUPPRESS, **kwargs)
+
+    return option
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from tilesam.training.trainer import TrainConfig, train
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in fields}
+    if "synthetic" in given:
+        text = given["synthetic"]
+        given["synthetic"] = () if text in ("", "none") else tuple(text.split(","))
+    path = train(TrainConfig(out_dir=args.out, **given))
+    print(f"weights: {path}  (use with --checkpoint {path})")
+
+
+def _synthesize_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="folder to write name.tif / name_labels.tif into")
+    p.add_argument(
+        "--kinds",
+        default="nuclei,nuclei,cells,ct,aerial",
+        help="kinds drawn in turn, comma-separated (repeat one to weight it)",
+    )
+    p.add_argument("--count", type=int, default=200)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--max-zoom", type=float, default=6.0, help="largest magnification")
+
+
+def _run_synthesize(args: argparse.Namespace) -> None:
+    from tilesam.training.synthetic.folder import write_synthetic_folder
+
+    paths = write_synthetic_folder(
+        args.out, args.kinds.split(","), args.count, args.seed, max_zoom=args.max_zoom
+    )
+    print(f"wrote {len(paths)} images with their labels to {args.out}")
+
+
+COMMANDS = (
+    Command("train", "train or fine-tune a model (resumes from --out)", _train_options, _run_train),
+    Command(
+        "synthesize",
+        "write whole synthetic images with labels (for train --freeze-encoder)",
+        _synthesize_options,
+        _run_synthesize,
+    ),
+)
