@@ -28,12 +28,8 @@ from tilesam.models.registry import ARCHITECTURES, build_sam
 from tilesam.samples import load_sample
 from tilesam.segment.session import Session
 from tilesam.volumes.propagate import propagate_mask
-from tilesam.volumes.walk import (
-    SlicePrediction,
-    StopRules,
-    prompt_from_mask,
-    propagate_labels,
-)
+from tilesam.volumes.stop_rules import StopRules
+from tilesam.volumes.walk import SlicePrediction, prompt_from_mask, propagate_labels
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "medical"
 # Rules that stop a walk only at an empty mask: random models give arbitrary masks and scores.

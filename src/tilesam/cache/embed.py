@@ -86,9 +86,12 @@ def embed_scaled(
 
     Examples
     --------
-    >>> emb = embed_scaled(model, [slice_160px], intensity=(-160, 240), scale=3.0)  # doctest: +SKIP
-    >>> emb[0].original_size, emb[0].input_size  # doctest: +SKIP
-    ((160, 160), (480, 480))
+    >>> import tilesam
+    >>> model = tilesam.load_model()  # the bundled tiny: a 1024-pixel model input
+    >>> slice_160px = np.random.default_rng(0).normal(40, 50, (160, 160))  # a CT slice, HU
+    >>> emb = embed_scaled(model, [slice_160px], intensity=(-160, 240), scale=1.5)
+    >>> emb[0].original_size, emb[0].input_size  # 1.5 times, not 1024 / 160 = 6.4
+    ((160, 160), (240, 240))
     """
     if not scale > 0:
         raise TileSAMError(f"scale must be a positive number of model pixels per pixel: {scale!r}")
@@ -143,7 +146,7 @@ def embed_tiles(
     >>> model = tilesam.load_model()
     >>> source = open_image(np.random.default_rng(0).integers(0, 255, (300, 300), np.uint8))
     >>> grid = TileGrid(source.slice_shape, tile_size=256, halo=16)
-    >>> store = MemoryStore((1, *grid.grid_shape), (256, 16, 16))
+    >>> store = MemoryStore((1, *grid.grid_shape), (256, 64, 64))
     >>> embed_tiles(model, source, grid, store, store.missing_tiles(), intensity=(0, 255),
     ...             progress=False)
     4

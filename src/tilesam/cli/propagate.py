@@ -62,7 +62,7 @@ def _options(p: argparse.ArgumentParser) -> None:
         "--no-fade-rule",
         action="store_true",
         help="do not stop where a distinct object fades against its surroundings (on by "
-        "default; see tilesam.volumes.walk.StopRules.min_contrast)",
+        "default; see tilesam.volumes.stop_rules.StopRules.min_contrast)",
     )
     add_session_options(p)
     add_model_options(p)
@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace) -> None:
     from tilesam.io import AxisView, write_labels
     from tilesam.io.write import check_labels_path
     from tilesam.volumes.propagate import propagate_mask
-    from tilesam.volumes.walk import StopRules
+    from tilesam.volumes.stop_rules import StopRules
 
     check_labels_path(args.out)  # before the long work, not after it
     points = [parse_numbers(p, (3, 4), "z,y,x[,label]") for p in args.point]

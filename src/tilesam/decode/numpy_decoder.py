@@ -41,11 +41,11 @@ class NumpyDecoder:
 
     Examples
     --------
-    >>> decoder = NumpyDecoder(weights, config)  # doctest: +SKIP
-    >>> tokens, hyper_in, iou = decoder.decode_tokens(  # doctest: +SKIP
-    ...     features, decoder.dense_pe(), points=(xy, labels), multimask=True
-    ... )
-    >>> logits = decoder.upscale_masks(tokens, hyper_in, (64, 64))  # doctest: +SKIP
+    >>> import tilesam
+    >>> weights, config = tilesam.load_model().decoder_weights()  # the bundled tiny's
+    >>> decoder = NumpyDecoder(weights, config)
+    >>> decoder.mask_input_size, decoder.num_mask_tokens
+    ((256, 256), 4)
     """
 
     def __init__(self, weights: Mapping[str, np.ndarray], config: DecoderConfig) -> None:
@@ -249,8 +249,18 @@ class NumpyPredictor(MaskPredictor):
 
     Examples
     --------
-    >>> predictor = NumpyPredictor(NumpyDecoder(weights, config))  # doctest: +SKIP
-    >>> predictor.predict(embedding, points=[(120, 200)]).mask()  # doctest: +SKIP
+    >>> import tilesam
+    >>> from tilesam.decode.predictor import ImageEmbedding
+    >>> from tilesam.samples import load_sample
+    >>> model = tilesam.load_model()
+    >>> thresholds = {"mask_threshold": model.mask_threshold}
+    >>> predictor = NumpyPredictor(NumpyDecoder(*model.decoder_weights()), **thresholds)
+    >>> emb = model.embed(load_sample("nuclei")[0])
+    >>> cached = ImageEmbedding(emb.features.numpy(), emb.original_size, emb.input_size)
+    >>> ours, torch_mask = predictor.predict(cached, points=[(120, 200)]), model.predict(
+    ...     emb, points=[(120, 200)])
+    >>> bool(abs(ours.scores - torch_mask.scores).max() < 1e-3)  # the same decoder
+    True
     """
 
     def __init__(

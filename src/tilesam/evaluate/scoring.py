@@ -388,9 +388,15 @@ def evaluate(
 
     Examples
     --------
-    >>> model = tilesam.load_model("vit_b")  # doctest: +SKIP
-    >>> data = LabelledImageFolder("nuclei/images", "nuclei/labels")  # doctest: +SKIP
-    >>> print(evaluate(model, data, n_clicks=8).table())  # doctest: +SKIP
+    >>> import tilesam
+    >>> from tilesam.evaluate.datasets import LabelledImage
+    >>> from tilesam.samples import load_sample
+    >>> image, labels = load_sample("nuclei")
+    >>> data = [LabelledImage(image, labels, "nuclei")]
+    >>> result = evaluate(tilesam.load_model(), data, n_clicks=2, max_objects_per_image=5,
+    ...                   progress=False)
+    >>> len(result.objects), bool(result.summary["box"] > 0.5)
+    (5, True)
     """
     if n_clicks < 1:
         raise TileSAMError(f"n_clicks must be at least 1, got {n_clicks}.")

@@ -35,9 +35,9 @@ class ModelCard:
 
     Examples
     --------
-    >>> card = ModelCard("tiny", None, "tiny_cnn", 256, (256, 16, 16), -0.5, -2.0)
+    >>> card = ModelCard("tiny", None, "tiny_cnn", 1024, (256, 64, 64), -0.5, -2.0)
     >>> card.signature()
-    {'name': 'tiny', 'weights_sha256': None, 'encoder': 'tiny_cnn', 'input_size': 256}
+    {'name': 'tiny', 'weights_sha256': None, 'encoder': 'tiny_cnn', 'input_size': 1024}
     """
 
     name: str

@@ -60,8 +60,13 @@ def load_model(
 
     Examples
     --------
-    >>> model = load_model()  # the bundled default model  # doctest: +SKIP
-    >>> model = load_model(checkpoint="sam_vit_b_01ec64.pth")  # doctest: +SKIP
+    >>> model = load_model()  # the bundled default model
+    >>> model.name, model.image_size, model.architecture.encoder
+    ('tiny', 1024, 'tiny_cnn')
+
+    A downloaded SAM checkpoint loads the same way: ``load_model(checkpoint=
+    "sam_vit_b_01ec64.pth")``, or ``load_model("vit_b")`` once the file is in the model cache
+    (``tilesam models`` says where).
     """
     path, label, entry = model_file(name, checkpoint)
     state = read_checkpoint(path, trust=trust_checkpoint)

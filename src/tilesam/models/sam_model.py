@@ -45,10 +45,16 @@ class SamModel(MaskPredictor):
 
     Examples
     --------
-    >>> model = tilesam.load_model("tiny")  # doctest: +SKIP
-    >>> emb = model.embed(image)  # doctest: +SKIP
-    >>> result = model.predict(emb, points=[(120, 200)], labels=[1])  # doctest: +SKIP
-    >>> mask = result.mask()  # doctest: +SKIP
+    >>> import tilesam
+    >>> from tilesam.samples import load_sample
+    >>> image, truth = load_sample("nuclei")
+    >>> model = tilesam.load_model("tiny")
+    >>> emb = model.embed(image)
+    >>> y, x = np.argwhere(truth == 1).mean(axis=0)  # a click inside nucleus 1
+    >>> result = model.predict(emb, points=[(y, x)], labels=[1])
+    >>> mask = result.mask()
+    >>> mask.shape, bool(truth[mask].mean() > 0.5)
+    ((256, 256), True)
     """
 
     def __init__(

@@ -560,9 +560,12 @@ def segment_image(
 
     Examples
     --------
-    >>> model = load_model()  # doctest: +SKIP
-    >>> result = segment_image("nuclei.tif", model=model, points=[(120, 80)])  # doctest: +SKIP
-    >>> result.mask.shape, result.score  # doctest: +SKIP
+    >>> from tilesam.samples import load_sample, sample_path
+    >>> truth = load_sample("nuclei")[1]
+    >>> y, x = np.argwhere(truth == 1).mean(axis=0)
+    >>> result = segment_image(sample_path("nuclei"), points=[(y, x)])
+    >>> result.mask.shape, set(np.unique(truth[result.mask])) >= {1}
+    ((256, 256), True)
     """
     session = Session(image, model)
     if z is None:
