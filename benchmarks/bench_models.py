@@ -50,7 +50,7 @@ import tifffile
 import torch
 
 import tilesam
-from tilesam.decode.predictor import ImageEmbedding
+from tilesam.decode.embedding import ImageEmbedding
 from tilesam.evaluate.simulated_prompts import center_point
 from tilesam.models.loading import pick_device
 from tilesam.models.preprocess import prepare_image, resized_shape

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_model": "tilesam.models.loading",
     "SamModel": "tilesam.models.sam_model",
-    "ImageEmbedding": "tilesam.decode.predictor",
+    "ImageEmbedding": "tilesam.decode.embedding",
     "Prediction": "tilesam.decode.predictor",
     "open_image": "tilesam.io",
     "write_labels": "tilesam.io",
@@ -39,7 +39,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from tilesam.decode.predictor import ImageEmbedding, Prediction
+    from tilesam.decode.embedding import ImageEmbedding
+    from tilesam.decode.predictor import Prediction
     from tilesam.io import open_image, write_labels
     from tilesam.models.loading import load_model
     from tilesam.models.sam_model import SamModel

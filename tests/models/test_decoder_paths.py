@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tilesam.decode.predictor import ImageEmbedding
+from tilesam.decode.embedding import ImageEmbedding
 from tilesam.decode.prompt import Prompt
 from tilesam.decode.sam_prompt import to_sam_prompt
 from tilesam.models.transformer import Attention

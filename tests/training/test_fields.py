@@ -11,7 +11,7 @@ import tifffile
 import torch
 
 import tilesam
-from tilesam.decode.predictor import ImageEmbedding
+from tilesam.decode.embedding import ImageEmbedding
 from tilesam.decode.prompt import Prompt
 from tilesam.decode.sam_prompt import to_sam_prompt
 from tilesam.evaluate.datasets import LabelledImageFolder

@@ -24,7 +24,7 @@ import numpy as np
 from tilesam.cache.memory import TileStore
 from tilesam.cache.progress import CancelFlag, Progress, ProgressCallback
 from tilesam.cache.tiling import TileGrid, TileIndex
-from tilesam.decode.predictor import ImageEmbedding
+from tilesam.decode.embedding import ImageEmbedding
 from tilesam.errors import TileSAMError
 from tilesam.io import ImageSource
 from tilesam.models.preprocess import normalize_intensity

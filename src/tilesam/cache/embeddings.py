@@ -13,7 +13,7 @@ import numpy as np
 
 from tilesam.cache.memory import TileStore
 from tilesam.cache.tiling import TileIndex
-from tilesam.decode.predictor import ImageEmbedding
+from tilesam.decode.embedding import ImageEmbedding
 
 RECENT = 16  # decoded tile embeddings kept for the next clicks (a stitched object's tiles)
 

@@ -18,8 +18,9 @@ import numpy as np
 from scipy.special import erf
 
 from tilesam.decode.decoder_config import DecoderConfig
+from tilesam.decode.embedding import ImageEmbedding
 from tilesam.decode.logits import MaskLogits
-from tilesam.decode.predictor import ImageEmbedding, MaskPredictor
+from tilesam.decode.predictor import MaskPredictor
 from tilesam.decode.sam_prompt import SamPrompt
 
 __all__ = ["DecoderConfig", "NumpyDecoder", "NumpyPredictor"]
@@ -250,7 +251,7 @@ class NumpyPredictor(MaskPredictor):
     Examples
     --------
     >>> import tilesam
-    >>> from tilesam.decode.predictor import ImageEmbedding
+    >>> from tilesam.decode.embedding import ImageEmbedding
     >>> from tilesam.samples import load_sample
     >>> model = tilesam.load_model()
     >>> thresholds = {"mask_threshold": model.mask_threshold}

@@ -14,10 +14,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 
+from tilesam.decode.embedding import ImageEmbedding
 from tilesam.decode.isolate import keep_prompted
 from tilesam.decode.logits import MaskLogits, prompted_window
 from tilesam.decode.prompt import Prompt
@@ -27,21 +27,6 @@ from tilesam.errors import TileSAMError
 
 # Tokens a decoding window keeps around the prompt's marks on each side, at least.
 _DECODER_WINDOW_PAD = 4
-
-
-@dataclass(frozen=True)
-class ImageEmbedding:
-    """An image's encoder output and the geometry needed to map prompts and masks.
-
-    ``features`` is ``(1, C, h, w)``, a torch tensor (what :meth:`tilesam.SamModel.embed`
-    returns) or a NumPy array (what a session reads from its cache); ``input_size`` is the
-    image's size after resizing to the model input (before padding); ``original_size`` its
-    size as given.
-    """
-
-    features: Any
-    original_size: tuple[int, int]
-    input_size: tuple[int, int]
 
 
 @dataclass

@@ -16,7 +16,7 @@ import numpy as np
 from tilesam.decode.prompt import Prompt
 
 if TYPE_CHECKING:
-    from tilesam.decode.predictor import ImageEmbedding
+    from tilesam.decode.embedding import ImageEmbedding
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def to_sam_prompt(
 
     Examples
     --------
-    >>> from tilesam.decode.predictor import ImageEmbedding
+    >>> from tilesam.decode.embedding import ImageEmbedding
     >>> emb = ImageEmbedding(None, original_size=(100, 200), input_size=(512, 1024))
     >>> sam = to_sam_prompt(Prompt.make([(10, 20)], box=(0, 0, 50, 100)), emb)
     >>> sam.coords.astype(float).round(2).tolist(), sam.box.tolist()  # (x, y), 5.12 times

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from tilesam.decode.decoder_config import DecoderConfig
+from tilesam.decode.embedding import ImageEmbedding
 from tilesam.decode.logits import MaskLogits
-from tilesam.decode.predictor import ImageEmbedding, MaskPredictor
+from tilesam.decode.predictor import MaskPredictor
 from tilesam.decode.sam_prompt import SamPrompt
 from tilesam.errors import TileSAMError
 from tilesam.models.card import ModelCard

@@ -40,8 +40,9 @@ from tilesam.cache.scale import (  # noqa: F401 - DEFAULT_SLICE_SCALE: where use
 from tilesam.cache.signature import cache_signature
 from tilesam.cache.store import EmbeddingStore
 from tilesam.cache.tiling import DEFAULT_HALO, TileGrid, TileIndex
+from tilesam.decode.embedding import ImageEmbedding
 from tilesam.decode.numpy_decoder import NumpyPredictor
-from tilesam.decode.predictor import ImageEmbedding, MaskPredictor, Prediction
+from tilesam.decode.predictor import MaskPredictor, Prediction
 from tilesam.decode.prompt import Prompt
 from tilesam.errors import TileSAMError
 from tilesam.io import open_image
