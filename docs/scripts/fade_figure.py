@@ -19,9 +19,10 @@ import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
 import tilesam  # noqa: E402
+from tilesam.cache.scale import DEFAULT_SLICE_SCALE  # noqa: E402
 from tilesam.evaluate.simulated_prompts import middle_slice_point  # noqa: E402
 from tilesam.samples import load_sample  # noqa: E402
-from tilesam.segment.session import DEFAULT_SLICE_SCALE, Session  # noqa: E402
+from tilesam.segment.session import Session  # noqa: E402
 from tilesam.volumes.propagate import session_predictor  # noqa: E402
 from tilesam.volumes.walk import propagate_labels  # noqa: E402
 

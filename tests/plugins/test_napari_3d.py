@@ -103,8 +103,8 @@ def test_volumes_get_the_core_volume_slice_scale(widget, textured, settings, tmp
     import dataclasses
 
     import tilesam
+    from tilesam.cache.scale import DEFAULT_SLICE_SCALE
     from tilesam.cache.store import EmbeddingStore
-    from tilesam.segment.session import DEFAULT_SLICE_SCALE
 
     viewer, ann = widget.viewer, widget.annotator
     viewer.add_image(textured((2, 96, 96), np.uint8), name="vol")

@@ -16,6 +16,7 @@ from scipy import ndimage
 
 from tilesam.cache.embed import prefetch
 from tilesam.cache.normalisation import sample_intensity_range
+from tilesam.cache.scale import DEFAULT_SLICE_SCALE, default_slice_scale
 from tilesam.cache.store import EmbeddingStore
 from tilesam.cache.tiling import TileGrid
 from tilesam.decode.prompt import Prompt
@@ -23,7 +24,7 @@ from tilesam.errors import TileSAMError
 from tilesam.io import ArraySource
 from tilesam.models.preprocess import intensity_range
 from tilesam.segment.result import SegmentResult
-from tilesam.segment.session import DEFAULT_SLICE_SCALE, Session, default_slice_scale
+from tilesam.segment.session import Session
 from tilesam.segment.stitch import derived_points, stitch_segment, touched_neighbours
 
 SHAPE = (400, 500)  # with 256-pixel tiles and halo 32: a 2 x 3 grid

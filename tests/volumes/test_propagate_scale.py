@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from tilesam.cache.embed import embed_scaled
+from tilesam.cache.scale import DEFAULT_SLICE_SCALE
 from tilesam.cache.store import EmbeddingStore
 from tilesam.errors import TileSAMError
 from tilesam.evaluate.simulated_prompts import middle_slice_point
 from tilesam.samples import load_sample, sample_path
-from tilesam.segment.session import DEFAULT_SLICE_SCALE, Session
+from tilesam.segment.session import Session
 from tilesam.volumes.propagate import propagate_mask, session_predictor
 from tilesam.volumes.walk import prompt_from_mask
 

@@ -46,7 +46,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 def add_session_options(p: argparse.ArgumentParser) -> None:
     """The tiling and intensity options of `embed`, `segment` and `propagate`."""
-    from tilesam.segment.session import DEFAULT_SLICE_SCALE
+    from tilesam.cache.scale import DEFAULT_SLICE_SCALE
 
     p.add_argument(
         "--tile", type=int, default=None, help="tile size (default: the cache's, or model input)"

@@ -31,12 +31,7 @@ from tilesam.cache.embeddings import TileEmbeddings
 from tilesam.cache.memory import MemoryStore
 from tilesam.cache.normalisation import fixed_normalisation, image_normalisation
 from tilesam.cache.progress import CancelFlag, ProgressCallback
-from tilesam.cache.scale import (  # noqa: F401 - DEFAULT_SLICE_SCALE: where users look
-    DEFAULT_SLICE_SCALE,
-    check_scale,
-    default_slice_scale,
-    tile_scale,
-)
+from tilesam.cache.scale import check_scale, default_slice_scale, tile_scale
 from tilesam.cache.signature import cache_signature
 from tilesam.cache.store import EmbeddingStore
 from tilesam.cache.tiling import DEFAULT_HALO, TileGrid, TileIndex

@@ -8,7 +8,7 @@ kept in the cache, so a second run costs only the decoder). The algorithm, its s
 and thresholds are documented in :mod:`tilesam.volumes.walk`.
 
 Slices are embedded at most ``slice_scale`` times enlarged (:class:`tilesam.Session`'s
-`slice_scale`, default :data:`tilesam.segment.session.DEFAULT_SLICE_SCALE`, where it is measured):
+`slice_scale`, default :data:`tilesam.cache.scale.DEFAULT_SLICE_SCALE`, where it is measured):
 SAM's convention enlarges a slice until it fills the model input, which shows small slices'
 objects far larger than a model trained on crops has seen.
 
@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tilesam.cache.progress import CancelFlag
+from tilesam.cache.scale import DEFAULT_SLICE_SCALE
 from tilesam.decode.prompt import Prompt, check_labels
 from tilesam.errors import TileSAMError
 from tilesam.io import AxisView, ImageSource, MedicalSource, open_image
 from tilesam.io.medical import geometry_difference
-from tilesam.segment.session import DEFAULT_SLICE_SCALE, Session
+from tilesam.segment.session import Session
 from tilesam.volumes.stop_rules import StopRules
 from tilesam.volumes.walk import SlicePrediction, SlicePredictor, propagate_labels
 
