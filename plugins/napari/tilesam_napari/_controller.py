@@ -296,7 +296,7 @@ class Annotator:
         return _predict.run_to_end(self.embed_steps(cancel)) - start
 
     def embed_steps(
-        self, cancel: threading.Event | None = None, batch: int = 2, session=None
+        self, cancel: threading.Event | None = None, batch: int = 2, session: Session | None = None
     ) -> Generator[tuple[int, int], None, int]:
         """Embed the missing tiles of `session` (default: this annotator's), yielding
         ``(done, total)`` after each batch of `batch` tiles; stops cleanly between batches

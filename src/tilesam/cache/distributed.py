@@ -19,7 +19,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tilesam.cache.embed import embed_batch_into, read_tile, tile_batches
 from tilesam.cache.progress import CancelFlag, Progress, ProgressCallback
@@ -27,6 +27,9 @@ from tilesam.cache.tiling import TileGrid, TileIndex
 from tilesam.errors import TileSAMError
 from tilesam.io import ImageSource
 from tilesam.models.registry import Architecture
+
+if TYPE_CHECKING:
+    from tilesam.models.sam_model import SamModel
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class ModelRecipe:
             )
         )
 
-    def build(self):
+    def build(self) -> SamModel:
         """The :class:`~tilesam.models.sam_model.SamModel` this recipe describes."""
         if self.architecture is None:
             from tilesam.models.loading import load_model
@@ -87,7 +90,7 @@ class ModelRecipe:
         )
 
 
-def recipe_from_model(model, folder: Path) -> ModelRecipe:
+def recipe_from_model(model: SamModel, folder: Path) -> ModelRecipe:
     """Save an in-memory model's weights into `folder` for workers to load.
 
     The file sits next to the cache, on the file system the workers share with it.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from tilesam.decode.embedding import ImageEmbedding
 from tilesam.errors import TileSAMError
 from tilesam.io import ImageSource
 from tilesam.models.preprocess import normalize_intensity
+
+if TYPE_CHECKING:
+    from tilesam.models.sam_model import SamModel
 
 T = TypeVar("T")
 
@@ -58,7 +61,12 @@ def tile_batches(grid: TileGrid, tiles: Iterable[TileIndex], size: int) -> list[
 
 
 def embed_batch_into(
-    model, store, tiles: Sequence[TileIndex], pixels, intensity, scale: float | None = None
+    model: SamModel,
+    store: TileStore,
+    tiles: Sequence[TileIndex],
+    pixels: Sequence[np.ndarray],
+    intensity: tuple[float, float],
+    scale: float | None = None,
 ) -> None:
     """Encode one batch of equally sized tiles and write each embedding to `store`.
 
@@ -74,7 +82,7 @@ def embed_batch_into(
 
 
 def embed_scaled(
-    model, tiles: Sequence[np.ndarray], *, intensity: tuple[float, float], scale: float
+    model: SamModel, tiles: Sequence[np.ndarray], *, intensity: tuple[float, float], scale: float
 ) -> list[ImageEmbedding]:
     """Embed tiles at `scale` model-input pixels per tile pixel.
 
@@ -117,7 +125,7 @@ def embed_scaled(
 
 
 def embed_tiles(
-    model,
+    model: SamModel,
     source: ImageSource,
     grid: TileGrid,
     store: TileStore,

@@ -56,6 +56,8 @@ from tilesam.cache.store_layout import (
 )
 from tilesam.errors import TileSAMError
 
+# Over 400 lines, and kept whole: one concept, the life of a store (create, open, check,
+# write, read, discard); its layout, its done marks and its decoder weights live beside it.
 __all__ = ["FORMAT_VERSION", "META_FIELDS", "EmbeddingStore", "content_signature"]
 
 

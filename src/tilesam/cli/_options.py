@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tilesam.cache.tiling import DEFAULT_HALO
 from tilesam.errors import TileSAMError
 
 if TYPE_CHECKING:
@@ -52,7 +53,10 @@ def add_session_options(p: argparse.ArgumentParser) -> None:
         "--tile", type=int, default=None, help="tile size (default: the cache's, or model input)"
     )
     p.add_argument(
-        "--halo", type=int, default=None, help="tile overlap context (default: the cache's, or 64)"
+        "--halo",
+        type=int,
+        default=None,
+        help=f"tile overlap context (default: the cache's, or {DEFAULT_HALO})",
     )
     p.add_argument("--axes", default=None, help="the image's axis order, e.g. ZYX, CYX")
     p.add_argument("--intensity", default=None, metavar="LOW,HIGH", help="fixed intensity range")

@@ -51,6 +51,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Over 400 lines, and kept whole: Session is the one object users hold, and each method is
+# a thin door to the modules above (policies, stitching, the embedding loop); most of the
+# length is the docstrings' runnable examples.
+
 
 class Session:
     """Segment a (possibly huge) image interactively from a tiled embedding cache.
@@ -448,7 +452,9 @@ class Session:
         result, predictions = self._segment(prompt, z=z, **options)
         return result, {tile: p.low_res_logits[p.best] for tile, p in predictions.items()}
 
-    def candidates(self, points: Any = None, labels: Any = None, box: Any = None, *, z: int = 0):
+    def candidates(
+        self, points: Any = None, labels: Any = None, box: Any = None, *, z: int = 0
+    ) -> list[SegmentResult]:
         """The model's three alternative masks for a prompt in the tile that holds it (the
         box's centre, else the first positive point), best first, as
         :class:`SegmentResult` s in image coordinates."""
