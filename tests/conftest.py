@@ -80,3 +80,30 @@ def nuclei_field(tiny) -> tuple:
     labels = np.tile(tifffile.imread(SAMPLES / "nuclei_labels.tif"), (3, 3))
     image = np.tile(tifffile.imread(SAMPLES / "nuclei.tif"), (3, 3))
     return tiny.embed(image), ndimage.label(labels > 0)[0]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real, nearly full file system: ``small_disk(kib)`` mounts a tmpfs of that size (root
+    only) and returns its folder; unmounted after the test. Skipped where mounting is not
+    allowed, so that a full disk is never simulated by a mock."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def make(kib: int = 256) -> Path:
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={int(kib)}k", "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip()}): needs root")
+        mounted.append(folder)
+        return folder
+
+    yield make
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
