@@ -107,3 +107,22 @@ def small_disk(tmp_path):
     yield make
     for folder in mounted:
         subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A real read-only file system (a tmpfs mounted ``ro``; root ignores file modes, so a
+    ``chmod`` would not do). Skipped where mounting is not allowed."""
+    import subprocess
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here ({done.stderr.strip()}): needs root")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)

@@ -80,11 +80,11 @@ def model_names(specs: list[str]) -> list[str]:
 
 
 def _out_folder(path: str) -> Path:
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise TileSAMError(f"--out {out} is a file, not a folder: choose another --out.")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    from tilesam.io.atomic import make_folder
+
+    if Path(path).exists() and not Path(path).is_dir():
+        raise TileSAMError(f"--out {path} is a file, not a folder: choose another --out.")
+    return make_folder(path)
 
 
 COMMANDS = (

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from tilesam.errors import TileSAMError
 from tilesam.evaluate.simulated_prompts import box_from_mask, center_point, corrective_click
+from tilesam.io.atomic import atomic_output
 
 __all__ = [
     "MIN_OBJECT_PIXELS",
@@ -160,7 +161,8 @@ class EvaluationResult:
         """Write the per-object rows, the summary and the run info as JSON."""
         data = {"format": _FORMAT, "n_clicks": self.n_clicks, "info": self.info}
         data |= {"summary": self.summary, "objects": [asdict(o) for o in self.objects]}
-        Path(path).write_text(json.dumps(data, indent=1))
+        with atomic_output(path) as partial:
+            partial.write_text(json.dumps(data, indent=1))
 
     @classmethod
     def from_json(cls, path: str | Path) -> EvaluationResult:
@@ -270,7 +272,8 @@ def plot_results(results: dict[str, EvaluationResult], path: str | Path) -> None
     ax.set(xlabel="number of clicks", ylabel="mean IoU", ylim=(0, 1))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    fig.savefig(path, dpi=120)
+    with atomic_output(path) as partial:
+        fig.savefig(partial, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
 
 
 def _iou(pred: np.ndarray, gt: np.ndarray) -> float:

@@ -97,14 +97,8 @@ def write_mask(
     def block(region: Region) -> np.ndarray:
         return (source(region) != 0).astype(np.uint8) * np.uint8(255)
 
-    try:
-        with atomic_output(path) as partial:
-            _write(partial, _suffix(path), block, shape, georeference, spacing, origin)
-    except OSError as err:  # no permission, a full disk, a folder removed meanwhile
-        raise TileSAMError(
-            f"Could not write the mask to '{path}': {err.strerror or err}. Choose a folder "
-            "that exists and that you can write, on a disk with free space."
-        ) from err
+    with atomic_output(path) as partial:  # a disk's error: one TileSAMError, old file kept
+        _write(partial, _suffix(path), block, shape, georeference, spacing, origin)
     return path
 
 

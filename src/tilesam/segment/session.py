@@ -167,7 +167,8 @@ class Session:
         self._card, self._decoder = cached or (self.model.card, None)
         tiling = known.get("tiling", {})
         self._max_scale = self._scale_option(slice_scale, tiling, stored is not None)
-        tile_size = tile_size or tiling.get("tile_size") or self._card.image_size
+        tile_size = _positive("tile_size", tile_size) or tiling.get("tile_size")
+        tile_size = tile_size or self._card.image_size
         halo = halo if halo is not None else tiling.get("halo", DEFAULT_HALO)
         self.grid = TileGrid(self.source.slice_shape, tile_size, halo)
         self.progress = progress
@@ -486,6 +487,7 @@ class Session:
         """The stitched result and each tile's :class:`Prediction` (their logits are only
         upscaled where asked for)."""
         self._check_z(z)
+        _positive("max_tiles", max_tiles)
         inputs = prompt.mask or {}
         predictions: dict[tuple[int, int], Prediction] = {}
 
@@ -535,6 +537,20 @@ class Session:
             overwrite=overwrite,
         )
         return store, sig
+
+
+def _positive(name: str, value: Any) -> int | None:
+    """`value` if None or a positive integer, else one error naming `name` (0 is not "the
+    default": a user who typed it meant something).
+
+    >>> _positive("max_tiles", 0)
+    Traceback (most recent call last):
+    tilesam.errors.TileSAMError: max_tiles must be a positive whole number (or left out), got 0.
+    """
+    whole = isinstance(value, int | np.integer) and not isinstance(value, bool)
+    if value is not None and not (whole and value > 0):
+        raise TileSAMError(f"{name} must be a positive whole number (or left out), got {value!r}.")
+    return value
 
 
 def _stored(path: Path) -> EmbeddingStore | None:

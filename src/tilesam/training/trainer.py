@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tilesam.errors import TileSAMError
+from tilesam.io.atomic import atomic_output, make_folder
 from tilesam.models.loading import load_model, pick_device
 from tilesam.models.registry import ARCHITECTURES, Architecture, build_sam
 from tilesam.models.sam_model import SamModel
@@ -85,7 +85,7 @@ class Trainer:
         self.config.history = state["history"]
 
     def run(self, progress: bool = True) -> Path:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(self.out_dir)
         if self.step < self.total_steps:  # a finished run only exports again
             self._steps(progress)
         self.save()
@@ -336,6 +336,5 @@ def _deadline(max_minutes: float | None) -> float:
 
 
 def _atomic_save(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as partial:  # a full disk leaves the last checkpoint whole
+        torch.save(obj, partial)

@@ -266,7 +266,10 @@ def _seeds_from_prompts(session: Session, view: ImageSource, points, labels, box
     if labels is not None and np.size(labels) and (points is None or not len(points)):
         raise TileSAMError("labels were given without points: pass points=[(z, y, x), ...].")
     if points is not None and len(points):
-        zyx = np.asarray(points, dtype=np.float64)
+        try:
+            zyx = np.asarray(points, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TileSAMError(f"points must be (z, y, x) numbers, got {points!r}.") from None
         if zyx.ndim != 2 or zyx.shape[1] != 3:
             raise TileSAMError(f"points must be (z, y, x) triples, got shape {zyx.shape}.")
         for p, lab in zip(zyx[:, order], check_labels(labels, len(zyx))):
@@ -274,8 +277,11 @@ def _seeds_from_prompts(session: Session, view: ImageSource, points, labels, box
             entry["points"].append(p[1:])
             entry["labels"].append(lab)
     if box is not None:
-        values = np.asarray(box, dtype=np.float64).reshape(-1)
-        if values.shape != (5,):
+        try:
+            values = np.asarray(box, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            values = np.zeros(0)
+        if values.shape != (5,) or not np.isfinite(values).all():
             raise TileSAMError(f"box must be (z, y0, x0, y1, x1), got {box!r}.")
         by_slice.setdefault(_slice_index(values[0], view), {})["box"] = values[1:]
     if not by_slice:

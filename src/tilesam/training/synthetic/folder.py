@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from tilesam.errors import TileSAMError
+from tilesam.io.atomic import atomic_output, make_folder
 from tilesam.training.synthetic.api import KINDS, SyntheticSample, make_sample
 
 __all__ = ["write_synthetic_folder"]
@@ -76,13 +77,7 @@ def write_synthetic_folder(
         raise TileSAMError(f"unknown synthetic kinds {bad or kinds!r}; valid kinds are {KINDS}")
     if count < 1 or max_zoom < 1:
         raise TileSAMError(f"count must be >= 1 and max_zoom >= 1; got {count} and {max_zoom}")
-    folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise TileSAMError(f"{folder} is a file, not a folder: choose another folder to write to.")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise TileSAMError(f"Cannot create the folder {folder}: {err.strerror or err}.") from err
+    folder = make_folder(out)
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(count):
@@ -90,10 +85,16 @@ def write_synthetic_folder(
         zoom = float(np.exp(rng.uniform(0.0, np.log(max_zoom))))
         sample = make_sample(kind, size=max(16, round(side / zoom)), rng=rng)
         path = folder / f"{kind}{i:03d}.tif"
-        tifffile.imwrite(path, np.asarray(sample.image))
-        tifffile.imwrite(path.with_name(path.stem + "_labels.tif"), _target_level(sample, rng))
+        labels = _target_level(sample, rng)
+        for target, pixels in ((path, sample.image), (_labels_path(path), labels)):
+            with atomic_output(target) as partial:
+                tifffile.imwrite(partial, np.asarray(pixels))
         paths.append(path)
     return paths
+
+
+def _labels_path(image: Path) -> Path:
+    return image.with_name(image.stem + "_labels.tif")
 
 
 def _target_level(sample: SyntheticSample, rng: np.random.Generator) -> np.ndarray:
