@@ -18,6 +18,7 @@ ALLOWED = {
     "cache": BASE | {"io", "decode", "models"},
     "segment": BASE | {"io", "decode", "models", "cache"},
     "volumes": BASE | {"io", "decode", "models", "cache", "segment"},
+    "automatic": BASE | {"io", "decode", "models", "cache", "segment"},
     "evaluate": BASE | {"io", "decode", "models"},
     "training": BASE | {"io", "decode", "models", "evaluate"},
     "samples": BASE | {"io"},
