@@ -4,6 +4,7 @@ the volume's geometry."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,8 @@ from tilesam.cli._options import (
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from tilesam.volumes.stop_rules import StopRules
 
 _DESCRIPTION = (
     "Propagate an object (from --point / --box) or every object of a seed mask (--mask) "
@@ -64,6 +67,19 @@ def _options(p: argparse.ArgumentParser) -> None:
         help="do not stop where a distinct object fades against its surroundings (on by "
         "default; see tilesam.volumes.stop_rules.StopRules.min_contrast)",
     )
+    p.add_argument(
+        "--min-score",
+        type=float,
+        default=None,
+        help="stop where the decoder's predicted IoU falls below this (default 0.4)",
+    )
+    p.add_argument(
+        "--min-score-ratio",
+        type=float,
+        default=None,
+        help="stop where the predicted IoU falls below this fraction of the walk's highest "
+        "(default 0.75; 0 turns the rule off)",
+    )
     add_session_options(p)
     add_model_options(p)
 
@@ -80,7 +96,8 @@ def _run(args: argparse.Namespace) -> None:
     span = parse_numbers(args.range, (2,), "start,stop") if args.range else None
     source = open_source(args)
     view = source if args.axis == 0 else AxisView(source, args.axis)
-    labels = propagate_mask(
+    rules = _rules(args, StopRules())
+    result = propagate_mask(
         source,
         points=[p[:3] for p in points] or None,
         labels=[int(p[3]) if len(p) == 4 else 1 for p in points] or None,
@@ -90,12 +107,26 @@ def _run(args: argparse.Namespace) -> None:
         method=args.method,
         slice_range=None if span is None else (int(span[0]), int(span[1])),
         largest_component=args.largest_component,
-        rules=StopRules(min_contrast=None) if args.no_fade_rule else None,
+        rules=rules,
         progress=True,
         session=make_session(args, args.cache, view),
+        details=True,
     )
-    path = write_labels(args.out, labels, like=source)
-    _report(labels, path)
+    path = write_labels(args.out, result.labels, like=source)
+    _report(result.labels, path)
+    for stop in result.stops:  # why each walk ended, and what would take it further
+        print(f"  {stop.describe()}")
+
+
+def _rules(args: argparse.Namespace, default: StopRules) -> StopRules:
+    """The stop rules: TileSAM's, with what the options change."""
+    ratio = default.min_score_ratio if args.min_score_ratio is None else args.min_score_ratio
+    return dataclasses.replace(
+        default,
+        min_score=default.min_score if args.min_score is None else args.min_score,
+        min_score_ratio=ratio or None,  # 0: off
+        min_contrast=None if args.no_fade_rule else default.min_contrast,
+    )
 
 
 def _report(labels: np.ndarray, path: Path) -> None:

@@ -34,7 +34,12 @@ from tilesam.io import AxisView, ImageSource, MedicalSource, open_image
 from tilesam.io.medical import geometry_difference
 from tilesam.segment.session import Session
 from tilesam.volumes.stop_rules import StopRules
-from tilesam.volumes.walk import SlicePrediction, SlicePredictor, propagate_labels
+from tilesam.volumes.walk import (
+    PropagationResult,
+    SlicePrediction,
+    SlicePredictor,
+    propagate_labels,
+)
 
 if TYPE_CHECKING:
     from tilesam.models.sam_model import SamModel
@@ -62,7 +67,8 @@ def propagate_mask(
     callback: Callable[[int, int], Any] | None = None,
     cancel: CancelFlag | None = None,
     session: Session | None = None,
-) -> np.ndarray:
+    details: bool = False,
+) -> np.ndarray | PropagationResult:
     """Segment one object (points / box) or every object of a seed mask through a volume.
 
     Parameters
@@ -108,11 +114,16 @@ def propagate_mask(
     session : Session, optional
         An open session over this volume (seen along `axis`) to reuse, e.g. a GUI's; then
         `model`, `cache`, `window` and `slice_scale` are the session's.
+    details : bool
+        Return a :class:`~tilesam.volumes.walk.PropagationResult`: the labels and where and
+        why every walk stopped (``result.stops``, each with ``.describe()``, a line that says
+        which rule to change to go further).
 
     Returns
     -------
     numpy.ndarray
-        uint32 labels of the volume's spatial shape, 0 = background.
+        uint32 labels of the volume's spatial shape, 0 = background (with `details`: a
+        PropagationResult holding them).
 
     Examples
     --------
@@ -148,7 +159,23 @@ def propagate_mask(
     else:
         seeds = _seeds_from_prompts(session, view, points, labels, box)
     bar = _progress_bar(progress)
-    result = propagate_labels(
+    # One bar for the walk: slices embedded on the way are part of it, not bars of their own.
+    shown, session.progress = session.progress, False
+    try:
+        result = _walk(session, view, seeds, method, rules, slice_range, largest_component,
+                       _chain(bar, callback), cancel)  # fmt: skip
+    finally:
+        session.progress = shown
+        if bar is not None:
+            bar.close()
+    # Back from the view's axis order to the volume's.
+    labels = np.ascontiguousarray(np.transpose(result.labels, np.argsort(view_order_of(view))))
+    return PropagationResult(labels, result.stops) if details else labels
+
+
+def _walk(session, view, seeds, method, rules, slice_range, largest_component, callback, cancel):
+    """`propagate_labels` over a session (the volume seen along the walk's axis)."""
+    return propagate_labels(
         view.spatial_shape,
         seeds[0],
         session_predictor(session, logits=method == "prompt+logits"),
@@ -157,14 +184,10 @@ def propagate_mask(
         rules=rules,
         slice_range=slice_range,
         largest_component=largest_component,
-        callback=_chain(bar, callback),
+        callback=callback,
         cancel=cancel,
         image=view.read_slice,
     )
-    if bar is not None:
-        bar.close()
-    # Back from the view's axis order to the volume's.
-    return np.ascontiguousarray(np.transpose(result.labels, np.argsort(view_order_of(view))))
 
 
 def session_predictor(session: Session, *, logits: bool = False) -> SlicePredictor:

@@ -166,3 +166,28 @@ def mask_contrast(
         pixels = pixels.mean(axis=-1)
     ring_pixels = pixels[around]
     return float(pixels[inside].mean() - ring_pixels.mean()), float(ring_pixels.std())
+
+
+# What a reason starts with -> the StopRules field that decided it, which way it must move
+# for the walk to go on, and the command line's option for it.
+_RULES = {
+    "vanished": ("min_area", "lower", None),
+    "predicted IoU": ("min_score", "lower", "--min-score"),
+    "less sure": ("min_score_ratio", "lower", "--min-score-ratio"),
+    "leak": ("max_growth", "raise", None),
+    "jump": ("min_overlap", "lower", None),
+    "faded": ("min_contrast", "lower", "--no-fade-rule"),
+}
+
+
+def rule_hint(reason: str) -> str:
+    """What to change for a walk to go past a stop of this `reason` ("" if nothing).
+
+    >>> print(rule_hint("faded: contrast 0.15 of the strongest < 0.3"))
+    ; to go further, lower StopRules.min_contrast (--no-fade-rule)
+    """
+    for start, (field, way, option) in _RULES.items():
+        if reason.startswith(start):
+            flag = f" ({option})" if option else ""
+            return f"; to go further, {way} StopRules.{field}{flag}"
+    return ""

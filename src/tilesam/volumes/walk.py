@@ -47,7 +47,13 @@ from scipy import ndimage
 from tilesam.cache.progress import CancelFlag
 from tilesam.decode.prompt import Prompt
 from tilesam.errors import Cancelled, TileSAMError
-from tilesam.volumes.stop_rules import FADE_DISTINCT, SliceReader, StopRules, mask_contrast
+from tilesam.volumes.stop_rules import (
+    FADE_DISTINCT,
+    SliceReader,
+    StopRules,
+    mask_contrast,
+    rule_hint,
+)
 
 METHODS = ("prompt", "box", "points", "prompt+logits")
 BOX_MARGIN = 0.05  # the next slice's box: the mask's box grown by 5 % of its size per side
@@ -76,12 +82,29 @@ SlicePredictor = Callable[[int, Prompt], SlicePrediction]
 @dataclass(frozen=True)
 class Stop:
     """Where one walk ended: the object, the direction (+1 / -1), the last slice it wrote
-    and why it stopped (``"range"`` at the end of the range or a meeting walk)."""
+    and why it stopped (``"range"`` at the end of the range or a meeting walk).
+
+    Examples
+    --------
+    >>> stop = Stop(1, -1, 12, "predicted IoU 0.23 < 0.4")
+    >>> print(stop.describe())  # doctest: +NORMALIZE_WHITESPACE
+    object 1, towards lower slices: stopped after slice 12 (predicted IoU 0.23 < 0.4);
+    to go further, lower StopRules.min_score (--min-score)
+    """
 
     obj: int
     step: int
     last: int
     reason: str
+
+    def describe(self) -> str:
+        """One line for the user: where, why, and what to change to go further."""
+        side = "higher" if self.step > 0 else "lower"
+        where = f"object {self.obj}, towards {side} slices"
+        if self.reason == "range":
+            return f"{where}: reached slice {self.last}, the end of the range or the other walk"
+        hint = rule_hint(self.reason)
+        return f"{where}: stopped after slice {self.last} ({self.reason}){hint}"
 
 
 @dataclass
