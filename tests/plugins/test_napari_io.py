@@ -223,3 +223,25 @@ def test_labels_of_another_shape_are_not_written_on_a_geotiff_grid(tmp_path, wri
     ((_, meta, _),) = _io.read_image(_geotiff(write_geotiff, tmp_path / "geo.tif", 1))
     with pytest.raises(TileSAMError, match="do not fit the GeoTIFF grid"):
         _io.write_labels_file(str(tmp_path / "l.tif"), np.zeros((30, 48), np.uint8), meta)
+
+
+def test_ome_zarr_writer_replaces_only_an_ome_zarr_image(tmp_path):
+    import pytest
+    import zarr
+    from tilesam_napari._labels import open_committed
+
+    from tilesam import TileSAMError
+
+    image = {"shape": [40, 60], "dtype": "|u1", "axes": "YX", "content": "sample-v1:x"}
+    store, _ = open_committed(tmp_path / "img.labels.zarr", (40, 60), image)
+    store[5:9, 5:9] = 3
+    (tmp_path / "notes.zarr").write_text("not labels")
+    for target in ("img.labels.zarr", "notes.zarr"):  # a labels store, a file
+        with pytest.raises(TileSAMError, match="is not an OME-Zarr image.*left as it is"):
+            _io.write_ome_zarr(str(tmp_path / target), store, {})
+    assert zarr.open_array(str(tmp_path / "img.labels.zarr"), mode="r")[:].sum() == 48
+    assert (tmp_path / "notes.zarr").read_text() == "not labels"
+    path = str(tmp_path / "labels.ome.zarr")
+    _io.write_ome_zarr(path, _labels(), {})
+    assert _io.write_ome_zarr(path, store, {}) == [path]  # an OME-Zarr image is replaced
+    np.testing.assert_array_equal(np.asarray(_io.get_reader(path)(path)[0][0]), store[:])

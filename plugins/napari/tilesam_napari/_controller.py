@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from napari.utils.notifications import show_info
 from tilesam.decode.prompt import Prompt
 from tilesam.errors import TileSAMError
 from tilesam_napari import _labels, _layers, _predict
-from tilesam_napari._labels import Edit, Window, bounding_window
+from tilesam_napari._labels import Committed, Edit, Window, bounding_window
 from tilesam_napari._layers import KeyHandler
 from tilesam_napari._session import Settings, open_session
 from tilesam_napari._workers import LatestOnly
@@ -33,6 +34,17 @@ if TYPE_CHECKING:
 
 #: What a live segmentation works on: the prompt and its slice (None in 2D).
 _LiveJob = tuple[Prompt, int | None]
+
+#: The metadata key of a ``committed_objects`` layer: the image and store it was made for.
+COMMITTED_KEY = "tilesam_committed"
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A session and its image's committed labels, opened together (`Annotator.open`)."""
+
+    session: Session
+    committed: Committed
 
 
 class Annotator:
@@ -57,6 +69,7 @@ class Annotator:
         self._prompt: Prompt | None = None  # the prompt of the current object
         self._choice = 0
         self._history: list[list[Edit]] = []
+        self._committed: Committed | None = None  # the labels the committed layer shows
         self._live = LatestOnly(self._collect, self._compute, self._show, self._is_cached)
         # Set by the widget's key bindings, and bound on the layers made here.
         self.key_handlers: dict[str, KeyHandler] = {}
@@ -72,17 +85,50 @@ class Annotator:
         if self.is_current(layer, settings):
             self._ensure_layers()  # same image, same settings: keep the session
             return self.session
-        return self.attach(layer, open_session(layer, settings), settings)
+        opened = self.open(layer, settings)
+        return self.attach(layer, opened.session, settings, opened.committed)
+
+    @staticmethod
+    def open(layer: Image, settings: Settings) -> Opened:
+        """Open the session for `layer` and its committed labels (on disk beside the cache,
+        for large images), touching no viewer state: it may run in a worker thread.
+
+        A labels store beside the cache that belongs to another image is refused
+        (`TileSAMError`, nothing changed): committed objects are never overwritten."""
+        session = open_session(layer, settings)
+        try:
+            committed = _labels.prepare(
+                session.source.spatial_shape, session.signature["image"], settings.cache
+            )
+        except BaseException:
+            session.close()
+            raise
+        return Opened(session, committed)
 
     def is_current(self, layer: Image, settings: Settings) -> bool:
         """Whether the session is already the one for `layer` with `settings`."""
         return self.session is not None and layer is self.image and settings == self.settings
 
-    def attach(self, layer: Image, session: Session, settings: Settings) -> Session:
-        """Make `session` (from `open_session`) this annotator's and create the layers."""
+    def attach(
+        self,
+        layer: Image,
+        session: Session,
+        settings: Settings,
+        committed: Committed | None = None,
+    ) -> Session:
+        """Make `session` (from `open` or `open_session`) this annotator's and create the
+        layers; `committed` are its image's labels (from `open`; opened here if not given,
+        and if refused nothing changes)."""
+        if committed is None:
+            shape, image = session.source.spatial_shape, session.signature["image"]
+            committed = _labels.prepare(shape, image, settings.cache)
         if self.session is not None and self.image is not layer:
             self._forget_layers()
         self.session, self.image, self.settings = session, layer, settings
+        self._committed = committed
+        for note in committed.notes:
+            show_info(note)
+        committed.notes = []
         self._ensure_layers()
         return session
 
@@ -99,15 +145,17 @@ class Annotator:
         viewer, image = self.viewer, self.image
         shape = self.session.source.spatial_shape
         old = self.layer(_layers.COMMITTED)
-        if old is not None and tuple(old.data.shape) != tuple(shape):
-            # Objects committed on another image stay, under a name of their own.
-            old.name = f"{_layers.COMMITTED} ({tuple(old.data.shape)})"
+        key = self._committed.key
+        if old is not None and _committed_key(old) != key:
+            # Objects committed on another image (or kept in another store) stay, under a
+            # name of their own; this image's are shown.
+            made = old.metadata.get(COMMITTED_KEY, {})
+            old.name = f"{_layers.COMMITTED} ({made.get('layer') or _size(old.data.shape)})"
+            self._history = []
         makers = {  # in drawing order, bottom first
             _layers.POINTS: lambda: _layers.add_points(viewer, image),
             _layers.BOXES: lambda: _layers.add_boxes(viewer, image),
-            _layers.COMMITTED: lambda: _layers.add_labels(
-                viewer, image, _layers.COMMITTED, self._new_committed(shape)
-            ),
+            _layers.COMMITTED: self._add_committed,
             _layers.CURRENT: lambda: _layers.add_labels(
                 viewer, image, _layers.CURRENT, np.zeros(shape, np.uint8), opacity=0.5
             ),
@@ -119,11 +167,14 @@ class Annotator:
             viewer.layers[name].events.data.connect(self._prompts_changed)
         viewer.layers.selection.active = viewer.layers[_layers.POINTS]
 
-    def _new_committed(self, shape: tuple[int, ...]) -> Any:
-        path = _labels.committed_path(shape, self.settings.cache)
-        if path is not None:
-            show_info(f"TileSAM: committed objects are saved as you go to {path}")
-        return _labels.new_labels(shape, path=path)
+    def _add_committed(self) -> Labels:
+        data = self._committed.data()
+        if _labels.is_on_disk(data):
+            where = _labels.store_path(data)
+            show_info(f"TileSAM: committed objects are saved as you go to {where}")
+        layer = _layers.add_labels(self.viewer, self.image, _layers.COMMITTED, data)
+        layer.metadata[COMMITTED_KEY] = {**self._committed.key, "layer": self.image.name}
+        return layer
 
     def _forget_layers(self) -> None:
         for name in (_layers.POINTS, _layers.BOXES, _layers.CURRENT):
@@ -246,19 +297,13 @@ class Annotator:
         layer = self.layer(_layers.COMMITTED)
         if layer is None:
             raise TileSAMError("The committed_objects layer was removed: press Set up again.")
-        new_id = self._next_id(layer.data)
-        edits = [
-            e
-            for w in self.current
-            if (e := _labels.paste(layer.data, w, new_id, overwrite=overwrite))
-        ]
+        # All or nothing: on disk, a crash during it leaves the objects before it, whole.
+        new_id, edits = _labels.commit(layer.data, self.current, overwrite=overwrite)
         if not edits:
             raise TileSAMError(
                 "The current object lies entirely on committed objects: nothing was "
                 "committed (use commit(overwrite=True) to replace them)."
             )
-        if _labels.is_on_disk(layer.data):
-            layer.data.attrs["next_id"] = new_id + 1
         self._history.append(edits)
         layer.refresh()
         self.clear()
@@ -269,8 +314,9 @@ class Annotator:
         if not self._history:
             raise TileSAMError("Nothing to undo: no commit in this session.")
         layer = self.layer(_layers.COMMITTED)
-        for edit in reversed(self._history.pop()):
-            _labels.restore(layer.data, edit)
+        if layer is None:
+            raise TileSAMError("The committed_objects layer was removed: nothing to undo.")
+        _labels.revert(layer.data, self._history.pop())
         layer.refresh()
 
     def clear(self) -> None:
@@ -283,11 +329,6 @@ class Annotator:
                 layer.refresh()
         self._alternatives, self._choice = [], 0
         self._draw([])
-
-    def _next_id(self, data: Any) -> int:
-        if _labels.is_on_disk(data):
-            return max(int(data.attrs.get("next_id", 1)), 1)
-        return _labels.max_label(data) + 1
 
     # -- embedding and propagation ----------------------------------------------------------
     def embed(self, cancel: threading.Event | None = None) -> int:
@@ -343,6 +384,16 @@ class Annotator:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+def _committed_key(layer: Labels) -> dict[str, Any] | None:
+    """The image and store a ``committed_objects`` layer was made for (None: not by us)."""
+    made = layer.metadata.get(COMMITTED_KEY)
+    return None if made is None else {k: made.get(k) for k in ("image", "store")}
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    return "x".join(str(n) for n in shape)
+
+
 def _set_pixels(layer: Labels, windows: list[Window], value: int, *, refresh: bool) -> None:
     """Set the True pixels of `windows` in a labels layer, redrawing only what changed."""
     coords = []

@@ -166,10 +166,23 @@ def write_labels_file(path: str, data: Any, meta: dict) -> list[str]:
 
 def write_ome_zarr(path: str, data: Any, meta: dict) -> list[str]:
     """Labels as an OME-Zarr 0.5 image with scale and origin: the core's writer, chunk by
-    chunk (lazy labels on disk never load whole) and atomically."""
+    chunk (lazy labels on disk never load whole) and atomically.
+
+    Only an OME-Zarr image is replaced: any other folder or file at `path` (an embedding
+    cache, the store of the committed objects themselves) is refused and left as it is.
+    """
+    from tilesam import TileSAMError
     from tilesam.io.atomic import atomic_output
+    from tilesam.io.ome_zarr import holds_ome_image
     from tilesam.io.ome_zarr import write_ome_zarr as write
 
+    target = Path(path)
+    if os.path.lexists(target) and not (target.is_dir() and holds_ome_image(target)):
+        raise TileSAMError(
+            f"'{target}' exists and is not an OME-Zarr image (it may be an embedding cache "
+            "or TileSAM's store of committed objects): it is left as it is. Save the labels "
+            "under another name."
+        )
     ndim = len(data.shape)
     with atomic_output(path) as partial:
         write(partial, data, spacing=_scale(meta, ndim), origin=_translate(meta, ndim))

@@ -18,17 +18,14 @@ from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 from superqt import QCollapsible, QElidingLabel
 
-from tilesam_napari._controller import Annotator
+from tilesam_napari._controller import Annotator, Opened
 from tilesam_napari._keys import KEYS, bind_keys
 from tilesam_napari._notify import guarded
-from tilesam_napari._session import open_session
 from tilesam_napari._settings_form import SettingsForm
 from tilesam_napari._workers import Job, Steps
 
 if TYPE_CHECKING:
     import napari
-
-    from tilesam.segment.session import Session
 
 # The widget of each viewer (by id: napari viewers are not hashable), for `annotator()`.
 _WIDGETS: weakref.WeakValueDictionary[int, TileSAMWidget] = weakref.WeakValueDictionary()
@@ -121,13 +118,16 @@ class TileSAMWidget(QWidget):
         def steps(cancel: threading.Event) -> Steps:
             session = ann.session
             if not ann.is_current(layer, settings):
-                session = open_session(layer, settings)
-                yield session  # a message, not progress: attached below
+                # Refused here (e.g. committed objects of another image beside the cache),
+                # it ends the job: nothing is attached, nothing embedded.
+                opened = ann.open(layer, settings)
+                session = opened.session
+                yield opened  # a message, not progress: attached below
             if embed:
                 yield from ann.embed_steps(cancel, session=session)
 
-        def attach(session: Session) -> None:  # in the GUI thread, while the worker goes on
-            guarded(lambda: ann.attach(layer, session, settings))
+        def attach(opened: Opened) -> None:  # in the GUI thread, while the worker goes on
+            guarded(lambda: ann.attach(layer, opened.session, settings, opened.committed))
 
         return self._start(steps, on_done=None, on_message=attach)
 

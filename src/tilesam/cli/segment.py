@@ -7,6 +7,8 @@ call from Python: the command line adds no import of its own (see `tilesam.cli`)
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tilesam.cli._options import (
     Command,
@@ -17,42 +19,76 @@ from tilesam.cli._options import (
 )
 from tilesam.errors import TileSAMError
 
+if TYPE_CHECKING:
+    from tilesam.io import ImageSource
+    from tilesam.segment.result import SegmentResult
+
 
 def _options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image", help="image file or folder (TIFF, OME-TIFF, zarr)")
+    p.add_argument("image", help="image file or folder (TIFF, OME-TIFF, zarr, NIfTI, DICOM...)")
     p.add_argument(
         "--point",
         action="append",
         default=[],
-        metavar="Y,X[,LABEL]",
-        help="a prompt point; label 1 (default) positive, 0 negative; repeatable",
+        metavar="[Z,]Y,X[,LABEL]",
+        help="a prompt point (on a volume z,y,x); label 1 (default) positive, 0 negative; "
+        "repeatable",
     )
-    p.add_argument("--box", default=None, metavar="Y0,X0,Y1,X1", help="a box prompt")
+    p.add_argument(
+        "--box", default=None, metavar="[Z,]Y0,X0,Y1,X1", help="a box prompt (on a volume z first)"
+    )
     p.add_argument(
         "--out",
         required=True,
-        help="output mask file (.tif or .png; .ome.zarr with the pixel spacing), full size",
+        help="output mask: .tif or .png (.ome.zarr with the pixel spacing), full size; of a "
+        "volume also .nii.gz, .nii, .mha, .nrrd with its geometry",
     )
     p.add_argument("--cache", default=None, help="embedding cache folder (missing tiles are added)")
-    p.add_argument("--z", type=int, default=0, help="slice of a volume")
+    p.add_argument("--z", type=int, default=None, help="slice of a volume (or give z,y,x points)")
     add_session_options(p)
     add_model_options(p)
 
 
 def _run(args: argparse.Namespace) -> None:
-    from tilesam.io.mask import check_mask_path
-
-    points = [parse_numbers(p, (2, 3), "y,x[,label]") for p in args.point]
-    box = parse_numbers(args.box, (4,), "y0,x0,y1,x1") if args.box else None
-    out = check_mask_path(args.out)  # before the embedding, not after it
-    labels = [point_label(p) for p in points]
     session = make_session(args, args.cache)
-    result = session.segment([p[:2] for p in points] or None, labels or None, box, z=args.z)
-    result.save(out, like=session.source)
+    volume = session.source.n_slices > 1
+    out = _check_out(args.out, volume)  # before the embedding, not after it
+    z = 1 if volume and args.z is None else 0  # a volume's points and box start with z
+    first = "z," if z else ""  # what a point or box of this image holds
+    points = [parse_numbers(p, (2 + z, 3 + z), f"{first}y,x[,label]") for p in args.point]
+    box = parse_numbers(args.box, (4 + z,), f"{first}y0,x0,y1,x1") if args.box else None
+    labels = [point_label(p[z:]) for p in points]
+    prompt = [p[: 2 + z] for p in points] or None
+    result = session.segment(prompt, labels or None, box, z=args.z)
+    if volume and not out.name.lower().endswith((".tif", ".tiff", ".png", ".ome.zarr")):
+        _save_in_volume(result, session.source, out)
+    else:
+        result.save(out, like=session.source)
     print(
-        f"mask: {result.area} pixels, bbox {result.bbox}, predicted IoU {result.score:.3f}, "
-        f"{len(result.tiles)} tile(s) -> {args.out}"
+        f"mask: {result.area} pixels on slice {result.z}, bbox {result.bbox}, predicted IoU "
+        f"{result.score:.3f}, {len(result.tiles)} tile(s) -> {args.out}"
     )
+
+
+def _check_out(path: str, volume: bool) -> Path:
+    """The output path, checked before any work: a mask file, or for a volume a labels
+    volume file too."""
+    from tilesam.io.mask import check_mask_path
+    from tilesam.io.write import check_labels_path
+
+    mask_ending = path.lower().endswith((".tif", ".tiff", ".png", ".ome.zarr"))
+    return check_mask_path(path) if mask_ending or not volume else check_labels_path(path)
+
+
+def _save_in_volume(result: SegmentResult, source: ImageSource, out: Path) -> None:
+    """The slice's mask as a labels volume (1 on the mask) with the volume's geometry."""
+    import numpy as np
+
+    from tilesam.io import write_labels
+
+    labels = np.zeros(source.spatial_shape, np.uint8)
+    labels[result.z] = result.mask
+    write_labels(out, labels, like=source)
 
 
 def point_label(point: list[float]) -> int:

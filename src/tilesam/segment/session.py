@@ -398,14 +398,15 @@ class Session:
         labels: Any = None,
         box: Any = None,
         *,
-        z: int = 0,
+        z: int | None = None,
         multimask: bool | None = None,
         max_tiles: int = 16,
         tight_box: bool = True,
     ) -> SegmentResult:
         """Segment one object from points ``(y, x)`` / a box ``(y0, x0, y1, x1)`` in image
         coordinates of slice `z` (or a checked :class:`~tilesam.decode.prompt.Prompt` as
-        `points`).
+        `points`). On a volume, points may be ``(z, y, x)`` and the box ``(z, y0, x0, y1,
+        x1)``, all on one slice, which is then `z`; a volume's slice is never guessed.
 
         The object comes back whole when it crosses tile borders (see
         :mod:`tilesam.segment.stitch`), with at most `max_tiles` tile predictions.
@@ -424,9 +425,41 @@ class Session:
         >>> r.shape == image.shape, set(np.unique(truth[r.mask])) >= {1}
         (True, True)
         """
+        z, points, box = self._slice_of(z, points, box)
         prompt = self.prompt(points, labels, box)
         options = {"multimask": multimask, "max_tiles": max_tiles, "tight_box": tight_box}
         return self._segment(prompt, z=z, **options)[0]
+
+    def _slice_of(self, z: int | None, points: Any, box: Any) -> tuple[int, Any, Any]:
+        """The slice a prompt is on, and its 2D points and box: `z`, or a volume's
+        ``(z, y, x)`` points / ``(z, y0, x0, y1, x1)`` box; a 2D image's slice 0."""
+        volume, named = self.source.n_slices > 1, set()
+        if volume and points is not None and not isinstance(points, Prompt) and len(points):
+            zyx = np.asarray(points, dtype=object)
+            if zyx.ndim == 2 and zyx.shape[1] == 3:
+                named.update(float(v) for v in zyx[:, 0])
+                points = [tuple(p[1:]) for p in zyx]
+        if volume and box is not None and np.size(box) == 5:
+            named.add(float(np.ravel(box)[0]))
+            box = tuple(np.ravel(box)[1:])
+        if z is not None:
+            named.add(z)
+        if len(named) > 1:
+            raise TileSAMError(
+                f"The prompt is on slices {sorted(named)}: segment one slice at a time, or "
+                "carry an object through the volume with propagate_mask."
+            )
+        if not named:
+            if volume:
+                raise TileSAMError(
+                    f"{self.source.describe()} is a volume of {self.source.n_slices} slices: "
+                    "give z= (the slice), or (z, y, x) points / a (z, y0, x0, y1, x1) box."
+                )
+            return 0, points, box
+        found = named.pop()
+        if not float(found).is_integer():
+            raise TileSAMError(f"A slice is a whole number, got z={found!r}.")
+        return int(found), points, box
 
     def segment_with_logits(
         self,
@@ -574,7 +607,7 @@ def segment_image(
     A thin wrapper over :class:`tilesam.Session` without a cache: tiles are embedded on
     demand, and objects crossing tile borders come back whole. Points are ``(y, x)``,
     labels 1 / 0, the box ``(y0, x0, y1, x1)``; one point alone asks for the model's
-    best of three candidate masks. A volume needs ``z``.
+    best of three candidate masks. On a volume give ``z`` or ``(z, y, x)`` points.
 
     Examples
     --------
@@ -585,12 +618,4 @@ def segment_image(
     >>> result.mask.shape, set(np.unique(truth[result.mask])) >= {1}
     ((256, 256), True)
     """
-    session = Session(image, model)
-    if z is None:
-        if session.source.n_slices != 1:
-            raise TileSAMError(
-                f"{session.source.describe()} is a volume of {session.source.n_slices} "
-                "slices: pass z= to segment one slice, or use the 3D propagation."
-            )
-        z = 0
-    return session.segment(points, labels, box, z=z)
+    return Session(image, model).segment(points, labels, box, z=z)
