@@ -18,11 +18,20 @@ def _options(p: argparse.ArgumentParser) -> None:
         default=[],
         help="registry name or checkpoint file; repeat to compare models (default: tiny)",
     )
-    p.add_argument("--clicks", type=int, default=8)
+    p.add_argument(
+        "--clicks",
+        type=int,
+        default=8,
+        help="corrective clicks per object, IoU recorded after each (default: 8)",
+    )
     p.add_argument("--max-objects", type=int, default=None, help="objects per image at most")
     p.add_argument("--out", default="evaluation", help="folder for the JSON, table and plot")
-    p.add_argument("--device", default=None)
-    p.add_argument("--trust-checkpoint", action="store_true")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the fastest)")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow checkpoints that need full unpickling (only for files you trust)",
+    )
 
 
 def _run(args: argparse.Namespace) -> None:

@@ -22,4 +22,14 @@ def _run(args: argparse.Namespace) -> None:
         print(f"{entry.name:32} {entry.architecture:12} {where:10} {entry.description}")
 
 
-COMMANDS = (Command("models", "list the model registry and what is cached", _options, _run),)
+COMMANDS = (
+    Command(
+        "models",
+        "list the model registry and what is cached",
+        _options,
+        _run,
+        description="List the models TileSAM knows by name (architecture, source) and which "
+        "weights are at hand: bundled with the package, or in the model cache folder, where "
+        "downloaded or hand-placed checkpoints are found.",
+    ),
+)

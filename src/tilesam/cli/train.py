@@ -1,7 +1,7 @@
 """``tilesam train`` (train or fine-tune a model) and ``tilesam synthesize`` (whole synthetic
 images with labels to train on).
 
-`train`'s options default to `tilesam.training.trainer.TrainConfig`'s fields: an option
+`train`'s options default to `tilesam.training.config.TrainConfig`'s fields: an option
 not given is left out of the namespace (``argparse.SUPPRESS``) and the config's default
 applies, so that building the parser imports neither torch nor the trainer.
 """
@@ -27,6 +27,18 @@ _INTEGERS = (
 )
 
 
+_HELP = {
+    "crop": "side of the training crops, model-input pixels",
+    "batch_size": "crops per step",
+    "objects_per_image": "objects prompted per crop",
+    "iterations": "corrective clicks simulated per object (SAM's interactive training)",
+    "epochs": "epochs",
+    "steps_per_epoch": "optimiser steps per epoch",
+    "seed": "seed of the data, prompts and untrained weights (a run repeats exactly)",
+    "save_every": "write a resumable checkpoint every this many steps",
+}
+
+
 def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run folder: checkpoints, history, model.pt")
     option = _option_adder(p)
@@ -36,10 +48,10 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     option("--val-images", help="folder of validation images")
     option("--val-labels", help="folder of validation labels (default: --val-images)")
     option("--synthetic", help="synthetic kinds to mix in, comma-separated, or 'none'")
-    option("--real-fraction", type=float)
+    option("--real-fraction", type=float, help="share of steps on the real images")
     for name in _INTEGERS:
-        option("--" + name.replace("_", "-"), type=int)
-    option("--lr", type=float)
+        option("--" + name.replace("_", "-"), type=int, help=_HELP[name])
+    option("--lr", type=float, help="learning rate (AdamW)")
     option(
         "--mosaic",
         type=float,
@@ -66,12 +78,26 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         help="with --freeze-encoder: share of box prompts that also get a click inside the "
         "object and a looser box (the prompt slice-to-slice propagation sends)",
     )
-    option("--device")
-    option("--trust-checkpoint", action="store_true")
+    option("--device", help="cpu, cuda, mps (default: the fastest available)")
+    option(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow a --base checkpoint that needs full unpickling (only for files you trust)",
+    )
 
 
 def _option_adder(p: argparse.ArgumentParser) -> Callable[..., None]:
+    """``option(...)``: an option left out of the namespace when not given (the config's
+    default applies), whose help says that default."""
+    from tilesam.training.config import TrainConfig  # plain values: no torch, no trainer
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
     def option(*names: str, **kwargs: Any) -> None:
+        default = defaults.get(names[0].lstrip("-").replace("-", "_"))
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        if kwargs.get("action") != "store_true" and shown not in (None, dataclasses.MISSING):
+            kwargs["help"] = f"{kwargs.get('help', '')} (default: {shown})".lstrip()
         p.add_argument(*names, default=argparse.SUPPRESS, **kwargs)
 
     return option
@@ -96,8 +122,8 @@ def _synthesize_options(p: argparse.ArgumentParser) -> None:
         default="nuclei,nuclei,cells,ct,aerial",
         help="kinds drawn in turn, comma-separated (repeat one to weight it)",
     )
-    p.add_argument("--count", type=int, default=200)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--count", type=int, default=200, help="images to write (default: 200)")
+    p.add_argument("--seed", type=int, default=1, help="seed: the same images again (default: 1)")
     p.add_argument("--max-zoom", type=float, default=6.0, help="largest magnification")
 
 

@@ -107,7 +107,8 @@ class EvaluationResult:
 
         ``ci95`` holds the 95% bootstrap intervals of those means in the same
         layout; ``noc85``/``noc90`` are the mean number of clicks to reach IoU
-        0.85/0.90, an object that never does counting ``n_clicks``.
+        0.85/0.90, an object that never does counting ``n_clicks`` (None for one click:
+        every object would count 1, reached or not).
         """
         ious = self._iou_table()
         means, (low, high) = ious.mean(axis=0), self._bootstrap(ious)
@@ -116,7 +117,8 @@ class EvaluationResult:
         ci = np.stack([low, high], axis=1).tolist()
         out["ci95"] = {"point": ci[0], "box": ci[1], "clicks": ci[2:]}
         for level in _NOC_LEVELS:
-            out[f"noc{round(level * 100)}"] = float(self._clicks_to_reach(level).mean())
+            noc = self._clicks_to_reach(level).mean() if self.n_clicks > 1 else None
+            out[f"noc{round(level * 100)}"] = None if noc is None else float(noc)
         return out
 
     def _iou_table(self) -> np.ndarray:
@@ -153,8 +155,8 @@ class EvaluationResult:
         for name, column, mean in _rows(summary):
             low, high = ci[column]
             lines.append(f"{name:<10} {mean:>9.3f}   [{low:.3f}, {high:.3f}]")
-        lines.append(f"{'NoC@85':<10} {summary['noc85']:>9.2f}")
-        lines.append(f"{'NoC@90':<10} {summary['noc90']:>9.2f}")
+        lines.append(f"{'NoC@85':<10} {_number(summary['noc85'], 9, '.2f')}")
+        lines.append(f"{'NoC@90':<10} {_number(summary['noc90'], 9, '.2f')}")
         return "\n".join(lines)
 
     def to_json(self, path: str | Path) -> None:
@@ -233,11 +235,20 @@ def compare(results: dict[str, EvaluationResult]) -> str:
         cells = [_cell(r, column, width) for r in results.values()]
         lines.append(f"{row_name:<10} " + " ".join(cells))
     for key, form in (("noc85", ".2f"), ("noc90", ".2f"), ("n_objects", "d")):
-        cells = [f"{r.summary[key]:>{width}{form}}" for r in results.values()]
+        cells = [_number(r.summary[key], width, form) for r in results.values()]
         lines.append(f"{key:<10} " + " ".join(cells))
     if len({frozenset((o.image, o.object_id) for o in r.objects) for r in results.values()}) > 1:
         lines.append("note: the results cover different objects; their means are not comparable.")
     return "\n".join(lines)
+
+
+def _number(value: float | None, width: int, form: str) -> str:
+    """`value` right-aligned in `width`, "–" where there is none (NoC after one click).
+
+    >>> _number(None, 5, ".2f"), _number(1.5, 5, ".2f")
+    ('    –', ' 1.50')
+    """
+    return f"{'–':>{width}}" if value is None else f"{value:>{width}{form}}"
 
 
 def _cell(result: EvaluationResult, column: int, width: int) -> str:
