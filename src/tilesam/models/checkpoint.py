@@ -25,39 +25,106 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> StateDict:
 
     Files are read with ``torch.load(weights_only=True)``. A file that needs full unpickling
     (it stores Python objects besides tensors) is refused unless ``trust=True``: unpickling
-    runs code from the file.
+    runs code from the file. Weights that are not finite (NaN, infinite) are refused: such a
+    model predicts nothing.
     """
     path = Path(path)
     if not path.is_file():
         raise TileSAMError(f"Checkpoint {path} does not exist: check the path.")
     obj = _torch_load(path, trust)
-    return _unwrap(obj, path)
+    state = _unwrap(obj, path)
+    _check_finite(state, path)
+    return state
+
+
+# What the weights-only unpickler says when it refuses an object it understood, as opposed
+# to bytes that are not a pickle at all (a truncated or foreign file).
+_REFUSALS = (
+    re.compile(r"unsupported GLOBAL (?P<name>\S+) whose module (?P<module>\S+) is blocked"),
+    re.compile(r"GLOBAL (?P<name>\S+) was not an allowed global"),
+    re.compile(r"Can only (?:create new object|build) .*?but got (?P<name>[^\n]+)"),
+    re.compile(r"Trying to call reduce for unrecognized function (?P<name>[^\n]+)"),
+    re.compile(r"(?P<name>\S+) must be imported to load"),
+)
+
+
+def _refused(err: Exception) -> re.Match[str] | None:
+    """What safe loading refused in `err` (a name, maybe its blocked module), or None."""
+    text = str(err)
+    return next((m for regex in _REFUSALS if (m := regex.search(text))), None)
 
 
 def _torch_load(path: Path, trust: bool) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "Unsupported global" not in str(err):  # garbage, not a refused Python object
+        refusal = _refused(err)
+        if refusal is None:  # garbage, not a refused Python object
             raise _corrupt(path, err) from err
         if not trust:
-            raise TileSAMError(
-                f"Checkpoint {path} stores Python objects besides tensors, and loading it would "
-                "run code from the file. If you trust its source, load it with "
-                "trust_checkpoint=True (command line: --trust-checkpoint)."
-            ) from err
+            raise _untrusted(path, refusal) from err
     except Exception as err:  # truncated archives, text files: torch raises many types
         raise _corrupt(path, err) from err
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
+    except (ImportError, AttributeError) as err:  # a class from a package not installed here
+        raise TileSAMError(
+            f"Checkpoint {path} stores Python objects that cannot be rebuilt here "
+            f"({type(err).__name__}: {str(err)[:200]}): it was saved with a package (or a "
+            "version of it) that is not installed. Install that package, or save the "
+            "weights alone where it is (torch.save(model.state_dict(), path))."
+        ) from err
     except Exception as err:  # anything a foreign pickle can raise
         raise _corrupt(path, err) from err
 
 
-def _corrupt(path: Path, err: Exception) -> TileSAMError:
+def _untrusted(path: Path, refusal: re.Match[str]) -> TileSAMError:
+    name = refusal.group("name").strip()
+    module = refusal.groupdict().get("module")
+    if module:
+        what = (
+            f"it references {name}, from the module {module!r} that safe loading never "
+            "allows (it can run commands on this machine)"
+        )
+    else:
+        what = f"it stores Python objects besides tensors ({name})"
     return TileSAMError(
-        f"Checkpoint {path} could not be read ({type(err).__name__}: {str(err)[:200]}). "
+        f"Checkpoint {path} holds code or Python objects that safe loading refuses: {what}. "
+        "It is not a damaged download: loading it means unpickling it, and unpickling runs "
+        "code from the file. Load it with trust_checkpoint=True (command line: "
+        "--trust-checkpoint) only if you trust the file and where it came from; otherwise "
+        "get the weights alone (a state dict saved with torch.save) from its publisher."
+    )
+
+
+def _corrupt(path: Path, err: Exception) -> TileSAMError:
+    # torch wraps the weights-only unpickler's own words in advice to unpickle: keep its words.
+    detail = str(err).rpartition("WeightsUnpickler error:")[2].strip().split("\n")[0]
+    return TileSAMError(
+        f"Checkpoint {path} could not be read ({type(err).__name__}: {detail[:200]}). "
         "The file is truncated or not a PyTorch checkpoint: download it again."
+    )
+
+
+def _check_finite(state: StateDict, path: Path) -> None:
+    """Refuse NaN or infinite weights, naming the first tensor that holds some."""
+    bad = [
+        key
+        for key, value in state.items()
+        if value.is_floating_point()
+        and value.device.type != "meta"
+        and not bool(torch.isfinite(value).all())
+    ]
+    if not bad:
+        return
+    value = state[bad[0]]
+    nan, inf = int(torch.isnan(value).sum()), int(torch.isinf(value).sum())
+    others = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+    raise TileSAMError(
+        f"Checkpoint {path} has weights that are not numbers: '{bad[0]}' holds {nan} NaN and "
+        f"{inf} infinite values of {value.numel()}{others}. A model with such weights "
+        "predicts empty masks with a NaN score. The training run that saved it diverged, or "
+        "the file is damaged: use an earlier checkpoint, or download it again."
     )
 
 

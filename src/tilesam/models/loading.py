@@ -11,7 +11,7 @@ import torch
 from tilesam.errors import TileSAMError
 from tilesam.models.checkpoint import check_compatible, infer_architecture, read_checkpoint
 from tilesam.models.registry import ARCHITECTURES, build_sam, mask_thresholds
-from tilesam.models.sam_model import SamModel
+from tilesam.models.sam_model import SamModel, checked_device
 from tilesam.models.weights import DEFAULT_MODEL, file_sha256, model_file
 
 __all__ = ["DEFAULT_MODEL", "cached_model", "load_model", "pick_device", "shared_model"]
@@ -23,12 +23,13 @@ _LOADING = threading.Lock()
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """The requested device, else CUDA, then Apple's MPS, then the CPU."""
+    """The requested device, else CUDA, then Apple's MPS, then the CPU.
+
+    A requested device this machine does not have (``"cuda"`` without a GPU) raises a
+    :class:`TileSAMError` naming the devices it has.
+    """
     if device is not None:
-        try:
-            return torch.device(device)
-        except RuntimeError as err:
-            raise TileSAMError(f"Unknown device {device!r}: use 'cpu', 'cuda' or 'mps'.") from err
+        return checked_device(device)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():
@@ -68,6 +69,7 @@ def load_model(
     "sam_vit_b_01ec64.pth")``, or ``load_model("vit_b")`` once the file is in the model cache
     (``tilesam models`` says where).
     """
+    target = pick_device(device)  # an unavailable device fails before any reading
     path, label, entry = model_file(name, checkpoint)
     state = read_checkpoint(path, trust=trust_checkpoint)
     architecture = infer_architecture(state)
@@ -86,7 +88,7 @@ def load_model(
         name=label,
         architecture=architecture,
         weights_hash=file_sha256(path),
-        device=pick_device(device),
+        device=target,
         mask_threshold=mask_threshold,
         box_mask_threshold=box_mask_threshold,
     )

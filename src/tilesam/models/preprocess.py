@@ -9,6 +9,8 @@ zero padding would otherwise pull the range down) or from a CT window,
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,7 +44,9 @@ def intensity_range(
 
     NaN pixels are ignored; with `nonzero`, so are zeros (the padding around an MR or
     microscopy volume), unless every pixel is zero. An image that is all NaN, or constant,
-    raises :class:`TileSAMError` (there is nothing to segment).
+    raises :class:`TileSAMError` (there is nothing to segment). 64-bit integers are
+    compared exactly (as offsets from their minimum), not as floats; a range that floats
+    cannot hold (a few values near 2**62) raises :class:`TileSAMError` saying what to do.
 
     Examples
     --------
@@ -50,6 +54,8 @@ def intensity_range(
     (4.995, 994.005)
     >>> intensity_range(np.r_[np.zeros(9000), np.arange(1, 1001)], nonzero=True)
     (5.995, 995.005)
+    >>> intensity_range(2**40 + np.arange(1000, dtype=np.int64))
+    (1099511627780.995, 1099511628770.005)
     """
     flat = np.asarray(image).reshape(-1)
     if flat.size > _MAX_SAMPLES:
@@ -59,14 +65,41 @@ def intensity_range(
         flat = flat[flat != 0]
     if flat.size == 0:
         raise TileSAMError("The image has no finite pixel values (all NaN or infinite).")
-    low, high = (float(v) for v in np.percentile(flat, percentiles))
+    # float64 holds integers exactly only below 2**53: wider ones are offsets from the minimum.
+    base = int(flat.min()) if _inexact_int(flat.dtype) else 0
+    values = _minus(flat, base) if base else flat
+    low, high = (float(v) for v in np.percentile(values, percentiles))
     if high <= low:
-        low, high = float(flat.min()), float(flat.max())
+        low, high = float(values.min()), float(values.max())
     if high <= low:
         raise TileSAMError(
-            f"The image is constant (every pixel is {low:g}): there is nothing to segment."
+            f"The image is constant (every pixel is {flat[0]:g}): there is nothing to segment."
+        )
+    if not base:
+        return low, high
+    span = high - low
+    low, high = float(base + Fraction(low)), float(base + Fraction(high))
+    step = float(np.spacing(max(abs(low), abs(high))))
+    if step * 255 > span:  # the float range would be off by more than one grey level
+        raise TileSAMError(
+            f"The image's {flat.dtype} pixels have a range of only {span:g} (percentiles "
+            f"{percentiles}) near {base:.6g}: so far from zero, the floating-point intensity "
+            f"range that TileSAM keeps (and a cache signs) has steps of {step:g}, too coarse "
+            "for that range. Subtract an offset first (e.g. image - image.min(), kept as "
+            "integers) or convert the image to a narrower integer type, then try again."
         )
     return low, high
+
+
+def _inexact_int(dtype: np.dtype) -> bool:
+    """Integers that float64 does not hold exactly (64-bit)."""
+    return dtype.kind in "iu" and dtype.itemsize >= 8
+
+
+def _minus(values: np.ndarray, base: int) -> np.ndarray:
+    """``values - base`` exactly, as uint64, for integers ``values >= base`` (any integer
+    dtype: the subtraction wraps modulo 2**64 and the true difference is below 2**64)."""
+    return values.astype(np.uint64) - np.uint64(base % 2**64)
 
 
 def window_range(window: str | tuple[float, float]) -> tuple[float, float]:
@@ -109,16 +142,42 @@ def normalize_intensity(
     clipped to ``intensity = (low, high)`` and scaled linearly; without ``intensity`` the
     range is the image's robust percentiles (:func:`intensity_range`). For tiles of a large
     image pass the range of the *whole* image, so an object looks the same in every tile.
-    NaN pixels become 0.
+    NaN pixels become 0. Integers that a float32 does not hold exactly (32 and 64 bits) and
+    float64 pixels are scaled without losing their precision first.
+
+    Examples
+    --------
+    >>> normalize_intensity(2**62 + np.array([[0, 5, 10]], np.int64))
+    array([[  0. , 127.5, 255. ]], dtype=float32)
     """
     image = np.asarray(image)
     if image.dtype == np.uint8 and intensity is None:
         return image.astype(np.float32)
     if image.dtype.kind not in "uif" and image.dtype != bool:
         raise TileSAMError(f"Images of dtype {image.dtype} are not supported; convert to numbers.")
+    if intensity is None and _inexact_int(image.dtype) and image.size:
+        # Offsets from the minimum, exactly: a narrow span near 2**62 keeps its contrast.
+        image = _minus(image, int(image.min()))
     low, high = intensity if intensity is not None else intensity_range(image, percentiles)
-    scaled = (image.astype(np.float32) - low) * (255.0 / max(high - low, 1e-12))
-    return np.nan_to_num(np.clip(scaled, 0.0, 255.0), nan=0.0)
+    scale = 255.0 / max(high - low, 1e-12)
+    if image.dtype.kind in "iu" and image.dtype.itemsize >= 4:
+        scaled = _scaled_integers(image, float(low), float(high)) * scale
+    elif image.dtype == np.float64:
+        scaled = (image - low) * scale
+    else:
+        scaled = (image.astype(np.float32) - low) * scale
+    return np.nan_to_num(np.clip(scaled, 0.0, 255.0), nan=0.0).astype(np.float32, copy=False)
+
+
+def _scaled_integers(image: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``image - low`` as float64 for 32 / 64-bit integers, exact where it matters: pixels
+    are clipped to the range in their own type, then taken as offsets from its integer
+    floor (float32 would round 2**62 + 5 and 2**62 alike)."""
+    info = np.iinfo(image.dtype)
+    floor = min(max(math.floor(low), info.min), info.max)
+    ceil = min(max(math.ceil(high), floor), info.max)
+    clipped = np.clip(image, image.dtype.type(floor), image.dtype.type(ceil))
+    return _minus(clipped, floor).astype(np.float64) + float(floor - Fraction(low))
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:

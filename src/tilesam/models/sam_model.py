@@ -29,11 +29,67 @@ from tilesam.models.registry import Architecture
 from tilesam.models.sam import Sam
 from tilesam.models.transformer import ImageTokens
 
-__all__ = ["SamModel"]
+__all__ = ["SamModel", "available_devices", "checked_device"]
 
 # Embeddings whose decoder-ready image tokens are kept: a click, its corrections and a
 # stitched object's neighbouring tiles mostly revisit the last few.
 _TOKEN_CACHE_SIZE = 8
+
+
+def available_devices() -> list[str]:
+    """The devices this machine can run a model on: ``cpu``, each CUDA GPU, ``mps``."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
+def checked_device(device: str | torch.device) -> torch.device:
+    """`device` as a ``torch.device``, refused with a :class:`TileSAMError` where this machine
+    cannot run on it (torch itself fails later with a bare ``AssertionError``).
+
+    >>> checked_device("cpu")
+    device(type='cpu')
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise TileSAMError(
+            f"Unknown device {device!r}: use 'cpu', 'cuda', 'cuda:<index>' or 'mps' "
+            f"(available here: {', '.join(available_devices())})."
+        ) from err
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            why = (
+                "this PyTorch is built without CUDA"
+                if torch.version.cuda is None
+                else "no CUDA GPU is visible (check the driver and CUDA_VISIBLE_DEVICES)"
+            )
+        elif dev.index is not None and dev.index >= count:
+            why = f"this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}"
+        else:
+            return dev
+    elif dev.type == "mps":
+        if torch.backends.mps.is_available():
+            return dev
+        why = "MPS is the GPU of Apple silicon Macs, and this PyTorch " + (
+            "has no MPS support" if not torch.backends.mps.is_built() else "finds none here"
+        )
+    elif dev.type != "cpu":
+        backend = getattr(torch, dev.type, None)
+        if backend is not None and getattr(backend, "is_available", lambda: False)():
+            return dev
+        why = f"this PyTorch has no {dev.type!r} devices here"
+    else:
+        return dev
+    raise TileSAMError(
+        f"Device {str(device)!r} is not available: {why}. Available here: "
+        f"{', '.join(available_devices())}. Pass one of those (command line: --device cpu), "
+        "or leave the device out to use the fastest available."
+    )
 
 
 class SamModel(MaskPredictor):
@@ -70,7 +126,7 @@ class SamModel(MaskPredictor):
         mask_threshold: float = 0.0,
         box_mask_threshold: float | None = None,
     ) -> None:
-        self.device = torch.device(device)
+        self.device = checked_device(device)
         # The model's own, from its card (tilesam.models.registry.mask_thresholds).
         self.mask_threshold = float(mask_threshold)
         self.box_mask_threshold = box_mask_threshold
