@@ -14,7 +14,7 @@ BAD = [
     ({"points": [(300, 10)]}, "Point (300.0, 10.0) lies outside the image of shape (256, 256)"),
     ({"points": [(10, 10)], "labels": [2]}, "labels must hold one 1 (positive) or 0"),
     ({"box": (50, 60, 50, 90)}, "box [50.0, 60.0, 50.0, 90.0] is empty"),
-    ({"box": (0, 0, 300, 50)}, "reaches outside the image of shape (256, 256)"),
+    ({"box": (300, 0, 330, 50)}, "lies outside the image of shape (256, 256)"),
     ({"labels": [1]}, "labels were given without points"),
     ({"box": (1, 2, 3)}, "box must be (y0, x0, y1, x1)"),
     ({"points": [("a", "b")]}, "points must be (y, x) pairs"),

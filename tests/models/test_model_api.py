@@ -228,10 +228,21 @@ def test_empty_box(model, embedding, box) -> None:
 
 
 @pytest.mark.parametrize(
-    "box", [(-5, 0, 50, 50), (0, 0, 301, 50), (0, 400, 50, 421)], ids=["above", "below", "right"]
-)
-def test_box_outside_image(model, embedding, box) -> None:
-    with pytest.raises(Error, match=r"outside the image of shape \(300, 420\)"):
+    ("box", "clipped"),
+    [((-5, 0, 50, 50), (0, 0, 50, 50)), ((0, 0, 301, 50), (0, 0, 300, 50)),
+     ((0, 400, 50, 421), (0, 400, 50, 420))],
+    ids=["above", "below", "right"],
+)  # fmt: skip
+def test_a_box_past_the_edge_is_clipped_and_said_once(model, embedding, box, clipped) -> None:
+    with pytest.warns(tilesam.errors.TileSAMWarning, match="clipped to"):
+        past = model.predict(embedding, box=box)
+    inside = model.predict(embedding, box=clipped)
+    np.testing.assert_array_equal(past.scores, inside.scores)
+
+
+@pytest.mark.parametrize("box", [(-50, 0, -5, 50), (300, 0, 350, 50), (0, 420, 50, 500)])
+def test_a_box_wholly_outside_the_image_is_refused(model, embedding, box) -> None:
+    with pytest.raises(Error, match=r"lies outside the image of shape \(300, 420\)"):
         model.predict(embedding, box=box)
 
 

@@ -219,7 +219,7 @@ def test_reopen_checks_the_signature(tif, image, model, random_tiny, tmp_path) -
         ({"points": [(10, 10)], "labels": [1, 0]}, "one 1 .positive. or 0"),
         ({"points": [(10, 10)], "labels": [0]}, "needs a positive point or a box"),
         ({"box": (10, 10, 5, 50)}, "is empty"),
-        ({"box": (10, 10, 50, 501)}, "reaches outside"),
+        ({"box": (600, 10, 650, 501)}, "lies outside the image"),
         ({}, "needs a positive point or a box"),
     ],
 )

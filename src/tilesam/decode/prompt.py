@@ -12,12 +12,13 @@ input's frame: :mod:`tilesam.decode.sam_prompt` converts, and is the only place 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from tilesam.errors import TileSAMError
+from tilesam.errors import TileSAMError, TileSAMWarning
 
 Box = tuple[float, float, float, float]
 
@@ -212,7 +213,18 @@ def check_labels(labels: Any, n: int) -> np.ndarray:
 
 
 def check_box(box: Any, shape: tuple[int, int] | None = None) -> Box:
-    """`box` as four floats ``(y0, x0, y1, x1)``, non-empty, inside `shape` when given."""
+    """`box` as four floats ``(y0, x0, y1, x1)``, non-empty; clipped to `shape` when given
+    (with a :class:`~tilesam.errors.TileSAMWarning`), refused only when wholly outside.
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as said:
+    ...     warnings.simplefilter("always")
+    ...     check_box((80, 150, 170, 260), shape=(256, 256))
+    (80.0, 150.0, 170.0, 256.0)
+    >>> print(said[0].message)  # doctest: +NORMALIZE_WHITESPACE
+    box [80.0, 150.0, 170.0, 260.0] reaches past the image of shape (256, 256):
+    clipped to [80.0, 150.0, 170.0, 256.0].
+    """
     try:
         values = np.asarray(box, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
@@ -224,9 +236,19 @@ def check_box(box: Any, shape: tuple[int, int] | None = None) -> Box:
         raise TileSAMError(
             f"box {values.tolist()} is empty: it must be (y0, x0, y1, x1) with y1 > y0 and x1 > x0."
         )
-    if shape is not None and (y0 < 0 or x0 < 0 or y1 > shape[0] or x1 > shape[1]):
+    if shape is None or (y0 >= 0 and x0 >= 0 and y1 <= shape[0] and x1 <= shape[1]):
+        return (y0, x0, y1, x1)
+    # A box dragged past the image's edge means the object up to the edge: clip it, say so.
+    clipped = (max(y0, 0.0), max(x0, 0.0), min(y1, float(shape[0])), min(x1, float(shape[1])))
+    if not (clipped[2] > clipped[0] and clipped[3] > clipped[1]):
         raise TileSAMError(
-            f"box {values.tolist()} reaches outside the image of shape {tuple(shape)}; boxes "
+            f"box {values.tolist()} lies outside the image of shape {tuple(shape)}; boxes "
             "are (y0, x0, y1, x1) with 0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W."
         )
-    return (y0, x0, y1, x1)
+    warnings.warn(
+        f"box {values.tolist()} reaches past the image of shape {tuple(shape)}: clipped to "
+        f"{list(clipped)}.",
+        TileSAMWarning,
+        stacklevel=4,
+    )
+    return clipped
