@@ -23,6 +23,7 @@ _LAZY = {
     "propagate_mask": "tilesam.volumes.propagate",
     "segment_image": "tilesam.segment.session",
     "Session": "tilesam.segment.session",
+    "segment_everything": "tilesam.automatic.api",
 }
 
 __all__ = [
@@ -34,11 +35,13 @@ __all__ = [
     "load_model",
     "open_image",
     "propagate_mask",
+    "segment_everything",
     "segment_image",
     "write_labels",
 ]
 
 if TYPE_CHECKING:
+    from tilesam.automatic.api import segment_everything
     from tilesam.decode.embedding import ImageEmbedding
     from tilesam.decode.predictor import Prediction
     from tilesam.io import open_image, write_labels
@@ -48,7 +51,13 @@ if TYPE_CHECKING:
     from tilesam.volumes.propagate import propagate_mask
 
 
+#: Modules users reach as attributes (``tilesam.samples.load_sample``) without importing them.
+_SUBMODULES = ("samples", "io")
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"tilesam.{name}")
     raise AttributeError(f"module 'tilesam' has no attribute {name!r}")
