@@ -118,9 +118,9 @@ def test_two_files_make_one_pair(tmp_path):
     labels = _write(tmp_path / "truth.tif", _labels())
     data = LabelledImageFolder(image, labels)
     assert data.names == ["one"] and data[0].labels.max() == 2
-    (tmp_path / "photo.jpg").write_bytes(b"")
-    with pytest.raises(TileSAMError, match="photo.jpg is not a supported file"):
-        LabelledImageFolder(tmp_path / "photo.jpg", labels)
+    (tmp_path / "photo.gif").write_bytes(b"")
+    with pytest.raises(TileSAMError, match="photo.gif is not a supported file"):
+        LabelledImageFolder(tmp_path / "photo.gif", labels)
 
 
 def test_missing_labels_name_the_image(tmp_path):

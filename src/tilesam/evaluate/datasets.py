@@ -36,12 +36,13 @@ from typing import Any
 import numpy as np
 
 from tilesam.errors import TileSAMError
+from tilesam.io.picture import PICTURE_SUFFIXES, picture_shape, read_picture
 
 __all__ = ["LabelledImage", "LabelledImageFolder"]
 
 _LABEL_SUFFIXES = ("_labels", "_label", "_masks", "_mask")
 _IMAGE_SUFFIXES = ("_image", "_img")
-_EXTENSIONS = (".tif", ".tiff", ".png")
+_EXTENSIONS = (".tif", ".tiff", *PICTURE_SUFFIXES)
 _NIFTI = (".nii.gz", ".nii")
 
 
@@ -163,21 +164,11 @@ def _read_array(path: Path, *, labels: bool = False) -> np.ndarray:
         import tifffile
 
         return tifffile.imread(path)
-    if ext == ".png":
-        return _read_png(path, labels=labels)
+    if ext in PICTURE_SUFFIXES:
+        return read_picture(path, labels=labels)
     import SimpleITK as sitk  # only reached when installed, see _extensions
 
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
-
-
-def _read_png(path: Path, *, labels: bool) -> np.ndarray:
-    import imageio.v3 as iio
-    from PIL import Image
-
-    with Image.open(path) as im:
-        palette = im.mode == "P"
-    # A palette label image holds its ids as palette indices: keep them, not the colours.
-    return iio.imread(path, plugin="pillow", mode="P" if labels and palette else None)
 
 
 def _header_shape(path: Path) -> tuple[int, ...]:
@@ -188,16 +179,14 @@ def _header_shape(path: Path) -> tuple[int, ...]:
 
         with tifffile.TiffFile(path) as tif:
             return tuple(tif.series[0].shape)
-    if ext == ".png":
-        import imageio.v3 as iio
-
-        return tuple(iio.improps(path, plugin="pillow").shape)
+    if ext in PICTURE_SUFFIXES:
+        return picture_shape(path)
     return _read_array(path).shape
 
 
 def _is_colour(shape: tuple[int, ...], path: Path) -> bool:
     """Whether the last axis holds colour channels: RGB(A), or gray + alpha in a PNG."""
-    channels = (2, 3, 4) if _split_name(path)[1] == ".png" else (3, 4)
+    channels = (2, 3, 4) if _split_name(path)[1] in PICTURE_SUFFIXES else (3, 4)
     return len(shape) >= 3 and shape[-1] in channels
 
 

@@ -10,6 +10,7 @@ import zarr
 
 from tilesam.errors import TileSAMError
 from tilesam.io.medical import MedicalSource, dicom_series, medical_suffix
+from tilesam.io.picture import PICTURE_SUFFIXES, read_picture
 from tilesam.io.source import ArraySource, ImageSource
 from tilesam.io.tiff import TiffSource
 from tilesam.io.zarr_source import ZarrSource
@@ -17,7 +18,8 @@ from tilesam.io.zarr_source import ZarrSource
 _TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
 _ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 _SUPPORTED = (
-    "TIFF / OME-TIFF files (.tif, .tiff, .ome.tif, .btf), zarr / OME-Zarr folders, "
+    "TIFF / OME-TIFF files (.tif, .tiff, .ome.tif, .btf), PNG / JPEG / BMP pictures, "
+    "zarr / OME-Zarr folders, "
     "medical volumes (.nii, .nii.gz, .mha, .mhd, .nrrd, DICOM series folders), "
     "and numpy or dask arrays"
 )
@@ -93,6 +95,8 @@ def open_image(
         raise TileSAMError("series= selects a DICOM series; this file is not a DICOM folder.")
     if path.suffix.lower() in _TIFF_SUFFIXES:
         return TiffSource(path, axes=axes, level=level)
+    if path.suffix.lower() in PICTURE_SUFFIXES:
+        return ArraySource(read_picture(path), axes=axes)
     raise TileSAMError(
         f"Cannot open '{path}': unsupported file type '{path.suffix or '(none)'}'. TileSAM "
         f"opens {_SUPPORTED}. Convert the file (e.g. to OME-TIFF or OME-Zarr with "
