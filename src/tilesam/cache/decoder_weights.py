@@ -7,10 +7,12 @@ once; a later session over that cache answers prompts with them in NumPy
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import math
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from tilesam.cache import creation
 from tilesam.errors import TileSAMError
 
 
@@ -31,6 +34,7 @@ def write_decoder(
 
     One flat float32 array; its attributes name each entry and hold the SHA-256 of the
     data, which :func:`read_decoder` checks: a reader never takes half-written weights.
+    It is written in a hidden folder beside it and renamed into place.
     """
     names = sorted(weights)
     arrays = [np.asarray(weights[n], dtype=np.float32) for n in names]
@@ -38,19 +42,45 @@ def write_decoder(
     entries = [[n, list(a.shape)] for n, a in zip(names, arrays)]
     layout = {"entries": entries, "config": dict(config)}
     attrs = {**layout, "sha256": _digest(layout, flat)}
+    target = path / "decoder"
     try:
-        array = group.create_array(
-            "decoder", shape=flat.shape, chunks=flat.shape or (1,), dtype="float32",
-            fill_value=0.0, attributes=attrs, overwrite=True,
-        )  # fmt: skip
-        array[...] = flat
+        with creation.staged(target) as tmp:
+            array = zarr.create_array(
+                str(tmp), shape=flat.shape, chunks=flat.shape or (1,), dtype="float32",
+                fill_value=0.0, attributes=attrs, zarr_format=3,
+            )  # fmt: skip
+            array[...] = flat
+            _put_in_place(group, tmp, target)
     except OSError as err:
-        shutil.rmtree(path / "decoder", ignore_errors=True)  # never half of it
         fix = "Free space on that disk and" if err.errno == errno.ENOSPC else "Make it writable and"
         raise TileSAMError(
             f"Could not store the decoder's weights in embedding cache '{path}': "
             f"{err.strerror or err}. {fix} run it again."
         ) from err
+
+
+def _put_in_place(group: zarr.Group, tmp: Path, target: Path) -> None:
+    """Rename the weights written in `tmp` to `target`: built aside, they appear whole or
+    not at all, and sessions storing them at the same time never remove each other's
+    (weights already there that check out are kept; damaged ones are replaced)."""
+    try:
+        os.rename(tmp, target)
+        return
+    except OSError as err:
+        if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    if read_decoder(group) is not None:
+        return  # another session stored them first
+    aside = creation.sibling(target, "old")
+    with contextlib.suppress(FileNotFoundError):
+        os.rename(target, aside)
+    try:
+        os.rename(tmp, target)
+    except OSError as err:
+        if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def read_decoder(group: zarr.Group) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:

@@ -16,6 +16,7 @@ file system every worker sees.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +129,9 @@ def embed_distributed(
     """Embed `tiles` on a dask cluster into the existing store at `store_path`.
 
     Progress and cancel as for :func:`tilesam.cache.embed.embed_tiles`: a set `cancel`
-    flag cancels the groups not yet done (the tiles written so far are kept).
+    flag cancels the groups not yet done (the tiles written so far are kept). Workers
+    claim each tile, so that other embedders of the store (another driver, a
+    ``tilesam embed``) share the work; tiles they hold are waited for at the end.
 
     Parameters
     ----------
@@ -148,26 +151,70 @@ def embed_distributed(
     """
     from distributed import as_completed
 
-    batches = tile_batches(grid, tiles, max(int(batch_size), 1))
-    if not batches:
+    size = max(int(batch_size), 1)
+    if not tiles:
         return 0
     store = str(Path(store_path).absolute())  # workers may run in another folder
+    computed, futures = 0, []
     with _connect(workers, scheduler) as (client, threads):
         image = client.scatter(source, broadcast=True)
         task = (recipe, image, grid, store, intensity, scale, threads)
-        futures = [client.submit(_embed_task, *task, batch, pure=False) for batch in batches]
+
+        def submit(some: Sequence[TileIndex]) -> list:
+            groups = tile_batches(grid, some, size)
+            return [client.submit(_embed_task, *task, group, pure=False) for group in groups]
+
         report = Progress(
             len(tiles), bar=progress, desc="embedding", callback=callback, cancel=cancel
         )
         try:
             with report:
-                for future in as_completed(futures):
-                    report.advance(future.result())  # re-raises a worker's error here
+                futures, waiting = submit(tiles), []
+                while futures:
+                    for future in as_completed(futures):
+                        # re-raises a worker's error here
+                        n, elsewhere, held = future.result()
+                        computed += n
+                        waiting += held
+                        if n + elsewhere:
+                            report.advance(n + elsewhere)
+                        if report.cancelled:
+                            break
                     if report.cancelled:
                         break
+                    # Tiles another embedder of the store held: wait for them, and hand out
+                    # again those it gave up.
+                    free = _wait_for_others(Path(store), waiting, report)
+                    futures = submit(free) if free else []
         finally:
-            client.cancel(futures)
-    return report.done
+            if futures:
+                client.cancel(futures)
+    return computed
+
+
+def _wait_for_others(store_path: Path, waiting: list[TileIndex], report: Progress) -> list:
+    """Wait until the tiles other embedders hold are done (counted in `report`) or free
+    again (returned, and removed from `waiting`: their owners stopped without them)."""
+    from tilesam.cache.store import EmbeddingStore
+
+    store = EmbeddingStore.open(store_path, mode="r")
+    claims = store.claims
+    while waiting and not report.cancelled:
+        free, still = [], []
+        for tile in waiting:
+            if store.is_done(*tile):
+                report.advance(1)
+            elif claims.claim(tile):  # a probe: the worker claims it again
+                claims.release(tile, finished=False)
+                free.append(tile)
+            else:
+                still.append(tile)
+        waiting[:] = still
+        if free:
+            return free
+        if still:
+            time.sleep(0.1)
+    return []
 
 
 class _connect:
@@ -215,8 +262,10 @@ def local_worker_threads(n_workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // n_workers)
 
 
-def _embed_task(recipe, source, grid, store_path, intensity, scale, threads, tiles) -> int:
-    """On a worker: read, encode and store one group of tiles."""
+def _embed_task(recipe, source, grid, store_path, intensity, scale, threads, tiles):
+    """On a worker: read, encode and store one group of tiles, each claimed first (see
+    :mod:`tilesam.cache.claims`). Returns how many it computed, how many it found done
+    by another embedder, and the tiles another embedder holds."""
     from tilesam.models.loading import cached_model
 
     if threads:
@@ -228,6 +277,22 @@ def _embed_task(recipe, source, grid, store_path, intensity, scale, threads, til
 
     # Opened per task (a few ms): a store recreated at the same path is never served stale.
     store = EmbeddingStore.open(store_path)
-    pixels = [read_tile(source, grid, t) for t in tiles]
-    embed_batch_into(model, store, tiles, pixels, intensity, scale)
-    return len(tiles)
+    claims = store.claims
+    mine, held, elsewhere = [], [], 0
+    try:
+        for tile in tiles:
+            if not claims.claim(tile):
+                held.append(tile)
+            elif store.is_done(*tile):
+                claims.release(tile, finished=False)
+                elsewhere += 1
+            else:
+                mine.append(tile)
+        if mine:
+            pixels = [read_tile(source, grid, t) for t in mine]
+            embed_batch_into(model, store, mine, pixels, intensity, scale)
+            for tile in mine:
+                claims.release(tile, finished=True)
+    finally:
+        claims.release_all()
+    return len(mine), elsewhere, held

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -146,6 +147,11 @@ def embed_tiles(
     shows a bar, `callback(done, total)` hears of each batch, and a set `cancel` flag stops
     the loop between batches (the tiles done so far are kept: a later run resumes).
 
+    Embedders of one on-disk store share the work: each tile is claimed before it is read
+    (:mod:`tilesam.cache.claims`); a tile that another embedder holds is skipped and waited
+    for at the end, and computed here if its owner stops without finishing it. Tiles
+    finished by others count in the progress, not in the number returned.
+
     Examples
     --------
     >>> import tilesam
@@ -161,17 +167,107 @@ def embed_tiles(
     >>> store.missing_tiles()
     []
     """
-    batches = tile_batches(grid, tiles, max(int(batch_size), 1))
+    size = max(int(batch_size), 1)
     load = lambda batch: [read_tile(source, grid, t) for t in batch]  # noqa: E731
     report = Progress(len(tiles), bar=progress, desc=desc, callback=callback, cancel=cancel)
+    work = _SharedWork(store, grid, size)
+    computed = 0
     with report:
-        # Two batches read ahead: enough to hide reading behind compute, and bounded.
-        for batch, pixels in prefetch(batches, load, depth=2):
-            if report.cancelled:
-                break
-            embed_batch_into(model, store, batch, pixels, intensity, scale)
-            report.advance(len(batch))
-    return report.done
+        try:
+            pending = list(tiles)
+            while pending and not report.cancelled:
+                # Two batches read ahead: enough to hide reading behind compute, and bounded.
+                for batch, pixels in prefetch(work.batches(pending), load, depth=2):
+                    if report.cancelled:
+                        break
+                    embed_batch_into(model, store, batch, pixels, intensity, scale)
+                    work.finished(batch)
+                    computed += len(batch)
+                    report.advance(len(batch) + work.take_done_elsewhere())
+                if elsewhere := work.take_done_elsewhere():
+                    report.advance(elsewhere)
+                pending = work.wait_for_others(report)
+        finally:
+            work.release_all()
+    return computed
+
+
+class _SharedWork:
+    """Tiles claimed in the store before they are read, so that concurrent embedders of
+    one store share them; a store without claims (`MemoryStore`) is this process's alone."""
+
+    POLL = 0.1  # seconds between looks at the tiles that others compute
+
+    def __init__(self, store: TileStore, grid: TileGrid, size: int) -> None:
+        self.store, self.grid, self.size = store, grid, size
+        self.claims = getattr(store, "claims", None)
+        self.waiting: list[TileIndex] = []  # held by other embedders
+        self._done_elsewhere = 0
+        self._lock = threading.Lock()
+
+    def batches(self, tiles: Iterable[TileIndex]) -> Iterator[list[TileIndex]]:
+        """Consecutive runs of up to `size` claimed tiles of one shape, claimed as the
+        prefetch thread asks for them; the others are set aside."""
+        batch: list[TileIndex] = []
+        for tile in tiles:
+            if not self._take(tile):
+                continue
+            if batch and (
+                len(batch) >= self.size
+                or self.grid.tile_shape(*tile[1:]) != self.grid.tile_shape(*batch[-1][1:])
+            ):
+                yield batch
+                batch = []
+            batch.append(tile)
+        if batch:
+            yield batch
+
+    def _take(self, tile: TileIndex) -> bool:
+        if self.claims is None:
+            return True
+        if not self.claims.claim(tile):
+            self.waiting.append(tile)
+            return False
+        if self.store.is_done(*tile):  # finished by another embedder meanwhile
+            self.claims.release(tile, finished=False)
+            with self._lock:
+                self._done_elsewhere += 1
+            return False
+        return True
+
+    def finished(self, batch: Sequence[TileIndex]) -> None:
+        if self.claims is not None:
+            for tile in batch:
+                self.claims.release(tile, finished=True)
+
+    def take_done_elsewhere(self) -> int:
+        """Tiles found finished by others since the last call."""
+        with self._lock:
+            n, self._done_elsewhere = self._done_elsewhere, 0
+        return n
+
+    def wait_for_others(self, report: Progress) -> list[TileIndex]:
+        """Wait until each tile held by another embedder is done (counted in `report`) or
+        free again (returned, claimed: its owner stopped without it); [] when cancelled."""
+        while self.waiting and not report.cancelled:
+            free, still = [], []
+            for tile in self.waiting:
+                if self.store.is_done(*tile):
+                    report.advance(1)
+                elif self.claims is not None and self.claims.claim(tile):
+                    free.append(tile)
+                else:
+                    still.append(tile)
+            self.waiting = still
+            if free:
+                return free
+            if still:
+                time.sleep(self.POLL)
+        return []
+
+    def release_all(self) -> None:
+        if self.claims is not None:
+            self.claims.release_all()
 
 
 class _Failed:

@@ -1,29 +1,42 @@
-"""`EmbeddingStore`: tile embeddings in a zarr v3 group on disk, resumable and signed.
+"""`EmbeddingStore`: tile embeddings in a zarr v3 group on disk, resumable, signed and
+checksummed.
 
 Layout of one store (one per image x model x preprocessing)::
 
     cache.zarr/
       zarr.json      group attributes: {"tilesam": {format_version, grid/embedding shape,
-                     ...}, "signature": {caller's dict: model, weights sha256, tile size,
-                     halo, normalisation, image shape/dtype, content signature, ...}}
+                     store_id, checksum (the seal of this header and the signature), ...},
+                     "signature": {caller's dict: model, weights sha256, tile size, halo,
+                     normalisation, image shape/dtype, content signature, ...}}
       embeddings/    float16 (n_slices, n_ty, n_tx, C, h, w), one chunk per tile, blosc
       tile_shape/    int32 (n_slices, n_ty, n_tx, 2): tile size before padding, one chunk/tile
       input_shape/   int32 (n_slices, n_ty, n_tx, 2): size after resizing, one chunk/tile
+      checksum/      uint64 (n_slices, n_ty, n_tx, 2): digests of each tile's embedding and
+                     metadata (:mod:`tilesam.cache.tile_digest`), one chunk/tile
       done/          bool (n_slices, n_ty, n_tx), chunk (1, 1, 1): one object per tile
+      claims/        which embedder computes which tile now (:mod:`tilesam.cache.claims`)
       decoder/       float32, one chunk: the model's prompt encoder and mask decoder weights
                      (optional; see `write_decoder`), so that clicks need no torch
 
-Concurrency and crash safety. Every array is chunked one tile per chunk, so a writer
-of tile (z, ty, tx) only ever creates the objects ``<array>/c/z/ty/tx``: writers of
-different tiles (threads, processes, dask workers) never read-modify-write a shared
-chunk, and nothing shared (group or array metadata) is written after `create`. A
-tile's ``done`` chunk is written last, after its embedding and metadata chunks have
-been stored, so a process killed mid-tile leaves the tile "not done" (it is recomputed
-on resume) and never "done" with partial data. zarr's LocalStore also writes each chunk
-to a temporary file and renames it into place, so a chunk is either absent or whole.
-``done`` chunks are only ever written with ``True`` and removed by `discard_tile`, so a
-``done`` object exists exactly for the finished tiles: `is_done` is one ``stat`` and
+Concurrency and crash safety. A store is built in a hidden sibling folder and renamed
+into place (:mod:`tilesam.cache.creation`): a store at its path is always complete, and two
+processes creating one share the first one's. Every array is chunked one tile per chunk,
+so a writer of tile (z, ty, tx) only ever creates the objects ``<array>/c/z/ty/tx``:
+writers of different tiles (threads, processes, dask workers) never read-modify-write a
+shared chunk, and nothing shared (group or array metadata) is written after `create`.
+Embedders claim a tile before computing it, so that concurrent runs share the work. A
+tile's ``done`` chunk is written last, after its embedding, metadata and checksum chunks
+have been stored, so a process killed mid-tile leaves the tile "not done" (it is
+recomputed on resume) and never "done" with partial data. zarr's LocalStore also writes
+each chunk to a temporary file and renames it into place, so a chunk is either absent or
+whole. ``done`` chunks are only ever written with ``True`` and removed by `discard_tile`,
+so a ``done`` object exists exactly for the finished tiles: `is_done` is one ``stat`` and
 `missing_tiles` lists the ``done/c`` directories instead of reading one chunk per tile.
+
+Integrity. Opening checks the header's seal (an edited signature is refused as damaged);
+every `read_tile` and `read_meta` checks the tile's digests, so a deleted, damaged or
+swapped chunk is one `TileSAMError` naming the tile and the fix (`verify` checks them all:
+``tilesam check``). Stores of format 1 (before checksums) open and work unverified.
 
 Create the store once (in the driver) before handing tiles to workers; workers then
 `EmbeddingStore.open` it and call `write_tile`. Signatures (what a store was computed for)
@@ -35,7 +48,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
-import shutil
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,22 +56,31 @@ from typing import Any
 import numpy as np
 import zarr
 
+from tilesam.cache import creation, in_use
+from tilesam.cache.claims import TileClaims
 from tilesam.cache.decoder_weights import read_decoder, write_decoder
 from tilesam.cache.done_marks import done_mark, finished_tiles
 from tilesam.cache.signature import check_signature, content_signature, normalise_signature
 from tilesam.cache.store_layout import (
     CHUNK_KEYS,
+    CLAIMS,
     FORMAT_VERSION,
     KIND,
     META_FIELDS,
+    READABLE_VERSIONS,
+    chunk_file,
+    header_checksum,
     new_group,
     read_header,
 )
+from tilesam.cache.tile_digest import Damaged, embedding_digest, meta_digest, read_raw
+from tilesam.cache.verify import StoreCheck, verify_store
 from tilesam.errors import TileSAMError
 
 # Over 400 lines, and kept whole: one concept, the life of a store (create, open, check,
-# write, read, discard); its layout, its done marks and its decoder weights live beside it.
-__all__ = ["FORMAT_VERSION", "META_FIELDS", "EmbeddingStore", "content_signature"]
+# write, read, discard); its layout, creation, claims, digests, done marks, verification
+# and decoder weights live beside it.
+__all__ = ["FORMAT_VERSION", "META_FIELDS", "EmbeddingStore", "StoreCheck", "content_signature"]
 
 
 class EmbeddingStore:
@@ -78,6 +100,8 @@ class EmbeddingStore:
     (1, [(0, 0, 0), (0, 0, 1)])
     >>> float(store.read_tile(0, 1, 0).mean())
     1.0
+    >>> store.verify().ok
+    True
     """
 
     def __init__(self, path: Path, group: zarr.Group, mode: str) -> None:
@@ -85,32 +109,61 @@ class EmbeddingStore:
         self.mode = mode
         self._group = group
         attrs = dict(group.attrs)
-        head = attrs["tilesam"]
-        self.grid_shape: tuple[int, ...] = tuple(head["grid_shape"])
-        self.embedding_shape: tuple[int, ...] = tuple(head["embedding_shape"])
+        head = attrs.get("tilesam")
         self.signature: dict[str, Any] = attrs.get("signature", {})
-        self._header = head
         try:
-            self._emb = group["embeddings"]
-            self._done = group["done"]
-            self._meta = {name: group[name] for name in META_FIELDS}
+            self.grid_shape: tuple[int, ...] = _positive_ints(head["grid_shape"], 3, "grid")
+            self.embedding_shape: tuple[int, ...] = _positive_ints(
+                head["embedding_shape"], 3, "embedding"
+            )
+            self.format_version: int = int(head["format_version"])
+        except (KeyError, TypeError, ValueError, TileSAMError) as exc:
+            raise _corrupt(path, f"its header in zarr.json is incomplete ({exc})") from exc
+        self._header = head
+        #: Whether tiles carry checksums (format 2); format 1 stores are read unverified.
+        self.verified = self.format_version >= 2
+        self._id = str(head.get("store_id", ""))
+        if self.verified and (
+            not isinstance(self.signature, dict)
+            or not self._id
+            or head.get("checksum") != header_checksum(head, self.signature)
+        ):
+            raise _corrupt(
+                path,
+                "its settings in zarr.json (the signature or the header) were changed after "
+                "it was made: they no longer match their checksum, so the embeddings may not "
+                "belong to them",
+            )
+        names = ("embeddings", "done", *META_FIELDS) + (("checksum",) if self.verified else ())
+        try:
+            arrays = {name: group[name] for name in names}
         except KeyError as exc:
             raise _corrupt(path, f"array {exc} is missing") from exc
         except Exception as exc:  # noqa: BLE001 - zarr raises many types for bad metadata
             raise _corrupt(path, f"an array's metadata cannot be read ({exc})") from exc
-        # Each meta read is a zarr chunk read (~1 ms); a stored tile's meta never changes.
-        self._meta_seen: dict[tuple[int, int, int], dict[str, tuple[int, int]]] = {}
+        self._emb, self._done = arrays["embeddings"], arrays["done"]
+        self._meta = {name: arrays[name] for name in META_FIELDS}
+        self._checksum = arrays.get("checksum")
         expected = {
             "embeddings": (*self.grid_shape, *self.embedding_shape),
             "done": self.grid_shape,
-            **{name: (*self.grid_shape, 2) for name in META_FIELDS},
+            **{name: (*self.grid_shape, 2) for name in (*META_FIELDS, "checksum")},
         }
-        arrays = {"embeddings": self._emb, "done": self._done, **self._meta}
-        for name, shape in expected.items():
-            if tuple(arrays[name].shape) != shape:
-                raise _corrupt(path, f"array '{name}' has shape {arrays[name].shape}, not {shape}")
-            if arrays[name].metadata.chunk_key_encoding.to_dict() != CHUNK_KEYS:
+        for name, array in arrays.items():
+            if tuple(array.shape) != expected[name]:
+                shape = expected[name]
+                raise _corrupt(path, f"array '{name}' has shape {array.shape}, not {shape}")
+            if array.metadata.chunk_key_encoding.to_dict() != CHUNK_KEYS:
                 raise _corrupt(path, f"array '{name}' does not use the default chunk keys")
+        # The small per-tile chunks are read as files (10 us, not a 1 ms zarr read) where
+        # they are stored raw, as stores are made.
+        self._raw = {
+            name: _is_raw(arrays[name], dtype)
+            for name, dtype in [*((n, "int32") for n in META_FIELDS), ("checksum", "uint64")]
+            if name in arrays
+        }
+        self._claims: TileClaims | None = None
+        in_use.use(self, path, create=mode == "r+")  # never replaced while open
 
     # -- opening ----------------------------------------------------------------------------
     @classmethod
@@ -124,6 +177,12 @@ class EmbeddingStore:
         overwrite: bool = False,
     ) -> EmbeddingStore:
         """Create an empty store.
+
+        The store is built in a hidden sibling folder and renamed into place, so a
+        process killed meanwhile leaves nothing in the way of the next run. A missing or
+        empty folder, or one that an older TileSAM left when killed while creating a
+        store, is replaced. When another process creates the same store at the same time,
+        the one that comes second opens the first one's (checking its signature).
 
         Parameters
         ----------
@@ -141,33 +200,51 @@ class EmbeddingStore:
         sig = normalise_signature(signature)
         grid = _positive_ints(grid_shape, 3, "grid_shape (n_slices, n_ty, n_tx)")
         emb = _positive_ints(embedding_shape, 3, "embedding_shape (C, h, w)")
-        if path.exists():
-            if not overwrite:
-                raise TileSAMError(
-                    f"'{path}' already exists. Open it with EmbeddingStore.open, choose another "
-                    "cache path, or pass overwrite=True to replace it."
-                )
-            _remove_store(path)
-        head = {
+        seen = creation.state(path)
+        if seen == "other":
+            if overwrite:
+                raise _not_ours(path)
+            raise _exists(path)
+        if isinstance(seen, tuple) and not overwrite:
+            raise _exists(path)
+        head: dict[str, Any] = {
             "kind": KIND,
             "format_version": FORMAT_VERSION,
             "grid_shape": list(grid),
             "embedding_shape": list(emb),
             "embedding_dtype": "float16",
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "store_id": uuid.uuid4().hex,
         }
+        head["checksum"] = header_checksum(head, sig)
+        held = None
         try:
-            group = new_group(path, grid, emb)
-            # Attributes last: a folder without them is not (yet) a store, so an interrupted
-            # create is reported as "not a TileSAM store" rather than opened half-made.
-            group.attrs.update({"tilesam": head, "signature": sig})
+            with creation.staged(path) as tmp:
+                group = new_group(tmp, grid, emb)
+                group.attrs.update({"tilesam": head, "signature": sig})
+                held = in_use.hold(tmp, create=True)  # ours from before it is in place
+                placed = creation.place(tmp, path, seen)
+            if placed == "placed":
+                return cls(path, zarr.open_group(str(path), mode="r+"), "r+")
+        except FileExistsError:
+            raise _not_ours(path) from None
         except OSError as err:  # a full disk, no permission: nothing half-made stays behind
-            shutil.rmtree(path, ignore_errors=True)
             raise TileSAMError(
                 f"Could not create the embedding cache '{path}': {err.strerror or err}. Free "
                 "space on that disk, or choose a cache path on another disk that you can write."
             ) from err
-        return cls(path, group, "r+")
+        finally:
+            in_use.release(held)
+        if placed == "theirs":  # another process made it first: share it
+            return cls._opened_as(path, sig, grid, emb)
+        try:  # "in use": never replaced under another process; shared if it is the same
+            return cls._opened_as(path, sig, grid, emb)
+        except TileSAMError as err:
+            raise TileSAMError(
+                f"Embedding cache '{path}' is open in another process (a session, `tilesam "
+                "embed`, a dask worker), so it is not replaced under it. Close that first, "
+                f"or choose another cache path. ({err})"
+            ) from None
 
     @classmethod
     def open(
@@ -188,7 +265,8 @@ class EmbeddingStore:
         ------
         TileSAMError
             Missing path, a folder that is not a TileSAM store, a store written by a newer
-            format, or a signature that differs (the message lists the fields).
+            format, a damaged header, or a signature that differs (the message lists the
+            fields).
         """
         if mode not in ("r", "r+"):
             raise TileSAMError(f"mode must be 'r' or 'r+', got {mode!r}.")
@@ -200,21 +278,43 @@ class EmbeddingStore:
             )
         head = read_header(path)
         if head is None:
+            if creation.state(path) == "unfinished":
+                raise TileSAMError(
+                    f"'{path}' is not a TileSAM embedding cache yet: an empty zarr group, as "
+                    "an older TileSAM left a cache whose creation was interrupted; it holds "
+                    "no embeddings. Run the same command with --overwrite (overwrite=True in "
+                    "Python) to replace it, or delete it."
+                )
             raise TileSAMError(
                 f"'{path}' is not a TileSAM embedding cache. Point the cache path at a new "
                 "folder (TileSAM creates it) or at an existing TileSAM cache."
             )
         version = head.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise TileSAMError(
                 f"Embedding cache '{path}' has format version {version}; this TileSAM reads "
-                f"version {FORMAT_VERSION}. Recompute it (overwrite=True) or use the TileSAM "
-                "version that wrote it."
+                f"versions {', '.join(map(str, READABLE_VERSIONS))}. Recompute it "
+                "(overwrite=True) or use the TileSAM version that wrote it."
             )
-        store = cls(path, zarr.open_group(str(path), mode=mode), mode)
+        try:
+            group = zarr.open_group(str(path), mode=mode)
+        except Exception as exc:  # noqa: BLE001 - unreadable metadata
+            raise _corrupt(path, f"its zarr.json cannot be read ({exc})") from exc
+        store = cls(path, group, mode)
         if signature is not None:
             store.check_signature(signature)
         return store
+
+    @classmethod
+    def open_existing(
+        cls, path: str | os.PathLike[str], *, mode: str = "r"
+    ) -> EmbeddingStore | None:
+        """The store at `path`, or None where there is none yet: a missing or empty folder,
+        or one whose creation an older TileSAM left unfinished (the next `open_or_create`
+        replaces it). Anything else that is not a store raises `TileSAMError`."""
+        if creation.state(Path(path)) in ("missing", "empty", "unfinished"):
+            return None
+        return cls.open(path, mode=mode)
 
     @classmethod
     def open_or_create(
@@ -233,36 +333,32 @@ class EmbeddingStore:
         so an interrupted run resumes with `missing_tiles`.
         """
         path = Path(path)
-        if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-            # A missing or empty folder (e.g. made with mkdir) becomes a new store.
-            return cls.create(
-                path,
-                signature=signature,
-                grid_shape=grid_shape,
-                embedding_shape=embedding_shape,
-                overwrite=path.exists(),
-            )
+        kw = {"signature": signature, "grid_shape": grid_shape, "embedding_shape": embedding_shape}
+        if creation.state(path) in ("missing", "empty", "unfinished"):
+            # Nothing to keep (e.g. a folder made with mkdir): a new store.
+            return cls.create(path, **kw)
         try:
-            store = cls.open(path, signature=signature)
+            sig = normalise_signature(signature)
             grid = _positive_ints(grid_shape, 3, "grid_shape")
             emb = _positive_ints(embedding_shape, 3, "embedding_shape")
-            if (store.grid_shape, store.embedding_shape) != (grid, emb):
-                raise TileSAMError(
-                    f"Embedding cache '{path}' has grid {store.grid_shape} and embeddings "
-                    f"{store.embedding_shape}, not {grid} and {emb}. Use another cache path, "
-                    "or overwrite=True to recompute it."
-                )
-            return store
+            return cls._opened_as(path, sig, grid, emb)
         except TileSAMError:
             if not overwrite:
                 raise
-        return cls.create(
-            path,
-            signature=signature,
-            grid_shape=grid_shape,
-            embedding_shape=embedding_shape,
-            overwrite=True,
-        )
+        return cls.create(path, **kw, overwrite=True)
+
+    @classmethod
+    def _opened_as(
+        cls, path: Path, sig: dict[str, Any], grid: tuple[int, ...], emb: tuple[int, ...]
+    ) -> EmbeddingStore:
+        store = cls.open(path, signature=sig)
+        if (store.grid_shape, store.embedding_shape) != (grid, emb):
+            raise TileSAMError(
+                f"Embedding cache '{path}' has grid {store.grid_shape} and embeddings "
+                f"{store.embedding_shape}, not {grid} and {emb}. Use another cache path, "
+                "or overwrite=True to recompute it."
+            )
+        return store
 
     def check_signature(self, signature: Mapping[str, Any]) -> None:
         """Raise `TileSAMError` listing every field where `signature` differs from the store's."""
@@ -279,10 +375,17 @@ class EmbeddingStore:
         """Number of finished tiles."""
         return sum(1 for _ in finished_tiles(self.path))
 
+    @property
+    def claims(self) -> TileClaims:
+        """This store's tile claims (:mod:`tilesam.cache.claims`), for embedders."""
+        if self._claims is None:
+            self._claims = TileClaims(self.path / CLAIMS)
+        return self._claims
+
     def write_tile(
         self, z: int, ty: int, tx: int, embedding: np.ndarray, meta: Mapping[str, Sequence[int]]
     ) -> None:
-        """Store one tile's embedding and metadata, then mark it done.
+        """Store one tile's embedding, metadata and their checksums, then mark it done.
 
         Parameters
         ----------
@@ -308,47 +411,60 @@ class EmbeddingStore:
                 "float16's range, 65504); not stored. Check the input normalisation."
             )
         values = _check_meta(meta)
+        tile = (int(z), int(ty), int(tx))
         try:
-            # Order matters: data first, the done marker last (see the module docstring).
-            self._emb[z, ty, tx] = emb16
+            # Order matters: data, then its checksums, the done marker last (see the
+            # module docstring).
+            self._emb[tile] = emb16
             for name, value in values.items():
-                self._meta[name][z, ty, tx] = value
-            self._done[z, ty, tx] = True
-            self._meta_seen[(z, ty, tx)] = values
+                self._meta[name][tile] = value
+            if self._checksum is not None:
+                digests = (
+                    embedding_digest(self._id, tile, emb16),
+                    meta_digest(self._id, tile, values),
+                )
+                self._checksum[tile] = np.array(digests, dtype=np.uint64)
+            self._done[tile] = True
         except OSError as err:  # a full disk, a lost network share, no permission
             raise TileSAMError(
-                f"Could not write tile {(z, ty, tx)} into the cache {self.path}: "
+                f"Could not write tile {tile} into the cache {self.path}: "
                 f"{err.strerror or err}. Free space on that disk (or choose a cache on another "
                 "disk) and run the same command again: the tiles already stored are kept."
             ) from err
 
     def read_tile(self, z: int, ty: int, tx: int) -> np.ndarray:
         """One tile's embedding as stored, ``(C, h, w)`` float16 (converting to float32 is
-        the caller's: torch does it several times faster than numpy).
+        the caller's: torch does it several times faster than numpy), its checksum checked.
 
         Raises
         ------
         TileSAMError
-            If the tile is not done yet.
+            If the tile is not done yet, or damaged (the message says how to recompute it).
         """
-        self._require_done(z, ty, tx)
+        tile = self._require_done(z, ty, tx)
         try:
-            return self._emb[z, ty, tx]
-        except Exception as exc:  # noqa: BLE001 - codec errors mean a damaged chunk
-            raise TileSAMError(
-                f"Tile {(z, ty, tx)} of embedding cache '{self.path}' is damaged ({exc}). "
-                "Call store.discard_tile(z, ty, tx) and recompute it, or overwrite the cache."
-            ) from exc
+            return self._checked_embedding(tile)
+        except Damaged as why:
+            raise self._damaged(tile, str(why)) from None
 
     def read_meta(self, z: int, ty: int, tx: int) -> dict[str, tuple[int, int]]:
-        """The tile's metadata as written: ``{"tile_shape": (h, w), "input_shape": (h, w)}``."""
-        self._require_done(z, ty, tx)
-        key = (z, ty, tx)
-        if key not in self._meta_seen:
-            self._meta_seen[key] = {
-                name: tuple(int(v) for v in arr[key]) for name, arr in self._meta.items()
-            }
-        return dict(self._meta_seen[key])
+        """The tile's metadata as written, its checksum checked: ``{"tile_shape": (h, w),
+        "input_shape": (h, w)}``."""
+        tile = self._require_done(z, ty, tx)
+        try:
+            return self._checked_meta(tile)
+        except Damaged as why:
+            raise self._damaged(tile, str(why)) from None
+
+    def tile_problem(self, z: int, ty: int, tx: int) -> str | None:
+        """What is wrong with a finished tile (its chunks, metadata, checksums), or None."""
+        tile = (int(z), int(ty), int(tx))
+        try:
+            self._checked_meta(tile)
+            self._checked_embedding(tile)
+        except Damaged as why:
+            return str(why)
+        return None
 
     def is_done(self, z: int, ty: int, tx: int) -> bool:
         """Whether the tile's embedding is completely stored."""
@@ -362,7 +478,6 @@ class EmbeddingStore:
         # Remove the chunk itself rather than writing False, which zarr would store as a
         # chunk if its `write_empty_chunks` option were on.
         done_mark(self.path, (z, ty, tx)).unlink(missing_ok=True)
-        self._meta_seen.pop((z, ty, tx), None)
 
     def done_tiles(self) -> list[tuple[int, int, int]]:
         """Finished tiles ``(z, ty, tx)``, sorted."""
@@ -379,6 +494,15 @@ class EmbeddingStore:
             for tx in range(nx)
             if (z, ty, tx) not in done
         ]
+
+    def verify(self, *, repair: bool = False, progress: bool = False) -> StoreCheck:
+        """Check every finished tile (chunks present and readable, metadata, checksums) and
+        the decoder's weights; with `repair`, discard the damaged tiles, so that the next
+        ``Session.embed`` / ``tilesam embed`` recomputes them. See
+        :func:`tilesam.cache.verify.verify_store`."""
+        if repair:
+            self._check_writable()
+        return verify_store(self, repair=repair, progress=progress)
 
     # -- the decoder's weights --------------------------------------------------------------
     def write_decoder(self, weights: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> None:
@@ -399,7 +523,8 @@ class EmbeddingStore:
         decoder = sum(f.stat().st_size for f in (self.path / "decoder").rglob("*") if f.is_file())
         return {
             "path": str(self.path),
-            "format_version": self._header.get("format_version"),
+            "format_version": self.format_version,
+            "verified": self.verified,
             "created": self._header.get("created"),
             "signature": self.signature,
             "grid_shape": self.grid_shape,
@@ -419,13 +544,69 @@ class EmbeddingStore:
         )
 
     # -- internals --------------------------------------------------------------------------
-    def _require_done(self, z: int, ty: int, tx: int) -> None:
+    def _checked_embedding(self, tile: tuple[int, int, int]) -> np.ndarray:
+        file = chunk_file(self.path, "embeddings", tile, *([0] * len(self.embedding_shape)))
+        try:
+            emb = self._emb[tile]
+        except Exception as exc:  # noqa: BLE001 - codec errors mean a damaged chunk
+            raise Damaged(f"its embedding chunk cannot be decoded ({exc})") from None
+        if self._checksum is None:  # format 1: no digests; a deleted chunk reads as zeros
+            if not file.is_file():
+                raise Damaged("its embedding chunk is missing")
+            return emb
+        if embedding_digest(self._id, tile, emb) != int(self._digests(tile)[0]):
+            if not file.is_file():
+                raise Damaged("its embedding chunk is missing")
+            raise Damaged(
+                "its embedding does not match its checksum (changed, or copied from another "
+                "tile or cache)"
+            )
+        return emb
+
+    def _checked_meta(self, tile: tuple[int, int, int]) -> dict[str, tuple[int, int]]:
+        values = {name: self._small(name, tile, "int32") for name in META_FIELDS}
+        meta = {name: (int(v[0]), int(v[1])) for name, v in values.items()}
+        if self._checksum is not None:
+            if meta_digest(self._id, tile, meta) != int(self._digests(tile)[1]):
+                raise Damaged(
+                    f"its metadata {meta} does not match its checksum (changed, or copied "
+                    "from another tile or cache)"
+                )
+        bad = [name for name, (h, w) in meta.items() if h <= 0 or w <= 0]
+        if bad:
+            raise Damaged(f"its {bad[0]} is {meta[bad[0]]}, not a size")
+        return meta
+
+    def _digests(self, tile: tuple[int, int, int]) -> np.ndarray:
+        return self._small("checksum", tile, "uint64")
+
+    def _small(self, name: str, tile: tuple[int, int, int], dtype: str) -> np.ndarray:
+        """A per-tile pair (metadata or digests), read as a file where stored raw."""
+        if self._raw.get(name):
+            return read_raw(chunk_file(self.path, name, tile, 0), _LE[dtype], 2, name)
+        array = self._checksum if name == "checksum" else self._meta[name]
+        try:
+            return np.asarray(array[tile])
+        except Exception as exc:  # noqa: BLE001 - codec errors mean a damaged chunk
+            raise Damaged(f"its {name} chunk cannot be decoded ({exc})") from None
+
+    def _damaged(self, tile: tuple[int, int, int], why: str) -> TileSAMError:
+        z, ty, tx = tile
+        return TileSAMError(
+            f"Tile {tile} of embedding cache '{self.path}' is damaged: {why}. Run "
+            f"`tilesam check {self.path} --repair` and then `tilesam embed` to recompute it "
+            f"(in Python: store.verify(repair=True) or store.discard_tile({z}, {ty}, {tx}), "
+            "then Session.embed())."
+        )
+
+    def _require_done(self, z: int, ty: int, tx: int) -> tuple[int, int, int]:
         if not self.is_done(z, ty, tx):
             raise TileSAMError(
                 f"Tile {(z, ty, tx)} has no embedding yet in cache '{self.path}' "
                 f"({self.n_done}/{self.n_tiles} tiles done). Compute it first with Session.embed() "
                 "or `tilesam embed` (both resume where they stopped)."
             )
+        return (int(z), int(ty), int(tx))
 
     def _check_index(self, z: int, ty: int, tx: int) -> None:
         if not all(0 <= i < n for i, n in zip((z, ty, tx), self.grid_shape, strict=True)):
@@ -442,13 +623,31 @@ class EmbeddingStore:
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _remove_store(path: Path) -> None:
-    # Refuse to delete anything that is not ours: a mistyped cache path must never wipe
-    # the user's data.
-    if path.is_dir() and (not any(path.iterdir()) or read_header(path) is not None):
-        shutil.rmtree(path)
-        return
-    raise TileSAMError(
+_LE = {"int32": "<i4", "uint64": "<u8"}
+
+
+def _is_raw(array: zarr.Array, dtype: str) -> bool:
+    """Whether `array`'s chunks are stored as raw little-endian values, one pair per tile."""
+    codecs = array.metadata.codecs
+    return (
+        array.dtype == np.dtype(dtype)
+        and tuple(array.chunks[-1:]) == (2,)
+        and len(codecs) == 1
+        and type(codecs[0]).__name__ == "BytesCodec"
+        and str(getattr(codecs[0].endian, "value", codecs[0].endian)) == "little"
+    )
+
+
+def _exists(path: Path) -> TileSAMError:
+    return TileSAMError(
+        f"'{path}' already exists. Open it with EmbeddingStore.open, choose another "
+        "cache path, or pass overwrite=True to replace it."
+    )
+
+
+def _not_ours(path: Path) -> TileSAMError:
+    # A mistyped cache path must never wipe the user's data.
+    return TileSAMError(
         f"'{path}' exists and is not a TileSAM embedding cache; refusing to overwrite it. "
         "Choose another cache path."
     )
@@ -473,6 +672,6 @@ def _check_meta(meta: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, int]]
 
 def _corrupt(path: Path, what: str) -> TileSAMError:
     return TileSAMError(
-        f"Embedding cache '{path}' is damaged: {what}. Delete the folder or recompute it "
-        "with overwrite=True."
+        f"Embedding cache '{path}' is damaged: {what}. Recompute it with overwrite=True "
+        f"(`tilesam embed IMAGE --cache {path} --overwrite`), or delete the folder."
     )

@@ -1,20 +1,39 @@
-"""How an embedding store lies on disk: its zarr arrays, their chunks and codecs, and the
-header that says a folder is a TileSAM store (see :mod:`tilesam.cache.store`)."""
+"""How an embedding store lies on disk: its zarr arrays, their chunks and codecs, the
+header that says a folder is a TileSAM store, and the checksum that seals that header (see
+:mod:`tilesam.cache.store`).
+
+Format versions
+---------------
+1. (before issue 23) embeddings, tile_shape, input_shape, done. Still opened and written;
+   its tiles carry no checksums and its header no seal, so they are read unverified.
+2. adds ``checksum`` (per tile: a digest of its embedding and one of its metadata, see
+   :mod:`tilesam.cache.tile_digest`), a ``store_id`` that the digests include, and the
+   header's ``checksum`` over the header and the signature, checked on open.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this TileSAM opens: 1 (no checksums: read unverified) and 2.
+READABLE_VERSIONS = (1, 2)
 KIND = "tilesam.embedding_store"
 #: Per-tile metadata fields `write_tile` expects, each a pair of positive ints (h, w).
 META_FIELDS = ("tile_shape", "input_shape")
+#: The arrays of a store, as `create` makes them (format 1 lacks ``checksum``).
+ARRAYS = ("embeddings", *META_FIELDS, "checksum", "done")
 #: zarr v3's default chunk keys, "c/<z>/<ty>/<tx>": a tile's ``done`` chunk is found by a stat.
 CHUNK_KEYS = {"name": "default", "configuration": {"separator": "/"}}
+#: The folder (a zarr group without members) where embedders claim tiles (:mod:`.claims`).
+CLAIMS = "claims"
 
 
 def embedding_codecs() -> list:
@@ -31,13 +50,59 @@ def embedding_codecs() -> list:
 
 def read_header(path: Path) -> dict[str, Any] | None:
     """The store's "tilesam" attributes, or None if `path` is not a TileSAM store."""
+    attrs = read_attributes(path)
+    head = None if attrs is None else attrs.get("tilesam")
+    return head if isinstance(head, dict) and head.get("kind") == KIND else None
+
+
+def read_attributes(path: Path) -> dict[str, Any] | None:
+    """The attributes of the zarr group at `path`; None where there is none (or it is
+    unreadable)."""
     if not (path / "zarr.json").is_file():
         return None
     try:
-        head = dict(zarr.open_group(str(path), mode="r").attrs).get("tilesam")
+        return dict(zarr.open_group(str(path), mode="r").attrs)
     except Exception:  # noqa: BLE001 - any unreadable metadata means "not a store"
         return None
-    return head if isinstance(head, dict) and head.get("kind") == KIND else None
+
+
+def header_checksum(head: Mapping[str, Any], signature: Mapping[str, Any]) -> str:
+    """The seal of a format-2 header: SHA-256 of the header (without its own ``checksum``)
+    and the signature, as canonical JSON. An edited ``zarr.json`` (a normalisation range,
+    the grid, the store id) no longer matches it."""
+    sealed = {"tilesam": {k: v for k, v in head.items() if k != "checksum"}}
+    sealed["signature"] = dict(signature)
+    text = json.dumps(sealed, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def is_unfinished_creation(path: Path) -> bool:
+    """Whether `path` is what a TileSAM before format 2 left when killed while creating a
+    store: a zarr group without attributes whose members are only (some of) the store's
+    arrays, without a single chunk. Such a folder holds nothing and is safely replaced;
+    anything else (a file, a chunk, an attribute, another name) is not recognised."""
+    if not path.is_dir() or read_attributes(path) != {}:
+        return False
+    try:
+        group = json.loads((path / "zarr.json").read_text())
+        if group.get("node_type") != "group":
+            return False
+        for entry in path.iterdir():
+            if entry.name == "zarr.json" or _partial(entry):
+                continue
+            if entry.name not in ARRAYS or not entry.is_dir():
+                return False
+            inside = [p for p in entry.iterdir() if not _partial(p)]
+            if [p.name for p in inside] != ["zarr.json"]:
+                return False
+    except (OSError, ValueError, AttributeError):
+        return False
+    return True
+
+
+def _partial(entry: Path) -> bool:
+    """A file zarr was writing when the process died (``<name>.<hex>.partial``)."""
+    return entry.is_file() and entry.name.endswith(".partial")
 
 
 def new_group(path: Path, grid: tuple[int, ...], emb: tuple[int, ...]) -> zarr.Group:
@@ -58,8 +123,22 @@ def new_group(path: Path, grid: tuple[int, ...], emb: tuple[int, ...]) -> zarr.G
             name, shape=(*grid, 2), chunks=(*tile, 2), dtype="int32", fill_value=0,
             compressors=None, chunk_key_encoding=CHUNK_KEYS,
         )  # fmt: skip
+    # Two uint64 per tile, raw: the digests of its embedding and of its metadata.
+    group.create_array(
+        "checksum", shape=(*grid, 2), chunks=(*tile, 2), dtype="uint64", fill_value=0,
+        compressors=None, chunk_key_encoding=CHUNK_KEYS,
+    )  # fmt: skip
     group.create_array(
         "done", shape=grid, chunks=tile, dtype="bool", fill_value=False,
         compressors=None, chunk_key_encoding=CHUNK_KEYS,
     )  # fmt: skip
+    group.create_group(CLAIMS)
     return group
+
+
+def chunk_file(store: Path, array: str, tile: tuple[int, int, int], *trailing: int) -> Path:
+    """The file of `tile`'s chunk of `array` (``trailing`` chunk indices for the arrays
+    with more dimensions than the grid: 0 for the per-tile pairs, ``0, 0, 0`` for
+    embeddings)."""
+    z, ty, tx = tile
+    return store.joinpath(array, "c", str(z), str(ty), str(tx), *map(str, trailing))

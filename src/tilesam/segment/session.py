@@ -571,6 +571,32 @@ class Session:
         )
         return store, sig
 
+    def segment_everything(
+        self,
+        z: int | None = None,
+        mode: str = "grid",
+        *,
+        points_per_side: int | None = None,
+        min_score: float | None = None,
+        min_stability: float | None = None,
+        min_size: int | None = None,
+        progress: bool = False,
+        callback: ProgressCallback | None = None,
+        cancel: CancelFlag | None = None,
+        **settings: Any,
+    ) -> Any:
+        """Every object of slice `z` (default: of every slice, linked into 3D objects), with
+        no prompt: an :class:`tilesam.automatic.AutoResult` (labels, table). The options and
+        the modes: :func:`tilesam.segment_everything`."""
+        import importlib  # automatic/ is the layer above this one: reached only when called
+
+        settings |= {"points_per_side": points_per_side, "min_score": min_score}
+        settings |= {"min_stability": min_stability, "min_size": min_size}
+        report = {"progress": progress, "callback": callback, "cancel": cancel}
+        return importlib.import_module("tilesam.automatic.api").run(
+            self, mode, z=z, **report, **settings
+        )
+
 
 def _positive(name: str, value: Any) -> int | None:
     """`value` if None or a positive integer, else one error naming `name` (0 is not "the
@@ -587,10 +613,9 @@ def _positive(name: str, value: Any) -> int | None:
 
 
 def _stored(path: Path) -> EmbeddingStore | None:
-    """The TileSAM cache at `path`, read-only; None for a missing or empty folder."""
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-        return None
-    return EmbeddingStore.open(path, mode="r")  # raises for anything else
+    """The TileSAM cache at `path`, read-only; None where there is none yet (a missing or
+    empty folder, or a creation an older TileSAM left unfinished, which is replaced)."""
+    return EmbeddingStore.open_existing(path, mode="r")  # raises for anything else
 
 
 def segment_image(
