@@ -27,6 +27,20 @@ def _click(index: int) -> str:
     return f"{y:.0f},{x:.0f}"
 
 
+def _fill(disk: Path) -> None:
+    """Fill a file system to its last byte."""
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (65536, 4096, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                continue
+    finally:
+        os.close(fd)
+
+
 def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".partial-" in p.name)
 
@@ -72,10 +86,7 @@ def test_segment_on_a_full_disk_keeps_the_previous_mask(small_disk, capsys):
     out = disk / "prev.tif"
     assert main(["segment", NUCLEI, "--point", _click(1), "--out", str(out)]) == 0
     before = tifffile.imread(out)
-    with pytest.raises(OSError), open(disk / "filler", "wb") as filler:  # fill the disk
-        while True:
-            filler.write(b"\0" * 4096)
-            filler.flush()
+    _fill(disk)
     assert main(["segment", NUCLEI, "--point", _click(2), "--out", str(out)]) == 2
     assert "No space left on device. Free space on that disk" in capsys.readouterr().err
     np.testing.assert_array_equal(tifffile.imread(out), before)
@@ -141,3 +152,16 @@ def test_nonsense_tile_counts_and_coordinates_are_refused(tmp_path):
         tilesam.propagate_mask(CT, box=("1", "x", 2, 3, 4))
     assert main(["segment", NUCLEI, "--point", "120,200", "--tile", "0", "--out",
                  str(tmp_path / "m.tif")]) == 2  # fmt: skip
+
+
+def test_propagate_onto_a_full_disk_keeps_the_previous_labels(tmp_path, small_disk, capsys):
+    disk = small_disk(512)
+    out = disk / "liver.nii.gz"
+    args = ["propagate", CT, "--cache", str(tmp_path / "ct.zarr"), "--point", "21,61,50"]
+    assert main([*args, "--out", str(out)]) == 0
+    before = out.read_bytes()
+    _fill(disk)
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err
+    assert out.read_bytes() == before and _leftovers(disk) == []

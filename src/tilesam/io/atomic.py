@@ -56,7 +56,9 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield partial
         _put_in_place(partial, path)
     except OSError as err:
-        raise write_failed(path, err) from err
+        # A writer that only notices its file is bad (EIO) may be hiding a full disk.
+        disk = _disk_problem(path.parent) if err.errno in (errno.EIO, None) else None
+        raise write_failed(path, OSError(*disk) if disk else err) from err
     except RuntimeError as err:
         # SimpleITK reports a file it cannot open as a RuntimeError: say why if the disk is
         # the cause, else let the error be what it is.
@@ -113,6 +115,11 @@ def _disk_problem(folder: Path) -> tuple[int, str] | None:
 
 
 def _put_in_place(partial: Path, path: Path) -> None:
+    if partial.is_file() and partial.stat().st_size == 0:
+        # Some writers (SimpleITK on a full disk) leave an empty file and report success:
+        # an empty result never replaces anything.
+        reason = _disk_problem(path.parent) or (errno.EIO, "the writer wrote nothing")
+        raise OSError(*reason)
     if not (partial.is_dir() or path.is_dir()):
         os.replace(partial, path)  # atomic: a reader sees the old file or the new one
         return

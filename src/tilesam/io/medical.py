@@ -14,6 +14,7 @@ The voxel index ``(z, y, x)`` lies at the LPS point
 
 from __future__ import annotations
 
+import errno
 import gzip
 import math
 import os
@@ -192,6 +193,14 @@ def write_medical(
         if origin is not None:
             image.SetOrigin([float(v) for v in origin][::-1])
     _sitk().WriteImage(image, os.fspath(path), useCompression=True)
+    # SimpleITK reports success for a file a full disk cut short: read it back, so that a
+    # damaged file never replaces a good one (the caller's atomic path keeps the old one).
+    try:
+        written = _sitk().ReadImage(os.fspath(path))
+    except RuntimeError as err:
+        raise OSError(errno.EIO, f"the written file does not read back ({err})") from err
+    if written.GetSize() != image.GetSize():
+        raise OSError(errno.EIO, "the written file does not read back whole")
 
 
 def _read(path: Path, series: str | int | None) -> sitk.Image:
