@@ -15,6 +15,19 @@ pytest.importorskip("pytestqt")
 CHECKPOINT = Path(__file__).parents[1] / "data" / "fixtures" / "sam1_small_fp16.pth"
 
 
+@pytest.fixture(autouse=True)
+def _napari_settings_stay_in_memory():
+    """napari's settings changed in a test (TileSAM's reader preferences, window sizes)
+    are not written to the user's napari settings file."""
+    from napari.settings import get_settings
+
+    settings = get_settings()
+    saving = settings._save_on_change  # a pydantic private attribute: not monkeypatch's
+    settings._save_on_change = False
+    yield
+    settings._save_on_change = saving
+
+
 @pytest.fixture
 def settings():
     from tilesam_napari._session import Settings

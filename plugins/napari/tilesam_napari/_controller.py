@@ -22,7 +22,7 @@ from tilesam.errors import TileSAMError
 from tilesam_napari import _labels, _layers, _predict
 from tilesam_napari._labels import Committed, Edit, Window, bounding_window
 from tilesam_napari._layers import KeyHandler
-from tilesam_napari._session import Settings, open_session
+from tilesam_napari._session import Settings, auto_window_note, open_session
 from tilesam_napari._workers import LatestOnly
 
 if TYPE_CHECKING:
@@ -129,6 +129,9 @@ class Annotator:
         for note in committed.notes:
             show_info(note)
         committed.notes = []
+        note = auto_window_note(settings, session.signature["normalisation"])
+        if note:
+            show_info(note)
         self._ensure_layers()
         return session
 
@@ -245,18 +248,32 @@ class Annotator:
 
         Without arguments the prompt layers are used; otherwise `points` ``(y, x)``,
         `labels` 1 / 0 and `box` ``(y0, x0, y1, x1)`` are image pixels of slice `z`
-        (default: the slice on screen). Returns the `tilesam.segment.result.SegmentResult`.
+        (default: the slice on screen), and they replace the prompts of that slice in the
+        ``prompts`` and ``box_prompts`` layers, so that what was segmented is seen (and
+        further clicks add to it); on a volume the viewer moves to slice `z`. Returns the
+        `tilesam.segment.result.SegmentResult`.
         """
         session = self.require_session()
         if z is None:
             z = _layers.current_z(self.viewer, self.image)
-        if points is None and box is None:
-            prompt = self.prompt(z)
-        else:
-            prompt = session.prompt(points, labels, box)
+        given = points is not None or box is not None
+        prompt = session.prompt(points, labels, box) if given else self.prompt(z)
         result, window = _predict.segment(session, prompt, z)
+        if given:
+            self._draw_prompt(prompt, z)
         self._show((prompt, [window]))
         return result
+
+    def _draw_prompt(self, prompt: Prompt, z: int | None) -> None:
+        """Show a prompt given in code in the prompt layers, without segmenting again."""
+        points, boxes = self.layer(_layers.POINTS), self.layer(_layers.BOXES)
+        for layer in (points, boxes):
+            if layer is not None:
+                with layer.events.data.blocker():
+                    _layers.show_prompt(layer, self.image, prompt, z)
+                layer.refresh()
+        if z is not None and z != _layers.current_z(self.viewer, self.image):
+            _layers.show_slice(self.viewer, self.image, z)
 
     def next_mask(self) -> int:
         """Show the next of the model's alternative masks for the prompt (the ``M`` key);

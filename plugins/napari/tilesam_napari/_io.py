@@ -7,6 +7,14 @@ are read lazily, region by region, through `SourceArray`. A GeoTIFF is placed by
 transform (world y = -northing, so that north is up; an ``affine`` for a rotated one) and
 keeps its CRS and transform in the layer's metadata.
 
+Which reader napari uses: napari's own reader claims every format TileSAM reads, but keeps
+no geometry (and cannot read NIfTI or NRRD at all), so napari finds two readers and, unless
+a preference names one, asks the user. `prefer_tilesam_reader` writes TileSAM into napari's
+reader preferences (``settings.plugins.extension2reader``, *Preferences > Plugins > File
+Readers*) for `READER_PATTERNS`, never over a choice the user made; it runs when napari
+activates the plugin (the manifest's ``on_activate``: the first use of any TileSAM
+contribution) and when the dock widget is made.
+
 Writing: a labels layer goes to OME-Zarr (spacing and origin), or through the core's
 `tilesam.write_labels` to OME-TIFF (spacing), NIfTI / NRRD / MHA with the geometry of
 the source image, direction included, and GeoTIFF with the source's CRS and transform.
@@ -66,6 +74,82 @@ class SourceArray:
                 after.append(slice(None, None, step))
         block = self.source.read(tuple(region))
         return block[(*after, *key[n:])]
+
+
+#: napari's plugin name of TileSAM (the manifest's ``name``).
+PLUGIN = "tilesam"
+#: The files TileSAM is napari's preferred reader for: the medical volumes (spacing, origin),
+#: TIFF (GeoTIFF and OME-TIFF geometry, pyramids) and OME-Zarr folders (napari matches a
+#: folder's preference with a trailing separator).
+READER_PATTERNS = (
+    "*.nii",
+    "*.nii.gz",
+    "*.nrrd",
+    "*.nhdr",
+    "*.mha",
+    "*.mhd",
+    "*.tif",
+    "*.tiff",
+    f"*.ome.zarr{os.sep}",
+)
+
+
+def activate(context: Any = None) -> None:
+    """The manifest's ``on_activate``: npe2 calls it on the first use of any TileSAM
+    contribution (widget, sample, reader, writer)."""
+    prefer_tilesam_reader()
+
+
+def prefer_tilesam_reader() -> list[str]:
+    """Make TileSAM napari's reader for `READER_PATTERNS` where no reader preference of the
+    user's matches yet; returns the patterns added.
+
+    napari (``viewer.open(path, plugin=None)``: drag-and-drop, *File > Open*, ``napari
+    file``) takes the preferred reader of a file; without one, with two readers able to
+    read it (napari's own claims these formats too), it asks. A preference the user set in
+    *Preferences > Plugins > File Readers*, e.g. ``*.tif`` to ``napari``, is kept. Never
+    raises: a settings file that cannot be written costs only the preference.
+    """
+    from fnmatch import fnmatch
+
+    try:
+        from napari.settings import get_settings
+
+        plugins = get_settings().plugins
+        chosen = dict(plugins.extension2reader)
+        added = [
+            pattern
+            for pattern in READER_PATTERNS
+            # A file of this pattern that a preference of the user's already decides.
+            if not any(fnmatch(f"{os.sep}probe{os.sep}x{pattern[1:]}", p) for p in chosen)
+        ]
+        if added:
+            plugins.extension2reader = {**chosen, **dict.fromkeys(added, PLUGIN)}
+        return added
+    except Exception as exc:  # noqa: BLE001 - a preference is never worth a failure
+        import warnings
+
+        warnings.warn(f"TileSAM could not set napari's reader preferences: {exc}", stacklevel=2)
+        return []
+
+
+def napari_get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[tuple]] | None:
+    """The manifest's reader: `get_reader`, and for a TIFF that TileSAM does not read (e.g.
+    a 5D hyperstack) napari's own reader, so that preferring TileSAM for ``*.tif`` costs no
+    TIFF its opening."""
+    reader = get_reader(path)
+    one = path[0] if isinstance(path, list) and len(path) == 1 else path
+    if reader is None and isinstance(one, str) and Path(one).suffix.lower() in (".tif", ".tiff"):
+        return _napari_read
+    return reader
+
+
+def _napari_read(path: str | list[str]) -> list[tuple]:
+    """The file read by napari's built-in reader (through npe2, as napari would)."""
+    import npe2
+
+    paths = path if isinstance(path, list) else [path]
+    return list(npe2.read(paths, plugin_name="napari", stack=False))
 
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[tuple]] | None:

@@ -143,6 +143,14 @@ def to_image_data(layer: Layer, image: Image, coords: np.ndarray) -> np.ndarray:
     return np.array([image.world_to_data(layer.data_to_world(c)) for c in coords])
 
 
+def from_image_data(layer: Layer, image: Image, coords: np.ndarray) -> np.ndarray:
+    """Map `coords` (rows of image layer data coordinates) to `layer`'s data coordinates:
+    the inverse of `to_image_data`."""
+    if len(coords) == 0:
+        return np.zeros((0, layer.ndim))
+    return np.array([layer.world_to_data(image.data_to_world(c)) for c in coords])
+
+
 def current_z(viewer: napari.Viewer, image: Image) -> int | None:
     """The slice of a volume the viewer shows, in image data coordinates (None in 2D)."""
     if spatial_ndim(image) == 2:
@@ -183,3 +191,55 @@ def _last_box(
         (y0, x0), (y1, x1) = corners[:, -2:].min(0), corners[:, -2:].max(0)
         return (float(y0), float(x0), float(y1), float(x1))
     return None
+
+
+# -- showing prompts given in code -------------------------------------------------------------
+def show_prompt(layer: Points | Shapes, image: Image, prompt: Prompt, z: int | None) -> None:
+    """Replace the prompts on slice `z` (all of them in 2D) of the ``prompts`` layer (its
+    points and labels) or the ``box_prompts`` layer (its rectangle) by `prompt`'s, given in
+    image pixels: `read_prompt` reads `prompt` back from them."""
+    if layer.name == POINTS:
+        _show_points(layer, image, prompt, z)
+    else:
+        _show_box(layer, image, prompt, z)
+
+
+def _show_points(layer: Points, image: Image, prompt: Prompt, z: int | None) -> None:
+    old = np.asarray(layer.data)
+    labels = np.asarray(layer.features["label"], dtype=bool)
+    keep = ~_on_slice(to_image_data(layer, image, old), z) if len(old) else np.zeros(0, bool)
+    new = from_image_data(layer, image, _on_plane(np.asarray(prompt.points, float), z))
+    # The label of the next click (T toggles it) is not the console's business.
+    defaults = layer.feature_defaults.copy()
+    layer.selected_data = set()
+    layer.data = np.concatenate([old[keep].reshape(-1, layer.ndim), new])
+    layer.features = {"label": np.concatenate([labels[keep], np.asarray(prompt.labels) > 0])}
+    layer.feature_defaults = defaults
+    layer.refresh_colors()
+
+
+def _show_box(layer: Shapes, image: Image, prompt: Prompt, z: int | None) -> None:
+    on_slice = {
+        i
+        for i, vertices in enumerate(layer.data)
+        if _on_slice(to_image_data(layer, image, np.asarray(vertices))[:1], z).all()
+    }
+    if on_slice:
+        layer.selected_data = on_slice
+        layer.remove_selected()
+    if prompt.box is not None:
+        y0, x0, y1, x1 = prompt.box
+        corners = np.array([(y0, x0), (y0, x1), (y1, x1), (y1, x0)], float)
+        layer.add_rectangles([from_image_data(layer, image, _on_plane(corners, z))])
+
+
+def _on_plane(yx: np.ndarray, z: int | None) -> np.ndarray:
+    """``(y, x)`` rows, with slice `z` in front on a volume."""
+    yx = yx.reshape(-1, 2)
+    return yx if z is None else np.column_stack([np.full(len(yx), float(z)), yx])
+
+
+def show_slice(viewer: napari.Viewer, image: Image, z: int) -> None:
+    """Move the viewer to slice `z` of a volume image layer."""
+    world = image.data_to_world((z, *(0,) * (image.ndim - 1)))
+    viewer.dims.set_point(viewer.dims.ndim - image.ndim, float(world[0]))

@@ -7,6 +7,7 @@ model and sampling a large image's intensities take seconds).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,8 +18,19 @@ from tilesam.models.weights import DEFAULT_MODEL
 if TYPE_CHECKING:
     from napari.layers import Image
 
-    from tilesam.io import ArraySource
+    from tilesam.io import ArraySource, ImageSource
     from tilesam.segment.session import Session
+
+#: `Settings.window` for no CT window: the encoder sees the image's own range (robust
+#: percentiles, as without a window in Python and on the command line).
+NO_WINDOW = "none"
+#: The CT window "auto" gives an image that `looks_like_ct` (the CLI docs' advice for CT).
+AUTO_CT_WINDOW = "soft-tissue"
+#: Hounsfield units: air is -1000 HU, and scanners fill the corners outside the field of
+#: view with -1024, -2048 or -3024; a CT's lowest value lies in this range.
+CT_LOWEST = (-3100.0, -900.0)
+#: ... and its values span at least this many units (air to soft tissue is 1000).
+CT_SPAN = 500.0
 
 
 @dataclass(frozen=True)
@@ -28,6 +40,13 @@ class Settings:
     ``tile_size=None`` / ``halo=None`` take an existing cache's values, else the model's
     input size and the core's `tilesam.cache.tiling.DEFAULT_HALO`; ``axes=None`` reads the
     layer's own (YX, YXC for RGB, ZYX).
+
+    What the encoder sees (stored in the cache's signature, as the command line's
+    ``--window`` / ``--intensity``): ``window`` is a CT window, a name of
+    `tilesam.models.preprocess.CT_WINDOWS` or a custom ``(width, level)`` in Hounsfield
+    units, or ``"none"`` (the image's own range); ``intensity`` a fixed ``(low, high)``
+    range instead. Both None is "auto": an existing cache's own normalisation, else the
+    soft-tissue window for a CT-like image (`looks_like_ct`), else the image's own range.
     """
 
     model: str = DEFAULT_MODEL
@@ -37,6 +56,8 @@ class Settings:
     tile_size: int | None = None
     halo: int | None = None
     axes: str | None = None
+    window: str | tuple[float, float] | None = None
+    intensity: tuple[float, float] | None = None
 
 
 def open_session(layer: Image, settings: Settings) -> Session:
@@ -46,12 +67,14 @@ def open_session(layer: Image, settings: Settings) -> Session:
     The model comes from the core's one cache per process (`shared_model`), so every
     annotator, and the core's own workers, share it. A volume's slices get the core's
     default magnification (as ``tilesam embed`` and ``tilesam propagate`` give them), so
-    the plugin and the command line share a cache."""
+    the plugin and the command line share a cache. The CT window or intensity range is
+    `normalisation`'s."""
     from tilesam import Session
     from tilesam.models.loading import shared_model
 
     data = layer.data[0] if layer.multiscale else layer.data  # prompts at full resolution
     source = _as_source(data, settings.axes or _layer_axes(layer), layer)
+    options = normalisation(source, settings)
     # A checkpoint alone names its architecture; with a name too it would have to fit it.
     name = None if settings.checkpoint else settings.model
     return Session(
@@ -60,6 +83,103 @@ def open_session(layer: Image, settings: Settings) -> Session:
         settings.cache or None,
         tile_size=settings.tile_size,
         halo=settings.halo,
+        **options,
+    )
+
+
+def normalisation(source: ImageSource, settings: Settings) -> dict[str, Any]:
+    """The ``window=`` / ``intensity=`` options for `tilesam.Session` from `settings`.
+
+    A range or a window is passed as given. "auto" (both None) passes nothing when the
+    cache exists (the core then takes the cache's own normalisation, whatever made it),
+    else the soft-tissue window for a CT-like image. ``"none"`` passes nothing either, so
+    the core samples the image's own range; it is refused for a cache made with a window
+    or a fixed range, which the core would otherwise take.
+    """
+    window, intensity = settings.window, settings.intensity
+    if intensity is not None:
+        if window is not None:
+            raise TileSAMError(
+                f"Give a CT window ({window!r}) or an intensity range {tuple(intensity)}, not "
+                "both: both set the range the encoder sees. Set one of them to auto."
+            )
+        return {"intensity": tuple(intensity)}
+    if window == NO_WINDOW:
+        _refuse_fixed_cache(settings.cache)
+        return {}
+    if window is not None:
+        return {"window": window}
+    if _cached_normalisation(settings.cache) is not None or not looks_like_ct(source):
+        return {}
+    return {"window": AUTO_CT_WINDOW}
+
+
+def auto_window_note(settings: Settings, normalisation: dict[str, Any]) -> str | None:
+    """What to tell the user when "auto" gave the session a CT window (a CT-like image, or
+    the cache's own); None otherwise."""
+    if settings.window is not None or settings.intensity is not None:
+        return None
+    if normalisation.get("method") != "window":
+        return None
+    low, high = normalisation["range"]
+    name = normalisation["window"]
+    name = name if isinstance(name, str) else "W {:g} / L {:g}".format(*name)
+    return (
+        f"TileSAM: the encoder sees this image through the CT window {name} ({low:g} to "
+        f"{high:g} HU); choose another under CT window."
+    )
+
+
+def looks_like_ct(source: ImageSource) -> bool:
+    """Whether an image holds Hounsfield units: one channel of signed integers or floats
+    whose lowest value lies in `CT_LOWEST` (air, or the scanner's padding) and whose values
+    span at least `CT_SPAN` units (from a strided sample of the whole image).
+
+    >>> from tilesam.io import ArraySource
+    >>> ct = np.full((4, 32, 32), -1024, np.int16); ct[:, 8:24, 8:24] = 40
+    >>> looks_like_ct(ArraySource(ct, axes="ZYX")), looks_like_ct(ArraySource(ct + 1024))
+    (True, False)
+    """
+    from tilesam.cache.normalisation import sample_intensity_range
+
+    if source.n_channels != 1 or np.dtype(source.dtype).kind not in "if":
+        return False
+    try:
+        low, high = sample_intensity_range(source, (0.0, 100.0))
+    except TileSAMError:  # constant, or no finite value: nothing to detect
+        return False
+    return CT_LOWEST[0] <= low <= CT_LOWEST[1] and high - low >= CT_SPAN
+
+
+def _cached_normalisation(cache: str | None) -> dict[str, Any] | None:
+    """The normalisation an existing cache at `cache` signs; None where there is no cache
+    (a missing or empty folder), ``{}`` for something else (the core says what it is)."""
+    path = Path(cache).expanduser() if cache else None
+    if path is None or not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return None
+    from tilesam.cache.store import EmbeddingStore
+
+    try:
+        return dict(EmbeddingStore.open(path, mode="r").signature.get("normalisation", {}))
+    except TileSAMError:
+        return {}
+
+
+def _refuse_fixed_cache(cache: str | None) -> None:
+    """``window="none"`` over a cache made with a CT window or a fixed range: refused."""
+    known = _cached_normalisation(cache) or {}
+    if known.get("method") not in ("window", "user"):
+        return
+    low, high = known["range"]
+    made = (
+        f"the CT window {known['window']!r}"
+        if known["method"] == "window"
+        else "a fixed intensity range"
+    )
+    raise TileSAMError(
+        f"The cache '{cache}' was made with {made} ({low:g} to {high:g}), and the CT window "
+        "is set to none (the image's own range): its embeddings do not fit. Set the CT "
+        "window to auto to use the cache as it is, or choose another cache path."
     )
 
 

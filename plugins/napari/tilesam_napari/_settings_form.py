@@ -1,10 +1,13 @@
 """The dock widget's settings as magicgui forms, read into and filled from `Settings`.
 
-Two forms: `main` (model, checkpoint, image layer, cache) and `advanced` (device, axes,
-tile size, halo), which the dock widget folds away. Each field is named after the
-`Settings` field it fills. "auto" leaves a choice to the core: the device to
-`tilesam.models.loading.pick_device`, the axes to the layer, and the tile size and halo to
-an existing cache, else the model's input size and `tilesam.cache.tiling.DEFAULT_HALO`.
+Two forms: `main` (model, checkpoint, image layer, cache, CT window) and `advanced`
+(device, axes, tile size, halo, intensity range), which the dock widget folds away. Each
+field is named after the `Settings` field it fills. "auto" leaves a choice to the core: the
+device to `tilesam.models.loading.pick_device`, the axes to the layer, the tile size and
+halo to an existing cache, else the model's input size and
+`tilesam.cache.tiling.DEFAULT_HALO`, and the CT window and intensity range to an existing
+cache, else the soft-tissue window for a CT-like image (`tilesam_napari._session.
+looks_like_ct`), else the image's own range.
 """
 
 from __future__ import annotations
@@ -12,14 +15,15 @@ from __future__ import annotations
 from os import PathLike
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, SpinBox
 from magicgui.widgets.bases import ValuedContainerWidget
 from napari.layers import Image
 
 from tilesam.cache.tiling import DEFAULT_HALO
+from tilesam.models.preprocess import CT_WINDOWS
 from tilesam.models.registry import MODELS
 from tilesam.models.weights import DEFAULT_MODEL
-from tilesam_napari._session import Settings
+from tilesam_napari._session import AUTO_CT_WINDOW, CT_LOWEST, CT_SPAN, NO_WINDOW, Settings
 
 if TYPE_CHECKING:
     import napari
@@ -27,6 +31,17 @@ if TYPE_CHECKING:
 AUTO = "auto"
 DEVICES = (AUTO, "cpu", "cuda", "mps")
 AXES = (AUTO, "YX", "YXC", "ZYX", "ZYXC")
+CUSTOM = "custom"
+WINDOW_TIP = (
+    "CT window (width / level, Hounsfield units) the encoder sees; the image is not "
+    f"changed. auto: an existing cache's own; else {AUTO_CT_WINDOW} for a CT-like image "
+    f"(signed integers or floats, lowest value {CT_LOWEST[0]:g} to {CT_LOWEST[1]:g}, "
+    f"spanning {CT_SPAN:g} or more); else none. none: the image's own range (percentiles)"
+)
+RANGE_TIP = (
+    "a fixed intensity range (low, high) the encoder sees, instead of a CT window; "
+    "auto: the CT window setting decides"
+)
 
 
 class SettingsForm:
@@ -73,8 +88,19 @@ class SettingsForm:
             tooltip="context shared by neighbouring tiles, in pixels; "
             f"auto: the cache's halo, else {DEFAULT_HALO}",
         )
-        self.main = Container(widgets=[self.model, self.checkpoint, self.image, self.cache])
-        self.advanced = Container(widgets=[self.device, self.axes, self.tile_size, self.halo])
+        self.window = WindowChoice(name="window", label="CT window", tooltip=WINDOW_TIP)
+        self.intensity = AutoRange(name="intensity", label="Intensity range", tooltip=RANGE_TIP)
+        # A fixed range replaces the window: the window is not asked for meanwhile.
+        self.intensity.changed.connect(lambda: self._window_enabled())
+        self.main = Container(
+            widgets=[self.model, self.checkpoint, self.image, self.cache, self.window]
+        )
+        self.advanced = Container(
+            widgets=[self.device, self.axes, self.tile_size, self.halo, self.intensity]
+        )
+
+    def _window_enabled(self) -> None:
+        self.window.enabled = self.intensity.value is None
 
     def settings(self) -> Settings:
         """The fields as `Settings`."""
@@ -86,6 +112,8 @@ class SettingsForm:
             tile_size=self.tile_size.value,
             halo=self.halo.value,
             axes=_unless_auto(self.axes.value),
+            window=self.window.value if self.intensity.value is None else None,
+            intensity=self.intensity.value,
         )
 
     def set_settings(self, settings: Settings) -> None:
@@ -97,6 +125,8 @@ class SettingsForm:
         self.tile_size.value = settings.tile_size
         self.halo.value = settings.halo
         self.axes.value = settings.axes or AUTO
+        self.window.value = settings.window
+        self.intensity.value = settings.intensity
 
 
 def _is_image(layer: object) -> bool:
@@ -157,4 +187,93 @@ class AutoInt(ValuedContainerWidget[int | None]):
 
     def _auto_toggled(self, auto: bool) -> None:
         self.number.enabled = not auto
+        self.changed.emit(self.value)
+
+
+class WindowChoice(ValuedContainerWidget[str | tuple[float, float] | None]):
+    """A CT window: auto (None), none, a preset of `CT_WINDOWS` or a custom (width, level),
+    whose two numbers show only for custom."""
+
+    def __init__(self, *, tooltip: str, **kwargs: Any) -> None:
+        presets = [(f"{name} ({w:g} / {lvl:g})", name) for name, (w, lvl) in CT_WINDOWS.items()]
+        self.choice = ComboBox(
+            choices=[(AUTO, AUTO), (NO_WINDOW, NO_WINDOW), *presets, ("custom W / L", CUSTOM)],
+            value=AUTO,
+            tooltip=tooltip,
+        )
+        width, level = CT_WINDOWS[AUTO_CT_WINDOW]  # where custom starts
+        self.window_width = FloatSpinBox(
+            min=1, max=10_000, value=width, tooltip="window width (HU)"
+        )
+        self.window_level = FloatSpinBox(min=-5_000, max=5_000, value=level, tooltip="level (HU)")
+        super().__init__(
+            widgets=[self.choice, self.window_width, self.window_level],
+            layout="horizontal",
+            labels=False,
+            nullable=True,
+            **kwargs,
+        )
+        self.margins = (0, 0, 0, 0)
+        for part in (self.choice, self.window_width, self.window_level):
+            part.changed.connect(self._changed)
+        self._show_custom()
+
+    def get_value(self) -> str | tuple[float, float] | None:
+        """None for auto, ``(width, level)`` for custom, else the name (or "none")."""
+        choice = self.choice.value
+        if choice == CUSTOM:
+            return (float(self.window_width.value), float(self.window_level.value))
+        return None if choice == AUTO else choice
+
+    def set_value(self, value: str | tuple[float, float] | None) -> None:
+        """None is auto; a name or "none" is chosen; ``(width, level)`` is custom."""
+        if value is None or isinstance(value, str):
+            self.choice.value = value or AUTO
+        else:
+            self.window_width.value, self.window_level.value = (float(v) for v in value)
+            self.choice.value = CUSTOM
+
+    def _changed(self) -> None:
+        self._show_custom()
+        self.changed.emit(self.value)
+
+    def _show_custom(self) -> None:
+        custom = self.choice.value == CUSTOM
+        self.window_width.visible = self.window_level.visible = custom
+
+
+class AutoRange(ValuedContainerWidget[tuple[float, float] | None]):
+    """A fixed ``(low, high)`` intensity range, or None (the "auto" box ticked)."""
+
+    def __init__(self, *, tooltip: str, **kwargs: Any) -> None:
+        self.auto = CheckBox(text=AUTO, value=True, tooltip=tooltip)
+        limits = {"min": -1e9, "max": 1e9, "enabled": False, "tooltip": tooltip}
+        self.low = FloatSpinBox(value=0.0, **limits)
+        self.high = FloatSpinBox(value=255.0, **limits)
+        for number in (self.low, self.high):
+            number.native.setDecimals(3)  # float images often span 0..1
+        super().__init__(
+            widgets=[self.auto, self.low, self.high],
+            layout="horizontal",
+            labels=False,
+            nullable=True,
+            **kwargs,
+        )
+        self.margins = (0, 0, 0, 0)
+        self.auto.changed.connect(self._auto_toggled)
+        for number in (self.low, self.high):
+            number.changed.connect(lambda: self.changed.emit(self.value))
+
+    def get_value(self) -> tuple[float, float] | None:
+        """None for auto, else ``(low, high)``."""
+        return None if self.auto.value else (float(self.low.value), float(self.high.value))
+
+    def set_value(self, value: tuple[float, float] | None) -> None:
+        """None ticks auto; a range unticks it and shows the numbers."""
+        if value is not None:
+            self.low.value, self.high.value = (float(v) for v in value)
+        self.auto.value = value is None
+
+    def _auto_toggled(self, auto: bool) -> None:
+        self.low.enabled = self.high.enabled = not auto
         self.changed.emit(self.value)

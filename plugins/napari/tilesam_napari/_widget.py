@@ -19,6 +19,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from superqt import QCollapsible, QElidingLabel
 
 from tilesam_napari._controller import Annotator, Opened
+from tilesam_napari._io import prefer_tilesam_reader
 from tilesam_napari._keys import KEYS, bind_keys
 from tilesam_napari._notify import guarded
 from tilesam_napari._settings_form import SettingsForm
@@ -55,6 +56,9 @@ class TileSAMWidget(QWidget):
         _WIDGETS[id(napari_viewer)] = self
         # Clicks embed tiles on demand: keep the cache state current.
         self.annotator.on_change.append(self._show_cache_state)
+        # Made from the console (`tilesam_napari.annotator`) napari has not activated the
+        # plugin: files of TileSAM's formats are read by it from now on all the same.
+        prefer_tilesam_reader()
 
     # -- layout -----------------------------------------------------------------------------
     def _lay_out(self, embedding: Container, actions: Container) -> None:
