@@ -122,3 +122,13 @@ def test_volumes_get_the_core_volume_slice_scale(widget, textured, settings, tmp
     tilesam.propagate_mask(session.source, session.model, mask=seed, cache=cache)
     plain = ann.setup("img", settings)
     assert plain.slice_scale is None and "slice_scale" not in plain.signature["tiling"]
+
+
+def test_a_propagation_says_where_and_why_each_walk_stopped(volume_widget, qtbot, notes):
+    ann = volume_widget.annotator
+    ann.segment(points=[(50, 40)])
+    labels = ann.propagate()
+    assert labels.shape == (5, 96, 96)
+    said = [n for n in notes() if n.startswith("TileSAM propagation:")]
+    assert len(said) == 1 and "towards lower slices" in said[0]
+    assert "towards higher slices" in said[0]

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from tilesam.segment.result import SegmentResult
     from tilesam.segment.session import Session
+    from tilesam.volumes.walk import PropagationResult
 
 #: What a live segmentation works on: the prompt and its slice (None in 2D).
 _LiveJob = tuple[Prompt, int | None]
@@ -366,14 +367,14 @@ class Annotator:
         worker); returns the labels volume shown in ``current_object``."""
         result = _predict.run_to_end(self.propagate_steps(cancel))
         self.show_volume(result)
-        return result
+        return result.labels
 
     def propagate_steps(
         self, cancel: threading.Event | None = None
-    ) -> Generator[tuple[int, int], None, np.ndarray]:
+    ) -> Generator[tuple[int, int], None, PropagationResult]:
         """Propagate the current object with `tilesam.propagate_mask`, yielding ``(done,
-        total)`` slices; returns the labels volume (show it with `show_volume`, in the GUI
-        thread)."""
+        total)`` slices; returns the labels volume and the walks' stops (show them with
+        `show_volume`, in the GUI thread)."""
         session = self.check_can_propagate()
         seed = np.zeros(session.source.spatial_shape, np.uint8)
         for w in self.current:
@@ -392,8 +393,14 @@ class Annotator:
             raise TileSAMError("No current object to propagate: click on an object first.")
         return session
 
-    def show_volume(self, labels: np.ndarray) -> None:
-        """Show a propagated labels volume as the current object, one window per slice."""
+    def show_volume(self, labels: np.ndarray | PropagationResult) -> None:
+        """Show a propagated labels volume as the current object, one window per slice; for
+        a propagation's result, also say where and why each walk stopped, and what would
+        take it further."""
+        stops = getattr(labels, "stops", None)
+        labels = getattr(labels, "labels", labels)
+        if stops:
+            show_info("TileSAM propagation: " + "; ".join(s.describe() for s in stops))
         mask = np.asarray(labels) > 0
         windows = [bounding_window(z, mask[z]) for z in range(mask.shape[0]) if mask[z].any()]
         self._alternatives, self._choice = [windows], 0

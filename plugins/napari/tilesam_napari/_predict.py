@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from tilesam.decode.prompt import Prompt
     from tilesam.segment.result import SegmentResult
     from tilesam.segment.session import Session
+    from tilesam.volumes.walk import PropagationResult
 
 
 def segment(session: Session, prompt: Prompt, z: int | None) -> tuple[SegmentResult, Window]:
@@ -61,14 +62,14 @@ def embed_steps(
 
 def propagate_steps(
     session: Session, seed: np.ndarray, cancel: threading.Event | None = None
-) -> Generator[tuple[int, int], None, np.ndarray]:
+) -> Generator[tuple[int, int], None, PropagationResult]:
     """Run `tilesam.propagate_mask` from a seed labels volume in a helper thread, yielding
-    its ``(done, total)`` progress; returns the uint32 labels volume."""
+    its ``(done, total)`` progress; returns the labels volume and where each walk stopped."""
     import tilesam
 
     def run(callback, cancel):
         # The session's cache: slices are embedded once, for both uses.
-        options = {"session": session, "callback": callback, "cancel": cancel}
+        options = {"session": session, "callback": callback, "cancel": cancel, "details": True}
         return tilesam.propagate_mask(session.source, mask=seed, **options)
 
     return (yield from _in_thread(run, cancel, "tilesam-propagate"))
