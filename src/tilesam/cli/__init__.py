@@ -22,7 +22,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tilesam.cli import embed, evaluate, models, propagate, segment, train
+from tilesam.cli import auto, embed, evaluate, models, propagate, segment, train
 from tilesam.cli._options import Command
 from tilesam.errors import TileSAMError
 
@@ -34,6 +34,7 @@ COMMANDS: tuple[Command, ...] = (
     *propagate.COMMANDS,
     *train.COMMANDS,
     *evaluate.COMMANDS,
+    *auto.COMMANDS,
 )
 
 

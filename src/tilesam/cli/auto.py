@@ -1,0 +1,103 @@
+"""``tilesam auto``: every object of an image, with no prompt, as labels and a table.
+
+Missing embeddings are computed first (with a progress bar), then segment-everything runs
+with its own bar; the labels are written block by block with the image's geometry, the
+table of objects as CSV. Bad thresholds and an existing output are refused before any
+work; an image with no object gets empty labels and a note (exit 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tilesam.cli._options import Command, add_model_options, add_session_options, make_session
+from tilesam.errors import TileSAMError
+
+
+def _options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", help="image file or folder (TIFF, OME-TIFF, zarr, NIfTI, ...)")
+    p.add_argument("--cache", default=None, help="embedding cache folder (missing tiles added)")
+    p.add_argument("--mode", default="grid", help="grid (instance and prompts: to come)")
+    p.add_argument("--z", type=int, default=None, help="one slice of a volume (default: all)")
+    p.add_argument("--points-per-side", type=int, default=None, help="grid points per input side")
+    p.add_argument("--min-score", type=float, default=None, help="least predicted IoU, 0..1")
+    p.add_argument("--min-stability", type=float, default=None, help="least stability, 0..1")
+    p.add_argument("--nms-iou", type=float, default=None, help="duplicates above this IoU go")
+    p.add_argument("--min-size", type=int, default=None, help="smallest object, pixels")
+    p.add_argument("--max-hole", type=int, default=None, help="largest hole filled, pixels")
+    add_session_options(p)
+    add_model_options(p)
+    # `--overwrite` here is the output's (an existing file is refused without it); the
+    # session options' own, for a cache made for other inputs, becomes `--overwrite-cache`.
+    p.conflict_handler = "resolve"
+    out = p.add_argument_group("output")
+    out.add_argument(
+        "--out", required=True, help="labels: .tif, .ome.zarr (block by block), .nii.gz, ..."
+    )
+    out.add_argument("--table", default=None, metavar="CSV", help="write the table of objects")
+    out.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    out.add_argument(
+        "--overwrite-cache", action="store_true", help="replace a cache made for other inputs"
+    )
+
+
+def _run(args: argparse.Namespace) -> None:
+    from tilesam.automatic.api import run
+    from tilesam.automatic.settings import AutoSettings, check_mode
+
+    check_mode(args.mode)
+    settings = AutoSettings.make(**_settings(args)).to_dict()  # refused before any work
+    out, table = _outputs(args)
+    session = make_session(
+        argparse.Namespace(**{**vars(args), "overwrite": args.overwrite_cache}), args.cache
+    )
+    result = run(session, args.mode, z=args.z, progress=True, **settings)
+    result.save(out, like=session.source)
+    if table is not None:
+        result.save_table(table)
+    extra = f", table -> {table}" if table is not None else ""
+    if result.n_objects == 0:
+        print(f"No object found: wrote empty labels to {out}{extra}.")
+        return
+    stats = result.stats
+    print(
+        f"{result.n_objects} objects ({args.mode} mode; {stats.get('border_objects', 0)} "
+        f"followed across tile borders) -> {out}{extra}"
+    )
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    names = ("points_per_side", "min_score", "min_stability", "nms_iou", "min_size", "max_hole")
+    return {name: getattr(args, name) for name in names}
+
+
+def _outputs(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """The labels and table paths, checked before the work: known endings, folders that
+    exist, and no existing file unless ``--overwrite``."""
+    from tilesam.io.write import check_labels_path
+
+    out = check_labels_path(args.out)
+    table = None if args.table is None else Path(args.table).expanduser()
+    if table is not None and table.suffix.lower() != ".csv":
+        raise TileSAMError(f"--table {args.table}: the table is written as CSV, name it *.csv.")
+    if table is not None and not table.parent.is_dir():
+        raise TileSAMError(f"The folder '{table.parent}' does not exist; create it first.")
+    for path in (out, table):
+        if path is not None and path.exists() and not args.overwrite:
+            raise TileSAMError(
+                f"'{path}' exists: pass --overwrite to replace it, or choose another name."
+            )
+    if table is not None and table.resolve() == out.resolve():
+        raise TileSAMError("--out and --table name the same file: give each its own.")
+    return out, table
+
+
+COMMANDS = (
+    Command(
+        "auto",
+        "segment every object of an image (no prompt): labels and a table",
+        _options,
+        _run,
+    ),
+)
