@@ -24,7 +24,7 @@ FIRST = {"large_images.md": ("README.md", 1)}
 
 def python_blocks(page: Path) -> list[str]:
     """The page's ```python blocks, console sessions left out."""
-    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
     return [b for b in blocks if not b.lstrip().startswith(">>>")]
 
 

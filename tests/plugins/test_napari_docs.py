@@ -13,7 +13,7 @@ def test_the_console_session_of_the_napari_page_runs(
     make_napari_viewer, nuclei, tmp_path, monkeypatch
 ):
     session = next(
-        b for b in re.findall(r"```python\n(.*?)```", PAGE.read_text(), flags=re.S)
+        b for b in re.findall(r"```python\n(.*?)```", PAGE.read_text(encoding="utf-8"), flags=re.S)
         if b.lstrip().startswith(">>>")
     )  # fmt: skip
     monkeypatch.chdir(tmp_path)
