@@ -153,16 +153,17 @@ def looks_like_ct(source: ImageSource) -> bool:
 
 def _cached_normalisation(cache: str | None) -> dict[str, Any] | None:
     """The normalisation an existing cache at `cache` signs; None where there is no cache
-    (a missing or empty folder), ``{}`` for something else (the core says what it is)."""
-    path = Path(cache).expanduser() if cache else None
-    if path is None or not path.exists() or (path.is_dir() and not any(path.iterdir())):
+    yet (the core's `EmbeddingStore.open_existing` decides), ``{}`` for something else (the
+    core says what it is when the session opens)."""
+    if not cache:
         return None
     from tilesam.cache.store import EmbeddingStore
 
     try:
-        return dict(EmbeddingStore.open(path, mode="r").signature.get("normalisation", {}))
+        store = EmbeddingStore.open_existing(Path(cache).expanduser(), mode="r")
     except TileSAMError:
         return {}
+    return None if store is None else dict(store.signature.get("normalisation", {}))
 
 
 def _refuse_fixed_cache(cache: str | None) -> None:

@@ -60,7 +60,7 @@ def _run(args: argparse.Namespace) -> None:
     labels = [point_label(p[z:]) for p in points]
     prompt = [p[: 2 + z] for p in points] or None
     result = session.segment(prompt, labels or None, box, z=args.z)
-    if volume and not out.name.lower().endswith((".tif", ".tiff", ".png", ".ome.zarr")):
+    if volume and not _is_mask_file(out.name):
         _save_in_volume(result, session.source, out)
     else:
         result.save(out, like=session.source)
@@ -76,8 +76,15 @@ def _check_out(path: str, volume: bool) -> Path:
     from tilesam.io.mask import check_mask_path
     from tilesam.io.write import check_labels_path
 
-    mask_ending = path.lower().endswith((".tif", ".tiff", ".png", ".ome.zarr"))
-    return check_mask_path(path) if mask_ending or not volume else check_labels_path(path)
+    mask = _is_mask_file(path) or not volume
+    return check_mask_path(path) if mask else check_labels_path(path)
+
+
+def _is_mask_file(name: str) -> bool:
+    """Whether `name` ends as a mask file does (else, for a volume, a labels volume file)."""
+    from tilesam.io.mask import MASK_SUFFIXES
+
+    return name.lower().endswith(MASK_SUFFIXES)
 
 
 def _save_in_volume(result: SegmentResult, source: ImageSource, out: Path) -> None:
