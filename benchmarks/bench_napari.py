@@ -122,9 +122,10 @@ def _time_clicks(viewer, widget, settings, workdir: Path, args) -> dict:
     """Median time from a prompt change to the first frame drawn with the new mask,
     embeddings cached."""
     from tilesam_napari._layers import CURRENT, POINTS
-    from tilesam_napari._sample_data import nuclei
 
-    image = viewer.add_image(nuclei()[0][0], name="nuclei")
+    from tilesam.samples import load_sample
+
+    image = viewer.add_image(load_sample("nuclei")[0], name="nuclei")
     ann = widget.annotator
     session = ann.setup(image, settings)
     ann.embed()
@@ -177,9 +178,11 @@ def _event_loop_during_embedding(viewer, widget, settings, workdir: Path, args) 
     from dataclasses import replace
 
     from qtpy.QtCore import QTimer
-    from tilesam_napari._sample_data import mirror_tile, nuclei
+    from tilesam_napari._sample_data import mirror_tile
 
-    image = viewer.add_image(mirror_tile(nuclei()[0][0], (2048, 2048)), name="mosaic")
+    from tilesam.samples import load_sample
+
+    image = viewer.add_image(mirror_tile(load_sample("nuclei")[0], (2048, 2048)), name="mosaic")
     widget.form.set_settings(replace(settings, cache=str(workdir / "mosaic.zarr")))
     widget.form.image.value = image
     start = time.perf_counter()

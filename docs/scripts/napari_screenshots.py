@@ -3,8 +3,9 @@
 Drives the dock widget and its controller exactly as a user (or the napari console) would,
 then saves the whole window:
 
-* ``docs/images/napari_2d.png``: the nuclei sample, three committed objects, a current
-  object from a positive and a negative click, and a box prompt;
+* ``docs/images/napari_2d.png``: the nuclei sample (a field ``tiny`` never saw), three
+  committed objects, a current object from a positive and a negative click, and a box
+  prompt;
 * ``docs/images/napari_embedding.png``: the large mosaic sample while *Compute
   embeddings* runs in its worker (progress, time left, cancel);
 * ``docs/images/napari_3d.png``: the CT-like volume (millimetre spacing), an object clicked
@@ -104,17 +105,17 @@ def scene_2d(viewer, settings) -> Path:
     ann, widget = _dock(viewer, settings)
     widget.setup()
     # Click the middle of a few ground-truth nuclei, as a user would.
-    for label in (5, 17, 40):
+    for label in (36, 60, 103):
         y, x = np.argwhere(truth == label).mean(0)
         ann.segment(points=[(y, x)])
         ann.commit()
     points = viewer.layers["prompts"]
-    y, x = np.argwhere(truth == 30).mean(0)
+    y, x = np.argwhere(truth == 119).mean(0)
     points.add([[y, x]])
     points.feature_defaults = {"label": False}
-    points.add([[y + 12, x + 12]])
+    points.add([np.argwhere(truth == 81).mean(0)])  # the neighbour: not this one
     _wait(lambda: not ann.busy)
-    viewer.layers["box_prompts"].add_rectangles(np.array([[150, 150], [200, 210]]))
+    viewer.layers["box_prompts"].add_rectangles(np.array([[273, 300], [299, 331]]))
     _wait(lambda: not ann.busy)
     viewer.layers.selection.active = points
     return _save(viewer, "napari_2d.png")

@@ -13,9 +13,12 @@ SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
 #: ``docs/scripts/make_sample_volumes.py``: ``ct_volume`` in Hounsfield units with its
 #: spacing (liver 1, kidneys 2 and 3, spine 4), ``nuclei_volume`` a confocal-like stack.
 #: ``aerial`` is a GeoTIFF (solaris' test scene) with field polygons burnt in by
-#: ``docs/scripts/make_aerial_sample.py``.
+#: ``docs/scripts/make_aerial_sample.py``. ``nuclei_heldout`` is a fluorescence field the
+#: bundled model ``tiny`` never saw in training (``nuclei`` was in its training data): the
+#: demo, the napari sample and the quality test of the shipped weights use it.
 SAMPLES = {
     "nuclei": ("nuclei.tif", "nuclei_labels.tif"),
+    "nuclei_heldout": ("nuclei_heldout.tif", "nuclei_heldout_labels.tif"),
     "ct_volume": ("ct_volume.nii.gz", "ct_volume_labels.nii.gz"),
     "nuclei_volume": ("nuclei_volume.tif", "nuclei_volume_labels.tif"),
     "aerial": ("aerial.tif", "aerial_labels.tif"),
@@ -43,6 +46,9 @@ def load_sample(name: str) -> tuple[np.ndarray, np.ndarray]:
     >>> image, labels = load_sample("nuclei")
     >>> image.shape, int(labels.max())
     ((256, 256), 65)
+    >>> image, labels = load_sample("nuclei_heldout")
+    >>> image.shape, image.dtype.name, int(labels.max())
+    ((512, 512), 'uint8', 125)
     >>> volume, organs = load_sample("ct_volume")
     >>> volume.shape, volume.dtype.name, int(organs.max())
     ((40, 160, 160), 'int16', 4)

@@ -1,8 +1,9 @@
 """The bundled default model ``tiny``: registered, verified on load, and it segments real nuclei.
 
-The quality checks use the real, hand-annotated sample image (``sample_data/nuclei.tif``, 65
-nuclei of the 2018 Data Science Bowl, also in the model's training data), so they fail if the
-shipped weights regress or stop loading as trained.
+The quality checks use a real, hand-annotated image the model never saw in training
+(``sample_data/nuclei_heldout.tif``: 125 nuclei of another 2018 Data Science Bowl field than
+the one in its training data). They guard the shipped weights: they fail if the weights
+regress, stop loading as trained, or only remember their training image.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from tilesam.models.weights import bundled_path, file_sha256
 from tilesam.samples import load_sample
 
 ENTRY = MODELS["tiny"]
-# The shipped weights give 0.85 (box) and 0.68 (one click) on this image, whose stage-1
-# training data it was (held-out figures: docs/benchmarks.md); random weights give about 0.02.
-# Without keeping only the prompted parts of the masks (keep_prompted=False): 0.69 and 0.61.
-BOX_IOU_FLOOR = 0.80
-POINT_IOU_FLOOR = 0.62
+# The shipped weights give 0.80 (box) and 0.64 (one click) on this unseen image (0.85 and
+# 0.68 on the training image `nuclei`); random weights give about 0.02. Without keeping only
+# the prompted parts of the masks (keep_prompted=False) the box gives 0.62.
+BOX_IOU_FLOOR = 0.75
+POINT_IOU_FLOOR = 0.58
 RAW_BOX_IOU_CEILING = 0.7
 
 
@@ -48,7 +49,7 @@ def test_damaged_bundled_weights_are_refused(tmp_path, monkeypatch) -> None:
 
 
 def _ious(tiny, prompt, keep_prompted: bool = True) -> np.ndarray:
-    image, labels = load_sample("nuclei")
+    image, labels = load_sample("nuclei_heldout")
     emb = tiny.embed(image)
     ious = []
     for i in np.unique(labels)[1:]:

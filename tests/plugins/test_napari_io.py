@@ -86,8 +86,8 @@ def test_nifti_labels_keep_the_source_geometry(tmp_path, make_napari_viewer):
 def test_mosaic_sample_is_large_and_seamless():
     ((image, meta, kind),) = _sample_data.mosaic()
     assert kind == "image" and image.shape == _sample_data.MOSAIC_SHAPE
-    np.testing.assert_array_equal(image[:256, :256], _sample_data.nuclei()[0][0])
-    np.testing.assert_array_equal(image[:256, 256:512], image[:256, :256][:, ::-1])
+    np.testing.assert_array_equal(image[:512, :512], _sample_data.nuclei()[0][0])
+    np.testing.assert_array_equal(image[:512, 512:1024], image[:512, :512][:, ::-1])
 
 
 def test_volume_samples_keep_their_spacing():
