@@ -11,12 +11,15 @@ then saves the whole window:
 * ``docs/images/napari_3d.png``: the CT-like volume (millimetre spacing), an object clicked
   on one slice and propagated through the volume;
 * ``docs/images/napari_geo.png``: the georaster sample placed on its map grid, fields
-  boxed and committed (their outlines: the ground truth).
+  boxed and committed (their outlines: the ground truth);
+* ``docs/images/napari_auto.png``: the nuclei sample after *Segment everything*, a few of
+  its objects moved into ``committed_objects`` by Ctrl+click, the object table in napari's
+  features table widget.
 
 The model is the default ``tiny`` when its weights are available, else ``--checkpoint``,
 else the randomly initialised test checkpoint (then the masks show the workflow, not
 real segmentations). Needs a display: ``xvfb-run -a python docs/scripts/napari_screenshots.py
-[--scene 2d embedding 3d geo]``.
+[--scene 2d embedding 3d geo auto]``.
 """
 
 from __future__ import annotations
@@ -178,13 +181,47 @@ def scene_geo(viewer, settings) -> Path:
     return _save(viewer, "napari_geo.png", fit=True)
 
 
+def scene_auto(viewer, settings) -> Path:
+    from tilesam_napari import _auto
+    from tilesam_napari._sample_data import nuclei
+
+    (image, meta, _), _truth = nuclei()
+    viewer.add_image(image, **meta)
+    ann, widget = _dock(viewer, settings)
+    job = widget.segment_everything()  # sets up, embeds and segments in the worker
+    _wait(lambda: job.finished)
+    layer = viewer.layers[_auto.AUTO]
+    # What a Ctrl+click on each does: the three largest objects become committed ones.
+    for label in layer.features.nlargest(3, "area")[_auto.INDEX]:
+        _auto.take(ann, layer, int(label))
+    layer.contour = 2  # outlines: the committed objects (filled) stand out
+    _give_the_table_room(viewer)
+    return _save(viewer, "napari_auto.png", fit=True)
+
+
+def _give_the_table_room(viewer) -> None:
+    """Share the right dock area evenly between TileSAM and the features table."""
+    from qtpy.QtCore import Qt
+    from tilesam_napari._auto import FEATURES_WIDGET
+
+    table, _ = viewer.window.add_plugin_dock_widget(*FEATURES_WIDGET)  # the one open
+    tilesam = viewer.window.dock_widgets["TileSAM"].parent()
+    viewer.window._qt_window.resizeDocks([tilesam, table], [430, 430], Qt.Orientation.Vertical)
+
+
 def _field_box(truth: np.ndarray, label: int, pad: int = 2) -> tuple[int, ...]:
     rows, cols = np.nonzero(truth == label)
     (h, w), top, bottom = truth.shape, rows.min() - pad, rows.max() + 1 + pad
     return (max(top, 0), max(cols.min() - pad, 0), min(bottom, h), min(cols.max() + 1 + pad, w))
 
 
-SCENES = {"2d": scene_2d, "embedding": scene_embedding, "3d": scene_3d, "geo": scene_geo}
+SCENES = {
+    "2d": scene_2d,
+    "embedding": scene_embedding,
+    "3d": scene_3d,
+    "geo": scene_geo,
+    "auto": scene_auto,
+}
 
 
 if __name__ == "__main__":

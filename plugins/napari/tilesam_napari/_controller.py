@@ -20,7 +20,8 @@ from napari.utils.notifications import show_info
 from tilesam.decode.prompt import Prompt
 from tilesam.errors import TileSAMError
 from tilesam_napari import _labels, _layers, _predict
-from tilesam_napari._labels import Committed, Edit, Window, bounding_window
+from tilesam_napari._commits import Commits
+from tilesam_napari._labels import Committed, Window, bounding_window
 from tilesam_napari._layers import KeyHandler
 from tilesam_napari._session import Settings, auto_window_note, open_session
 from tilesam_napari._workers import LatestOnly
@@ -69,7 +70,7 @@ class Annotator:
         self._alternatives: list[list[Window]] = []
         self._prompt: Prompt | None = None  # the prompt of the current object
         self._choice = 0
-        self._history: list[list[Edit]] = []
+        self.commits = Commits(lambda: self.layer(_layers.COMMITTED))  # what Undo undoes
         self._committed: Committed | None = None  # the labels the committed layer shows
         self._live = LatestOnly(self._collect, self._compute, self._show, self._is_cached)
         # Set by the widget's key bindings, and bound on the layers made here.
@@ -155,7 +156,7 @@ class Annotator:
             # name of their own; this image's are shown.
             made = old.metadata.get(COMMITTED_KEY, {})
             old.name = f"{_layers.COMMITTED} ({made.get('layer') or _size(old.data.shape)})"
-            self._history = []
+            self.commits.forget()
         makers = {  # in drawing order, bottom first
             _layers.POINTS: lambda: _layers.add_points(viewer, image),
             _layers.BOXES: lambda: _layers.add_boxes(viewer, image),
@@ -184,7 +185,8 @@ class Annotator:
         for name in (_layers.POINTS, _layers.BOXES, _layers.CURRENT):
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
-        self.current, self._history = [], []
+        self.current = []
+        self.commits.forget()
 
     def layer(self, name: str) -> Layer | None:
         """An annotation layer by name (``prompts``, ``box_prompts``, ``current_object``,
@@ -298,9 +300,9 @@ class Annotator:
         old = [w for w in self.current if not w.empty]
         self.current = [w for w in windows if not w.empty]
         if old:  # one redraw at the end: the object never flickers
-            _set_pixels(layer, old, 0, refresh=not self.current)
+            _layers.set_pixels(layer, old, 0, refresh=not self.current)
         if self.current:
-            _set_pixels(layer, self.current, 1, refresh=True)
+            _layers.set_pixels(layer, self.current, 1, refresh=True)
         for callback in self.on_change:
             callback()
 
@@ -312,30 +314,20 @@ class Annotator:
         """
         if not self.current:
             raise TileSAMError("Nothing to commit: click on an object (or draw a box) first.")
-        layer = self.layer(_layers.COMMITTED)
-        if layer is None:
-            raise TileSAMError("The committed_objects layer was removed: press Set up again.")
         # All or nothing: on disk, a crash during it leaves the objects before it, whole.
-        new_id, edits = _labels.commit(layer.data, self.current, overwrite=overwrite)
-        if not edits:
+        new_id = self.commits.add(self.current, overwrite=overwrite)
+        if new_id is None:
             raise TileSAMError(
                 "The current object lies entirely on committed objects: nothing was "
                 "committed (use commit(overwrite=True) to replace them)."
             )
-        self._history.append(edits)
-        layer.refresh()
         self.clear()
         return new_id
 
     def undo(self) -> None:
-        """Undo the last commit (repeatable)."""
-        if not self._history:
-            raise TileSAMError("Nothing to undo: no commit in this session.")
-        layer = self.layer(_layers.COMMITTED)
-        if layer is None:
-            raise TileSAMError("The committed_objects layer was removed: nothing to undo.")
-        _labels.revert(layer.data, self._history.pop())
-        layer.refresh()
+        """Undo the last commit (repeatable), a Ctrl+click's from ``auto_segmentation``
+        too."""
+        self.commits.undo()
 
     def clear(self) -> None:
         """Remove all prompts and the current object without committing (``Shift+C``)."""
@@ -416,14 +408,3 @@ def _committed_key(layer: Labels) -> dict[str, Any] | None:
 
 def _size(shape: tuple[int, ...]) -> str:
     return "x".join(str(n) for n in shape)
-
-
-def _set_pixels(layer: Labels, windows: list[Window], value: int, *, refresh: bool) -> None:
-    """Set the True pixels of `windows` in a labels layer, redrawing only what changed."""
-    coords = []
-    for w in windows:
-        yy, xx = np.nonzero(w.mask)
-        idx = (yy + w.offset[0], xx + w.offset[1])
-        coords.append(idx if w.z is None else (np.full(len(yy), w.z), *idx))
-    indices = tuple(np.concatenate(parts) for parts in zip(*coords))
-    layer.data_setitem(indices, value, refresh=refresh)

@@ -7,7 +7,7 @@ data: the core then gets ``(y, x)`` pixel positions of the image, its own conven
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +19,8 @@ from tilesam.errors import TileSAMError
 if TYPE_CHECKING:
     import napari
     from napari.layers import Labels, Layer, Points, Shapes
+
+    from tilesam_napari._labels import Window
 
 POINTS, BOXES = "prompts", "box_prompts"
 CURRENT, COMMITTED = "current_object", "committed_objects"
@@ -120,6 +122,17 @@ def add_labels(
     # The image's metadata (e.g. its source file) lets the writers copy its geometry.
     metadata = dict(image.metadata)
     return viewer.add_labels(data, name=name, opacity=opacity, metadata=metadata, **geometry(image))
+
+
+def set_pixels(layer: Labels, windows: Sequence[Window], value: int, *, refresh: bool) -> None:
+    """Set the True pixels of `windows` in a labels layer, redrawing only what changed."""
+    coords = []
+    for w in windows:
+        yy, xx = np.nonzero(w.mask)
+        idx = (yy + w.offset[0], xx + w.offset[1])
+        coords.append(idx if w.z is None else (np.full(len(yy), w.z), *idx))
+    indices = tuple(np.concatenate(parts) for parts in zip(*coords))
+    layer.data_setitem(indices, value, refresh=refresh)
 
 
 def bind_keys_on(target: napari.Viewer | Layer, handlers: dict[str, KeyHandler]) -> None:

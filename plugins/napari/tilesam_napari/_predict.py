@@ -17,6 +17,7 @@ from tilesam.errors import TileSAMError
 from tilesam_napari._labels import Window
 
 if TYPE_CHECKING:
+    from tilesam.automatic import AutoResult
     from tilesam.decode.prompt import Prompt
     from tilesam.segment.result import SegmentResult
     from tilesam.segment.session import Session
@@ -73,6 +74,21 @@ def propagate_steps(
         return tilesam.propagate_mask(session.source, mask=seed, **options)
 
     return (yield from _in_thread(run, cancel, "tilesam-propagate"))
+
+
+def everything_steps(
+    session: Session, cancel: threading.Event | None = None, **settings: Any
+) -> Generator[tuple[int, int], None, AutoResult]:
+    """`Session.segment_everything` over the whole image (every slice of a volume, linked
+    into 3D objects) with `settings` (``points_per_side``, ...), in a helper thread,
+    yielding its ``(done, total)`` tiles (the embedding of missing tiles, then each tile
+    decoded); returns the `tilesam.automatic.AutoResult`. A set `cancel` stops it between
+    tiles with `tilesam.errors.Cancelled`, and nothing is kept."""
+
+    def run(callback, cancel):
+        return session.segment_everything(callback=callback, cancel=cancel, **settings)
+
+    return (yield from _in_thread(run, cancel, "tilesam-auto"))
 
 
 def _in_thread(

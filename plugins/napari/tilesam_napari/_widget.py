@@ -3,7 +3,7 @@
 The settings are magicgui forms (`SettingsForm`; the advanced ones fold away in a superqt
 `QCollapsible`). The widget only reads them into `Settings` and calls the `Annotator`;
 every error becomes a notification, and long work (opening a session, embedding,
-propagation) runs in a `Job`.
+propagation, segment everything) runs in a `Job`.
 """
 
 from __future__ import annotations
@@ -18,15 +18,29 @@ from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 from superqt import QCollapsible, QElidingLabel
 
+from tilesam_napari import _auto
 from tilesam_napari._controller import Annotator, Opened
 from tilesam_napari._io import prefer_tilesam_reader
 from tilesam_napari._keys import KEYS, bind_keys
 from tilesam_napari._notify import guarded
-from tilesam_napari._settings_form import SettingsForm
+from tilesam_napari._predict import everything_steps
+from tilesam_napari._settings_form import AutoInt, SettingsForm
 from tilesam_napari._workers import Job, Steps
 
 if TYPE_CHECKING:
     import napari
+
+    from tilesam.segment.session import Session
+
+#: Long work run in the worker once the session is open: ``then(session, cancel)`` steps.
+Then = Callable[["Session", threading.Event], Steps]
+#: The *Segment everything* button's tooltip: where the objects go, how to keep one.
+AUTO_TIP = (
+    f"Every object of the image (every slice of a volume, linked into 3D objects) into "
+    f"{_auto.AUTO}, in the background; then Ctrl+click (Cmd+click on macOS) an object "
+    f"there, with {_auto.AUTO} selected, to move it into committed_objects (Undo commit "
+    "takes it back)"
+)
 
 # The widget of each viewer (by id: napari viewers are not hashable), for `annotator()`.
 _WIDGETS: weakref.WeakValueDictionary[int, TileSAMWidget] = weakref.WeakValueDictionary()
@@ -48,6 +62,15 @@ class TileSAMWidget(QWidget):
         self.annotator = Annotator(napari_viewer)
         self.job: Job | None = None
         self.form = SettingsForm(napari_viewer)
+        self.grid_points = AutoInt(
+            name="points_per_side",
+            label="Grid points",
+            minimum=1,
+            maximum=256,
+            default=32,  # where the number starts: the core's default, SAM's
+            tooltip="Segment everything: grid points per side of the model input (fewer: "
+            "faster, small objects missed); auto: the core's default",
+        )
         self._lay_out(self._embedding_controls(), self._action_controls())
         layers = napari_viewer.layers.events
         for event in (layers.inserted, layers.removed, layers.reordered, layers.renamed):
@@ -64,6 +87,7 @@ class TileSAMWidget(QWidget):
     def _lay_out(self, embedding: Container, actions: Container) -> None:
         advanced = QCollapsible("Advanced settings")
         advanced.addWidget(self.form.advanced.native)
+        advanced.addWidget(Container(widgets=[self.grid_points]).native)
         layout = QVBoxLayout(self)
         parts = (self.form.main.native, advanced, embedding.native, self.status, actions.native)
         for part in parts:
@@ -98,6 +122,8 @@ class TileSAMWidget(QWidget):
             _action("Undo commit", ann.undo, "undo the last commit (repeatable)"),
             _action("Propagate 3D [Shift+S]", self.propagate, KEYS["Shift-S"]),
         ]
+        self.auto_button = _button("Segment everything", self.segment_everything, AUTO_TIP)
+        buttons.append(self.auto_button)
         rows = [_row(*buttons[i : i + 2]) for i in range(0, len(buttons), 2)]
         return Container(widgets=[self.live, *rows], labels=False)
 
@@ -109,9 +135,13 @@ class TileSAMWidget(QWidget):
         self._show_cache_state()
         return session is not None
 
-    def open_in_background(self, *, embed: bool = False) -> Job | None:
-        """Load the model and open the cache in a worker (they can take seconds), then, with
-        `embed`, compute the missing embeddings there too, with progress and cancel."""
+    def open_in_background(
+        self, then: Then | None = None, on_done: Callable[[Any], None] | None = None
+    ) -> Job | None:
+        """Load the model and open the cache in a worker (they can take seconds), then run
+        `then`'s steps there too, with progress and cancel; `on_done(result)` gets their
+        result in the GUI thread (dropped if the session could not be attached: that error
+        was shown)."""
         if self._busy():
             return None
         ann, settings = self.annotator, self.form.settings()
@@ -127,17 +157,31 @@ class TileSAMWidget(QWidget):
                 opened = ann.open(layer, settings)
                 session = opened.session
                 yield opened  # a message, not progress: attached below
-            if embed:
-                yield from ann.embed_steps(cancel, session=session)
+            return None if then is None else (yield from then(session, cancel))
 
         def attach(opened: Opened) -> None:  # in the GUI thread, while the worker goes on
             guarded(lambda: ann.attach(layer, opened.session, settings, opened.committed))
 
-        return self._start(steps, on_done=None, on_message=attach)
+        def done(result: Any) -> None:
+            if on_done is not None and ann.image is layer:
+                guarded(lambda: on_done(result))
+
+        return self._start(steps, on_done=done, on_message=attach)
 
     def compute_embeddings(self) -> Job | None:
         """Embed the missing tiles in a worker thread, with progress, time left and cancel."""
-        return self.open_in_background(embed=True)
+        return self.open_in_background(
+            lambda session, cancel: self.annotator.embed_steps(cancel, session=session)
+        )
+
+    def segment_everything(self) -> Job | None:
+        """Segment every object of the image (every slice of a volume) in a worker thread,
+        setting up first if needed; the objects appear in ``auto_segmentation``."""
+        options = {"points_per_side": self.grid_points.value}
+        return self.open_in_background(
+            lambda session, cancel: everything_steps(session, cancel, **options),
+            on_done=lambda result: _auto.show(self.annotator, result),
+        )
 
     def propagate(self) -> Job | None:
         """Propagate the current object through the volume in a worker thread."""
@@ -176,7 +220,7 @@ class TileSAMWidget(QWidget):
         )
         self.progress.native.setFormat(f"%v / %m {unit}")
         self.cancel_button.enabled = True
-        self.embed_button.enabled = False
+        self.embed_button.enabled = self.auto_button.enabled = False
         return self.job.start()
 
     def _progress(self, done: int, total: int, seconds_left: float | None) -> None:
@@ -186,7 +230,7 @@ class TileSAMWidget(QWidget):
 
     def _finish(self) -> None:
         self.cancel_button.enabled = False
-        self.embed_button.enabled = True
+        self.embed_button.enabled = self.auto_button.enabled = True
         self.progress.native.setFormat("%v / %m tiles")
         self._show_cache_state()
 

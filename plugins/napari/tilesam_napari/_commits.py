@@ -1,0 +1,75 @@
+"""The commits to ``committed_objects`` of one annotation session, undone newest first.
+
+Every way of committing an object (``C`` on the current object, a Ctrl+click that takes an
+object of ``auto_segmentation``) goes through one `Commits`, so that *Undo commit* undoes
+them in the order they were made, each all or nothing (`tilesam_napari._labels.commit`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tilesam.errors import TileSAMError
+from tilesam_napari import _labels
+
+if TYPE_CHECKING:
+    from napari.layers import Labels
+
+    from tilesam_napari._labels import Edit, Window
+
+
+@dataclass(frozen=True)
+class _Commit:
+    edits: list[Edit]
+    on_undo: Callable[[], None] | None  # puts back what the commit took from elsewhere
+
+
+class Commits:
+    """Commits to the labels layer that ``layer()`` returns (None: it was removed)."""
+
+    def __init__(self, layer: Callable[[], Labels | None]) -> None:
+        self._layer = layer
+        self._done: list[_Commit] = []
+
+    def add(
+        self,
+        windows: Sequence[Window],
+        *,
+        overwrite: bool = False,
+        on_undo: Callable[[], None] | None = None,
+    ) -> int | None:
+        """Write the object of `windows` (one per slice) under the next free id, without
+        `overwrite` only over background; `on_undo` is called when it is undone.
+
+        Returns the id, or None when no pixel changed (no id used, nothing to undo).
+        """
+        layer = self._labels("press Set up again")
+        new_id, edits = _labels.commit(layer.data, windows, overwrite=overwrite)
+        if not edits:
+            return None
+        self._done.append(_Commit(edits, on_undo))
+        layer.refresh()
+        return new_id
+
+    def undo(self) -> None:
+        """Undo the newest commit (repeatable)."""
+        if not self._done:
+            raise TileSAMError("Nothing to undo: no commit in this session.")
+        layer = self._labels("nothing to undo")
+        done = self._done.pop()
+        _labels.revert(layer.data, done.edits)
+        layer.refresh()
+        if done.on_undo is not None:
+            done.on_undo()
+
+    def forget(self) -> None:
+        """Drop the history (the layer now shows other labels: its commits stay)."""
+        self._done = []
+
+    def _labels(self, advice: str) -> Labels:
+        layer = self._layer()
+        if layer is None:
+            raise TileSAMError(f"The committed_objects layer was removed: {advice}.")
+        return layer
