@@ -8,6 +8,7 @@ import torch
 from scipy import ndimage
 
 from tilesam.cache.tiling import TileGrid
+from tilesam.evaluate.instances import duplicates_and_splits
 
 # Discs of radius 24 on borders of tiles with a halo of 16: every tile sees a border disc
 # cut by its own edge, so no tile alone sees it whole.
@@ -46,24 +47,6 @@ def discs() -> tuple[np.ndarray, np.ndarray, TileGrid]:
     return border_discs()
 
 
-def duplicates_and_splits(labels: np.ndarray, truth: np.ndarray) -> tuple[int, int]:
-    """``(duplicates, splits)`` of a segmentation against the truth: a true object is
-    *duplicated* when two or more found objects lie mostly (over half their area) inside
-    it, *split* when two or more found objects each hold over 10 % of it."""
-    duplicates = splits = 0
-    found_in = {}
-    for k in np.unique(labels[labels > 0]):
-        ids, counts = np.unique(truth[labels == k], return_counts=True)
-        top = int(np.argmax(counts))
-        if ids[top] and counts[top] > counts.sum() / 2:
-            found_in.setdefault(int(ids[top]), []).append(int(k))
-    duplicates = sum(len(v) > 1 for v in found_in.values())
-    for t in np.unique(truth[truth > 0]):
-        ids, counts = np.unique(labels[truth == t], return_counts=True)
-        splits += np.count_nonzero((ids > 0) & (counts > 0.1 * counts.sum())) > 1
-    return duplicates, int(splits)
-
-
 @pytest.fixture(scope="session")
 def tiling() -> tuple[int, int]:
     """``(tile_size, halo)`` the disc images are made for."""
@@ -78,7 +61,8 @@ def make_discs():
 
 @pytest.fixture(scope="session")
 def defects():
-    """:func:`duplicates_and_splits` itself."""
+    """:func:`tilesam.evaluate.instances.duplicates_and_splits` (duplicated and split true
+    objects)."""
     return duplicates_and_splits
 
 

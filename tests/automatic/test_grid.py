@@ -13,7 +13,8 @@ from tilesam.automatic import AutoSettings, segment_everything
 from tilesam.errors import Cancelled, TileSAMError
 from tilesam.evaluate.instances import score_instances
 
-FAST = {"points_per_side": 12}  # one point every 21 pixels of these 256-pixel tiles
+# Grid mode, one point every 21 pixels of these 256-pixel tiles.
+FAST = {"mode": "grid", "points_per_side": 12}
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,8 @@ def test_an_image_without_objects_gives_empty_labels_and_table(tiny) -> None:
         ({"min_size": -1}, "min_size must be a whole number >= 0"),
         ({"nms": 0.3}, "Unknown segment-everything option"),
         ({"borders": "glue"}, "borders must be 'merge' or 'follow'"),
-        ({"mode": "instance"}, "not available yet"),
+        ({"instance_head": 3}, "instance_head must be a file path"),
+        ({"mode": "instance", "instance_head": "none.pt"}, "Instance head none.pt does not"),
         ({"mode": "magic"}, "Unknown mode 'magic'"),
         ({"z": 3}, "Slice z=3 does not exist"),
     ],

@@ -29,7 +29,7 @@ def test_a_volume_comes_back_as_3d_objects_with_one_id_each(tiny, make_discs, tm
     metadata = {"spacing": 3.0, "axes": "ZYX"}
     tifffile.imwrite(path, volume, imagej=True, resolution=(2, 2), metadata=metadata)
     session = tilesam.Session(path, tiny, tile_size=grid.tile_size, halo=grid.halo)
-    result = session.segment_everything(points_per_side=12)
+    result = session.segment_everything(mode="grid", points_per_side=12)
     labels = result.labels
     assert result.is_volume and labels.shape == truth3d.shape
     # every true 3D object is one found id, the same on every slice it is on
@@ -51,6 +51,6 @@ def test_one_slice_of_a_volume_is_a_2d_result(tiny, make_discs) -> None:
     image, truth, grid = make_discs(tiles=2)
     volume = np.stack([np.zeros_like(image), image])
     session = tilesam.Session(volume, tiny, tile_size=grid.tile_size, halo=grid.halo)
-    result = session.segment_everything(z=1, points_per_side=12)
+    result = session.segment_everything(mode="grid", z=1, points_per_side=12)
     assert result.labels.shape == image.shape and result.n_objects == 9
     assert session.missing_tiles(1) == [] and len(session.missing_tiles(0)) == 4

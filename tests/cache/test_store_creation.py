@@ -195,10 +195,12 @@ def test_overwrite_still_replaces_only_tilesam_stores(tmp_path) -> None:
 _CREATOR = """
 import sys, time
 import numpy as np
+from pathlib import Path
 from tilesam.cache.store import EmbeddingStore
-start = {start!r}
-while time.time() < start:
-    pass
+# Both interpreters up (imports done, however loaded the machine), then go together.
+Path({path!r} + ".ready{tile}").touch()
+while not all(Path({path!r} + f".ready{{i}}").exists() for i in (0, 1)):
+    time.sleep(0.001)
 if {how!r} == "create":
     store = EmbeddingStore.create({path!r}, signature={sig!r}, grid_shape={grid!r},
                                   embedding_shape={emb!r}, overwrite={overwrite!r})
@@ -212,9 +214,8 @@ time.sleep(1)  # still open while the other one creates
 
 
 def _race(path: Path, hows: tuple[str, str], overwrite: bool) -> list[str]:
-    start = time.time() + 3  # both interpreters are up by then
     procs = [
-        _python(_CREATOR.format(start=start, how=how, path=str(path), sig=SIG, grid=GRID,
+        _python(_CREATOR.format(how=how, path=str(path), sig=SIG, grid=GRID,
                                 emb=EMB, overwrite=overwrite, tile=i, meta=META))
         for i, how in enumerate(hows)
     ]  # fmt: skip

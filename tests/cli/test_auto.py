@@ -96,7 +96,8 @@ def test_an_image_without_objects_writes_empty_labels_and_says_so(files, capsys)
         (["--min-score", "1.5"], "min_score must be a number from 0 to 1"),
         (["--min-size", "-3"], "min_size must be a whole number >= 0"),
         (["--points-per-side", "0"], "points_per_side must be a whole number >= 1"),
-        (["--mode", "instance"], "not available yet"),
+        (["--mode", "magic"], "Unknown mode 'magic'"),
+        (["--mode", "instance", "--instance-head", "none.pt"], "Instance head none.pt does not"),
         (["--table", "objects.xlsx"], "written as CSV"),
     ],
 )

@@ -25,7 +25,9 @@ def tiny_widget(widget):
 
 
 def _run(widget, qtbot, points: int | None = None):
-    """Press Segment everything (grid `points` per side) and wait; the job's progress."""
+    """Press Segment everything and wait; the job's progress. With `points`, grid mode
+    with `points` per side; without, the mode "auto" (tiny's instance mode)."""
+    widget.runs.mode.value = "auto" if points is None else "grid"
     widget.grid_points.value = points
     steps = []
     widget.auto_button.native.click()

@@ -24,6 +24,6 @@ def test_sample_data_command_returns_image_and_labels():
     layers = getattr(importlib.import_module(module), function)()
     (image, image_meta, image_kind), (labels, _, labels_kind) = layers
     assert (image_kind, labels_kind) == ("image", "labels")
-    assert image.shape == labels.shape == (256, 256)
+    assert image.shape == labels.shape == (512, 512)
     assert image_meta["name"] == "nuclei"
-    assert len(np.unique(labels)) - 1 == 65
+    assert len(np.unique(labels)) - 1 == 125

@@ -39,10 +39,11 @@ INDEX = "index"
 FEATURES_WIDGET = ("napari", "Features table widget")
 
 
-def show(annotator: Annotator, result: AutoResult) -> Labels:
+def show(annotator: Annotator, result: AutoResult, by_default: bool = False) -> Labels:
     """Show `result` over the annotator's image as the ``auto_segmentation`` layer (replacing
     an earlier one), its table as the layer's features and in napari's features table, and
-    make it the active layer, ready for Ctrl+clicks."""
+    make it the active layer, ready for Ctrl+clicks. The notification names the mode used
+    (`by_default`: the core chose it for the model)."""
     viewer, image = annotator.viewer, annotator.image
     if AUTO in viewer.layers:
         viewer.layers.remove(AUTO)
@@ -55,7 +56,8 @@ def show(annotator: Annotator, result: AutoResult) -> Labels:
     viewer.layers.selection.active = layer
     viewer.window.add_plugin_dock_widget(*FEATURES_WIDGET)  # the one open, if it is
     found = "no object" if result.n_objects == 0 else f"{result.n_objects} objects"
-    show_info(f"TileSAM: segment everything found {found} ({AUTO}).")
+    mode = f"{result.mode} mode" + (", the model's default" if by_default else "")
+    show_info(f"TileSAM: segment everything ({mode}) found {found} ({AUTO}).")
     return layer
 
 

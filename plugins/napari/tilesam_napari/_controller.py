@@ -10,7 +10,7 @@ dock widget's buttons, the key bindings and the napari console
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from tilesam_napari import _labels, _layers, _predict
 from tilesam_napari._commits import Commits
 from tilesam_napari._labels import Committed, Window, bounding_window
 from tilesam_napari._layers import KeyHandler
+from tilesam_napari._notify import walked
 from tilesam_napari._session import Settings, auto_window_note, open_session
 from tilesam_napari._workers import LatestOnly
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
     from tilesam.segment.result import SegmentResult
     from tilesam.segment.session import Session
-    from tilesam.volumes.walk import PropagationResult
+    from tilesam_napari._predict import Propagated
 
 #: What a live segmentation works on: the prompt and its slice (None in 2D).
 _LiveJob = tuple[Prompt, int | None]
@@ -354,24 +355,27 @@ class Annotator:
         when `cancel` is set."""
         return (yield from _predict.embed_steps(session or self.require_session(), cancel, batch))
 
-    def propagate(self, cancel: threading.Event | None = None) -> np.ndarray:
+    def propagate(
+        self, cancel: threading.Event | None = None, rules: Mapping[str, Any] | None = None
+    ) -> np.ndarray:
         """Propagate the current object through the volume now (``Shift+S`` runs it in a
-        worker); returns the labels volume shown in ``current_object``."""
-        result = _predict.run_to_end(self.propagate_steps(cancel))
+        worker) with the stop `rules` (a mapping of `tilesam.volumes.stop_rules.StopRules`
+        thresholds; None: the core's); returns the labels volume shown in ``current_object``."""
+        result = _predict.run_to_end(self.propagate_steps(cancel, rules))
         self.show_volume(result)
         return result.labels
 
     def propagate_steps(
-        self, cancel: threading.Event | None = None
-    ) -> Generator[tuple[int, int], None, PropagationResult]:
-        """Propagate the current object with `tilesam.propagate_mask`, yielding ``(done,
-        total)`` slices; returns the labels volume and the walks' stops (show them with
-        `show_volume`, in the GUI thread)."""
+        self, cancel: threading.Event | None = None, rules: Mapping[str, Any] | None = None
+    ) -> Generator[tuple[int, int], None, Propagated]:
+        """Propagate the current object with `tilesam.propagate_mask` and the stop `rules`,
+        yielding ``(done, total)`` slices; returns the labels volume, the walks' stops and
+        the warnings (show them with `show_volume`, in the GUI thread)."""
         session = self.check_can_propagate()
         seed = np.zeros(session.source.spatial_shape, np.uint8)
         for w in self.current:
             seed[w.region] |= w.mask
-        return (yield from _predict.propagate_steps(session, seed, cancel))
+        return (yield from _predict.propagate_steps(session, seed, cancel, rules))
 
     def check_can_propagate(self) -> Session:
         """The session, if the image is a volume with a current object; else raise."""
@@ -385,14 +389,12 @@ class Annotator:
             raise TileSAMError("No current object to propagate: click on an object first.")
         return session
 
-    def show_volume(self, labels: np.ndarray | PropagationResult) -> None:
+    def show_volume(self, labels: np.ndarray | Propagated) -> None:
         """Show a propagated labels volume as the current object, one window per slice; for
-        a propagation's result, also say where and why each walk stopped, and what would
-        take it further."""
-        stops = getattr(labels, "stops", None)
+        a propagation's result, also say where and why each walk stopped, what would take
+        it further, and its warnings (a walk that stopped next to its seed)."""
+        walked(getattr(labels, "stops", None) or [], getattr(labels, "warnings", ()))
         labels = getattr(labels, "labels", labels)
-        if stops:
-            show_info("TileSAM propagation: " + "; ".join(s.describe() for s in stops))
         mask = np.asarray(labels) > 0
         windows = [bounding_window(z, mask[z]) for z in range(mask.shape[0]) if mask[z].any()]
         self._alternatives, self._choice = [windows], 0

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Generator
+import warnings
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tilesam.errors import TileSAMError
+from tilesam.errors import TileSAMError, TileSAMWarning
 from tilesam_napari._labels import Window
 
 if TYPE_CHECKING:
@@ -21,7 +23,22 @@ if TYPE_CHECKING:
     from tilesam.decode.prompt import Prompt
     from tilesam.segment.result import SegmentResult
     from tilesam.segment.session import Session
-    from tilesam.volumes.walk import PropagationResult
+    from tilesam.volumes.stops import Stop
+
+
+#: The warnings registry of those issued again by `_tilesam_warnings` ("default": once).
+_REISSUED: dict[Any, Any] = {}
+
+
+@dataclass(frozen=True)
+class Propagated:
+    """A propagation's answer: the labels volume, where and why each walk stopped
+    (`tilesam.volumes.stops.Stop`), and the texts of the `TileSAMWarning` it raised (e.g.
+    walks that stopped within two slices of their seed)."""
+
+    labels: np.ndarray
+    stops: list[Stop]
+    warnings: tuple[str, ...] = ()
 
 
 def segment(session: Session, prompt: Prompt, z: int | None) -> tuple[SegmentResult, Window]:
@@ -62,33 +79,73 @@ def embed_steps(
 
 
 def propagate_steps(
-    session: Session, seed: np.ndarray, cancel: threading.Event | None = None
-) -> Generator[tuple[int, int], None, PropagationResult]:
-    """Run `tilesam.propagate_mask` from a seed labels volume in a helper thread, yielding
-    its ``(done, total)`` progress; returns the labels volume and where each walk stopped."""
+    session: Session,
+    seed: np.ndarray,
+    cancel: threading.Event | None = None,
+    rules: Mapping[str, float | None] | None = None,
+) -> Generator[tuple[int, int], None, Propagated]:
+    """Run `tilesam.propagate_mask` from a seed labels volume with the stop `rules` (a
+    mapping of `tilesam.volumes.stop_rules.StopRules` thresholds, None: the core's) in a
+    helper thread, yielding its ``(done, total)`` progress; returns the labels volume, where
+    each walk stopped and the warnings it raised (to be shown, not lost in a thread)."""
     import tilesam
 
     def run(callback, cancel):
         # The session's cache: slices are embedded once, for both uses.
         options = {"session": session, "callback": callback, "cancel": cancel, "details": True}
-        return tilesam.propagate_mask(session.source, mask=seed, **options)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TileSAMWarning)  # each run's, however alike
+            result = tilesam.propagate_mask(session.source, mask=seed, rules=rules, **options)
+        return Propagated(result.labels, list(result.stops), _tilesam_warnings(caught))
 
     return (yield from _in_thread(run, cancel, "tilesam-propagate"))
+
+
+def _tilesam_warnings(caught: list[warnings.WarningMessage]) -> tuple[str, ...]:
+    """The texts of the TileSAM warnings among `caught`; any other is issued again as it
+    would have been (`warnings.catch_warnings` records every thread's meanwhile)."""
+    texts = []
+    for w in caught:
+        if issubclass(w.category, TileSAMWarning):
+            texts.append(str(w.message))
+        else:
+            where = {"registry": _REISSUED, "source": w.source}
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, **where)
+    return tuple(dict.fromkeys(texts))
 
 
 def everything_steps(
     session: Session, cancel: threading.Event | None = None, **settings: Any
 ) -> Generator[tuple[int, int], None, AutoResult]:
     """`Session.segment_everything` over the whole image (every slice of a volume, linked
-    into 3D objects) with `settings` (``points_per_side``, ...), in a helper thread,
-    yielding its ``(done, total)`` tiles (the embedding of missing tiles, then each tile
-    decoded); returns the `tilesam.automatic.AutoResult`. A set `cancel` stops it between
-    tiles with `tilesam.errors.Cancelled`, and nothing is kept."""
+    into 3D objects) with `settings` (``mode``, ``points_per_side``, ...), in a helper
+    thread, yielding its ``(done, total)`` tiles (the embedding of missing tiles, then each
+    tile decoded); returns the `tilesam.automatic.AutoResult` (its ``mode`` the one used).
+    ``mode=None`` is the core's default for the session's model
+    (`tilesam.automatic.api.default_mode`); ``points_per_side`` is passed to grid mode only.
+    A set `cancel` stops it between tiles with `tilesam.errors.Cancelled`, and nothing is
+    kept."""
 
     def run(callback, cancel):
-        return session.segment_everything(callback=callback, cancel=cancel, **settings)
+        options = everything_options(session, **settings)
+        return session.segment_everything(callback=callback, cancel=cancel, **options)
 
     return (yield from _in_thread(run, cancel, "tilesam-auto"))
+
+
+def everything_options(
+    session: Session, mode: str | None = None, **settings: Any
+) -> dict[str, Any]:
+    """The options of `Session.segment_everything` for `mode` (None: the core's default for
+    the session's model) and `settings`, without ``points_per_side`` unless in grid mode."""
+    from tilesam.automatic.api import default_mode
+    from tilesam.automatic.settings import AutoSettings
+
+    if mode is None:
+        mode = default_mode(session, AutoSettings.make(**settings))
+    if mode != "grid":
+        settings.pop("points_per_side", None)
+    return {"mode": mode, **settings}
 
 
 def _in_thread(

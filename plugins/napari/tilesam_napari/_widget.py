@@ -1,9 +1,10 @@
 """The ``TileSAM`` dock widget: the settings forms, embedding with progress, and the actions.
 
-The settings are magicgui forms (`SettingsForm`; the advanced ones fold away in a superqt
-`QCollapsible`). The widget only reads them into `Settings` and calls the `Annotator`;
-every error becomes a notification, and long work (opening a session, embedding,
-propagation, segment everything) runs in a `Job`.
+The settings are magicgui forms (`SettingsForm`, and `RunForm` for how Segment everything
+and propagation run; the advanced ones fold away in a superqt `QCollapsible`). The widget
+only reads them into `Settings` (and run options) and calls the `Annotator`; every error
+becomes a notification, and long work (opening a session, embedding, propagation, segment
+everything) runs in a `Job`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from tilesam_napari._io import prefer_tilesam_reader
 from tilesam_napari._keys import KEYS, bind_keys
 from tilesam_napari._notify import guarded
 from tilesam_napari._predict import everything_steps
-from tilesam_napari._settings_form import AutoInt, SettingsForm
+from tilesam_napari._run_form import RunForm
+from tilesam_napari._settings_form import SettingsForm
 from tilesam_napari._workers import Job, Steps
 
 if TYPE_CHECKING:
@@ -62,15 +64,8 @@ class TileSAMWidget(QWidget):
         self.annotator = Annotator(napari_viewer)
         self.job: Job | None = None
         self.form = SettingsForm(napari_viewer)
-        self.grid_points = AutoInt(
-            name="points_per_side",
-            label="Grid points",
-            minimum=1,
-            maximum=256,
-            default=32,  # where the number starts: the core's default, SAM's
-            tooltip="Segment everything: grid points per side of the model input (fewer: "
-            "faster, small objects missed); auto: the core's default",
-        )
+        self.runs = RunForm()  # how Segment everything and Propagate 3D run
+        self.grid_points = self.runs.grid_points
         self._lay_out(self._embedding_controls(), self._action_controls())
         layers = napari_viewer.layers.events
         for event in (layers.inserted, layers.removed, layers.reordered, layers.renamed):
@@ -87,7 +82,8 @@ class TileSAMWidget(QWidget):
     def _lay_out(self, embedding: Container, actions: Container) -> None:
         advanced = QCollapsible("Advanced settings")
         advanced.addWidget(self.form.advanced.native)
-        advanced.addWidget(Container(widgets=[self.grid_points]).native)
+        advanced.addWidget(self.runs.everything.native)
+        advanced.addWidget(self.runs.propagation.native)
         layout = QVBoxLayout(self)
         parts = (self.form.main.native, advanced, embedding.native, self.status, actions.native)
         for part in parts:
@@ -177,18 +173,23 @@ class TileSAMWidget(QWidget):
     def segment_everything(self) -> Job | None:
         """Segment every object of the image (every slice of a volume) in a worker thread,
         setting up first if needed; the objects appear in ``auto_segmentation``."""
-        options = {"points_per_side": self.grid_points.value}
+        options = self.runs.everything_options()  # read here, in the GUI thread
+        by_default = options["mode"] is None
         return self.open_in_background(
             lambda session, cancel: everything_steps(session, cancel, **options),
-            on_done=lambda result: _auto.show(self.annotator, result),
+            on_done=lambda result: _auto.show(self.annotator, result, by_default),
         )
 
     def propagate(self) -> Job | None:
-        """Propagate the current object through the volume in a worker thread."""
+        """Propagate the current object through the volume in a worker thread, with the
+        stop rules of the advanced settings."""
         if self._busy() or guarded(self.annotator.check_can_propagate) is None:
             return None
+        rules = self.runs.rules()
         return self._start(
-            self.annotator.propagate_steps, on_done=self.annotator.show_volume, unit="slices"
+            lambda cancel: self.annotator.propagate_steps(cancel, rules),
+            on_done=self.annotator.show_volume,
+            unit="slices",
         )
 
     def cancel(self) -> None:

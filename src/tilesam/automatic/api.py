@@ -16,21 +16,26 @@ from collections import Counter
 from typing import Any
 
 from tilesam.automatic.grid import GridSlice
+from tilesam.automatic.instance import InstanceSlice
 from tilesam.automatic.link import link_slices, number_objects
+from tilesam.automatic.prompts import PromptsSlice
 from tilesam.automatic.result import AutoResult, geometry
 from tilesam.automatic.settings import AutoSettings, check_mode
 from tilesam.cache.progress import CancelFlag, Progress, ProgressCallback
 from tilesam.errors import Cancelled, TileSAMError
+from tilesam.models.instance_head import bundled_head
 from tilesam.segment.session import Session
 
-_MODES = {"grid": GridSlice}
+_MODES = {"grid": GridSlice, "instance": InstanceSlice, "prompts": PromptsSlice}
+#: the default mode for a model with an instance head (measured: docs/automatic.md)
+WITH_HEAD = "instance"
 
 
 def segment_everything(
     image: Any,
     model: Any = None,
     cache: str | os.PathLike[str] | None = None,
-    mode: str = "grid",
+    mode: str | None = None,
     *,
     z: int | None = None,
     tile_size: int | None = None,
@@ -50,9 +55,12 @@ def segment_everything(
     model, cache, tile_size, halo
         As for :class:`tilesam.Session`; embeddings missing from the cache are computed
         first (with a progress bar if `progress`).
-    mode : str
+    mode : str, optional
         ``"grid"``: a grid of clicks decoded from the cached embeddings (any SAM-family
-        model); ``"instance"`` and ``"prompts"`` are to come.
+        model); ``"instance"``: the model's instance head and a seeded watershed;
+        ``"prompts"``: the head's seeds clicked and decoded. Default
+        (:func:`default_mode`): the best measured for a model with an instance head, else
+        ``"grid"``.
     z : int, optional
         One slice of a volume (a 2D result); default: every slice, linked into 3D objects.
     progress, callback, cancel
@@ -73,7 +81,7 @@ def segment_everything(
     --------
     >>> from tilesam.samples import load_sample
     >>> image, truth = load_sample("nuclei")  # 256 x 256, 65 nuclei
-    >>> result = segment_everything(image)  # the bundled tiny, a grid of 32 x 32 clicks
+    >>> result = segment_everything(image)  # the bundled tiny: instance mode (it has a head)
     >>> labels = result.labels
     >>> labels.shape, labels.dtype, int(labels.max()) == result.n_objects > 40
     ((256, 256), dtype('uint32'), True)
@@ -96,7 +104,7 @@ def segment_everything(
 
 def run(
     session: Session,
-    mode: str = "grid",
+    mode: str | None = None,
     *,
     z: int | None = None,
     progress: bool = False,
@@ -106,14 +114,14 @@ def run(
 ) -> AutoResult:
     """:func:`segment_everything` over an open session (what
     :meth:`tilesam.Session.segment_everything` calls)."""
-    mode = check_mode(mode)
     options = AutoSettings.make(**settings)
+    mode = check_mode(mode) if mode is not None else default_mode(session, options)
     slices = list(range(session.source.n_slices)) if z is None else [z]
+    segmenter = _MODES[mode](session, options)  # a missing head is refused before any work
     # Missing embeddings first (a slice that does not exist is refused here).
     session.embed(progress=progress, slices=slices, callback=callback, cancel=cancel)
     if cancel is not None and cancel.is_set():
         raise Cancelled("Segment-everything was cancelled; nothing was kept.")
-    segmenter = _MODES[mode](session, options)
     total = len(slices) * session.grid.n_tiles
     with Progress(
         total, bar=progress, desc=f"segment everything ({mode})", callback=callback, cancel=cancel
@@ -132,3 +140,11 @@ def run(
         stats=dict(Counter(segmenter.stats)),
         **geometry(session.source, volume),
     )
+
+
+def default_mode(session: Session, settings: AutoSettings) -> str:
+    """The mode that measures best for the session's model: :data:`WITH_HEAD` when an
+    instance head is given or ships with the model, else ``"grid"`` (no training needed)."""
+    if settings.instance_head is not None:
+        return WITH_HEAD
+    return WITH_HEAD if bundled_head(session.model) is not None else "grid"

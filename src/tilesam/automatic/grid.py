@@ -61,19 +61,30 @@ Tile = tuple[int, int]
 _LEVELS = 3  # coarse-to-fine: every 8th lattice point first, then every 4th, 2nd, all
 
 
-def grid_step(session: Session, points_per_side: int) -> float:
-    """Image pixels between grid points: the model input's side over `points_per_side`, at
-    the magnification the tiles are embedded at (a full tile's, under SAM's convention).
+def magnification(session: Session) -> float:
+    """How much the tiles are enlarged into the model input (a full tile's, under SAM's
+    convention): model-input pixels per image pixel.
 
     >>> from tilesam.samples import load_sample
-    >>> grid_step(Session(load_sample("nuclei")[0]), 16)  # 256 pixels fill the input
-    16.0
+    >>> magnification(Session(load_sample("nuclei")[0]))  # 256 pixels fill the input
+    4.0
     """
-    size = session.predictor.image_size
     scale = session.slice_scale
     if scale is None:  # SAM's convention: a tile's longest side fills the model input
-        scale = size / min(session.grid.tile_size, max(session.grid.slice_shape))
-    return size / scale / points_per_side
+        longest = min(session.grid.tile_size, max(session.grid.slice_shape))
+        scale = session.predictor.image_size / longest
+    return float(scale)
+
+
+def grid_step(session: Session, points_per_side: int) -> float:
+    """Image pixels between grid points: the model input's side over `points_per_side`, at
+    the tiles' :func:`magnification`.
+
+    >>> from tilesam.samples import load_sample
+    >>> grid_step(Session(load_sample("nuclei")[0]), 16)
+    16.0
+    """
+    return session.predictor.image_size / magnification(session) / points_per_side
 
 
 def lattice(grid: TileGrid, tile: Tile, step: float) -> np.ndarray:
@@ -180,13 +191,17 @@ class GridSlice:
         self.stats["seconds_borders"] += time.perf_counter() - start
         return objects
 
+    def points(self, z: int, tile: Tile) -> np.ndarray:
+        """The clicks ``(y, x)`` (image pixels) `tile` decodes: its lattice points."""
+        return lattice(self.grid, tile, self.step)
+
     def _decode_tile(self, z: int, tile: Tile) -> tuple[list[Instance], dict[int, tuple]]:
         """Candidates of the tile (image coordinates) and, per candidate, its tile mask and
         score, which the border step reuses for the seed tile."""
         emb = self.session.embedding(z, *tile)
         origin = np.array(self.grid.tile_origin(*tile), dtype=float)
         covered = np.zeros(self.grid.tile_shape(*tile), dtype=bool)
-        points = lattice(self.grid, tile, self.step) - origin
+        points = self.points(z, tile) - origin
         found, seeds = [], {}
         for start in range(0, len(points), self.batch_size):
             batch = points[start : start + self.batch_size]

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from tilesam.errors import TileSAMError
 
-#: The modes of segment-everything; only ``grid`` is implemented so far.
+#: The modes of segment-everything (``docs/automatic.md``).
 MODES = ("grid", "instance", "prompts")
 
 
@@ -31,7 +32,8 @@ class AutoSettings:
         magnification a tile is embedded at. 16 on a 1024-pixel tile: one point every 64
         pixels.
     min_score : float
-        Keep masks whose predicted IoU (the decoder's own score) is at least this, 0 to 1.
+        Keep masks whose predicted IoU (the decoder's own score) is at least this, 0 to 1;
+        in instance mode, objects whose mean foreground probability is at least this.
     min_stability : float
         Keep masks whose stability is at least this, 0 to 1: the IoU of the mask at the
         mask threshold + `stability_offset` and at the threshold - `stability_offset` on the
@@ -62,6 +64,26 @@ class AutoSettings:
         ``"follow"``: tiles one object may be followed across.
     link_iou : float
         Volumes: pieces on neighbouring slices with at least this IoU are one object.
+    foreground : float
+        Instance and prompts modes: pixels whose foreground probability (the instance head's)
+        reaches this are in objects, 0 to 1.
+    centre_distance, boundary_distance : float
+        Instance and prompts modes: seeds are where the head's centre distance and boundary
+        distance (0 at an object's centre / deep inside, 1 at its edge) are both below
+        these, 0 to 1.
+    min_cut_boundary : float
+        Instance and prompts modes: touching objects whose shared line has a mean boundary
+        distance below this are one object cut in two (two seeds in it) and are merged; 0
+        never merges, 0 to 1.
+    min_seed : int
+        Instance and prompts modes: seeds of fewer pixels are noise and dropped (each seed
+        becomes an object). In pixels of the model input, so that it means the same at
+        every magnification (a 256-pixel image enlarged 4 times: 16 times fewer image
+        pixels).
+    instance_head : str, optional
+        Instance and prompts modes: the instance head file (``tilesam train
+        --instance-head`` writes ``RUN/instance_head.pt``); default: the head bundled with
+        the model (``tiny`` has one).
 
     Examples
     --------
@@ -85,12 +107,30 @@ class AutoSettings:
     merge_iou: float = 0.5
     max_tiles: int = 16
     link_iou: float = 0.3
+    foreground: float = 0.3
+    centre_distance: float = 0.5
+    boundary_distance: float = 0.5
+    min_seed: int = 64
+    min_cut_boundary: float = 0.8
+    instance_head: str | None = None
 
     def __post_init__(self) -> None:
-        names = ("min_score", "min_stability", "nms_iou", "max_area", "merge_iou", "link_iou")
+        names = (
+            "min_score",
+            "min_stability",
+            "nms_iou",
+            "max_area",
+            "merge_iou",
+            "link_iou",
+            "foreground",
+            "centre_distance",
+            "boundary_distance",
+            "min_cut_boundary",
+        )
         for name in names:
             _fraction(name, getattr(self, name))
-        for name, low in (("points_per_side", 1), ("min_size", 0), ("max_hole", 0)):
+        whole = (("points_per_side", 1), ("min_size", 0), ("max_hole", 0), ("min_seed", 1))
+        for name, low in whole:
             _whole(name, getattr(self, name), low)
         _whole("max_tiles", self.max_tiles, 1)
         offset = self.stability_offset
@@ -98,6 +138,11 @@ class AutoSettings:
             raise TileSAMError(f"stability_offset must be a number > 0, got {offset!r}.")
         if self.borders not in ("merge", "follow"):
             raise TileSAMError(f"borders must be 'merge' or 'follow', got {self.borders!r}.")
+        head = self.instance_head
+        if head is not None and not isinstance(head, (str, os.PathLike)):
+            raise TileSAMError(f"instance_head must be a file path, got {head!r}.")
+        if head is not None:
+            object.__setattr__(self, "instance_head", os.fspath(head))
         if not isinstance(self.skip_covered, bool):
             raise TileSAMError(f"skip_covered must be True or False, got {self.skip_covered!r}.")
 
@@ -124,22 +169,16 @@ class AutoSettings:
 
 
 def check_mode(mode: str) -> str:
-    """`mode` if it is implemented, else one clear error.
+    """`mode` if it is one of :data:`MODES`, else one clear error.
 
-    >>> check_mode("grid")
-    'grid'
-    >>> check_mode("instance")  # doctest: +ELLIPSIS
+    >>> check_mode("instance")
+    'instance'
+    >>> check_mode("watershed")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    tilesam.errors.TileSAMError: Mode 'instance' of segment-everything is not available yet...
+    tilesam.errors.TileSAMError: Unknown mode 'watershed' of segment-everything: use one of...
     """
-    if mode == "grid":
-        return mode
     if mode in MODES:
-        raise TileSAMError(
-            f"Mode {mode!r} of segment-everything is not available yet (it needs an instance "
-            "head trained for the model): use mode='grid', which works with any SAM-family "
-            "model."
-        )
+        return mode
     raise TileSAMError(f"Unknown mode {mode!r} of segment-everything: use one of {MODES}.")
 
 

@@ -229,7 +229,9 @@ class _SharedWork:
             self.waiting.append(tile)
             return False
         if self.store.is_done(*tile):  # finished by another embedder meanwhile
-            self.claims.release(tile, finished=False)
+            # Its claim file may be one this claim just created after the finisher removed
+            # its own: the tile is done, so the file goes too.
+            self.claims.release(tile, finished=True)
             with self._lock:
                 self._done_elsewhere += 1
             return False

@@ -18,7 +18,20 @@ from tilesam.errors import TileSAMError
 def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", help="image file or folder (TIFF, OME-TIFF, zarr, NIfTI, ...)")
     p.add_argument("--cache", default=None, help="embedding cache folder (missing tiles added)")
-    p.add_argument("--mode", default="grid", help="grid (instance and prompts: to come)")
+    p.add_argument(
+        "--mode",
+        default=None,
+        help="grid: clicks on a grid (any model); instance: the instance head and a watershed; "
+        "prompts: the head's seeds clicked (default: instance for a model with an instance "
+        "head, else grid)",
+    )
+    p.add_argument(
+        "--instance-head",
+        default=None,
+        metavar="FILE",
+        help="instance head for the instance and prompts modes (default: the model's own; "
+        "tilesam train --instance-head writes one)",
+    )
     p.add_argument("--z", type=int, default=None, help="one slice of a volume (default: all)")
     p.add_argument("--points-per-side", type=int, default=None, help="grid points per input side")
     p.add_argument("--min-score", type=float, default=None, help="least predicted IoU, 0..1")
@@ -26,6 +39,9 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nms-iou", type=float, default=None, help="duplicates above this IoU go")
     p.add_argument("--min-size", type=int, default=None, help="smallest object, pixels")
     p.add_argument("--max-hole", type=int, default=None, help="largest hole filled, pixels")
+    p.add_argument(
+        "--foreground", type=float, default=None, help="instance head: least foreground, 0..1"
+    )
     add_session_options(p)
     add_model_options(p)
     # `--overwrite` here is the output's (an existing file is refused without it); the
@@ -46,7 +62,8 @@ def _run(args: argparse.Namespace) -> None:
     from tilesam.automatic.api import run
     from tilesam.automatic.settings import AutoSettings, check_mode
 
-    check_mode(args.mode)
+    if args.mode is not None:
+        check_mode(args.mode)
     settings = AutoSettings.make(**_settings(args)).to_dict()  # refused before any work
     out, table = _outputs(args)
     session = make_session(
@@ -62,13 +79,22 @@ def _run(args: argparse.Namespace) -> None:
         return
     stats = result.stats
     print(
-        f"{result.n_objects} objects ({args.mode} mode; {stats.get('border_objects', 0)} "
-        f"followed across tile borders) -> {out}{extra}"
+        f"{result.n_objects} objects ({result.mode} mode; {stats.get('border_objects', 0)} "
+        f"found across tile borders) -> {out}{extra}"
     )
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    names = ("points_per_side", "min_score", "min_stability", "nms_iou", "min_size", "max_hole")
+    names = (
+        "points_per_side",
+        "min_score",
+        "min_stability",
+        "nms_iou",
+        "min_size",
+        "max_hole",
+        "foreground",
+        "instance_head",
+    )
     return {name: getattr(args, name) for name in names}
 
 

@@ -4,7 +4,8 @@ the volume's geometry."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from tilesam.cli._options import (
     open_source,
     parse_numbers,
 )
+from tilesam.errors import TileSAMWarning
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,34 +63,56 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--largest-component", action="store_true", help="keep each object's largest 3D piece"
     )
-    p.add_argument(
-        "--no-fade-rule",
-        action="store_true",
-        help="do not stop where a distinct object fades against its surroundings (on by "
-        "default; see tilesam.volumes.stop_rules.StopRules.min_contrast)",
-    )
-    p.add_argument(
-        "--min-score",
-        type=float,
-        default=None,
-        help="stop where the decoder's predicted IoU falls below this (default 0.4)",
-    )
-    p.add_argument(
-        "--min-score-ratio",
-        type=float,
-        default=None,
-        help="stop where the predicted IoU falls below this fraction of the walk's highest "
-        "(default 0.75; 0 turns the rule off)",
-    )
+    _rule_options(p)
     add_session_options(p)
     add_model_options(p)
+
+
+#: StopRules field -> (metavar, help); the defaults and why: StopRules' docstring.
+_RULE_HELP = {
+    "min_area": ("PIXELS", "stop where the mask has fewer pixels: the object vanished"),
+    "min_score": (
+        "IOU",
+        "stop where the decoder's predicted IoU falls below this (its scale depends on the "
+        "model and the prompt: check it on your data first)",
+    ),
+    "min_score_ratio": (
+        "FRACTION",
+        "stop where the predicted IoU falls below this fraction of the walk's highest: the "
+        "decoder grew less sure as the object ends",
+    ),
+    "min_overlap": ("IOU", "stop where the mask's IoU with the previous slice's is lower: a jump"),
+    "max_growth": ("FACTOR", "stop where the area grows by more than this factor: a leak"),
+    "min_contrast": (
+        "FRACTION",
+        "stop where a distinct object's contrast falls below this fraction of its strongest: "
+        "it faded",
+    ),
+}
+
+
+def _rule_options(p: argparse.ArgumentParser) -> None:
+    """One option per stop rule (tilesam.volumes.stop_rules.StopRules), with its default."""
+    from tilesam.volumes.stop_rules import StopRules, option_of
+
+    rules = p.add_argument_group(
+        "stop rules", "when a walk stops (tilesam.volumes.stop_rules.StopRules)"
+    )
+    for name, (metavar, text) in _RULE_HELP.items():
+        default = getattr(StopRules(), name)
+        said = "off" if default is None else f"{default:g}"
+        off = "; 0 turns it off" if name in _OFF_AT_ZERO else ""
+        rules.add_argument(
+            option_of(name), type=float, default=None, metavar=metavar,
+            help=f"{text} (default {said}{off})",
+        )  # fmt: skip
+    rules.add_argument("--no-fade-rule", action="store_true", help="the same as --min-contrast 0")
 
 
 def _run(args: argparse.Namespace) -> None:
     from tilesam.io import AxisView, write_labels
     from tilesam.io.write import check_labels_path
     from tilesam.volumes.propagate import propagate_mask
-    from tilesam.volumes.stop_rules import StopRules
 
     check_labels_path(args.out)  # before the long work, not after it
     points = [parse_numbers(p, (3, 4), "z,y,x[,label]") for p in args.point]
@@ -96,37 +120,55 @@ def _run(args: argparse.Namespace) -> None:
     span = parse_numbers(args.range, (2,), "start,stop") if args.range else None
     source = open_source(args)
     view = source if args.axis == 0 else AxisView(source, args.axis)
-    rules = _rules(args, StopRules())
-    result = propagate_mask(
-        source,
-        points=[p[:3] for p in points] or None,
-        labels=[int(p[3]) if len(p) == 4 else 1 for p in points] or None,
-        box=box,
-        mask=args.mask,
-        axis=args.axis,
-        method=args.method,
-        slice_range=None if span is None else (int(span[0]), int(span[1])),
-        largest_component=args.largest_component,
-        rules=rules,
-        progress=True,
-        session=make_session(args, args.cache, view),
-        details=True,
-    )
+    rules = _rules(args)  # thresholds out of range are refused before any work
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TileSAMWarning)
+        result = propagate_mask(
+            source,
+            points=[p[:3] for p in points] or None,
+            labels=[int(p[3]) if len(p) == 4 else 1 for p in points] or None,
+            box=box,
+            mask=args.mask,
+            axis=args.axis,
+            method=args.method,
+            slice_range=None if span is None else (int(span[0]), int(span[1])),
+            largest_component=args.largest_component,
+            rules=rules,
+            progress=True,
+            session=make_session(args, args.cache, view),
+            details=True,
+        )
     path = write_labels(args.out, result.labels, like=source)
     _report(result.labels, path)
     for stop in result.stops:  # why each walk ended, and what would take it further
         print(f"  {stop.describe()}")
+    for caught_warning in caught:  # after the labels: they are written, with the warning
+        if issubclass(caught_warning.category, TileSAMWarning):
+            print(f"tilesam: warning: {caught_warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(
+                caught_warning.message, caught_warning.category,
+                caught_warning.filename, caught_warning.lineno,
+            )  # fmt: skip
 
 
-def _rules(args: argparse.Namespace, default: StopRules) -> StopRules:
+#: Rules that 0 turns off on the command line (0 would never stop a walk anyway).
+_OFF_AT_ZERO = ("min_score", "min_score_ratio", "min_contrast")
+
+
+def _rules(args: argparse.Namespace) -> StopRules:
     """The stop rules: TileSAM's, with what the options change."""
-    ratio = default.min_score_ratio if args.min_score_ratio is None else args.min_score_ratio
-    return dataclasses.replace(
-        default,
-        min_score=default.min_score if args.min_score is None else args.min_score,
-        min_score_ratio=ratio or None,  # 0: off
-        min_contrast=None if args.no_fade_rule else default.min_contrast,
-    )
+    from tilesam.volumes.stop_rules import StopRules
+
+    given = {name: getattr(args, name) for name in _RULE_HELP if getattr(args, name) is not None}
+    for name in _OFF_AT_ZERO:
+        if given.get(name) == 0:
+            given[name] = None
+    if args.no_fade_rule:
+        given["min_contrast"] = None
+    if "min_area" in given and float(given["min_area"]).is_integer():
+        given["min_area"] = int(given["min_area"])
+    return StopRules.of(given)
 
 
 def _report(labels: np.ndarray, path: Path) -> None:

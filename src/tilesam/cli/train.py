@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tilesam.cli._options import Command
+from tilesam.errors import TileSAMError
 
 _INTEGERS = (
     "crop",
@@ -78,6 +80,15 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         help="with --freeze-encoder: share of box prompts that also get a click inside the "
         "object and a looser box (the prompt slice-to-slice propagation sends)",
     )
+    p.add_argument(
+        "--instance-head",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="train only an instance head (for `tilesam auto --mode instance|prompts`) on "
+        "the frozen --base model's embeddings of --images: writes OUT/instance_head.pt; uses "
+        "--base (default: tiny), --images, --labels, --batch-size, --lr, --epochs x "
+        "--steps-per-epoch, --max-minutes, --seed, --device",
+    )
     option("--device", help="cpu, cuda, mps (default: the fastest available)")
     option(
         "--trust-checkpoint",
@@ -104,6 +115,9 @@ def _option_adder(p: argparse.ArgumentParser) -> Callable[..., None]:
 
 
 def _run_train(args: argparse.Namespace) -> None:
+    if getattr(args, "instance_head", False):
+        _run_instance_head(args)
+        return
     from tilesam.training.trainer import TrainConfig, train
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -113,6 +127,42 @@ def _run_train(args: argparse.Namespace) -> None:
         given["synthetic"] = () if text in ("", "none") else tuple(text.split(","))
     path = train(TrainConfig(out_dir=args.out, **given))
     print(f"weights: {path}  (use with --checkpoint {path})")
+
+
+def _run_instance_head(args: argparse.Namespace) -> None:
+    from tilesam.evaluate.datasets import LabelledImageFolder
+    from tilesam.models.loading import load_model
+    from tilesam.training.config import SCRATCH, TrainConfig
+    from tilesam.training.instance_head import train_instance_head
+
+    config = TrainConfig(out_dir=args.out, base=getattr(args, "base", "tiny"))
+    given = {k: v for k, v in vars(args).items() if hasattr(config, k)}
+    config = dataclasses.replace(config, **given)
+    if config.base == SCRATCH:
+        raise TileSAMError(
+            "--instance-head learns on a trained model's embeddings: give --base NAME or a "
+            "checkpoint (default: tiny), not 'scratch'."
+        )
+    if config.images is None:
+        raise TileSAMError("--instance-head trains on your annotated images: give --images.")
+    is_path = Path(config.base).suffix in (".pt", ".pth") or Path(config.base).is_file()
+    model = load_model(
+        checkpoint=config.base if is_path else None,
+        name=None if is_path else config.base,
+        device=config.device,
+        trust_checkpoint=config.trust_checkpoint,
+    )
+    path = train_instance_head(
+        model,
+        LabelledImageFolder(config.images, config.labels),
+        args.out,
+        steps=config.epochs * config.steps_per_epoch,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        seed=config.seed,
+        max_minutes=config.max_minutes,
+    )
+    print(f"instance head: {path}  (use with tilesam auto --instance-head {path})")
 
 
 def _synthesize_options(p: argparse.ArgumentParser) -> None:

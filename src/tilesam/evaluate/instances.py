@@ -77,6 +77,36 @@ def iou_matrix(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     >>> iou_matrix(a, b).round(2).tolist()
     [[0.5, 0.0], [0.0, 1.0]]
     """
+    p_ids, t_ids, overlap = _overlaps(pred, truth)
+    sizes_p, sizes_t = overlap.sum(1, keepdims=True), overlap.sum(0, keepdims=True)
+    iou = overlap / np.maximum(sizes_p + sizes_t - overlap, 1e-12)
+    return iou[p_ids != 0][:, t_ids != 0]
+
+
+def duplicates_and_splits(
+    pred: np.ndarray, truth: np.ndarray, share: float = 0.1
+) -> tuple[int, int]:
+    """Two faults of a segmentation that stitches tiles, counted in true objects:
+    *duplicated*, two or more predicted objects lie mostly (over half their area) inside
+    it; *split*, two or more predicted objects each cover more than `share` of it.
+
+    >>> truth = np.zeros((4, 8), int); truth[:, :4] = 1; truth[:, 4:] = 2
+    >>> pred = truth.copy(); pred[:, 2:4] = 3  # object 1 in two halves
+    >>> duplicates_and_splits(pred, truth), duplicates_and_splits(truth, truth)
+    ((1, 1), (0, 0))
+    """
+    p_ids, t_ids, overlap = _overlaps(pred, truth)
+    inside = overlap.argmax(axis=1)  # for each predicted object, the truth it lies in most
+    mostly = (p_ids != 0) & (overlap.max(axis=1) > overlap.sum(axis=1) / 2)
+    hosts = inside[mostly & (t_ids[inside] != 0)]
+    duplicates = int(np.count_nonzero(np.bincount(hosts, minlength=len(t_ids)) > 1))
+    covering = overlap[p_ids != 0] > share * overlap.sum(axis=0)
+    splits = int(np.count_nonzero(covering[:, t_ids != 0].sum(axis=0) > 1))
+    return duplicates, splits
+
+
+def _overlaps(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ids of both images (background included) and the pixels each pair shares."""
     pred, truth = np.asarray(pred), np.asarray(truth)
     if pred.shape != truth.shape:
         raise TileSAMError(
@@ -86,10 +116,7 @@ def iou_matrix(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     p_ids, p_index = np.unique(pred.ravel(), return_inverse=True)
     t_ids, t_index = np.unique(truth.ravel(), return_inverse=True)
     pairs = np.bincount(p_index * len(t_ids) + t_index, minlength=len(p_ids) * len(t_ids))
-    overlap = pairs.reshape(len(p_ids), len(t_ids)).astype(np.float64)
-    sizes_p, sizes_t = overlap.sum(1, keepdims=True), overlap.sum(0, keepdims=True)
-    iou = overlap / np.maximum(sizes_p + sizes_t - overlap, 1e-12)
-    return iou[p_ids != 0][:, t_ids != 0]
+    return p_ids, t_ids, pairs.reshape(len(p_ids), len(t_ids)).astype(np.float64)
 
 
 def matches(iou: np.ndarray, threshold: float) -> int:

@@ -574,7 +574,7 @@ class Session:
     def segment_everything(
         self,
         z: int | None = None,
-        mode: str = "grid",
+        mode: str | None = None,
         *,
         points_per_side: int | None = None,
         min_score: float | None = None,
@@ -587,7 +587,8 @@ class Session:
     ) -> Any:
         """Every object of slice `z` (default: of every slice, linked into 3D objects), with
         no prompt: an :class:`tilesam.automatic.AutoResult` (labels, table). The options and
-        the modes: :func:`tilesam.segment_everything`."""
+        the modes (default: the best for the model, :func:`tilesam.automatic.api.default_mode`):
+        :func:`tilesam.segment_everything`."""
         import importlib  # automatic/ is the layer above this one: reached only when called
 
         settings |= {"points_per_side": points_per_side, "min_score": min_score}

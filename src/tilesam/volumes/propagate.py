@@ -21,7 +21,7 @@ is given in the plane: ``(s, a0, b0, a1, b1)`` with ``s`` the index along `axis`
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -61,7 +61,7 @@ def propagate_mask(
     slice_range: tuple[int, int] | None = None,
     largest_component: bool = False,
     window: str | tuple[float, float] | None = None,
-    rules: StopRules | None = None,
+    rules: StopRules | Mapping[str, float | None] | None = None,
     slice_scale: float | None = DEFAULT_SLICE_SCALE,
     progress: bool = False,
     callback: Callable[[int, int], Any] | None = None,
@@ -98,8 +98,11 @@ def propagate_mask(
         Keep each object's largest 3D connected component.
     window : str or (width, level), optional
         CT window for the encoder (``"lung"``, ``"soft-tissue"``, ... or HU width / level).
-    rules : StopRules, optional
-        Stop thresholds; default :class:`tilesam.volumes.stop_rules.StopRules`.
+    rules : StopRules or mapping, optional
+        When a walk stops: a :class:`tilesam.volumes.stop_rules.StopRules`, or a mapping of
+        the thresholds to change (``{"min_score_ratio": 0.7, "max_growth": 4.0}``; the others
+        keep their defaults, documented there with why). Thresholds out of range raise
+        :class:`TileSAMError` naming the rule.
     slice_scale : float or None
         Slices are enlarged at most this many times into the model input (see
         :class:`Session`); None: SAM's convention, the longest side fills the input. Part
@@ -117,7 +120,8 @@ def propagate_mask(
     details : bool
         Return a :class:`~tilesam.volumes.walk.PropagationResult`: the labels and where and
         why every walk stopped (``result.stops``, each with ``.describe()``, a line that says
-        which rule to change to go further).
+        which rule to change to go further). Either way, walks that stop within two slices
+        of their seed raise one :class:`tilesam.errors.TileSAMWarning` saying so.
 
     Returns
     -------
@@ -138,6 +142,7 @@ def propagate_mask(
     ((40, 160, 160), True)
     >>> out = write_labels(tempfile.mkdtemp() + "/liver.nii.gz", labels, like=open_image(ct))
     """
+    rules = StopRules.of(rules)  # thresholds out of range are refused before any work
     source = _volume(volume)
     view = source if axis == 0 else AxisView(source, axis)
     if session is None:

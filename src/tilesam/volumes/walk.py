@@ -18,9 +18,12 @@ fade rule below; 0.88 with it).
 
 A walk stops at the first slice where one of its
 :class:`~tilesam.volumes.stop_rules.StopRules` says so (the object vanished, the decoder
-doubts its mask or grew less sure, the mask jumped or leaked, the object faded: see
+grew less sure than it was along the walk, the mask jumped or leaked, the object faded: see
 :mod:`tilesam.volumes.stop_rules`). That slice is not written: a leak is caught, not carried
-to the end of the volume.
+to the end of the volume. Every stop is kept (:class:`Stop`, with a line for the user that
+names the rule and the option that would take the walk further), and walks that stop within
+two slices of their seed raise one :class:`~tilesam.errors.TileSAMWarning`: the labels are
+returned (and written) all the same, but the user hears that they are not what was asked.
 
 Rules for the labels:
 
@@ -52,8 +55,8 @@ from tilesam.volumes.stop_rules import (
     SliceReader,
     StopRules,
     mask_contrast,
-    rule_hint,
 )
+from tilesam.volumes.stops import Stop, warn_early_stops
 
 METHODS = ("prompt", "box", "points", "prompt+logits")
 BOX_MARGIN = 0.05  # the next slice's box: the mask's box grown by 5 % of its size per side
@@ -77,34 +80,6 @@ class SlicePrediction:
 
 #: ``predict(z, prompt) -> SlicePrediction``
 SlicePredictor = Callable[[int, Prompt], SlicePrediction]
-
-
-@dataclass(frozen=True)
-class Stop:
-    """Where one walk ended: the object, the direction (+1 / -1), the last slice it wrote
-    and why it stopped (``"range"`` at the end of the range or a meeting walk).
-
-    Examples
-    --------
-    >>> stop = Stop(1, -1, 12, "predicted IoU 0.23 < 0.4")
-    >>> print(stop.describe())  # doctest: +NORMALIZE_WHITESPACE
-    object 1, towards lower slices: stopped after slice 12 (predicted IoU 0.23 < 0.4);
-    to go further, lower StopRules.min_score (--min-score)
-    """
-
-    obj: int
-    step: int
-    last: int
-    reason: str
-
-    def describe(self) -> str:
-        """One line for the user: where, why, and what to change to go further."""
-        side = "higher" if self.step > 0 else "lower"
-        where = f"object {self.obj}, towards {side} slices"
-        if self.reason == "range":
-            return f"{where}: reached slice {self.last}, the end of the range or the other walk"
-        hint = rule_hint(self.reason)
-        return f"{where}: stopped after slice {self.last} ({self.reason}){hint}"
 
 
 @dataclass
@@ -161,7 +136,7 @@ def propagate_labels(
     *,
     states: Mapping[tuple[int, int], Any] | None = None,
     method: str = "prompt",
-    rules: StopRules | None = None,
+    rules: StopRules | Mapping[str, float | None] | None = None,
     slice_range: tuple[int, int] | None = None,
     largest_component: bool = False,
     callback: Callable[[int, int], Any] | None = None,
@@ -192,15 +167,19 @@ def propagate_labels(
 
     Examples
     --------
-    >>> truth = np.zeros((5, 32, 32), bool); truth[1:4, 8:24, 8:24] = True
+    >>> truth = np.zeros((8, 32, 32), bool); truth[1:7, 8:24, 8:24] = True
     >>> oracle = lambda z, prompt: SlicePrediction(truth[z], 1.0)
-    >>> out = propagate_labels(truth.shape, {2: truth[2].astype(int)}, oracle)
-    >>> out.labels.sum(axis=(1, 2)).tolist(), [s.reason for s in out.stops]
-    ([0, 256, 256, 256, 0], ['vanished: 0 pixels < 8', 'vanished: 0 pixels < 8'])
+    >>> out = propagate_labels(truth.shape, {3: truth[3].astype(int)}, oracle)
+    >>> out.labels.sum(axis=(1, 2)).tolist()
+    [0, 256, 256, 256, 256, 256, 256, 0]
+    >>> print(out.stops[0].describe())  # doctest: +NORMALIZE_WHITESPACE
+    object 1, towards lower slices: stopped after slice 1, 2 slices from its seed (slice 3);
+    slice 0 broke a rule (vanished: 0 pixels < 8); to go further, lower StopRules.min_area
+    (--min-area)
     """
     if method not in METHODS:
         raise TileSAMError(f"Unknown method {method!r}; use one of {', '.join(METHODS)}.")
-    run = _Run(shape, seeds, predict, states or {}, method, rules or StopRules(), cancel)
+    run = _Run(shape, seeds, predict, states or {}, method, StopRules.of(rules), cancel)
     run.image = image
     run.set_range(slice_range)
     run.callback = callback
@@ -208,6 +187,7 @@ def propagate_labels(
         run.propagate(obj)
     if largest_component:
         run.keep_largest_components()
+    warn_early_stops(run.stops)
     return PropagationResult(run.labels, run.stops)
 
 
@@ -218,6 +198,7 @@ class _Walk:
     mask: np.ndarray
     state: Any
     last: int
+    seed: int
     strongest: float | None = None  # the largest contrast (in magnitude) seen so far
     surest: float | None = None  # the highest predicted IoU of the walk's slices so far
     alive: bool = True
@@ -275,7 +256,7 @@ class _Run:
 
     def _walk(self, obj: int, z: int, step: int) -> _Walk:
         mask = self.labels[z] == obj
-        walk = _Walk(obj, step, mask, self.states.get((obj, z)), z)
+        walk = _Walk(obj, step, mask, self.states.get((obj, z)), z, z)
         self._remember_contrast(walk, self._contrast(z, mask))
         return walk
 
@@ -304,7 +285,7 @@ class _Run:
                     lo, hi = (lo + 1, hi) if w.step > 0 else (lo, hi - 1)
         for w in walks:
             if w.alive:  # reached the range's end or the walk from the other side
-                self.stops.append(Stop(w.obj, w.step, w.last, "range"))
+                self.stops.append(Stop(w.obj, w.step, w.last, "range", w.seed))
         self._count(max(hi - lo + 1, 0))  # slices no walk reached
 
     def _advance(self, walk: _Walk, z: int) -> bool:
@@ -322,7 +303,7 @@ class _Run:
         reason = reason or self.rules.why_faded(contrast, walk.strongest)
         if reason is not None:
             walk.alive = False
-            self.stops.append(Stop(walk.obj, walk.step, walk.last, reason))
+            self.stops.append(Stop(walk.obj, walk.step, walk.last, reason, walk.seed))
             return False
         self.labels[z][mask] = walk.obj
         walk.mask, walk.state, walk.last = mask, pred.state, z
