@@ -55,6 +55,15 @@ def test_objects_on_every_border_and_corner_come_back_once_and_whole(
     assert result.stats["tiles"] == grid.n_tiles
 
 
+def test_a_volume_gives_3d_objects_linked_across_slices(tiny) -> None:
+    volume, truth = load_sample("nuclei_volume")
+    session = tilesam.Session(volume[10:16], tiny, slice_scale=3.0)
+    result = session.segment_everything(mode="instance")
+    assert result.labels.shape == (6, 128, 128) and result.is_volume
+    assert result.table["n_slices"].max() > 1  # objects linked from slice to slice
+    assert score_instances(result.labels.max(axis=0), truth[10:16].max(axis=0)).recall > 0.5
+
+
 def test_the_default_mode_is_instance_with_a_head_and_grid_without(tiny, random_tiny) -> None:
     image = load_sample("nuclei")[0][:128, :128]
     assert segment_everything(image, tiny).mode == "instance"
