@@ -224,14 +224,16 @@ def watershed_block(
         relabel = np.zeros(count + 1, dtype=markers.dtype)
         relabel[keep] = np.arange(len(keep))
         markers, count = relabel[markers], len(keep) - 1
-        seeds = markers > 0
     if count == 0:
         return np.zeros(foreground.shape, dtype=np.int32), np.zeros((0, 2))
-    centres = np.array(ndimage.center_of_mass(seeds, markers, range(1, count + 1)))
+    ys, xs = np.nonzero(markers)  # each seed's centre: the mean of its pixels
+    ids = markers[ys, xs]
+    sizes = np.bincount(ids, minlength=count + 1)[1:]
+    centres = np.stack([np.bincount(ids, v, count + 1)[1:] / sizes for v in (ys, xs)], axis=1)
     labels = watershed(maps[2], markers, mask=foreground)
     if s.min_cut_boundary > 0:
-        return merge_inner_cuts(labels, maps[2], centres.reshape(-1, 2), s.min_cut_boundary)
-    return labels, centres.reshape(-1, 2)
+        return merge_inner_cuts(labels, maps[2], centres, s.min_cut_boundary)
+    return labels, centres
 
 
 def merge_inner_cuts(
