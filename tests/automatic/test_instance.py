@@ -13,8 +13,9 @@ from tilesam.automatic import segment_everything
 from tilesam.cli import main
 from tilesam.errors import TileSAMError
 from tilesam.evaluate.instances import iou_matrix, score_instances
-from tilesam.models.instance_head import InstanceHead, load_head, save_head
+from tilesam.models.instance_head import InstanceHead, load_head
 from tilesam.samples import load_sample
+from tilesam.training.instance_head import save_head
 from tilesam.training.synthetic import write_synthetic_folder
 
 # Measured (docs/automatic.md): on `nuclei_heldout` (125 hand-drawn nuclei; its faint

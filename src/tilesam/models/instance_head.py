@@ -33,6 +33,7 @@ from tilesam.errors import TileSAMError
 from tilesam.models.registry import MODELS
 from tilesam.models.weights import bundled_path, file_sha256
 
+#: what a head file says it is (written by :func:`tilesam.training.instance_head.save_head`)
 HEAD_FORMAT = "tilesam-instance-head"
 #: the bundled head of each bundled model, in ``src/tilesam/weights``
 BUNDLED_HEADS = {"tiny": "tiny_instance_head.pt"}
@@ -99,24 +100,6 @@ def head_maps(head: InstanceHead, emb: ImageEmbedding) -> np.ndarray:
     h, w = (max(1, round(side / cell)) for side in emb.input_size)
     maps = F.interpolate(maps[:, :, :h, :w], emb.original_size, mode="bilinear")
     return maps[0].float().cpu().numpy()
-
-
-def save_head(path: str | os.PathLike[str], head: InstanceHead, model: Any, **info: Any) -> Path:
-    """Write `head` with the identity of the `model` whose embeddings it learnt."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "format": HEAD_FORMAT,
-        "version": 1,
-        "in_chans": head.in_chans,
-        "width": head.width,
-        "model_name": model.name,
-        "weights_hash": model.weights_hash,
-        "state_dict": {k: v.detach().cpu() for k, v in head.state_dict().items()},
-        "info": info,
-    }
-    torch.save(record, path)
-    return path
 
 
 def load_head(path: str | os.PathLike[str] | None, model: Any) -> InstanceHead:

@@ -9,9 +9,11 @@ its cached embeddings and the interactive path, are untouched.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +23,8 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from tilesam.errors import TileSAMError
-from tilesam.models.instance_head import InstanceHead, save_head
+from tilesam.io.atomic import atomic_output, make_folder
+from tilesam.models.instance_head import HEAD_FORMAT, InstanceHead
 from tilesam.models.sam_model import SamModel
 from tilesam.training.examples import resize_labels
 from tilesam.training.fields import embed_fields
@@ -118,6 +121,25 @@ def train_instance_head(
             break
     info = {"images": len(fields), "steps": done + 1, "loss": float(loss.item()), "seed": seed}
     return save_head(Path(out_dir) / HEAD_FILE, head.cpu(), model, **info)
+
+
+def save_head(path: str | os.PathLike[str], head: InstanceHead, model: Any, **info: Any) -> Path:
+    """Write `head` with the identity of the `model` whose embeddings it learnt."""
+    path = Path(path)
+    make_folder(path.parent)
+    record = {
+        "format": HEAD_FORMAT,
+        "version": 1,
+        "in_chans": head.in_chans,
+        "width": head.width,
+        "model_name": model.name,
+        "weights_hash": model.weights_hash,
+        "state_dict": {k: v.detach().cpu() for k, v in head.state_dict().items()},
+        "info": info,
+    }
+    with atomic_output(path) as partial:  # complete or not at all
+        torch.save(record, partial)
+    return path
 
 
 def _batch(
