@@ -64,8 +64,9 @@ def _run(args: argparse.Namespace) -> None:
         _save_in_volume(result, session.source, out)
     else:
         result.save(out, like=session.source)
+    where = f" on slice {result.z}" if volume else ""
     print(
-        f"mask: {result.area} pixels on slice {result.z}, bbox {result.bbox}, predicted IoU "
+        f"mask: {result.area} pixels{where}, bbox {result.bbox}, predicted IoU "
         f"{result.score:.3f}, {len(result.tiles)} tile(s) -> {args.out}"
     )
 
