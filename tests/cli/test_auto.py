@@ -114,3 +114,20 @@ def test_auto_is_listed_with_its_options(capsys) -> None:
     help_text = capsys.readouterr().out
     for option in ("--out", "--table", "--mode", "--min-size", "--overwrite", "--overwrite-cache"):
         assert option in help_text
+
+
+def test_threads_limit_the_model_and_bad_counts_are_refused(files, capsys) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    out = files / "threads.tif"
+    try:
+        code, _, _ = run(capsys, "auto", files / "discs.tif", "--out", out, "--threads", "1",
+                         *TILING)  # fmt: skip
+        assert code == 0 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    code, _, err = run(
+        capsys, "auto", files / "discs.tif", "--out", files / "t0.tif", "--threads", "0"
+    )
+    assert code == 2 and "--threads must be a whole number >= 1" in err

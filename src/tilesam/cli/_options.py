@@ -8,6 +8,8 @@ are added only when that command runs (see `tilesam.cli.build_parser`).
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -34,7 +36,7 @@ class Command:
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    """``--model``, ``--checkpoint``, ``--device`` and ``--trust-checkpoint``."""
+    """``--model``, ``--checkpoint``, ``--device``, ``--trust-checkpoint`` and ``--threads``."""
     p.add_argument("--model", default=None, help="registry name (default: the bundled 'tiny')")
     p.add_argument("--checkpoint", default=None, help="a checkpoint file to load instead")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: fastest available)")
@@ -42,6 +44,13 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "--trust-checkpoint",
         action="store_true",
         help="allow checkpoints that need full unpickling (only for files you trust)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for the model (default: torch's, one per core); 1 is often faster "
+        "on a machine busy with other work",
     )
 
 
@@ -88,6 +97,7 @@ def make_session(
     """A session over `source` (default: the image of `args`) with the session options."""
     from tilesam.segment.session import Session
 
+    use_threads(args.threads)
     intensity = parse_numbers(args.intensity, (2,), "low,high") if args.intensity else None
     window = args.window
     if window is not None and "," in window:
@@ -107,6 +117,20 @@ def make_session(
         progress=True,
         slice_scale=_slice_scale(args.slice_scale),
     )
+
+
+def use_threads(threads: int | None) -> None:
+    """Give the model `threads` CPU threads (None: torch's default). Set in the environment
+    when torch is not imported yet, so that a command that never needs it does not load it.
+    """
+    if threads is None:
+        return
+    if threads < 1:
+        raise TileSAMError(f"--threads must be a whole number >= 1, got {threads}.")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
 
 
 def _slice_scale(text: str | None) -> float | str | None:
