@@ -15,12 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, SpinBox
-from magicgui.widgets.bases import ValuedContainerWidget
 
 from tilesam.automatic.settings import MODES
 from tilesam.errors import TileSAMError
 from tilesam.volumes.stop_rules import StopRules
-from tilesam_napari._settings_form import AUTO, AutoInt
+from tilesam_napari._settings_form import AUTO, AutoInt, TickedNumbers
 
 OFF = "off"
 GRID = "grid"
@@ -163,7 +162,7 @@ def _rule_field(
     )
 
 
-class OffNumber(ValuedContainerWidget[float | None]):
+class OffNumber(TickedNumbers):
     """A threshold, or None (the "off" box ticked: its rule is not applied)."""
 
     def __init__(
@@ -179,34 +178,12 @@ class OffNumber(ValuedContainerWidget[float | None]):
         self.off = CheckBox(text=OFF, value=value is None, tooltip=tooltip)
         start = OFF_START if value is None else value
         self.number = FloatSpinBox(
-            min=minimum,
-            max=maximum,
-            step=step,
-            value=start,
-            enabled=value is not None,
-            tooltip=tooltip,
+            min=minimum, max=maximum, step=step, value=start, tooltip=tooltip
         )
-        super().__init__(
-            widgets=[self.off, self.number],
-            layout="horizontal",
-            labels=False,
-            nullable=True,
-            **kwargs,
-        )
-        self.margins = (0, 0, 0, 0)
-        self.off.changed.connect(self._off_toggled)
-        self.number.changed.connect(lambda: self.changed.emit(self.value))
+        super().__init__(self.off, [self.number], **kwargs)
 
-    def get_value(self) -> float | None:
-        """None when off, else the number."""
-        return None if self.off.value else float(self.number.value)
+    def _read(self) -> float:
+        return float(self.number.value)
 
-    def set_value(self, value: float | None) -> None:
-        """None ticks off; a number unticks it and shows the number."""
-        if value is not None:
-            self.number.value = value
-        self.off.value = value is None
-
-    def _off_toggled(self, off: bool) -> None:
-        self.number.enabled = not off
-        self.changed.emit(self.value)
+    def _show(self, value: float) -> None:
+        self.number.value = value

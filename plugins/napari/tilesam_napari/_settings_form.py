@@ -151,43 +151,63 @@ def _unless_auto(choice: str) -> str | None:
     return None if choice == AUTO else choice
 
 
-class AutoInt(ValuedContainerWidget[int | None]):
-    """A whole number, or None (the "auto" box ticked: the core chooses), e.g. a halo.
+class TickedNumbers(ValuedContainerWidget[Any]):
+    """Numbers, or None while a box is ticked ("auto": the core chooses; "off": a rule is
+    not applied), the numbers greyed out meanwhile.
 
-    Its own widget because magicgui's spin box cannot show a special value such as "auto".
+    Its own widget because magicgui's spin boxes cannot show a special value such as "auto".
+    A subclass says how its numbers read and show a value (``_read``, ``_show``).
     """
+
+    def __init__(self, box: CheckBox, numbers: list[Any], **kwargs: Any) -> None:
+        self.box, self.numbers = box, numbers
+        for number in numbers:
+            number.enabled = not box.value
+        super().__init__(
+            widgets=[box, *numbers], layout="horizontal", labels=False, nullable=True, **kwargs
+        )
+        self.margins = (0, 0, 0, 0)
+        box.changed.connect(self._ticked)
+        for number in numbers:
+            number.changed.connect(lambda: self.changed.emit(self.value))
+
+    def get_value(self) -> Any:
+        """None while the box is ticked, else the numbers' value."""
+        return None if self.box.value else self._read()
+
+    def set_value(self, value: Any) -> None:
+        """None ticks the box; a value unticks it and shows the numbers."""
+        if value is not None:
+            self._show(value)
+        self.box.value = value is None
+
+    def _ticked(self, ticked: bool) -> None:
+        for number in self.numbers:
+            number.enabled = not ticked
+        self.changed.emit(self.value)
+
+    def _read(self) -> Any:
+        raise NotImplementedError
+
+    def _show(self, value: Any) -> None:
+        raise NotImplementedError
+
+
+class AutoInt(TickedNumbers):
+    """A whole number, or None (the "auto" box ticked: the core chooses), e.g. a halo."""
 
     def __init__(
         self, *, minimum: int, maximum: int, default: int, tooltip: str, **kwargs: Any
     ) -> None:
         self.auto = CheckBox(text=AUTO, value=True, tooltip=tooltip)
-        self.number = SpinBox(
-            min=minimum, max=maximum, value=default, enabled=False, tooltip=tooltip
-        )
-        super().__init__(
-            widgets=[self.auto, self.number],
-            layout="horizontal",
-            labels=False,
-            nullable=True,
-            **kwargs,
-        )
-        self.margins = (0, 0, 0, 0)
-        self.auto.changed.connect(self._auto_toggled)
-        self.number.changed.connect(lambda: self.changed.emit(self.value))
+        self.number = SpinBox(min=minimum, max=maximum, value=default, tooltip=tooltip)
+        super().__init__(self.auto, [self.number], **kwargs)
 
-    def get_value(self) -> int | None:
-        """None for auto, else the number."""
-        return None if self.auto.value else self.number.value
+    def _read(self) -> int:
+        return self.number.value
 
-    def set_value(self, value: int | None) -> None:
-        """None ticks auto; a number unticks it and shows the number."""
-        if value is not None:
-            self.number.value = value
-        self.auto.value = value is None
-
-    def _auto_toggled(self, auto: bool) -> None:
-        self.number.enabled = not auto
-        self.changed.emit(self.value)
+    def _show(self, value: int) -> None:
+        self.number.value = value
 
 
 class WindowChoice(ValuedContainerWidget[str | tuple[float, float] | None]):
@@ -242,38 +262,20 @@ class WindowChoice(ValuedContainerWidget[str | tuple[float, float] | None]):
         self.window_width.visible = self.window_level.visible = custom
 
 
-class AutoRange(ValuedContainerWidget[tuple[float, float] | None]):
+class AutoRange(TickedNumbers):
     """A fixed ``(low, high)`` intensity range, or None (the "auto" box ticked)."""
 
     def __init__(self, *, tooltip: str, **kwargs: Any) -> None:
         self.auto = CheckBox(text=AUTO, value=True, tooltip=tooltip)
-        limits = {"min": -1e9, "max": 1e9, "enabled": False, "tooltip": tooltip}
+        limits = {"min": -1e9, "max": 1e9, "tooltip": tooltip}
         self.low = FloatSpinBox(value=0.0, **limits)
         self.high = FloatSpinBox(value=255.0, **limits)
         for number in (self.low, self.high):
             number.native.setDecimals(3)  # float images often span 0..1
-        super().__init__(
-            widgets=[self.auto, self.low, self.high],
-            layout="horizontal",
-            labels=False,
-            nullable=True,
-            **kwargs,
-        )
-        self.margins = (0, 0, 0, 0)
-        self.auto.changed.connect(self._auto_toggled)
-        for number in (self.low, self.high):
-            number.changed.connect(lambda: self.changed.emit(self.value))
+        super().__init__(self.auto, [self.low, self.high], **kwargs)
 
-    def get_value(self) -> tuple[float, float] | None:
-        """None for auto, else ``(low, high)``."""
-        return None if self.auto.value else (float(self.low.value), float(self.high.value))
+    def _read(self) -> tuple[float, float]:
+        return (float(self.low.value), float(self.high.value))
 
-    def set_value(self, value: tuple[float, float] | None) -> None:
-        """None ticks auto; a range unticks it and shows the numbers."""
-        if value is not None:
-            self.low.value, self.high.value = (float(v) for v in value)
-        self.auto.value = value is None
-
-    def _auto_toggled(self, auto: bool) -> None:
-        self.low.enabled = self.high.enabled = not auto
-        self.changed.emit(self.value)
+    def _show(self, value: tuple[float, float]) -> None:
+        self.low.value, self.high.value = (float(v) for v in value)
