@@ -4,6 +4,8 @@ objects on every tile border and corner come back once and whole, heads are trai
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import tifffile
@@ -105,3 +107,19 @@ def test_train_instance_head_writes_a_head_that_auto_uses(tmp_path, capsys) -> N
     assert main(["train", "--instance-head", "--base", "scratch", "--images", str(images),
                  "--out", str(run)]) == 2  # fmt: skip
     assert "not 'scratch'" in capsys.readouterr().err
+
+
+def test_a_damaged_bundled_head_is_refused(tiny, tmp_path, monkeypatch) -> None:
+    from tilesam.models import instance_head
+    from tilesam.models.weights import bundled_path
+
+    weights = bundled_path(instance_head.MODELS["tiny"])
+    shutil.copy(weights, tmp_path / weights.name)
+    head = tmp_path / instance_head.BUNDLED_HEADS["tiny"][0]
+    shutil.copy(weights.with_name(head.name), head)
+    with open(head, "r+b") as handle:
+        handle.seek(-64, 2)
+        handle.write(bytes(64))
+    monkeypatch.setattr(instance_head, "bundled_path", lambda entry: tmp_path / weights.name)
+    with pytest.raises(TileSAMError, match="instance head of 'tiny'.*installation is damaged"):
+        instance_head.bundled_head(tiny)

@@ -31,16 +31,17 @@ from torch.nn import functional as F
 from tilesam.decode.embedding import ImageEmbedding
 from tilesam.errors import TileSAMError
 from tilesam.models.registry import MODELS
-from tilesam.models.weights import bundled_path, file_sha256
+from tilesam.models.weights import bundled_path, check_bundled
 
 #: what a head file says it is (written by :func:`tilesam.training.instance_head.save_head`)
 HEAD_FORMAT = "tilesam-instance-head"
-#: the bundled head of each bundled model, in ``src/tilesam/weights``
-BUNDLED_HEADS = {"tiny": "tiny_instance_head.pt"}
-#: registered sha256 of each bundled head (checked on load, like the model's weights); the
-#: recipe that trained it: ``docs/automatic.md``
-BUNDLED_HEAD_HASHES = {
-    "tiny": "sha256:7fb6207a6d1e9d8bd36aea42e3528ffafdad6f76b40dc8e6d2c474af323c5d7a"
+#: the bundled head of each bundled model (in ``src/tilesam/weights``) and its registered
+#: sha256, checked on load like the model's weights; the recipe: ``docs/automatic.md``
+BUNDLED_HEADS = {
+    "tiny": (
+        "tiny_instance_head.pt",
+        "sha256:7fb6207a6d1e9d8bd36aea42e3528ffafdad6f76b40dc8e6d2c474af323c5d7a",
+    )
 }
 #: model-input pixels per feature cell of SAM-family encoders
 PATCH = 16
@@ -132,17 +133,13 @@ def bundled_head(model: Any) -> Path | None:
     checked against its registered hash; None if there is none."""
     entry = MODELS.get(model.name) if model.name in BUNDLED_HEADS else None
     weights = bundled_path(entry) if entry is not None else None
-    if weights is None or model.weights_hash != file_sha256(weights):
+    if weights is None or f"sha256:{model.weights_hash}" != entry.known_hash:
         return None  # not the shipped weights: a bundled head would not fit them
-    path = weights.with_name(BUNDLED_HEADS[model.name])
+    filename, known_hash = BUNDLED_HEADS[model.name]
+    path = weights.with_name(filename)
     if not path.is_file():
         return None
-    known = BUNDLED_HEAD_HASHES[model.name]
-    if known is not None and f"sha256:{file_sha256(path)}" != known:
-        raise TileSAMError(
-            f"The bundled instance head {path} is damaged (its sha256 differs from the "
-            "registered one): reinstall TileSAM."
-        )
+    check_bundled(path, known_hash, f"instance head of {model.name!r}")
     return path
 
 

@@ -60,7 +60,7 @@ def resolve_weights(entry: ModelEntry, *, download: bool = True) -> Path:
     """
     bundled = bundled_path(entry)
     if bundled is not None:
-        _check_bundled(entry, bundled)
+        check_bundled(bundled, entry.known_hash, f"weights of {entry.name!r}")
         return bundled
     cached = cached_path(entry)
     if cached is not None:
@@ -71,14 +71,15 @@ def resolve_weights(entry: ModelEntry, *, download: bool = True) -> Path:
     return _download(entry, target)
 
 
-def _check_bundled(entry: ModelEntry, path: Path) -> None:
-    """Weights shipped in the package must be the registered ones (they are small)."""
-    if entry.known_hash is None or not entry.known_hash.startswith("sha256:"):
+def check_bundled(path: Path, known_hash: str | None, what: str) -> None:
+    """A file shipped in the package (`what`, e.g. "weights of 'tiny'") must be the
+    registered one; they are small, and their hash is remembered once read."""
+    if known_hash is None or not known_hash.startswith("sha256:"):
         return
-    if file_sha256(path) != entry.known_hash.split(":", 1)[1]:
+    if file_sha256(path) != known_hash.split(":", 1)[1]:
         raise TileSAMError(
-            f"The bundled weights {path} do not match the registered hash of {entry.name!r}: "
-            "the installation is damaged. Reinstall TileSAM (pip install --force-reinstall)."
+            f"The bundled {what} ({path}) do not match their registered hash: the "
+            "installation is damaged. Reinstall TileSAM (pip install --force-reinstall)."
         )
 
 
