@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from tilesam.cli._options import Command
@@ -118,26 +117,31 @@ def _run_train(args: argparse.Namespace) -> None:
     if getattr(args, "instance_head", False):
         _run_instance_head(args)
         return
-    from tilesam.training.trainer import TrainConfig, train
+    from tilesam.training.trainer import train
+
+    path = train(_config(args))
+    print(f"weights: {path}  (use with --checkpoint {path})")
+
+
+def _config(args: argparse.Namespace, **defaults: Any) -> Any:
+    """The run's `TrainConfig`: the options given, else `defaults`, else the config's own."""
+    from tilesam.training.config import TrainConfig
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields}
     if "synthetic" in given:
         text = given["synthetic"]
         given["synthetic"] = () if text in ("", "none") else tuple(text.split(","))
-    path = train(TrainConfig(out_dir=args.out, **given))
-    print(f"weights: {path}  (use with --checkpoint {path})")
+    return TrainConfig(out_dir=args.out, **{**defaults, **given})
 
 
 def _run_instance_head(args: argparse.Namespace) -> None:
     from tilesam.evaluate.datasets import LabelledImageFolder
-    from tilesam.models.loading import load_model
-    from tilesam.training.config import SCRATCH, TrainConfig
+    from tilesam.training.config import SCRATCH
     from tilesam.training.instance_head import train_instance_head
+    from tilesam.training.trainer import load_base
 
-    config = TrainConfig(out_dir=args.out, base=getattr(args, "base", "tiny"))
-    given = {k: v for k, v in vars(args).items() if hasattr(config, k)}
-    config = dataclasses.replace(config, **given)
+    config = _config(args, base="tiny")
     if config.base == SCRATCH:
         raise TileSAMError(
             "--instance-head learns on a trained model's embeddings: give --base NAME or a "
@@ -145,15 +149,8 @@ def _run_instance_head(args: argparse.Namespace) -> None:
         )
     if config.images is None:
         raise TileSAMError("--instance-head trains on your annotated images: give --images.")
-    is_path = Path(config.base).suffix in (".pt", ".pth") or Path(config.base).is_file()
-    model = load_model(
-        checkpoint=config.base if is_path else None,
-        name=None if is_path else config.base,
-        device=config.device,
-        trust_checkpoint=config.trust_checkpoint,
-    )
     path = train_instance_head(
-        model,
+        load_base(config, config.device),
         LabelledImageFolder(config.images, config.labels),
         args.out,
         steps=config.epochs * config.steps_per_epoch,

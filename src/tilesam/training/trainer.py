@@ -273,14 +273,19 @@ def _base_model(config: TrainConfig) -> tuple[Sam, Architecture]:
     if config.base == SCRATCH:
         torch.manual_seed(config.seed)
         return build_sam(ARCHITECTURES["tiny"]), ARCHITECTURES["tiny"]
+    model = load_base(config, device="cpu")
+    return model.sam, model.architecture
+
+
+def load_base(config: TrainConfig, device: str | None) -> SamModel:
+    """The trained model `config.base` names: a registry name or a checkpoint file."""
     is_path = Path(config.base).suffix in (".pt", ".pth") or Path(config.base).is_file()
-    model = load_model(
+    return load_model(
         checkpoint=config.base if is_path else None,
         name=None if is_path else config.base,
-        device="cpu",
+        device=device,
         trust_checkpoint=config.trust_checkpoint,
     )
-    return model.sam, model.architecture
 
 
 def _crop_size(config: TrainConfig, arch: Architecture) -> int:
