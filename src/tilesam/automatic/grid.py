@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -85,6 +85,17 @@ def grid_step(session: Session, points_per_side: int) -> float:
     16.0
     """
     return session.predictor.image_size / magnification(session) / points_per_side
+
+
+def each_tile(grid: TileGrid, progress: Progress | None) -> Iterator[Tile]:
+    """The tiles of `grid`, row by row, a cancel heard before each (:class:`Cancelled`:
+    nothing kept) and `progress` advanced after each: how every mode walks a slice."""
+    for tile in grid:
+        if progress is not None and progress.cancelled:
+            raise Cancelled("Segment-everything was cancelled; nothing was kept.")
+        yield tile
+        if progress is not None:
+            progress.advance()
 
 
 def lattice(grid: TileGrid, tile: Tile, step: float) -> np.ndarray:
@@ -152,12 +163,8 @@ class GridSlice:
     def run(self, z: int, progress: Progress | None = None) -> list[Instance]:
         """The objects of slice `z`, one per object, ids not yet given."""
         pieces: list[tuple[Tile, Instance]] = []
-        for tile in self.grid:
-            if progress is not None and progress.cancelled:
-                raise Cancelled("Segment-everything was cancelled; nothing was kept.")
+        for tile in each_tile(self.grid, progress):
             pieces += [(tile, obj) for obj in self.tile_objects(z, tile)]
-            if progress is not None:
-                progress.advance()
         if self.settings.borders == "follow":
             return self.finish([obj for _, obj in pieces])
         start = time.perf_counter()

@@ -37,11 +37,10 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from tilesam.automatic.grid import magnification
+from tilesam.automatic.grid import each_tile, magnification
 from tilesam.automatic.masks import Instance, clean, ranked, resolve_overlaps
 from tilesam.automatic.settings import AutoSettings
 from tilesam.cache.progress import Progress
-from tilesam.errors import Cancelled
 from tilesam.models.instance_head import head_maps, load_head
 from tilesam.segment.session import Session
 
@@ -75,12 +74,8 @@ class InstanceSlice:
     def run(self, z: int, progress: Progress | None = None) -> list[Instance]:
         """The objects of slice `z`, one per object, ids not yet given."""
         found: list[Instance] = []
-        for tile in self.grid:
-            if progress is not None and progress.cancelled:
-                raise Cancelled("Segment-everything was cancelled; nothing was kept.")
+        for tile in each_tile(self.grid, progress):
             found += self.tile_objects(z, tile)
-            if progress is not None:
-                progress.advance()
         return self.finish(found)
 
     def finish(self, found: list[Instance]) -> list[Instance]:
