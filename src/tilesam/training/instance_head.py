@@ -28,6 +28,7 @@ from tilesam.models.instance_head import HEAD_FORMAT, InstanceHead
 from tilesam.models.sam_model import SamModel
 from tilesam.training.examples import resize_labels
 from tilesam.training.fields import embed_fields
+from tilesam.training.losses import dice_loss
 
 #: what ``tilesam train --instance-head`` writes into its run folder
 HEAD_FILE = "instance_head.pt"
@@ -67,8 +68,8 @@ def head_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Foreground: binary cross-entropy plus dice; distances: squared error inside objects
     (outside them the watershed never reads the distances)."""
     fg = targets[:, 0]
-    prob = torch.sigmoid(logits[:, 0])
-    dice = 1 - (2 * (prob * fg).sum() + 1) / (prob.sum() + fg.sum() + 1)
+    # one dice over the whole batch: crops without objects count, as background
+    dice = dice_loss(logits[:, 0].reshape(1, 1, -1), fg.reshape(1, 1, -1))[0, 0]
     loss = F.binary_cross_entropy_with_logits(logits[:, 0], fg) + dice
     inside = fg.sum().clamp(min=1)
     for k in (1, 2):
