@@ -118,34 +118,16 @@ def everything_steps(
     session: Session, cancel: threading.Event | None = None, **settings: Any
 ) -> Generator[tuple[int, int], None, AutoResult]:
     """`Session.segment_everything` over the whole image (every slice of a volume, linked
-    into 3D objects) with `settings` (``mode``, ``points_per_side``, ...), in a helper
-    thread, yielding its ``(done, total)`` tiles (the embedding of missing tiles, then each
-    tile decoded); returns the `tilesam.automatic.AutoResult` (its ``mode`` the one used).
-    ``mode=None`` is the core's default for the session's model
-    (`tilesam.automatic.api.default_mode`); ``points_per_side`` is passed to grid mode only.
-    A set `cancel` stops it between tiles with `tilesam.errors.Cancelled`, and nothing is
-    kept."""
+    into 3D objects) with `settings` (``mode``: None for the core's default for the
+    session's model; ``points_per_side``, read by grid mode only), in a helper thread,
+    yielding its ``(done, total)`` tiles (the embedding of missing tiles, then each tile
+    decoded); returns the `tilesam.automatic.AutoResult` (its ``mode`` the one used). A set
+    `cancel` stops it between tiles with `tilesam.errors.Cancelled`, and nothing is kept."""
 
     def run(callback, cancel):
-        options = everything_options(session, **settings)
-        return session.segment_everything(callback=callback, cancel=cancel, **options)
+        return session.segment_everything(callback=callback, cancel=cancel, **settings)
 
     return (yield from _in_thread(run, cancel, "tilesam-auto"))
-
-
-def everything_options(
-    session: Session, mode: str | None = None, **settings: Any
-) -> dict[str, Any]:
-    """The options of `Session.segment_everything` for `mode` (None: the core's default for
-    the session's model) and `settings`, without ``points_per_side`` unless in grid mode."""
-    from tilesam.automatic.api import default_mode
-    from tilesam.automatic.settings import AutoSettings
-
-    if mode is None:
-        mode = default_mode(session, AutoSettings.make(**settings))
-    if mode != "grid":
-        settings.pop("points_per_side", None)
-    return {"mode": mode, **settings}
 
 
 def _in_thread(
