@@ -12,7 +12,8 @@ import pytest
 from napari.utils.notifications import NotificationSeverity, notification_manager
 from tilesam_napari._auto import AUTO
 from tilesam_napari._layers import CURRENT
-from tilesam_napari._run_form import may_be_off
+
+from tilesam.volumes.stop_rules import may_be_off
 
 pytest.importorskip("tilesam.automatic")
 pytest.importorskip("tilesam.volumes.propagate")

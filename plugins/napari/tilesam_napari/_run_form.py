@@ -17,8 +17,7 @@ from typing import Any
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, SpinBox
 
 from tilesam.automatic.settings import MODES
-from tilesam.errors import TileSAMError
-from tilesam.volumes.stop_rules import StopRules
+from tilesam.volumes.stop_rules import StopRules, may_be_off
 from tilesam_napari._settings_form import AUTO, AutoInt, TickedNumbers
 
 OFF = "off"
@@ -128,15 +127,6 @@ class RunForm:
 
     def _grid_enabled(self) -> None:
         self.grid_points.enabled = self.mode.value in (AUTO, GRID)
-
-
-def may_be_off(name: str) -> bool:
-    """Whether `StopRules` accepts None (the rule off) for the threshold `name`."""
-    try:
-        StopRules.of({name: None})
-    except TileSAMError:
-        return False
-    return True
 
 
 def _rule_field(

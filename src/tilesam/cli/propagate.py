@@ -93,7 +93,7 @@ _RULE_HELP = {
 
 def _rule_options(p: argparse.ArgumentParser) -> None:
     """One option per stop rule (tilesam.volumes.stop_rules.StopRules), with its default."""
-    from tilesam.volumes.stop_rules import StopRules, option_of
+    from tilesam.volumes.stop_rules import StopRules, may_be_off, option_of
 
     rules = p.add_argument_group(
         "stop rules", "when a walk stops (tilesam.volumes.stop_rules.StopRules)"
@@ -101,7 +101,7 @@ def _rule_options(p: argparse.ArgumentParser) -> None:
     for name, (metavar, text) in _RULE_HELP.items():
         default = getattr(StopRules(), name)
         said = "off" if default is None else f"{default:g}"
-        off = "; 0 turns it off" if name in _OFF_AT_ZERO else ""
+        off = "; 0 turns it off" if may_be_off(name) else ""
         rules.add_argument(
             option_of(name), type=float, default=None, metavar=metavar,
             help=f"{text} (default {said}{off})",
@@ -152,17 +152,13 @@ def _run(args: argparse.Namespace) -> None:
             )  # fmt: skip
 
 
-#: Rules that 0 turns off on the command line (0 would never stop a walk anyway).
-_OFF_AT_ZERO = ("min_score", "min_score_ratio", "min_contrast")
-
-
 def _rules(args: argparse.Namespace) -> StopRules:
     """The stop rules: TileSAM's, with what the options change."""
-    from tilesam.volumes.stop_rules import StopRules
+    from tilesam.volumes.stop_rules import StopRules, may_be_off
 
     given = {name: getattr(args, name) for name in _RULE_HELP if getattr(args, name) is not None}
-    for name in _OFF_AT_ZERO:
-        if given.get(name) == 0:
+    for name, value in given.items():
+        if value == 0 and may_be_off(name):  # 0 would never stop a walk: it turns a rule off
             given[name] = None
     if args.no_fade_rule:
         given["min_contrast"] = None

@@ -235,6 +235,16 @@ _RULES = {
 }
 
 
+def may_be_off(field: str) -> bool:
+    """Whether the rule of the StopRules field `field` may be off (None; 0 on the command
+    line).
+
+    >>> may_be_off("min_score_ratio"), may_be_off("min_overlap")
+    (True, False)
+    """
+    return _RANGES[field][3]
+
+
 def option_of(field: str) -> str:
     """The ``tilesam propagate`` option of a StopRules field.
 
