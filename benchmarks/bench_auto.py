@@ -81,16 +81,22 @@ def datasets(split: str, limit: int | None) -> dict[str, list]:
     return out
 
 
-def run_mode(
-    images: list, mode: str, model: str | None, settings: dict[str, Any]
-) -> dict[str, Any]:
-    """One mode on every image: scores, times and counts."""
-    rows, scores = [], []
+def embedded(images: list, model: str | None) -> list[tuple[str, Session, np.ndarray, float]]:
+    """``(name, session, truth, seconds)``: a session in memory per image, its tiles
+    embedded once (timed apart) for every mode to decode from."""
+    out = []
     for name, image, truth in images:
         session = Session(image, model)
         start = time.perf_counter()
         session.embed(progress=False)
-        embed_s = time.perf_counter() - start
+        out.append((name, session, truth, time.perf_counter() - start))
+    return out
+
+
+def run_mode(sessions: list, mode: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """One mode on every embedded image: scores, times and counts."""
+    rows, scores = [], []
+    for name, session, truth, embed_s in sessions:
         start = time.perf_counter()
         result = segment_everything(session, mode=mode, **settings)
         seconds = time.perf_counter() - start
@@ -166,11 +172,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }  # fmt: skip
     data = datasets(args.split, args.limit)
     for dataset, images in data.items():
+        sessions = embedded(images, args.model)
         for mode in args.modes:
             for borders in args.borders if mode != "instance" else [None]:
                 options = settings if borders is None else {**settings, "borders": borders}
                 name = mode if borders is None else f"{mode} ({borders})"
-                report["results"][f"{dataset} {name}"] = run_mode(images, mode, args.model, options)
+                report["results"][f"{dataset} {name}"] = run_mode(sessions, mode, options)
         if not args.no_baseline:
             report["results"][f"{dataset} baseline"] = run_baseline(images)
     if len(data) > 1:
