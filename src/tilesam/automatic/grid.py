@@ -29,6 +29,7 @@ One slice goes through four steps:
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -47,6 +48,7 @@ from tilesam.automatic.masks import (
 )
 from tilesam.automatic.settings import AutoSettings
 from tilesam.cache.progress import Progress
+from tilesam.cache.scale import tile_scale
 from tilesam.cache.tiling import TileGrid
 from tilesam.decode.isolate import keep_prompted
 from tilesam.decode.logits import prompted_window
@@ -71,8 +73,8 @@ def magnification(session: Session) -> float:
     """
     scale = session.slice_scale
     if scale is None:  # SAM's convention: a tile's longest side fills the model input
-        longest = min(session.grid.tile_size, max(session.grid.slice_shape))
-        scale = session.predictor.image_size / longest
+        grid = session.grid
+        scale = tile_scale(math.inf, grid.tile_size, grid.slice_shape, session.predictor.image_size)
     return float(scale)
 
 
