@@ -179,24 +179,26 @@ def test_a_rotated_geotiff_keeps_prompt_and_result_layers_on_its_grid(
         assert written.transform.almost_equals(transform)
 
 
-def _geotiff(write_geotiff, path, bands: int) -> str:
+def _geotiff(write_geotiff, path, bands: int, **profile) -> str:
     """A small 10 m GeoTIFF of `bands` bands in UTM 33N."""
     data = (np.arange(bands * 32 * 48) % 200).astype(np.uint8).reshape(bands, 32, 48)
-    return write_geotiff(path, data, (10.0, 0.0, 400000.0, 0.0, -10.0, 5000000.0))
+    return write_geotiff(path, data, (10.0, 0.0, 400000.0, 0.0, -10.0, 5000000.0), **profile)
 
 
 def test_multiband_geotiffs_open_as_rgb_or_one_layer_per_band(
     tmp_path, make_napari_viewer, write_geotiff
 ):
-    """Three bands are RGB; a fourth band (near-infrared, not opacity) or a fifth makes one
-    layer per band, each placed on the map grid."""
+    """Three bands are RGB, and so is RGBA (GDAL reads the alpha band as the mask); four
+    bands of data (near-infrared, not opacity) or five make one layer per band, each placed
+    on the map grid."""
     viewer = make_napari_viewer()
     ((_, meta, _),) = _io.read_image(_geotiff(write_geotiff, tmp_path / "rgb.tif", 3))
     assert meta["rgb"] and "channel_axis" not in meta
+    ((_, meta, _),) = _io.read_image(_geotiff(write_geotiff, tmp_path / "rgba.tif", 4))
+    assert meta["rgb"] and "channel_axis" not in meta  # GDAL's default for 4 bytes: RGBA
     for bands in (4, 5):
-        ((data, meta, _),) = _io.read_image(
-            _geotiff(write_geotiff, tmp_path / f"b{bands}.tif", bands)
-        )
+        path = _geotiff(write_geotiff, tmp_path / f"b{bands}.tif", bands, photometric="MINISBLACK")
+        ((data, meta, _),) = _io.read_image(path)
         assert not meta["rgb"] and meta["channel_axis"] == 2
         layers = viewer.add_image(data, **meta)
         assert len(layers) == bands and layers[-1].data.shape == (32, 48)

@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -28,7 +29,7 @@ from tilesam.cache.tiling import TileGrid, TileIndex
 from tilesam.decode.embedding import ImageEmbedding
 from tilesam.errors import TileSAMError
 from tilesam.io import ImageSource
-from tilesam.models.preprocess import normalize_intensity
+from tilesam.models.preprocess import normalize_intensity, resized_shape
 
 if TYPE_CHECKING:
     from tilesam.models.sam_model import SamModel
@@ -37,10 +38,22 @@ T = TypeVar("T")
 
 
 # -- reading and embedding --------------------------------------------------------------------
-def read_tile(source: ImageSource, grid: TileGrid, tile: TileIndex) -> np.ndarray:
-    """The pixels of tile ``(z, ty, tx)``, ``(h, w)`` or ``(h, w, C)``."""
+@dataclass(frozen=True)
+class EmptyTile:
+    """A tile none of whose pixels holds data (a raster's nodata): it is never embedded,
+    its embedding is zeros, and masks leave its pixels out anyway."""
+
+    shape: tuple[int, int]
+
+
+def read_tile(source: ImageSource, grid: TileGrid, tile: TileIndex) -> np.ndarray | EmptyTile:
+    """The pixels of tile ``(z, ty, tx)``, ``(h, w)`` or ``(h, w, C)``, or an `EmptyTile`."""
     z, ty, tx = tile
-    return source.read_slice(z, grid.tile_region(ty, tx))
+    region = grid.tile_region(ty, tx)
+    valid = source.valid(z, region)
+    if valid is not None and not valid.any():
+        return EmptyTile(valid.shape)
+    return source.read_slice(z, region)
 
 
 def tile_batches(grid: TileGrid, tiles: Iterable[TileIndex], size: int) -> list[list[TileIndex]]:
@@ -69,17 +82,35 @@ def embed_batch_into(
     intensity: tuple[float, float],
     scale: float | None = None,
 ) -> None:
-    """Encode one batch of equally sized tiles and write each embedding to `store`.
+    """Encode one batch of equally sized tiles and write each embedding to `store`
+    (zeros for an `EmptyTile`, which the encoder never sees).
 
     `scale` embeds them at that magnification (:func:`embed_scaled`); None: SAM's convention.
     """
-    if scale is None:
-        embeddings = model.embed_batch(list(pixels), intensity=intensity, batch_size=len(pixels))
+    todo = [(t, p) for t, p in zip(tiles, pixels) if not isinstance(p, EmptyTile)]
+    images = [p for _, p in todo]
+    if not images:
+        embeddings = []
+    elif scale is None:
+        embeddings = model.embed_batch(images, intensity=intensity, batch_size=len(images))
     else:
-        embeddings = embed_scaled(model, list(pixels), intensity=intensity, scale=scale)
-    for tile, emb in zip(tiles, embeddings):
+        embeddings = embed_scaled(model, images, intensity=intensity, scale=scale)
+    for (tile, _), emb in zip(todo, embeddings):
         meta = {"tile_shape": emb.original_size, "input_shape": emb.input_size}
         store.write_tile(*tile, emb.features[0].cpu().numpy(), meta)
+    for tile, empty in zip(tiles, pixels):
+        if isinstance(empty, EmptyTile):
+            size = _input_size(model, empty.shape, scale)
+            meta = {"tile_shape": empty.shape, "input_shape": size}
+            store.write_tile(*tile, np.zeros(store.embedding_shape, np.float32), meta)
+
+
+def _input_size(model: SamModel, shape: tuple[int, int], scale: float | None) -> tuple[int, int]:
+    """The extent a tile of `shape` covers in the model input (see :func:`embed_scaled`)."""
+    if scale is None:
+        return resized_shape(shape, model.image_size)
+    factor = model.image_size / max(round(model.image_size / scale), *shape)
+    return tuple(int(n * factor + 0.5) for n in shape)
 
 
 def embed_scaled(
@@ -105,6 +136,7 @@ def embed_scaled(
     if not scale > 0:
         raise TileSAMError(f"scale must be a positive number of model pixels per pixel: {scale!r}")
     side = max(round(model.image_size / scale), *(max(np.shape(t)[:2]) for t in tiles))
+    # Tiles of one batch share a shape (tile_batches), so `side` is each tile's own.
     canvases = []
     for tile in tiles:
         scaled = normalize_intensity(tile, intensity)
@@ -112,14 +144,13 @@ def embed_scaled(
             scaled.ndim - 2
         )
         canvases.append(np.pad(scaled, pad))
-    factor = model.image_size / side
     # Already on the 0..255 scale: the range (0, 255) leaves the canvases as they are.
     embedded = model.embed_batch(canvases, intensity=(0.0, 255.0), batch_size=len(canvases))
     return [
         ImageEmbedding(
             emb.features,
             original_size=tuple(np.shape(tile)[:2]),
-            input_size=tuple(int(n * factor + 0.5) for n in np.shape(tile)[:2]),
+            input_size=_input_size(model, tuple(np.shape(tile)[:2]), scale),
         )
         for emb, tile in zip(embedded, tiles)
     ]

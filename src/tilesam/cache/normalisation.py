@@ -68,13 +68,31 @@ def image_normalisation(
         return {"method": "bool", "range": [0.0, 1.0]}
     # Volumes (MR, microscopy stacks) are often zero-padded: zeros would drag the range.
     nonzero = source.n_slices > 1
+    # The bands of a multispectral scene have ranges of their own (GIS convention).
+    per_band = source.georeference is not None and source.n_channels > 1
     name = "percentiles-nonzero" if nonzero else "percentiles"
+    name = "percentiles-per-band" if per_band else name
     method = {"method": name, "percentiles": list(DEFAULT_PERCENTILES)}
     # The same image (the content signature says so) needs no second sampling.
     if known and "range" in known and all(known.get(k) == v for k, v in method.items()):
         return {**method, "range": list(known["range"])}
-    low, high = sample_intensity_range(source, DEFAULT_PERCENTILES, nonzero=nonzero)
+    low, high = sample_intensity_range(
+        source, DEFAULT_PERCENTILES, nonzero=nonzero, per_band=per_band
+    )
     return {**method, "range": [low, high]}
+
+
+def intensity_of(normalisation: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The ``(low, high)`` a normalisation entry sends to the encoder: floats, or one tuple
+    per channel for ``"percentiles-per-band"``.
+
+    >>> intensity_of({"method": "percentiles-per-band", "range": [[1, 2, 3], [9, 8, 7]]})
+    ((1.0, 2.0, 3.0), (9.0, 8.0, 7.0))
+    """
+    low, high = normalisation["range"]
+    if np.ndim(low):
+        return tuple(float(v) for v in low), tuple(float(v) for v in high)
+    return float(low), float(high)
 
 
 def check_range(intensity: Any) -> tuple[float, float]:
@@ -94,13 +112,16 @@ def sample_intensity_range(
     budget: int = SAMPLE_BUDGET,
     *,
     nonzero: bool = False,
-) -> tuple[float, float]:
+    per_band: bool = False,
+) -> tuple[Any, Any]:
     """Robust ``(low, high)`` of a whole image from about `budget` evenly strided pixels.
 
     Reads up to 16 evenly spaced slices in bands of whole rows (a few MB each), keeping
     every ``step``-th row and column, so memory stays small for any image size; the
     percentiles (of the non-zero pixels only, with `nonzero`) are then
-    :func:`tilesam.models.preprocess.intensity_range`'s.
+    :func:`tilesam.models.preprocess.intensity_range`'s. Pixels without data (a raster's
+    nodata, :meth:`tilesam.io.ImageSource.valid`) are left out; `per_band` gives one range
+    per channel, as lists ``([low, ...], [high, ...])``.
 
     Examples
     --------
@@ -108,6 +129,22 @@ def sample_intensity_range(
     >>> sample_intensity_range(ArraySource(np.arange(1000, dtype=np.uint16).reshape(10, 100)))
     (4.995, 994.005)
     """
+    pixels = _sample_pixels(source, budget)
+    if pixels.shape[0] == 0:
+        raise TileSAMError(
+            f"Every pixel of {source.describe()} is nodata: there is nothing to segment. "
+            "Check the file's nodata value (gdalinfo), or give the right one (--nodata)."
+        )
+    if not per_band or pixels.shape[1] == 1:
+        return intensity_range(pixels.reshape(-1), percentiles, nonzero=nonzero)
+    ranges = [intensity_range(pixels[:, c], percentiles, nonzero=nonzero)
+              for c in range(pixels.shape[1])]  # fmt: skip
+    return [r[0] for r in ranges], [r[1] for r in ranges]
+
+
+def _sample_pixels(source: ImageSource, budget: int) -> np.ndarray:
+    """About `budget` pixels on a regular lattice over the image, ``(n, channels)``,
+    those without data left out."""
     nz = source.n_slices
     zs = sorted({round(i * (nz - 1) / max(_SAMPLE_SLICES - 1, 1)) for i in range(_SAMPLE_SLICES)})
     height, width = source.slice_shape
@@ -117,6 +154,9 @@ def sample_intensity_range(
     parts = []
     for z in zs:
         for y in range(0, height, band):
-            block = source.read_slice(z, (slice(y, min(y + band, height)), slice(None)))
-            parts.append(np.ascontiguousarray(block[::step, ::step]).reshape(-1))
-    return intensity_range(np.concatenate(parts), percentiles, nonzero=nonzero)
+            rows = (slice(y, min(y + band, height)), slice(None))
+            block = np.ascontiguousarray(source.read_slice(z, rows)[::step, ::step])
+            block = block.reshape(-1, source.n_channels)
+            valid = source.valid(z, rows)
+            parts.append(block if valid is None else block[valid[::step, ::step].reshape(-1)])
+    return np.concatenate(parts)

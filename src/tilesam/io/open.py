@@ -6,20 +6,26 @@ import os
 from pathlib import Path
 from typing import Any
 
+import tifffile
 import zarr
 
 from tilesam.errors import TileSAMError
 from tilesam.io.medical import MedicalSource, dicom_series, medical_suffix
 from tilesam.io.picture import PICTURE_SUFFIXES, read_picture
+from tilesam.io.raster import RasterSource
 from tilesam.io.source import ArraySource, ImageSource
 from tilesam.io.tiff import TiffSource
 from tilesam.io.zarr_source import ZarrSource
 
 _TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
+# Rasters GDAL reads (GeoTIFFs are found by their geokeys): JPEG 2000, VRT mosaics, ERDAS
+# Imagine, GeoPackage rasters, NITF, ENVI / ESRI band files.
+_RASTER_SUFFIXES = (".jp2", ".j2k", ".vrt", ".img", ".gpkg", ".ntf", ".hdr", ".bil")
 _ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 _SUPPORTED = (
     "TIFF / OME-TIFF files (.tif, .tiff, .ome.tif, .btf), PNG / JPEG / BMP pictures, "
-    "zarr / OME-Zarr folders, "
+    "zarr / OME-Zarr folders, georeferenced rasters GDAL reads (GeoTIFF, COG, JPEG 2000, "
+    "VRT, .img, GeoPackage), "
     "medical volumes (.nii, .nii.gz, .mha, .mhd, .nrrd, DICOM series folders), "
     "and numpy or dask arrays"
 )
@@ -31,6 +37,7 @@ def open_image(
     axes: str | None = None,
     level: int = 0,
     series: str | int | None = None,
+    **raster: Any,
 ) -> ImageSource:
     """Open an image lazily, choosing the reader from the type, extension or folder content.
 
@@ -45,6 +52,9 @@ def open_image(
         Pyramid level for multiscale files, 0 = full resolution.
     series : str or int, optional
         The DICOM series (UID or number) of a folder holding several.
+    **raster
+        ``bands``, ``nodata``, ``crs``, ``resolution`` of a raster GDAL reads (see
+        :class:`tilesam.io.raster.RasterSource`); a file given them is read by GDAL.
 
     Returns
     -------
@@ -61,8 +71,14 @@ def open_image(
     >>> open_image(np.zeros((32, 48, 3), np.uint8)).axes
     'YXC'
     """
+    raster = _raster_options(raster)
     if isinstance(path_or_array, ImageSource):
         return path_or_array
+    if raster and not isinstance(path_or_array, str | os.PathLike):
+        raise TileSAMError(
+            f"{', '.join(raster)} apply to raster files GDAL reads; select the bands of an "
+            "array yourself (e.g. array[..., [3, 2, 1]])."
+        )
     if isinstance(path_or_array, zarr.Array | zarr.Group):
         return ZarrSource(path_or_array, axes=axes, level=level)
     if not isinstance(path_or_array, str | os.PathLike):
@@ -77,13 +93,15 @@ def open_image(
         )
     medical = path.is_dir() and not _is_zarr(path) and dicom_series(path)
     if medical or medical_suffix(path):
-        if axes is not None or level != 0:
+        if axes is not None or level != 0 or raster:
             raise TileSAMError(
                 f"'{path.name}' is a medical volume: its axes come from the file (ZYX) and it "
-                "has one level; leave axes= and level= out."
+                "has one level and no bands; leave axes=, level= and the raster options out."
             )
         return MedicalSource(path, series=series)
     if path.is_dir():
+        if _is_zarr(path) and raster:
+            raise TileSAMError(f"{', '.join(raster)} apply to raster files GDAL reads, not zarr.")
         if _is_zarr(path):
             return ZarrSource(path, axes=axes, level=level)
         raise TileSAMError(
@@ -93,6 +111,10 @@ def open_image(
         )
     if series is not None:
         raise TileSAMError("series= selects a DICOM series; this file is not a DICOM folder.")
+    if raster or _is_raster(path):
+        if axes is not None:
+            raise TileSAMError(f"'{path.name}' is read by GDAL, band by band: leave axes= out.")
+        return RasterSource(path, level=level, **raster)
     if path.suffix.lower() in _TIFF_SUFFIXES:
         return TiffSource(path, axes=axes, level=level)
     if path.suffix.lower() in PICTURE_SUFFIXES:
@@ -102,6 +124,27 @@ def open_image(
         f"opens {_SUPPORTED}. Convert the file (e.g. to OME-TIFF or OME-Zarr with "
         "bioformats2raw), or load it yourself and pass the array."
     )
+
+
+def _raster_options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(options) - {"bands", "nodata", "crs", "resolution"}
+    if unknown:
+        raise TypeError(f"open_image() got unexpected keyword(s) {sorted(unknown)}")
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _is_raster(path: Path) -> bool:
+    """Whether GDAL should read `path`: a raster format of its own, or a GeoTIFF."""
+    suffix = path.suffix.lower()
+    if suffix in _RASTER_SUFFIXES:
+        return True
+    if suffix not in _TIFF_SUFFIXES:
+        return False
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return bool(tif.is_geotiff)
+    except Exception:  # noqa: BLE001 - not a readable TIFF: TiffSource says why
+        return False
 
 
 def _is_zarr(path: Path) -> bool:

@@ -82,6 +82,11 @@ class ImageSource(ABC):
         return None
 
     @property
+    def has_nodata(self) -> bool:
+        """Whether some pixels may hold no data (a raster's nodata value or mask)."""
+        return False
+
+    @property
     def spatial_ndim(self) -> int:
         """2 for ``YX``/``YXC``, 3 for ``ZYX``/``ZYXC``."""
         return 3 if self._axes.startswith("Z") else 2
@@ -155,6 +160,11 @@ class ImageSource(ABC):
         if self.spatial_ndim == 2:
             return self.read(yx)
         return self.read((slice(z, z + 1), *yx))[0]
+
+    def valid(self, z: int, region: Sequence[slice] | None = None) -> np.ndarray | None:
+        """Which pixels of a ``(y, x)`` region of slice `z` hold data; None when all do
+        (every source but a raster with nodata)."""
+        return None
 
     @abstractmethod
     def _read(self, region: Region) -> np.ndarray:

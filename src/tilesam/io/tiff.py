@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,7 +22,6 @@ import tifffile
 import zarr
 
 from tilesam.errors import TileSAMError
-from tilesam.io.geo import GeoReference, read_georeference
 from tilesam.io.source import LayoutSource
 
 # What tifffile logs, then reads on with the pages it found, when a file's chain of pages is
@@ -88,10 +86,8 @@ class TiffSource(LayoutSource):
     -----
     Spacing comes from OME ``PhysicalSize{X,Y,Z}`` or ImageJ calibration (``spacing``
     and the resolution tags), in the file's units; other TIFFs get 1.0. At level k
-    spacing is scaled by the level's downsampling factor. A GeoTIFF reports its
-    `georeference` (CRS and transform, read by rasterio), its pixel size in map units as
-    spacing and ``(-northing, easting)`` of pixel (0, 0)'s centre as origin
-    (see :mod:`tilesam.io.geo`).
+    spacing is scaled by the level's downsampling factor. A GeoTIFF is read by GDAL
+    instead (:class:`tilesam.io.raster.RasterSource`, which `open_image` picks).
 
     Examples
     --------
@@ -119,7 +115,6 @@ class TiffSource(LayoutSource):
         self.path = Path(path)
         self._kwargs = {"axes": axes, "level": level, "series": series}
         self._tif: tifffile.TiffFile | None = None
-        self._georeference: GeoReference | None = None
         try:
             with _broken_pages_raise(self.path):
                 self._tif = tifffile.TiffFile(self.path)
@@ -157,29 +152,6 @@ class TiffSource(LayoutSource):
         self._init_layout(array, native, what)
         spacing0 = _physical_spacing(tif, series, self.spatial_ndim)
         self._spacing = _scale_for_level(spacing0, ser.levels[0], lvl, native)
-        if tif.is_geotiff and self.spatial_ndim == 2:
-            self._open_georeference(ser.levels[0], lvl, native)
-
-    def _open_georeference(
-        self, lvl0: tifffile.TiffPageSeries, lvl: tifffile.TiffPageSeries, native: str
-    ) -> None:
-        try:
-            geo = read_georeference(self.path)
-        except TileSAMError as exc:  # the pixels are still readable: open it as a plain TIFF
-            warnings.warn(f"{exc} It opens without its map position.", stacklevel=4)
-            return
-        if geo is None:
-            return
-        fy, fx = (lvl0.shape[native.index(a)] / lvl.shape[native.index(a)] for a in "YX")
-        self._georeference = geo if (fy, fx) == (1, 1) else geo.downsampled(fy, fx)
-        x0, y0 = self._georeference.map_point(0.5, 0.5)
-        self._spacing = self._georeference.pixel_size
-        self._origin = (-y0, x0)  # y = -northing, as in the napari layer (see tilesam.io.geo)
-
-    @property
-    def georeference(self) -> GeoReference | None:
-        """CRS and transform of a GeoTIFF (of the level read); None for other TIFFs."""
-        return self._georeference
 
     def _open_array(self, ser: tifffile.TiffPageSeries, level: int) -> Any:
         tif = self._tif

@@ -143,12 +143,15 @@ def normalize_intensity(
     range is the image's robust percentiles (:func:`intensity_range`). For tiles of a large
     image pass the range of the *whole* image, so an object looks the same in every tile.
     NaN pixels become 0. Integers that a float32 does not hold exactly (32 and 64 bits) and
-    float64 pixels are scaled without losing their precision first.
+    float64 pixels are scaled without losing their precision first. ``intensity`` may hold
+    one ``low`` and one ``high`` per channel (the last axis).
 
     Examples
     --------
     >>> normalize_intensity(2**62 + np.array([[0, 5, 10]], np.int64))
     array([[  0. , 127.5, 255. ]], dtype=float32)
+    >>> normalize_intensity(np.array([[[10, 100]]], np.uint16), ((0, 0), (20, 400)))
+    array([[[127.5 ,  63.75]]], dtype=float32)
     """
     image = np.asarray(image)
     if image.dtype == np.uint8 and intensity is None:
@@ -159,6 +162,10 @@ def normalize_intensity(
         # Offsets from the minimum, exactly: a narrow span near 2**62 keeps its contrast.
         image = _minus(image, int(image.min()))
     low, high = intensity if intensity is not None else intensity_range(image, percentiles)
+    if np.ndim(low):  # one range per channel (the bands of a multispectral scene)
+        low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
+        scaled = (image.astype(np.float64) - low) * (255.0 / np.maximum(high - low, 1e-12))
+        return np.nan_to_num(np.clip(scaled, 0.0, 255.0), nan=0.0).astype(np.float32)
     scale = 255.0 / max(high - low, 1e-12)
     if image.dtype.kind in "iu" and image.dtype.itemsize >= 4:
         scaled = _scaled_integers(image, float(low), float(high)) * scale

@@ -10,7 +10,7 @@ by tile from the window.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -148,3 +148,21 @@ class SegmentResult:
             spacing=spacing,
             origin=origin,
         )
+
+
+def without_nodata(result: SegmentResult, source: ImageSource) -> SegmentResult:
+    """`result` without the pixels of `source` that hold no data (a raster's nodata):
+    the decoder sees them as dark pixels and may draw an object over them.
+
+    >>> from tilesam.io import ArraySource
+    >>> r = SegmentResult(np.ones((2, 2), bool), offset=(0, 0), shape=(4, 4), score=0.9)
+    >>> without_nodata(r, ArraySource(np.zeros((4, 4), np.uint8))) is r  # all pixels valid
+    True
+    """
+    if not source.has_nodata or not result.window.size:
+        return result
+    (y0, x0), (h, w) = result.offset, result.window.shape
+    valid = source.valid(result.z, (slice(y0, y0 + h), slice(x0, x0 + w)))
+    if valid is None or valid.all():
+        return result
+    return replace(result, window=result.window & valid)

@@ -29,7 +29,7 @@ import numpy as np
 from tilesam.cache.embed import embed_tiles
 from tilesam.cache.embeddings import TileEmbeddings
 from tilesam.cache.memory import MemoryStore
-from tilesam.cache.normalisation import fixed_normalisation, image_normalisation
+from tilesam.cache.normalisation import fixed_normalisation, image_normalisation, intensity_of
 from tilesam.cache.progress import CancelFlag, ProgressCallback
 from tilesam.cache.scale import check_scale, default_slice_scale, tile_scale
 from tilesam.cache.signature import cache_signature
@@ -40,9 +40,9 @@ from tilesam.decode.numpy_decoder import NumpyPredictor
 from tilesam.decode.predictor import MaskPredictor, Prediction
 from tilesam.decode.prompt import Prompt
 from tilesam.errors import TileSAMError
-from tilesam.io import open_image
+from tilesam.io import ImageSource, open_image
 from tilesam.segment import model_source
-from tilesam.segment.result import SegmentResult
+from tilesam.segment.result import SegmentResult, without_nodata
 from tilesam.segment.stitch import default_margin, merge_tiles, seed_tiles, stitch_segment
 
 if TYPE_CHECKING:
@@ -149,11 +149,7 @@ class Session:
         slice_scale: float | str | None = "auto",
     ) -> None:
         self.source = open_image(image, axes=axes)
-        if self.source.n_channels not in (1, 3, 4):
-            raise TileSAMError(
-                f"{self.source.describe()} has {self.source.n_channels} channels; TileSAM "
-                "segments grayscale or RGB(A) images. Select one channel or three first."
-            )
+        _check_channels(self.source)
         self.cache_path = None if cache is None else Path(cache).expanduser()
         stored = None if overwrite or cache is None else _stored(self.cache_path)
         known = {} if stored is None else stored.signature
@@ -175,8 +171,7 @@ class Session:
         norm = fixed_normalisation(intensity, window)
         norm = norm or image_normalisation(self.source, known.get("normalisation"))
         self.store, self.signature = self._open_store(norm, overwrite)
-        low, high = self.signature["normalisation"]["range"]
-        self.intensity = (float(low), float(high))
+        self.intensity = intensity_of(self.signature["normalisation"])
         self._embeddings = TileEmbeddings(self.store)
         self.predictor = self._predictor()
 
@@ -536,7 +531,7 @@ class Session:
         result = stitch_segment(
             self.grid, predict, prompt, z=z, multimask=multimask, max_tiles=max_tiles, margin=margin
         )
-        return result, predictions
+        return without_nodata(result, self.source), predictions
 
     def close(self) -> None:
         """Release the image file."""
@@ -611,6 +606,23 @@ def _positive(name: str, value: Any) -> int | None:
     if value is not None and not (whole and value > 0):
         raise TileSAMError(f"{name} must be a positive whole number (or left out), got {value!r}.")
     return value
+
+
+def _check_channels(source: ImageSource) -> None:
+    """The encoder sees one channel or three (a fourth: an RGBA picture's opacity)."""
+    raster = source.georeference is not None  # a raster's fourth band is data, not opacity
+    if source.n_channels in ((1, 3) if raster else (1, 3, 4)):
+        return
+    fix = (
+        "choose one band or three with bands= (open_image(path, bands=(4, 3, 2)); on the "
+        "command line --bands 4,3,2)"
+        if raster
+        else "select one channel or three first"
+    )
+    raise TileSAMError(
+        f"{source.describe()} has {source.n_channels} channels; TileSAM segments greyscale "
+        f"or RGB images: {fix}."
+    )
 
 
 def _stored(path: Path) -> EmbeddingStore | None:
