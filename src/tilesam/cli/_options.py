@@ -73,6 +73,7 @@ def add_session_options(p: argparse.ArgumentParser) -> None:
         "--window", default=None, metavar="NAME|WIDTH,LEVEL", help="CT window, e.g. lung, 400,40"
     )
     p.add_argument("--series", default=None, help="DICOM series (number or UID) of a folder")
+    add_raster_options(p)
     p.add_argument(
         "--slice-scale",
         default=None,
@@ -83,12 +84,35 @@ def add_session_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a cache made for other inputs")
 
 
+def add_raster_options(p: argparse.ArgumentParser) -> None:
+    """``--bands``, ``--nodata``, ``--crs`` and ``--resolution`` of a raster GDAL reads."""
+    group = p.add_argument_group("georeferenced rasters (read by GDAL)")
+    group.add_argument(
+        "--bands", default=None, metavar="B[,G,R]", help="bands to read, 1-based, e.g. 4,3,2"
+    )
+    group.add_argument(
+        "--nodata", type=float, default=None, help="the nodata value (default: the file's)"
+    )
+    group.add_argument(
+        "--crs", default=None, help="read the scene reprojected to this CRS, e.g. EPSG:32633"
+    )
+    group.add_argument(
+        "--resolution", type=float, default=None, help="pixel size of the reprojection (CRS units)"
+    )
+
+
 def open_source(args: argparse.Namespace) -> ImageSource:
-    """The image of `args` (``--axes``, ``--series`` applied)."""
+    """The image of `args` (``--axes``, ``--series`` and the raster options applied)."""
     from tilesam.io import open_image
 
     series = int(args.series) if args.series and args.series.isdigit() else args.series
-    return open_image(args.image, axes=args.axes, series=series)
+    raster = {
+        "bands": _band_numbers(args.bands),
+        "nodata": args.nodata,
+        "crs": args.crs,
+        "resolution": args.resolution,
+    }
+    return open_image(args.image, axes=args.axes, series=series, **raster)
 
 
 def make_session(
@@ -131,6 +155,22 @@ def use_threads(threads: int | None) -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(threads)
+
+
+def _band_numbers(text: str | None) -> list[int] | None:
+    """``--bands 4,3,2`` as ``[4, 3, 2]``.
+
+    >>> _band_numbers("4,3,2"), _band_numbers(None)
+    ([4, 3, 2], None)
+    """
+    if text is None:
+        return None
+    try:
+        return [int(b) for b in text.split(",")]
+    except ValueError:
+        raise TileSAMError(
+            f"Could not read --bands {text!r}: give band numbers, 1-based, e.g. 4,3,2."
+        ) from None
 
 
 def _slice_scale(text: str | None) -> float | str | None:
