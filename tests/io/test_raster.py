@@ -186,3 +186,26 @@ def test_overviews_are_the_pyramid_and_sources_travel_by_path(tmp_path, rgb) -> 
 def test_raster_options_are_refused_where_they_mean_nothing(tmp_path) -> None:
     with pytest.raises(TileSAMError, match="apply to raster files"):
         open_image(np.zeros((8, 8), np.uint8), bands=[1])
+
+
+def test_an_object_s_mask_does_not_depend_on_the_extent_embedded(tmp_path, tiny) -> None:
+    """Embedding only a part of a scene (extent=) fills the whole scene's grid and keeps its
+    intensity range, so a click there gives the mask a fully embedded scene gives; a file
+    cut to that part has statistics, and so masks, of its own."""
+    rng = np.random.default_rng(5)
+    field = rng.normal(3000, 150, (2, 768, 1024))
+    field[:, 300:360, 700:780] += 2500  # a bright roof
+    field[:, :, :256] += 20000  # a bright area outside the part: it drives the statistics
+    scene = field.clip(0, 65535).astype(np.uint16)[[0, 1, 0]]
+    path = _write(tmp_path / "scene.tif", scene)
+    whole = Session(path, model=tiny, cache=tmp_path / "whole.zarr", tile_size=256, halo=16)
+    whole.embed(progress=False)
+    part = Session(path, model=tiny, cache=tmp_path / "part.zarr", tile_size=256, halo=16)
+    assert part.embed(progress=False, extent=(256, 512, 512, 1024)) == 2 * 3  # tiles met
+    click = [(330, 740)]
+    in_whole, in_part = whole.segment(points=click), part.segment(points=click)
+    assert in_whole.area > 500 and np.array_equal(in_whole.mask, in_part.mask)
+    assert len(part.missing_tiles()) == whole.grid.n_tiles - 6  # the rest never embedded
+    cut = _write(tmp_path / "cut.tif", np.ascontiguousarray(scene[:, 256:512, 512:1024]),
+                 transform=NORTH_UP @ Affine.translation(512, 256))  # fmt: skip
+    assert Session(cut, model=tiny).intensity != whole.intensity

@@ -250,9 +250,15 @@ class Session:
         """Tiles whose embedding is stored."""
         return self.n_tiles - len(self.store.missing_tiles())
 
-    def missing_tiles(self, slices: int | list[int] | None = None) -> list[TileIndex]:
-        """Tiles ``(z, ty, tx)`` still to embed, of all slices or only of `slices`."""
+    def missing_tiles(
+        self, slices: int | list[int] | None = None, extent: Any = None
+    ) -> list[TileIndex]:
+        """Tiles ``(z, ty, tx)`` still to embed, of all slices or only of `slices`, and only
+        those of the image's tile grid that meet `extent` ``(y0, x0, y1, x1)`` if given."""
         missing = self.store.missing_tiles()
+        if extent is not None:
+            wanted = set(self.grid.tiles_for_box(*np.ravel(extent).astype(float)))
+            missing = [t for t in missing if t[1:] in wanted]
         if slices is None:
             return missing
         wanted = {slices} if isinstance(slices, int | np.integer) else set(slices)
@@ -293,10 +299,16 @@ class Session:
         workers: int | None = None,
         scheduler: Any = None,
         *,
+        extent: Any = None,
         callback: ProgressCallback | None = None,
         cancel: CancelFlag | None = None,
     ) -> int:
         """Compute the embeddings still missing (all, or of `slices`); returns how many.
+
+        `extent` ``(y0, x0, y1, x1)`` embeds only the tiles of the image's grid that meet
+        it: a part of a huge scene, in the same cache as the rest, so that an object's mask
+        is the same whatever part was embedded first (the grid and the intensity range are
+        the whole image's, never the part's).
 
         Tiles already in the cache are skipped, so an interrupted run resumes. `progress`
         shows a bar, ``callback(done, total)`` hears of each batch (tiles of this call),
@@ -315,7 +327,7 @@ class Session:
         >>> done[-1], session.missing_tiles()
         ((9, 9), [])
         """
-        tiles = self.missing_tiles(slices)
+        tiles = self.missing_tiles(slices, extent)
         if not tiles:
             return 0
         report = {"progress": progress, "callback": callback, "cancel": cancel}
