@@ -13,10 +13,18 @@ from tilesam.io.mask import write_mask
 from tilesam.io.medical import MedicalSource
 from tilesam.io.ome_zarr import write_ome_zarr
 from tilesam.io.open import open_image
+from tilesam.io.polygons import PolygonFeature, label_polygons, write_polygons
 from tilesam.io.reslice import AxisView
 from tilesam.io.signature import content_signature
 from tilesam.io.source import AXES, ArraySource, ImageSource, guess_axes
 from tilesam.io.tiff import TiffSource
+from tilesam.io.vectors import (
+    PromptFeature,
+    merge_features,
+    prompt_box_from_map,
+    prompt_points_from_map,
+    read_prompt_features,
+)
 from tilesam.io.write import write_labels
 from tilesam.io.zarr_source import ZarrSource
 
@@ -26,13 +34,21 @@ __all__ = [
     "AxisView",
     "ImageSource",
     "MedicalSource",
+    "PolygonFeature",
+    "PromptFeature",
     "TiffSource",
     "ZarrSource",
     "atomic_output",
     "content_signature",
     "guess_axes",
+    "label_polygons",
+    "merge_features",
     "open_image",
+    "prompt_box_from_map",
+    "prompt_points_from_map",
+    "read_prompt_features",
     "write_labels",
     "write_mask",
     "write_ome_zarr",
+    "write_polygons",
 ]

@@ -1,7 +1,8 @@
-"""Georeferenced rasters: a GeoTIFF's CRS and affine transform, read and written with rasterio.
+"""Where a raster lies on the Earth: its CRS and affine transform, and labels written back
+as a GeoTIFF on the same grid.
 
-The pixels of a GeoTIFF are read like any TIFF (lazily, through tifffile's zarr view, in
-:class:`tilesam.io.TiffSource`); this module adds what makes it a map. A
+The pixels are read by GDAL (:class:`tilesam.io.raster.RasterSource`), which also reads
+this georeference; this module holds what makes them a map. A
 :class:`GeoReference` holds the coordinate reference system (as WKT) and GDAL's affine
 transform, which maps the *corner* of pixel ``(row, col)`` to map coordinates::
 
@@ -18,7 +19,6 @@ transform travel in the layer's metadata, from which labels are written back as 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +52,8 @@ class GeoReference:
     ((30.0, 30.0), True)
     >>> geo.map_point(0.5, 0.5)  # the centre of pixel (0, 0), as (x, y)
     (500015.0, 4099985.0)
+    >>> geo.pixel_point(500015.0, 4099985.0)  # and back, as (row, col)
+    (0.5, 0.5)
     """
 
     crs: str
@@ -74,6 +76,19 @@ class GeoReference:
         """Map ``(x, y)`` of a continuous pixel position (``row + 0.5`` is a pixel centre)."""
         a, b, c, d, e, f = self.transform
         return (c + a * col + b * row, f + d * col + e * row)
+
+    def pixel_point(self, x: Any, y: Any) -> tuple[Any, Any]:
+        """Continuous pixel ``(row, col)`` of map ``(x, y)``: the inverse of `map_point`.
+
+        Pixel corners are whole numbers (``row + 0.5`` is a pixel centre); `x` and `y` may
+        be NumPy arrays, and so are the results then.
+        """
+        a, b, c, d, e, f = self.transform
+        det = a * e - b * d
+        if det == 0:
+            raise TileSAMError(f"The transform {self.transform} is singular: it maps no pixel.")
+        dx, dy = x - c, y - f
+        return ((a * dy - d * dx) / det, (e * dx - b * dy) / det)
 
     def layer_geometry(self) -> dict[str, Any]:
         """napari layer keywords: ``scale`` / ``translate``, or ``affine`` when rotated.
@@ -102,24 +117,41 @@ class GeoReference:
         return cls(meta["crs"], tuple(float(v) for v in meta["transform"]), meta.get("nodata"))
 
 
-def read_georeference(path: str | os.PathLike[str]) -> GeoReference | None:
-    """The georeference of a GeoTIFF, or None when the file has no transform."""
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
+def read_crs(value: Any, *, what: str = "the CRS") -> Any:
+    """`value` as a :class:`rasterio.crs.CRS`, comparable with ``==`` whatever its spelling.
 
+    Accepts "EPSG:4326", an EPSG number, WKT, a PROJ string, a rasterio (or pyproj) CRS.
+    Anything GDAL cannot read raises one :class:`TileSAMError` naming `what` and the value.
+    (``==`` also compares axis order: EPSG:4326 is not "+proj=longlat", whose axes are
+    swapped; TileSAM reprojects in GIS order, x = longitude, so either works as a prompt CRS.)
+
+    Examples
+    --------
+    >>> read_crs("EPSG:32633") == read_crs(read_crs(32633).to_wkt())
+    True
+    >>> read_crs("+proj=longlat +datum=WGS84 +no_defs").to_epsg()
+    4326
+    >>> read_crs("EPSG:999999", what="the prompts' CRS")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    tilesam.errors.TileSAMError: Cannot read the prompts' CRS 'EPSG:999999': ... Give it as ...
+    """
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    if isinstance(value, CRS):
+        return value
+    if hasattr(value, "to_wkt"):  # a pyproj CRS, or anything else that speaks WKT
+        value = value.to_wkt()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(os.fspath(path)) as dataset:
-                crs, transform, nodata = dataset.crs, dataset.transform, dataset.nodata
-                wkt = crs.to_wkt() if crs is not None else ""
-    except (rasterio.errors.RasterioError, ValueError) as exc:  # CRSError is a ValueError
-        raise TileSAMError(f"GDAL cannot read the georeference of '{path}': {exc}.") from exc
-    if transform.is_identity:
-        # GDAL's stand-in for "no transform" (a CRS alone, or ground control points only):
-        # nothing places the pixels, so the raster is treated as a plain image.
-        return None
-    return GeoReference(wkt, tuple(transform)[:6], nodata)
+        if isinstance(value, str) and not value.strip():
+            raise CRSError("it is empty")
+        return CRS.from_user_input(value)
+    except (CRSError, TypeError, ValueError) as exc:
+        shown = value if not isinstance(value, str) or len(value) < 80 else value[:77] + "..."
+        raise TileSAMError(
+            f"Cannot read {what} {shown!r}: {exc}. Give it as 'EPSG:<code>' (e.g. "
+            "'EPSG:4326' for longitude / latitude), as WKT or as a PROJ string."
+        ) from None
 
 
 def write_geotiff(
