@@ -49,6 +49,8 @@ class AutoResult:
     stats : dict
         What the work cost: points decoded and skipped, candidates, objects followed across
         tile borders and the tile predictions that took, seconds decoding and following.
+    prompt_ids : dict
+        For objects segmented from the features of a prompt file, each object's feature id.
 
     Examples
     --------
@@ -66,6 +68,7 @@ class AutoResult:
     origin: tuple[float, ...] = ()
     georeference: Any = None
     stats: dict[str, Any] = field(default_factory=dict)
+    prompt_ids: dict[int, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.spacing = tuple(self.spacing) or (1.0,) * len(self.shape)
@@ -151,6 +154,16 @@ class AutoResult:
             georeference=self.georeference,
             like=like,
         )
+
+    def save_polygons(
+        self, path: str | os.PathLike[str], *, simplify: float | None = None,
+        overwrite: bool = False,
+    ) -> Path:  # fmt: skip
+        """Write the objects as polygons (``.gpkg``, ``.geojson``, ``.shp``) in the image's
+        CRS: see :func:`tilesam.automatic.polygons.save_polygons`."""
+        from tilesam.automatic.polygons import save_polygons
+
+        return save_polygons(self, path, simplify=simplify, overwrite=overwrite)
 
     def save_table(self, path: str | os.PathLike[str]) -> Path:
         """Write the table as CSV (a header line even with no object), atomically."""

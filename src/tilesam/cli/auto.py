@@ -52,6 +52,12 @@ def _options(p: argparse.ArgumentParser) -> None:
         "--out", required=True, help="labels: .tif, .ome.zarr (block by block), .nii.gz, ..."
     )
     out.add_argument("--table", default=None, metavar="CSV", help="write the table of objects")
+    out.add_argument(
+        "--vector", default=None, metavar="OUT", help="polygons (2D): .gpkg, .geojson, .shp"
+    )
+    out.add_argument(
+        "--simplify", type=float, default=None, help="polygon tolerance, CRS units (topology kept)"
+    )
     out.add_argument("--overwrite", action="store_true", help="replace existing output files")
     out.add_argument(
         "--overwrite-cache", action="store_true", help="replace a cache made for other inputs"
@@ -66,6 +72,7 @@ def _run(args: argparse.Namespace) -> None:
         check_mode(args.mode)
     settings = AutoSettings.make(**_settings(args)).to_dict()  # refused before any work
     out, table = _outputs(args)
+    vector = _vector_output(args)
     session = make_session(
         argparse.Namespace(**{**vars(args), "overwrite": args.overwrite_cache}), args.cache
     )
@@ -73,7 +80,10 @@ def _run(args: argparse.Namespace) -> None:
     result.save(out, like=session.source)
     if table is not None:
         result.save_table(table)
+    if vector is not None:
+        result.save_polygons(vector, simplify=args.simplify, overwrite=args.overwrite)
     extra = f", table -> {table}" if table is not None else ""
+    extra += f", polygons -> {vector}" if vector is not None else ""
     if result.n_objects == 0:
         print(f"No object found: wrote empty labels to {out}{extra}.")
         return
@@ -117,6 +127,17 @@ def _outputs(args: argparse.Namespace) -> tuple[Path, Path | None]:
     if table is not None and table.resolve() == out.resolve():
         raise TileSAMError("--out and --table name the same file: give each its own.")
     return out, table
+
+
+def _vector_output(args: argparse.Namespace) -> Path | None:
+    """The polygons' path, checked before the work."""
+    from tilesam.io.polygons import check_vector_path
+
+    if args.vector is None:
+        if args.simplify is not None:
+            raise TileSAMError("--simplify shapes the polygons of --vector: give --vector too.")
+        return None
+    return check_vector_path(args.vector, overwrite=args.overwrite)
 
 
 COMMANDS = (

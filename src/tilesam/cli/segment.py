@@ -1,4 +1,6 @@
-"""``tilesam segment``: one object from points and / or a box, written as a full-size mask.
+"""``tilesam segment``: one object from points and / or a box, written as a full-size mask;
+on a georeferenced raster the prompts may be map coordinates or the features of a vector
+file (one object each), and the objects polygons.
 
 On a complete cache that holds the decoder this runs without torch, as fast as the same
 call from Python: the command line adds no import of its own (see `tilesam.cli`).
@@ -45,12 +47,51 @@ def _options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--cache", default=None, help="embedding cache folder (missing tiles are added)")
     p.add_argument("--z", type=int, default=None, help="slice of a volume (or give z,y,x points)")
+    _map_options(p.add_argument_group("prompts on the map (georeferenced rasters)"))
     add_session_options(p)
     add_model_options(p)
 
 
+def _map_options(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--point-xy", action="append", default=[], metavar="X,Y[,LABEL]",
+        help="a prompt point in map coordinates (the raster's CRS or --prompt-crs); repeatable",
+    )  # fmt: skip
+    g.add_argument("--box-xy", default=None, metavar="XMIN,YMIN,XMAX,YMAX", help="a map box")
+    g.add_argument(
+        "--prompt-crs", default=None, help="CRS of --point-xy / --box-xy, e.g. EPSG:4326"
+    )
+    g.add_argument(
+        "--points-file", default=None, metavar="VECTOR",
+        help="point features (GeoJSON, GeoPackage, Shapefile; optional 'label' attribute): "
+        "one object each, --out is then a label raster",
+    )  # fmt: skip
+    g.add_argument(
+        "--boxes-file", default=None, metavar="VECTOR",
+        help="polygon features, each segmented from the box of its bounds",
+    )  # fmt: skip
+    g.add_argument("--layer", default=None, help="the layer of a vector file with several")
+    g.add_argument(
+        "--one-object", action="store_true", help="all features of the file prompt one object"
+    )
+    g.add_argument("--vector", default=None, metavar="OUT", help="polygons: .gpkg, .geojson, .shp")
+    g.add_argument(
+        "--simplify", type=float, default=None, help="polygon tolerance, CRS units (topology kept)"
+    )
+
+
 def _run(args: argparse.Namespace) -> None:
+    vector = _check_vector(args)
     session = make_session(args, args.cache)
+    if args.points_file or args.boxes_file:
+        return _run_features(args, session, vector)
+    if args.point_xy or args.box_xy:
+        return _run_map(args, session, vector)
+    if args.vector:
+        raise TileSAMError(
+            "--vector writes polygons of objects prompted on the map: give --point-xy, "
+            "--box-xy, --points-file or --boxes-file."
+        )
     volume = session.source.n_slices > 1
     out = _check_out(args.out, volume)  # before the embedding, not after it
     z = 1 if volume and args.z is None else 0  # a volume's points and box start with z
@@ -69,6 +110,65 @@ def _run(args: argparse.Namespace) -> None:
         f"mask: {result.area} pixels{where}, bbox {result.bbox}, predicted IoU "
         f"{result.score:.3f}, {len(result.tiles)} tile(s) -> {args.out}"
     )
+
+
+def _check_vector(args: argparse.Namespace) -> Path | None:
+    """The polygons' path, checked before any work (a segment output is replaced)."""
+    from tilesam.io.polygons import check_vector_path
+
+    if args.point and (args.point_xy or args.box_xy or args.points_file or args.boxes_file):
+        raise TileSAMError("Give the prompt in pixels (--point, --box) or on the map, not both.")
+    if args.points_file and args.boxes_file:
+        raise TileSAMError("Give --points-file or --boxes-file: one file of prompts per run.")
+    return None if args.vector is None else check_vector_path(args.vector, overwrite=True)
+
+
+def _run_map(args: argparse.Namespace, session, vector: Path | None) -> None:
+    """One object from map points and / or a map box."""
+    points = [parse_numbers(p, (2, 3), "x,y[,label]") for p in args.point_xy]
+    box = parse_numbers(args.box_xy, (4,), "xmin,ymin,xmax,ymax") if args.box_xy else None
+    out = _check_out(args.out, False)
+    result = session.segment(points_xy=points or None, box_xy=box, crs=args.prompt_crs)
+    result.save(out, like=session.source)
+    if vector is not None:
+        _objects([result], session).save_polygons(vector, simplify=args.simplify, overwrite=True)
+    also = f", polygon -> {vector}" if vector else ""
+    print(f"mask: {result.area} pixels, predicted IoU {result.score:.3f} -> {out}{also}")
+
+
+def _run_features(args: argparse.Namespace, session, vector: Path | None) -> None:
+    """One object per feature of a vector file (or one from all): labels and polygons."""
+    from tilesam.automatic.features import segment_features
+    from tilesam.io.vectors import read_prompt_features
+    from tilesam.io.write import check_labels_path
+
+    out = check_labels_path(args.out)
+    path = args.points_file or args.boxes_file
+    features = read_prompt_features(
+        path, session.source.georeference, session.grid.slice_shape, layer=args.layer,
+        crs=args.prompt_crs,
+    )  # fmt: skip
+    result = segment_features(session, features, one_object=args.one_object)
+    result.save(out, like=session.source)
+    if vector is not None:
+        result.save_polygons(vector, simplify=args.simplify, overwrite=True)
+    also = f", polygons -> {vector}" if vector else ""
+    print(f"{result.n_objects} object(s) from {len(features)} feature(s) -> {out}{also}")
+
+
+def _objects(results: list[SegmentResult], session):
+    """Results as an AutoResult (its polygons and labels)."""
+    from tilesam.automatic.masks import Instance
+    from tilesam.automatic.result import AutoResult, geometry
+    from tilesam.automatic.settings import AutoSettings
+
+    objects = [
+        Instance.from_mask(r.window, r.offset, score=r.score, id=i)
+        for i, r in enumerate(results, start=1)
+        if r.area
+    ]
+    shape = session.grid.slice_shape
+    return AutoResult(objects, shape, "prompt", AutoSettings(), **geometry(session.source, False))
 
 
 def _check_out(path: str, volume: bool) -> Path:

@@ -409,11 +409,18 @@ class Session:
         multimask: bool | None = None,
         max_tiles: int = 16,
         tight_box: bool = True,
+        points_xy: Any = None,
+        box_xy: Any = None,
+        crs: Any = None,
     ) -> SegmentResult:
         """Segment one object from points ``(y, x)`` / a box ``(y0, x0, y1, x1)`` in image
         coordinates of slice `z` (or a checked :class:`~tilesam.decode.prompt.Prompt` as
         `points`). On a volume, points may be ``(z, y, x)`` and the box ``(z, y0, x0, y1,
         x1)``, all on one slice, which is then `z`; a volume's slice is never guessed.
+
+        On a georeferenced raster the prompt may be in map coordinates instead:
+        `points_xy` ``(x, y)`` or ``(x, y, label)`` and `box_xy` ``(xmin, ymin, xmax, ymax)``
+        in `crs` (default: the raster's; e.g. ``"EPSG:4326"``, longitude then latitude).
 
         The object comes back whole when it crosses tile borders (see
         :mod:`tilesam.segment.stitch`), with at most `max_tiles` tile predictions.
@@ -432,10 +439,29 @@ class Session:
         >>> r.shape == image.shape, set(np.unique(truth[r.mask])) >= {1}
         (True, True)
         """
+        if points_xy is not None or box_xy is not None or crs is not None:
+            points, labels, box = self._from_map(points, box, points_xy, box_xy, crs)
         z, points, box = self._slice_of(z, points, box)
         prompt = self.prompt(points, labels, box)
         options = {"multimask": multimask, "max_tiles": max_tiles, "tight_box": tight_box}
         return self._segment(prompt, z=z, **options)[0]
+
+    def _from_map(self, points: Any, box: Any, points_xy: Any, box_xy: Any, crs: Any) -> tuple:
+        """Pixel points, labels and box of a prompt given in map coordinates."""
+        from tilesam.io.vectors import prompt_box_from_map, prompt_points_from_map
+
+        if points is not None or box is not None:
+            raise TileSAMError(
+                "Give the prompt in pixels (points=, box=) or on the map (points_xy=, box_xy=, "
+                "crs=), not both."
+            )
+        geo, shape = self.source.georeference, self.grid.slice_shape
+        pixels, labels = (None, None)
+        if points_xy is not None:
+            pixels, labels = prompt_points_from_map(points_xy, geo, crs=crs, shape=shape)
+        if box_xy is not None:
+            box = prompt_box_from_map(box_xy, geo, crs=crs, shape=shape)
+        return pixels, labels, box
 
     def _slice_of(self, z: int | None, points: Any, box: Any) -> tuple[int, Any, Any]:
         """The slice a prompt is on, and its 2D points and box: `z`, or a volume's
