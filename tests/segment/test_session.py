@@ -463,5 +463,5 @@ def test_saving_a_mask_where_it_cannot_be_written_is_one_clear_error(tmp_path) -
 
 def test_a_two_channel_image_is_refused_with_the_fix(model) -> None:
     # (H, W, 2) is two channels (e.g. two fluorescence stains), not H slices 2 pixels wide.
-    with pytest.raises(TileSAMError, match="has 2 channels.*Select one channel"):
+    with pytest.raises(TileSAMError, match="has 2 channels.*select one channel"):
         Session(np.zeros((64, 80, 2), np.uint16), model)
