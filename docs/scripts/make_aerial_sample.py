@@ -8,6 +8,9 @@
   burnt into a GeoTIFF on the same grid, ids 1, 2, ... in the GeoJSON's order. The
   polygons are incomplete: some visible fields have none, so score only prompts on
   labelled fields.
+- ``aerial_points.geojson``: one prompt point per labelled field, in longitude / latitude
+  (EPSG:4326, another CRS than the scene's): the pixel of each field farthest from its
+  edge, its ``label`` 1 and its ``field`` the field's id in ``aerial_labels.tif``.
 """
 
 import json
@@ -18,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.features import rasterize
+from rasterio.warp import transform as reproject
+from scipy import ndimage
 
 OUT = Path(__file__).resolve().parents[2] / "sample_data"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -41,6 +46,23 @@ def main(data: Path) -> None:
     ) as dst:  # fmt: skip
         dst.write(labels, 1)
     print(f"aerial_labels.tif: {len(shapes)} fields, {np.count_nonzero(labels)} pixels")
+    write_points(labels, profile)
+
+
+def write_points(labels: np.ndarray, profile: dict) -> None:
+    """One point per field, inside it (its pixel farthest from the edge), in EPSG:4326."""
+    features = []
+    for field in range(1, int(labels.max()) + 1):
+        depth = ndimage.distance_transform_edt(np.pad(labels == field, 1))[1:-1, 1:-1]
+        row, col = np.unravel_index(depth.argmax(), depth.shape)
+        x, y = profile["transform"] * (col + 0.5, row + 0.5)
+        (lon,), (lat,) = reproject(profile["crs"], "EPSG:4326", [x], [y])
+        features.append({"type": "Feature", "id": field,
+                         "properties": {"label": 1, "field": field},
+                         "geometry": {"type": "Point", "coordinates": [lon, lat]}})  # fmt: skip
+    collection = {"type": "FeatureCollection", "features": features}
+    (OUT / "aerial_points.geojson").write_text(json.dumps(collection, indent=1) + "\n")
+    print(f"aerial_points.geojson: {len(features)} points in EPSG:4326")
 
 
 if __name__ == "__main__":
