@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["Settings", "annotator"]
+__all__ = ["Settings", "annotator", "show_map_coordinates"]
 
 
 def annotator(viewer: napari.Viewer) -> Annotator:
@@ -46,3 +46,15 @@ def annotator(viewer: napari.Viewer) -> Annotator:
         widget = TileSAMWidget(viewer)
         viewer.window.add_dock_widget(widget, name="TileSAM", area="right")
     return widget.annotator
+
+
+def show_map_coordinates(viewer: napari.Viewer) -> None:
+    """Show the cursor's map coordinates (in the layer's CRS) in `viewer`'s status bar
+    while a georeferenced layer is selected.
+
+    TileSAM's readers and its widget do this themselves; call it for georeferenced layers
+    added from code (``metadata={"tilesam_geometry": {"georeference": ...}}``).
+    """
+    from tilesam_napari._geo import show_map_coordinates as show
+
+    show(viewer)

@@ -19,7 +19,7 @@ from napari.utils.notifications import show_info
 
 from tilesam.decode.prompt import Prompt
 from tilesam.errors import TileSAMError
-from tilesam_napari import _labels, _layers, _predict
+from tilesam_napari import _geo, _labels, _layers, _predict
 from tilesam_napari._commits import Commits
 from tilesam_napari._labels import Committed, Window, bounding_window
 from tilesam_napari._layers import KeyHandler
@@ -78,6 +78,7 @@ class Annotator:
         self.key_handlers: dict[str, KeyHandler] = {}
         # Called after the current object changed (e.g. the widget's cache state).
         self.on_change: list[Callable[[], None]] = []
+        _geo.show_map_coordinates(viewer)  # over a georeferenced image, in the status bar
 
     # -- setup --------------------------------------------------------------------------------
     def setup(self, image: Image | str | None = None, settings: Settings | None = None) -> Session:

@@ -190,6 +190,7 @@ def read_image(path: str | list[str]) -> list[tuple]:
     if geo:
         geometry["georeference"] = source.georeference.to_metadata()
         placement = source.georeference.layer_geometry()
+        _show_map_coordinates()
     # Three channels are RGB, four RGBA, except in a GeoTIFF, where a fourth band is
     # usually near-infrared, not opacity; other channel counts become one layer per band.
     channels = source.n_channels if source.axes.endswith("C") else 0
@@ -204,6 +205,16 @@ def read_image(path: str | list[str]) -> list[tuple]:
     }
     data = levels if len(levels) > 1 else levels[0]
     return [(data, meta, "image")]
+
+
+def _show_map_coordinates() -> None:
+    """Map coordinates in the status bar of the viewer opening a georeferenced image (a
+    reader gets no viewer: napari's current one; none outside napari)."""
+    from napari import current_viewer
+
+    from tilesam_napari._geo import show_map_coordinates
+
+    show_map_coordinates(current_viewer())
 
 
 def _stem(path: str | os.PathLike[str]) -> str:

@@ -94,7 +94,8 @@ def add_points(viewer: napari.Viewer, image: Image) -> Points:
         face_color="label",
         face_color_cycle={True: POSITIVE_COLOR, False: NEGATIVE_COLOR},
         border_color="white",
-        size=_point_size(image),
+        size=point_size(image),
+        metadata=over_metadata(image),
         **geometry(image),
     )
     layer.mode = "add"
@@ -106,13 +107,29 @@ def add_boxes(viewer: napari.Viewer, image: Image) -> Shapes:
     layer = viewer.add_shapes(
         ndim=spatial_ndim(image),
         name=BOXES,
-        edge_color="yellow",
-        face_color="transparent",
-        edge_width=max(1.0, _point_size(image) / 4),
+        metadata=over_metadata(image),
+        **box_style(image),
         **geometry(image),
     )
     layer.mode = "add_rectangle"
     return layer
+
+
+def box_style(image: Image) -> dict[str, Any]:
+    """The look of box prompts (yellow outlines) over `image`."""
+    return {
+        "shape_type": "rectangle",
+        "edge_color": "yellow",
+        "face_color": "transparent",
+        "edge_width": max(1.0, point_size(image) / 4),
+    }
+
+
+def over_metadata(image: Image) -> dict[str, Any]:
+    """The metadata of a prompt layer over `image`: the image's geometry (a GeoTIFF's
+    georeference shows the cursor's map coordinates while the layer is selected)."""
+    geometry = image.metadata.get("tilesam_geometry")
+    return {} if geometry is None else {"tilesam_geometry": dict(geometry)}
 
 
 def add_labels(
@@ -141,7 +158,8 @@ def bind_keys_on(target: napari.Viewer | Layer, handlers: dict[str, KeyHandler])
         target.bind_key(key, handler, overwrite=True)
 
 
-def _point_size(image: Image) -> float:
+def point_size(image: Image) -> float:
+    """The size of prompt points over `image`, in its pixels."""
     # In image pixels: napari sizes markers in the layer's data units, which the layer's
     # scale (shared with the image) then maps to the world.
     h, w = image.data[0].shape[-2:] if image.multiscale else image.data.shape[-2:]

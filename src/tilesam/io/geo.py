@@ -19,6 +19,7 @@ transform travel in the layer's metadata, from which labels are written back as 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +153,22 @@ def read_crs(value: Any, *, what: str = "the CRS") -> Any:
             f"Cannot read {what} {shown!r}: {exc}. Give it as 'EPSG:<code>' (e.g. "
             "'EPSG:4326' for longitude / latitude), as WKT or as a PROJ string."
         ) from None
+
+
+def crs_name(crs: Any) -> str:
+    """A CRS's short name: ``EPSG:<code>``, else the name its WKT gives; '' for no CRS.
+
+    >>> crs_name("EPSG:32633"), crs_name("")
+    ('EPSG:32633', '')
+    """
+    if crs is None or (isinstance(crs, str) and not crs.strip()):
+        return ""
+    crs = read_crs(crs)
+    epsg = crs.to_epsg()
+    if epsg:
+        return f"EPSG:{epsg}"
+    found = re.match(r'\s*\w+\["([^"]*)"', crs.to_wkt())
+    return found.group(1) if found else "unnamed CRS"
 
 
 def write_geotiff(

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from tilesam.errors import TileSAMError
-from tilesam.io.geo import GeoReference, read_crs
+from tilesam.io.geo import GeoReference, crs_name, read_crs
 
 Box = tuple[float, float, float, float]
 _POINT_TYPES = (0, 4)  # shapely type ids of Point and MultiPoint
@@ -401,12 +400,9 @@ def _outside(names: list[str], geo: GeoReference, shape: tuple[int, int], crs: A
 
 
 def _crs_name(crs: Any) -> str:
-    """A short name: "EPSG:4326", else the name in the WKT."""
-    epsg = crs.to_epsg()
-    if epsg:
-        return f"EPSG:{epsg}"
-    found = re.match(r'\s*\w+\["([^"]*)"', crs.to_wkt())
-    return f"the CRS '{found.group(1)}'" if found else "the prompts' CRS"
+    """ "EPSG:4326", else "the CRS '<its name>'", for messages."""
+    name = crs_name(crs)
+    return name if name.startswith("EPSG:") else f"the CRS '{name}'"
 
 
 def _few(items: Sequence[Any], limit: int = 10) -> str:
