@@ -209,3 +209,24 @@ def test_an_object_s_mask_does_not_depend_on_the_extent_embedded(tmp_path, tiny)
     cut = _write(tmp_path / "cut.tif", np.ascontiguousarray(scene[:, 256:512, 512:1024]),
                  transform=NORTH_UP @ Affine.translation(512, 256))  # fmt: skip
     assert Session(cut, model=tiny).intensity != whole.intensity
+
+
+def test_segment_everything_finds_nothing_on_nodata_and_labels_keep_a_nodata_value(
+    tmp_path, tiny
+) -> None:
+    image = np.full((1, 256, 512), 30, np.uint8)
+    yy, xx = np.indices((256, 512))
+    for cy, cx in ((64, 64), (180, 150), (64, 320), (180, 420)):  # two discs in each half
+        image[0][(yy - cy) ** 2 + (xx - cx) ** 2 < 30**2] = 200
+    image[0, :, 256:][image[0, :, 256:] == 30] = 0  # the right half: nodata around its discs
+    path = _write(tmp_path / "half.tif", image, nodata=0)
+    session = Session(path, model=tiny, tile_size=256, halo=16)
+    result = session.segment_everything(mode="grid", points_per_side=8)
+    assert result.n_objects > 0
+    valid = open_image(path).valid(0)
+    assert not (result.labels.astype(bool) & ~valid).any()
+    with pytest.warns(UserWarning, match="no map position"):
+        open_image(_write(tmp_path / "unplaced.tif", image, transform=Affine.identity()))
+    result.save(tmp_path / "labels.tif", like=session.source)
+    with rasterio.open(tmp_path / "labels.tif") as written:
+        assert written.nodata == 0 and written.crs == UTM and written.block_shapes[0] == (256, 256)

@@ -18,11 +18,13 @@ from typing import Any
 from tilesam.automatic.grid import GridSlice
 from tilesam.automatic.instance import InstanceSlice
 from tilesam.automatic.link import link_slices, number_objects
+from tilesam.automatic.masks import Instance
 from tilesam.automatic.prompts import PromptsSlice
 from tilesam.automatic.result import AutoResult, geometry
 from tilesam.automatic.settings import AutoSettings, check_mode
 from tilesam.cache.progress import CancelFlag, Progress, ProgressCallback
 from tilesam.errors import Cancelled, TileSAMError
+from tilesam.io import ImageSource
 from tilesam.models.instance_head import bundled_head
 from tilesam.segment.session import Session
 
@@ -126,7 +128,7 @@ def run(
     with Progress(
         total, bar=progress, desc=f"segment everything ({mode})", callback=callback, cancel=cancel
     ) as bar:
-        per_slice = [segmenter.run(k, bar) for k in slices]
+        per_slice = [_without_nodata(segmenter.run(k, bar), session.source) for k in slices]
     volume = z is None and session.source.n_slices > 1
     objects = link_slices(per_slice, options.link_iou) if volume else [[o] for o in per_slice[0]]
     shape = (
@@ -140,6 +142,21 @@ def run(
         stats=dict(Counter(segmenter.stats)),
         **geometry(session.source, volume),
     )
+
+
+def _without_nodata(objects: list[Instance], source: ImageSource) -> list[Instance]:
+    """The objects without the pixels that hold no data (a raster's nodata), those left
+    empty dropped: the decoder sees nodata as dark pixels and may find objects there."""
+    if not source.has_nodata:
+        return objects
+    kept = []
+    for obj in objects:
+        y0, x0, y1, x1 = obj.bbox
+        valid = source.valid(obj.z, (slice(y0, y1), slice(x0, x1)))
+        found = obj if valid is None else obj.with_mask(obj.window & valid, obj.offset)
+        if found is not None:
+            kept.append(found)
+    return kept
 
 
 def default_mode(session: Session, settings: AutoSettings) -> str:

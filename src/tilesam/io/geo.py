@@ -179,7 +179,8 @@ def write_geotiff(
     shape: tuple[int, int] | None = None,
     dtype: Any = None,
 ) -> None:
-    """Write a 2D raster as a compressed GeoTIFF with `geo`'s CRS and transform.
+    """Write a 2D raster (labels or a mask: 0 is background, the file's nodata value) as a
+    tiled, compressed GeoTIFF with `geo`'s CRS and transform.
 
     Parameters
     ----------
@@ -211,6 +212,7 @@ def write_geotiff(
         "dtype": np.dtype(dtype).name,
         "crs": geo.crs or None,
         "transform": Affine(*geo.transform),
+        "nodata": 0,  # background: GIS viewers show it transparent over the scene
         "compress": "deflate",
         "tiled": tiled,
         "BIGTIFF": "IF_SAFER",  # compressed labels of a huge raster may pass 4 GB

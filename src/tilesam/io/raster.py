@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tilesam.errors import TileSAMError
+from tilesam.errors import TileSAMError, TileSAMWarning
 from tilesam.io.geo import GeoReference
 from tilesam.io.source import ImageSource, Region
 
@@ -153,7 +153,15 @@ class RasterSource(ImageSource):
         value = self._nodata if self._nodata is not None else file_nodata
         self._georeference = None
         self._spacing, self._origin = (1.0, 1.0), (0.0, 0.0)
-        if not dataset.transform.is_identity:  # GDAL's stand-in for "no transform"
+        if dataset.transform.is_identity:  # GDAL's stand-in for "no transform"
+            warnings.warn(
+                f"'{self.path.name}' has no map position (no geotransform): TileSAM works in "
+                "its pixels, and map-coordinate prompts and polygons in a CRS are not "
+                "available for it.",
+                TileSAMWarning,
+                stacklevel=4,
+            )
+        else:
             wkt = dataset.crs.to_wkt() if dataset.crs is not None else ""
             geo = GeoReference(wkt, tuple(dataset.transform)[:6], value)
             x0, y0 = geo.map_point(0.5, 0.5)
