@@ -118,3 +118,28 @@ def test_a_session_given_with_its_own_options_is_refused(tiny) -> None:
     session = tilesam.Session(np.zeros((64, 64), np.uint8) + 3, tiny)
     with pytest.raises(TileSAMError, match="leave out cache"):
         tilesam.segment_everything(session, cache="other.zarr")
+
+
+def test_polygons_of_touching_objects_keep_one_border_and_far_ones_are_traced_apart() -> None:
+    """Objects are traced in groups of touching boxes (never the whole label image), so a
+    simplification keeps shared borders shared, and each polygon covers its pixels."""
+    import shapely
+
+    from tilesam.automatic.polygons import _groups, result_polygons
+
+    yy, xx = np.indices((60, 80))
+    left = (yy - 30) ** 2 + (xx - 25) ** 2 < 18**2
+    right = ((yy - 30) ** 2 + (xx - 50) ** 2 < 18**2) & ~left  # pressed against `left`
+    objects = [Instance.from_mask(left, id=1, score=0.9), Instance.from_mask(right, id=2)]
+    far = np.zeros((40, 40), bool)
+    far[10:30, 5:35] = True
+    objects.append(Instance.from_mask(far, (5000, 7000), id=3))
+    result = AutoResult(objects, (6000, 8000), "grid", AutoSettings())
+    assert [len(g) for g in _groups(result.objects)] == [2, 1]
+    polygons = result_polygons(result, simplify=2.0)
+    assert [p.id for p in polygons] == [1, 2, 3] and polygons[0].score == 0.9
+    a, b = polygons[0].geometry, polygons[1].geometry
+    assert a.intersection(b).area < 1e-6  # simplified, still not overlapping
+    assert a.boundary.intersection(b.boundary).length > 10  # and still touching
+    assert a.union(b).area == pytest.approx(left.sum() + right.sum(), rel=0.05)
+    assert shapely.box(7005, 5010, 7035, 5030).equals(polygons[2].geometry.normalize())

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tilesam.automatic.masks import BoxIndex, Instance
+from tilesam.automatic.masks import BoxIndex, Instance, connected_groups
 from tilesam.cache.tiling import TileGrid
 from tilesam.segment.stitch import merge_tiles
 
@@ -43,20 +43,8 @@ def merge_pieces(
     >>> [(o.bbox, o.tiles) for o in merge_pieces(grid, [((0, 0), top), ((1, 0), bottom)], 0.5)]
     [((30, 10, 70, 50), 2)]
     """
-    parent = list(range(len(pieces)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in _agreeing_pairs(grid, pieces, merge_iou):
-        parent[root(i)] = root(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(pieces)):
-        groups.setdefault(root(i), []).append(i)
-    return [_merged(grid, [pieces[i] for i in members]) for members in groups.values()]
+    groups = connected_groups(len(pieces), _agreeing_pairs(grid, pieces, merge_iou))
+    return [_merged(grid, [pieces[i] for i in members]) for members in groups]
 
 
 def _agreeing_pairs(

@@ -152,6 +152,29 @@ class BoxIndex:
         return sorted(found)
 
 
+def connected_groups(n: int, pairs: Iterable[tuple[int, int]]) -> list[list[int]]:
+    """Items ``0..n-1`` in groups joined by `pairs`, directly or through others (each group
+    in item order, groups in order of their first item).
+
+    >>> connected_groups(5, [(0, 2), (3, 2)])
+    [[0, 2, 3], [1], [4]]
+    """
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in pairs:
+        parent[root(i)] = root(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
 def ranked(instances: Iterable[Instance]) -> list[Instance]:
     """Best first: by predicted IoU times stability, then predicted IoU, then position (a
     stable order). The product ranked best on validation nuclei (``docs/automatic.md``)."""

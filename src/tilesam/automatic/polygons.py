@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tilesam.automatic.masks import BoxIndex
+from tilesam.automatic.masks import BoxIndex, connected_groups
 from tilesam.errors import TileSAMError
 from tilesam.io.polygons import PolygonFeature, label_polygons, write_polygons
 
@@ -84,25 +84,12 @@ def save_polygons(
 def _groups(objects: Sequence[Instance]) -> list[list[Instance]]:
     """The objects in groups whose bounding boxes touch or overlap, directly or through
     others (a pixel apart counts: their outlines may share an edge)."""
-    parent = list(range(len(objects)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    index = BoxIndex()
+    index, pairs = BoxIndex(), []
     for i, obj in enumerate(objects):
         grown = _grown(obj.bbox)
-        for j in index.near(grown):
-            if _touch(grown, objects[j].bbox):
-                parent[root(j)] = root(i)
+        pairs += [(j, i) for j in index.near(grown) if _touch(grown, objects[j].bbox)]
         index.add(i, obj.bbox)
-    groups: dict[int, list[Instance]] = {}
-    for i, obj in enumerate(objects):
-        groups.setdefault(root(i), []).append(obj)
-    return list(groups.values())
+    return [[objects[i] for i in group] for group in connected_groups(len(objects), pairs)]
 
 
 def _grown(box: Region) -> Region:
