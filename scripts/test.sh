@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a virtual environment and run the whole test suite (the README's second command):
-# tests/ and the docstring examples of src/ (pyproject: testpaths, --doctest-modules).
+# tests/ and the docstring examples of src/ (pyproject: testpaths, --doctest-modules), then
+# the QGIS plugin's tests (scripts/test_qgis.sh).
 # Arguments go to pytest, e.g. `bash scripts/test.sh tests/io -k medical`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,3 +21,8 @@ python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test,napari]'
 .venv/bin/ruff check src tests benchmarks plugins
 .venv/bin/python -m pytest -q "$@"
+# The QGIS plugin's tests in their own venv and process (PyQt5 beside napari's PyQt6 is
+# not possible); with arguments, only the pytest run above.
+if [ "$#" = 0 ]; then
+    bash scripts/test_qgis.sh
+fi

@@ -17,6 +17,20 @@ from tilesam.models.registry import ARCHITECTURES, build_sam
 from tilesam.models.sam_model import SamModel
 
 SAMPLES = Path(__file__).parents[1] / "sample_data"
+#: The QGIS plugin's tests: their own process and venv (`bash scripts/test_qgis.sh`), as
+#: QGIS's PyQt5 and napari's PyQt6 cannot share one; collected only when named.
+QGIS_TESTS = Path(__file__).parent / "qgis"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave ``tests/qgis`` out unless the run names it (``pytest tests/qgis``)."""
+    if collection_path != QGIS_TESTS:
+        return None
+    for arg in config.args:
+        named = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
+        if named == QGIS_TESTS or QGIS_TESTS in named.parents:
+            return None
+    return True
 
 
 def _random_tiny(seed: int = 0) -> SamModel:

@@ -1,7 +1,7 @@
 """The ``tilesam`` command line (also ``python -m tilesam``).
 
 One module per command family (`models`, `embed` and `info`, `segment`, `propagate`,
-`train` and `synthesize`, `evaluate`), each a tuple of `Command` records. Building the
+`train` and `synthesize`, `evaluate`, `qgis`), each a tuple of `Command` records. Building the
 parser imports no model code: every command's help line is always there, but its options
 are added only for the command that runs, since some of them (``--slice-scale``'s
 default, ``--method``'s choices) live in modules that import the session or SciPy. So
@@ -22,7 +22,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tilesam.cli import auto, embed, evaluate, models, propagate, segment, train
+from tilesam.cli import auto, embed, evaluate, models, propagate, qgis, segment, train
 from tilesam.cli._options import Command
 from tilesam.errors import TileSAMError
 
@@ -35,6 +35,7 @@ COMMANDS: tuple[Command, ...] = (
     *train.COMMANDS,
     *evaluate.COMMANDS,
     *auto.COMMANDS,
+    *qgis.COMMANDS,
 )
 
 

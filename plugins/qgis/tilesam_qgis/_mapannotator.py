@@ -1,0 +1,212 @@
+"""`MapAnnotator`: one object at a time on a map canvas, over a `tilesam.Session`.
+
+It holds no segmentation code: clicks and boxes (map coordinates in the canvas CRS) go to
+the core as one prompt, the core's mask is traced by the core into a polygon, and that
+polygon is drawn as a `QgsRubberBand` (reprojected by QGIS into the canvas CRS) and, on
+*Commit*, appended to a GeoPackage layer through its edit buffer.
+
+On embedded tiles a prompt costs only the decoder and is answered at once in the GUI
+thread; where a tile is not embedded yet, the core embeds it on demand in a `QgsTask`
+(the canvas stays responsive, the newest prompt is answered when it ends).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qgis.core import QgsApplication, QgsGeometry, QgsPointXY, QgsRectangle, QgsTask, QgsWkbTypes
+from qgis.gui import QgsMapCanvas, QgsRubberBand
+from qgis.PyQt.QtGui import QColor
+
+from tilesam.errors import TileSAMError
+from tilesam_qgis import _mapcommit
+from tilesam_qgis._mapsession import (
+    MapSettings,
+    PromptState,
+    open_session,
+    prompt_crs,
+    result_geometry,
+)
+
+if TYPE_CHECKING:
+    from qgis.core import QgsRasterLayer, QgsVectorLayer
+
+    from tilesam.segment.result import SegmentResult
+    from tilesam.segment.session import Session
+
+#: Colours of the live mask and of positive / negative points.
+MASK_COLOUR, POSITIVE, NEGATIVE = QColor(255, 215, 0), QColor(0, 200, 80), QColor(230, 40, 40)
+
+
+class MapAnnotator:
+    """Prompts, live mask and commits for one raster layer on `canvas`.
+
+    Parameters
+    ----------
+    canvas : QgsMapCanvas
+        Where the rubber bands are drawn; its CRS is the prompts' CRS.
+    notify : callable, optional
+        ``notify(text, level)`` for messages (``level`` 0 info, 1 warning, 2 error).
+    """
+
+    def __init__(self, canvas: QgsMapCanvas, notify: Callable[[str, int], None] | None = None):
+        self.canvas = canvas
+        self.notify = notify or (lambda text, level: None)
+        self.layer: QgsRasterLayer | None = None
+        self.settings: MapSettings | None = None
+        self.objects_path: Path | None = None  # None: beside the raster
+        self.session: Session | None = None
+        self.state = PromptState()
+        self.result: SegmentResult | None = None
+        self.geometry = QgsGeometry()  # the live mask, in the raster's CRS
+        self.area = 0.0
+        self.pending: QgsTask | None = None  # an on-demand segmentation in flight
+        self.version = 0  # of the prompt: bumped by every change
+        self.mask_band = _band(canvas, QgsWkbTypes.PolygonGeometry, MASK_COLOUR)
+        self.point_bands = {
+            1: _band(canvas, QgsWkbTypes.PointGeometry, POSITIVE),
+            0: _band(canvas, QgsWkbTypes.PointGeometry, NEGATIVE),
+        }
+
+    # -- session ------------------------------------------------------------------------------
+    def configure(self, layer: QgsRasterLayer, settings: MapSettings) -> None:
+        """Segment `layer` with `settings` from now on (the session opens on first use)."""
+        if settings != self.settings or layer is not self.layer:
+            self.clear()
+            self.close_session()
+        self.layer, self.settings = layer, settings
+
+    def ensure_session(self) -> Session:
+        """The session for the configured layer, opened now if needed (loads the model
+        for a new cache; an existing cache answers clicks with its own decoder)."""
+        if self.settings is None:
+            raise TileSAMError("Choose a raster layer in the TileSAM dock first.")
+        if self.session is None:
+            self.session = open_session(self.settings)
+        return self.session
+
+    def close_session(self) -> None:
+        """Close the session (after an on-demand task has ended)."""
+        if self.pending is not None:
+            self.pending.cancel()
+            self.pending.waitForFinished(60000)
+            self.pending = None
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    # -- prompts ------------------------------------------------------------------------------
+    def add_point(self, point: QgsPointXY, label: int) -> None:
+        """A click at `point` (canvas CRS): `label` 1 positive, 0 negative."""
+        xy = (point.x(), point.y())
+        if self._prompted(lambda s, crs: self.state.add_point(s, xy, label, crs)):
+            self.point_bands[int(bool(label))].addPoint(point)
+
+    def set_box(self, rect: QgsRectangle) -> None:
+        """A box dragged over `rect` (canvas CRS)."""
+        box = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+        self._prompted(lambda s, crs: self.state.set_box(s, box, crs))
+
+    def _prompted(self, change: Callable[[Session, Any], None]) -> bool:
+        """Apply `change` to the prompt and segment; False (and a message) if refused."""
+        try:
+            session = self.ensure_session()
+            canvas_crs = self.canvas.mapSettings().destinationCrs()
+            change(session, prompt_crs(canvas_crs, self.layer.crs()))
+        except TileSAMError as err:
+            self.notify(str(err), 1)
+            return False
+        self.version += 1
+        self.update()
+        return True
+
+    # -- the live mask --------------------------------------------------------------------------
+    def update(self) -> None:
+        """Segment the current prompt: at once where its tiles are embedded, else in a
+        background task (the newest prompt wins)."""
+        if not self.state.has_object:
+            self._show(None)
+            return
+        session = self.session
+        prompt = self.state.prompt(session)
+        if session.is_cached(prompt):
+            self._show(session.segment(prompt))
+        elif self.pending is None:
+            self._segment_in_task(prompt)
+
+    def _segment_in_task(self, prompt: Any) -> None:
+        self.notify("TileSAM: embedding the tiles under the prompt (on demand)...", 0)
+        session, version = self.session, self.version
+
+        def done(error: Exception | None, result: Any = None) -> None:
+            self.pending = None
+            if error is not None:
+                self.notify(f"TileSAM: {error}", 2)
+            elif self.session is not session:
+                return  # another raster or settings since
+            elif self.version != version:
+                self.update()  # the prompt changed meanwhile: segment the newest
+            else:
+                self._show(result)
+
+        task = QgsTask.fromFunction(
+            "TileSAM: segmenting", lambda task: session.segment(prompt), on_finished=done
+        )
+        self.pending = task
+        QgsApplication.taskManager().addTask(task)
+
+    def _show(self, result: SegmentResult | None) -> None:
+        self.result = result
+        if result is None or not result.area:
+            self.geometry, self.area = QgsGeometry(), 0.0
+        else:
+            self.geometry, self.area = result_geometry(result, self.session)
+        if self.geometry.isEmpty():
+            self.mask_band.reset(QgsWkbTypes.PolygonGeometry)
+        else:
+            self.mask_band.setToGeometry(self.geometry, self.layer.crs())
+
+    # -- commit and clear ---------------------------------------------------------------------
+    def commit(self) -> tuple[QgsVectorLayer, int] | None:
+        """Append the live mask to the objects layer (created on first use); returns the
+        layer and the object's id, or None when there is no mask."""
+        if self.result is None or self.geometry.isEmpty():
+            self.notify("TileSAM: nothing to commit: click an object first.", 1)
+            return None
+        path = self.objects_path or _mapcommit.default_objects_path(self.settings.raster)
+        layer = _mapcommit.objects_layer(Path(path), self.layer.crs())
+        object_id = _mapcommit.append_object(layer, self.geometry, self.area, self.result.score)
+        self.clear()
+        return layer, object_id
+
+    def clear(self) -> None:
+        """Forget the current object's prompt and mask."""
+        self.state = PromptState()
+        self.version += 1
+        self.result, self.geometry, self.area = None, QgsGeometry(), 0.0
+        self.mask_band.reset(QgsWkbTypes.PolygonGeometry)
+        for band in self.point_bands.values():
+            band.reset(QgsWkbTypes.PointGeometry)
+
+    def unload(self) -> None:
+        """Remove the rubber bands from the canvas and close the session."""
+        self.clear()
+        self.close_session()
+        for band in (self.mask_band, *self.point_bands.values()):
+            self.canvas.scene().removeItem(band)
+        self.point_bands = {}
+
+
+def _band(canvas: QgsMapCanvas, kind: Any, colour: QColor) -> QgsRubberBand:
+    band = QgsRubberBand(canvas, kind)
+    band.setStrokeColor(colour)
+    if kind == QgsWkbTypes.PolygonGeometry:
+        band.setFillColor(QColor(colour.red(), colour.green(), colour.blue(), 90))
+        band.setWidth(2)
+    else:
+        band.setIcon(QgsRubberBand.ICON_CIRCLE)
+        band.setIconSize(10)
+        band.setWidth(3)
+    return band
