@@ -1,7 +1,7 @@
 """Every Python snippet of the README and of docs/ runs, so that none can rot (issue #22,
 item 8). The snippets of one page run in order in one namespace, as a reader would type
 them, in a folder holding the files they name: copies of the sample data, and for a SAM
-checkpoint file the small official-format checkpoint of the test fixtures (random weights:
+checkpoint file the small official-format checkpoints of the test fixtures (random weights:
 the snippets show calls, not quality). napari console sessions (``>>>``) run in a real
 viewer in tests/plugins/test_napari_docs.py."""
 
@@ -18,6 +18,7 @@ import tifffile
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 CHECKPOINT = ROOT / "tests" / "data" / "fixtures" / "sam1_small_fp16.pth"
+SAM2_CHECKPOINT = ROOT / "tests" / "data" / "fixtures" / "sam2_small_fp16.pt"
 #: page -> (page, block index) whose snippet makes what the page reopens
 FIRST = {"large_images.md": ("README.md", 1)}
 
@@ -38,6 +39,7 @@ def inputs(tmp_path, monkeypatch):
     tifffile.imwrite(tmp_path / "slide.ome.tif", slide, tile=(256, 256), ome=True)
     shutil.copy(sample_path("ct_volume"), tmp_path / "ct.nii.gz")
     shutil.copy(CHECKPOINT, tmp_path / "sam_vit_b_01ec64.pth")
+    shutil.copy(SAM2_CHECKPOINT, tmp_path / "sam2.1_hiera_tiny.pt")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

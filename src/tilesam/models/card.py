@@ -32,6 +32,9 @@ class ModelCard:
     box_mask_threshold : float or None
         The same for prompts with a box (None: `mask_threshold`); see
         :func:`tilesam.models.registry.mask_thresholds`.
+    high_res_shapes : tuple of (C, h, w)
+        The high-resolution feature maps a decoder needs besides the embedding (SAM 2:
+        ``(32, 256, 256)`` and ``(64, 128, 128)``); empty for SAM's models.
 
     Examples
     --------
@@ -47,6 +50,7 @@ class ModelCard:
     embedding_shape: tuple[int, int, int]
     mask_threshold: float = 0.0
     box_mask_threshold: float | None = None
+    high_res_shapes: tuple[tuple[int, int, int], ...] = ()
 
     def signature(self) -> dict[str, Any]:
         """The model's entry of a cache signature: the embeddings depend on these."""

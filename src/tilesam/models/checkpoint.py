@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import pickle
 import re
@@ -11,9 +12,11 @@ from pathlib import Path
 import torch
 
 from tilesam.errors import TileSAMError
-from tilesam.models.registry import Architecture
+from tilesam.models.registry import ARCHITECTURES, Architecture
 
 StateDict = dict[str, torch.Tensor]
+
+logger = logging.getLogger(__name__)
 
 # Wrappers used by micro-sam / torch_em ("model_state"), SAM 2 and TileSAM ("model").
 _WRAPPER_KEYS = ("model_state", "model", "state_dict")
@@ -159,10 +162,12 @@ def infer_architecture(state: StateDict) -> Architecture:
         encoder, kwargs, image_size = "tiny_vit", _tiny_vit_kwargs(state), 1024
     elif "image_encoder.stem.0.0.weight" in state:
         encoder, kwargs, image_size = "tiny_cnn", _tiny_cnn_kwargs(state), 1024
+    elif "image_encoder.trunk.patch_embed.proj.weight" in state:
+        encoder, kwargs, image_size = "hiera", _hiera_kwargs(state), 1024
     else:
         raise TileSAMError(
             "This checkpoint is not a SAM-family model TileSAM knows (SAM ViT, MobileSAM "
-            "TinyViT, TileSAM tiny): its image encoder keys are unfamiliar."
+            "TinyViT, TileSAM tiny, SAM 2.1 Hiera): its image encoder keys are unfamiliar."
         )
     try:
         return Architecture(
@@ -170,7 +175,7 @@ def infer_architecture(state: StateDict) -> Architecture:
             encoder_kwargs=kwargs,
             image_size=image_size,
             embedding_size=image_size // 16,
-            **_decoder_kwargs(state),
+            **_decoder_kwargs(state, "sam_" if encoder == "hiera" else ""),
         )
     except KeyError as err:
         raise TileSAMError(
@@ -258,13 +263,55 @@ def _tiny_cnn_kwargs(state: StateDict) -> dict:
     }
 
 
-def _decoder_kwargs(state: StateDict) -> dict:
+def _decoder_kwargs(state: StateDict, prefix: str = "") -> dict:
+    """The prompt encoder's and mask decoder's sizes; `prefix` ``"sam_"`` for SAM 2's keys."""
+    decoder = f"{prefix}mask_decoder."
+    mlp = state.get(f"{decoder}transformer.layers.0.mlp.lin1.weight")
+    if mlp is None:  # SAM 2 names the transformer's MLP layers as a list
+        mlp = state[f"{decoder}transformer.layers.0.mlp.layers.0.weight"]
     return {
-        "prompt_dim": state["mask_decoder.iou_token.weight"].shape[1],
-        "mask_in_chans": state["prompt_encoder.mask_downscaling.3.weight"].shape[0],
-        "decoder_depth": _count(state, r"mask_decoder\.transformer\.layers\.(\d+)\."),
-        "decoder_mlp_dim": state["mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[0],
-        "iou_head_hidden_dim": state["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0],
+        "prompt_dim": state[f"{decoder}iou_token.weight"].shape[1],
+        "mask_in_chans": state[f"{prefix}prompt_encoder.mask_downscaling.3.weight"].shape[0],
+        "decoder_depth": _count(state, rf"{re.escape(decoder)}transformer\.layers\.(\d+)\."),
+        "decoder_mlp_dim": mlp.shape[0],
+        "iou_head_hidden_dim": state[f"{decoder}iou_prediction_head.layers.0.weight"].shape[0],
+    }
+
+
+def _hiera_kwargs(state: StateDict) -> dict:
+    """A Hiera trunk's configuration: width, stages and background grid from the shapes; the
+    heads, global-attention blocks and windows, which leave no trace in the keys, from the
+    official configuration of that width and stages (SAM 2.1 T, S, B+, L, and the models
+    fine-tuned from them)."""
+    trunk = "image_encoder.trunk."
+    embed_dim = state[f"{trunk}patch_embed.proj.weight"].shape[0]
+    depth = _count(state, rf"{re.escape(trunk)}blocks\.(\d+)\.")
+    # A stage's first block widens the tokens and so has a shortcut projection.
+    starts = [i for i in range(depth) if f"{trunk}blocks.{i}.proj.weight" in state]
+    bounds = [0, *starts, depth]
+    stages = tuple(b - a for a, b in zip(bounds[:-1], bounds[1:]))
+    background = tuple(state[f"{trunk}pos_embed"].shape[-2:])
+    for arch in ARCHITECTURES.values():
+        known = arch.encoder_kwargs
+        if arch.encoder == "hiera" and (known["embed_dim"], known["stages"]) == (embed_dim, stages):
+            return {**known, "window_pos_embed_bkg_spatial_size": background}
+    # Not an official size (a small test model, say): one head, and global attention in
+    # the last block of the third stage, the one block every official size has global.
+    window = state[f"{trunk}pos_embed_window"].shape[-1]
+    logger.warning(
+        "Hiera trunk of width %d and stages %s is no official SAM 2.1 size: assuming one head "
+        "and global attention in block %d only.",
+        embed_dim,
+        stages,
+        sum(stages[:3]) - 1,
+    )
+    return {
+        "embed_dim": embed_dim,
+        "num_heads": 1,
+        "stages": stages,
+        "global_att_blocks": (sum(stages[:3]) - 1,),
+        "window_spec": (window, 4, 14, 7),
+        "window_pos_embed_bkg_spatial_size": background,
     }
 
 

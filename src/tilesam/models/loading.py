@@ -10,7 +10,9 @@ import torch
 
 from tilesam.errors import TileSAMError
 from tilesam.models.checkpoint import check_compatible, infer_architecture, read_checkpoint
-from tilesam.models.registry import ARCHITECTURES, build_sam, mask_thresholds
+from tilesam.models.registry import ARCHITECTURES, FAMILIES, build_sam, mask_thresholds
+from tilesam.models.sam2 import split_memory
+from tilesam.models.sam2_model import Sam2Model
 from tilesam.models.sam_model import SamModel, checked_device
 from tilesam.models.weights import DEFAULT_MODEL, file_sha256, model_file
 
@@ -49,8 +51,11 @@ def load_model(
     Parameters
     ----------
     name
-        A registry name (``tiny``, ``vit_b``, ``vit_t``, ``micro_sam:vit_b_lm``, ...; see
-        ``tilesam models``). Default: the bundled ``tiny``, unless a checkpoint is given.
+        A registry name (``tiny``, ``vit_b``, ``vit_t``, ``micro_sam:vit_b_lm``,
+        ``sam2.1_hiera_tiny``, ...; see ``tilesam models``). Default: the bundled ``tiny``,
+        unless a checkpoint is given. SAM 2.1 models load as a
+        :class:`~tilesam.models.sam2_model.Sam2Model` (image prompts only: the weights of
+        its video memory are read and set aside).
     checkpoint
         A checkpoint file. Alone, its architecture is recognised from its keys and shapes;
         with ``name``, it must fit that model's architecture.
@@ -73,17 +78,23 @@ def load_model(
     path, label, entry = model_file(name, checkpoint)
     state = read_checkpoint(path, trust=trust_checkpoint)
     architecture = infer_architecture(state)
-    if entry is not None and ARCHITECTURES[entry.architecture].encoder != architecture.encoder:
+    encoder = architecture.encoder
+    if entry is not None and ARCHITECTURES[entry.architecture].encoder != encoder:
+        named = ARCHITECTURES[entry.architecture].encoder
         raise TileSAMError(
-            f"{path} holds a {architecture.encoder} model, but {entry.name!r} is a "
-            f"{ARCHITECTURES[entry.architecture].encoder} model: pick the matching name, or "
-            "pass only the checkpoint."
+            f"{path} holds a {encoder} model ({FAMILIES[encoder]}), but {entry.name!r} is a "
+            f"{named} model ({FAMILIES[named]}): pick the matching name, or pass only the "
+            "checkpoint."
         )
+    if encoder == "hiera":
+        # SAM 2's video memory is not implemented yet: its weights are read and set aside.
+        state, _memory = split_memory(state)
     sam = build_sam(architecture)
-    check_compatible(sam.state_dict(), state, f"a {architecture.encoder} model")
+    check_compatible(sam.state_dict(), state, f"a {FAMILIES[encoder]} model")
     sam.load_state_dict(state)
-    mask_threshold, box_mask_threshold = mask_thresholds(entry, architecture.encoder)
-    return SamModel(
+    mask_threshold, box_mask_threshold = mask_thresholds(entry, encoder)
+    model_class = Sam2Model if encoder == "hiera" else SamModel
+    return model_class(
         sam,
         name=label,
         architecture=architecture,

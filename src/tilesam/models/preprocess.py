@@ -207,11 +207,16 @@ def resized_shape(shape: tuple[int, int], target: int) -> tuple[int, int]:
 
 
 def prepare_image(
-    image: np.ndarray, target: int, intensity: tuple[float, float] | None = None
+    image: np.ndarray,
+    target: int,
+    intensity: tuple[float, float] | None = None,
+    *,
+    square: bool = False,
 ) -> tuple[torch.Tensor, tuple[int, int]]:
     """Normalise, make RGB and resize an image: ``(1, 3, h, w)`` on the 0..255 scale.
 
-    Returns the tensor and the original ``(H, W)``.
+    The longest side is resized to `target` (SAM); with `square`, both sides are, the aspect
+    ratio not kept (SAM 2). Returns the tensor and the original ``(H, W)``.
     """
     # Imported here: the rest of this module serves sessions that never import torch.
     import torch
@@ -223,7 +228,7 @@ def prepare_image(
         raise TileSAMError(f"The image is empty (shape {image.shape}).")
     pixels = torch.from_numpy(np.ascontiguousarray(normalize_intensity(rgb, intensity)))
     pixels = pixels.permute(2, 0, 1)[None]
-    size = resized_shape(rgb.shape[:2], target)
+    size = (target, target) if square else resized_shape(rgb.shape[:2], target)
     if size != rgb.shape[:2]:
         pixels = F.interpolate(pixels, size=size, mode="bilinear", antialias=True)
     return pixels, (int(rgb.shape[0]), int(rgb.shape[1]))

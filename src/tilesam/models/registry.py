@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from tilesam.models.sam import Sam
+    from tilesam.models.sam2 import Sam2
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,15 @@ def _encoder_classes() -> dict[str, type[nn.Module]]:
     return {"vit": ImageEncoderViT, "tiny_vit": TinyViT, "tiny_cnn": TinyCNNEncoder}
 
 
-def build_sam(arch: Architecture) -> Sam:
-    """Build an untrained :class:`Sam` of architecture ``arch``."""
+def build_sam(arch: Architecture) -> Sam | Sam2:
+    """Build an untrained :class:`Sam` of architecture ``arch`` (a :class:`Sam2` for SAM 2's
+    ``"hiera"`` encoder)."""
     # Imported here: the rest of the registry (names, files, thresholds) serves sessions
     # that answer clicks from a cache without importing torch.
+    if arch.encoder == "hiera":
+        from tilesam.models.sam2 import build_sam2
+
+        return build_sam2(arch)
     from tilesam.models.mask_decoder import MaskDecoder
     from tilesam.models.prompt_encoder import PromptEncoder
     from tilesam.models.sam import Sam
@@ -104,11 +110,52 @@ def vit_architecture(
     )
 
 
+def hiera_architecture(
+    embed_dim: int,
+    num_heads: int,
+    stages: tuple[int, ...],
+    global_blocks: tuple[int, ...],
+    *,
+    window_spec: tuple[int, ...] = (8, 4, 14, 7),
+    background: tuple[int, int] = (7, 7),
+) -> Architecture:
+    """SAM 2.1 with a Hiera trunk of this width, heads and stages, global attention in
+    `global_blocks`; the prompt encoder and decoder are SAM's sizes."""
+    return Architecture(
+        encoder="hiera",
+        encoder_kwargs={
+            "embed_dim": embed_dim,
+            "num_heads": num_heads,
+            "stages": stages,
+            "global_att_blocks": global_blocks,
+            "window_spec": window_spec,
+            "window_pos_embed_bkg_spatial_size": background,
+        },
+    )
+
+
+# The model families, as an error message names them.
+FAMILIES = {
+    "vit": "SAM (ViT)",
+    "tiny_vit": "MobileSAM (TinyViT)",
+    "tiny_cnn": "TileSAM tiny",
+    "hiera": "SAM 2.1 (Hiera)",
+}
+
 ARCHITECTURES: dict[str, Architecture] = {
     "vit_b": vit_architecture(768, 12, 12, (2, 5, 8, 11)),
     "vit_l": vit_architecture(1024, 24, 16, (5, 11, 17, 23)),
     "vit_h": vit_architecture(1280, 32, 16, (7, 15, 23, 31)),
     "vit_t": Architecture(encoder="tiny_vit"),
+    # The official configurations (sam2/configs/sam2.1/sam2.1_hiera_*.yaml).
+    "sam2.1_hiera_tiny": hiera_architecture(96, 1, (1, 2, 7, 2), (5, 7, 9)),
+    "sam2.1_hiera_small": hiera_architecture(96, 1, (1, 2, 11, 2), (7, 10, 13)),
+    "sam2.1_hiera_base_plus": hiera_architecture(
+        112, 2, (2, 3, 16, 3), (12, 16, 20), background=(14, 14)
+    ),
+    "sam2.1_hiera_large": hiera_architecture(
+        144, 2, (2, 6, 36, 4), (23, 33, 43), window_spec=(8, 4, 16, 8)
+    ),
     "tiny": Architecture(
         encoder="tiny_cnn",
         encoder_kwargs={"out_chans": 128},
@@ -142,6 +189,7 @@ class ModelEntry:
 
 _MICRO_SAM = "https://uk1s3.embassy.ebi.ac.uk/public-datasets/bioimage.io"
 _FB = "https://dl.fbaipublicfiles.com/segment_anything"
+_FB2 = "https://dl.fbaipublicfiles.com/segment_anything_2/092824"
 
 # Addresses and xxh128 hashes as published in micro-sam's model registry (micro_sam/util.py).
 MODELS: dict[str, ModelEntry] = {
@@ -199,6 +247,23 @@ MODELS: dict[str, ModelEntry] = {
             "xxh128:8eadbc88aeb9d8c7e0b4b60c3db48bd0",
             "mobile_sam.pt",
             "MobileSAM TinyViT (Apache-2.0)",
+        ),
+        *(
+            ModelEntry(
+                f"sam2.1_hiera_{size}",
+                f"sam2.1_hiera_{size}",
+                f"{_FB2}/sam2.1_hiera_{size}.pt",
+                None,  # Meta publishes no hashes for these files
+                f"sam2.1_hiera_{size}.pt",
+                f"Segment Anything 2.1 Hiera-{label} (Meta, Apache-2.0); image prompts only "
+                "so far (no video memory)",
+            )
+            for size, label in (
+                ("tiny", "T"),
+                ("small", "S"),
+                ("base_plus", "B+"),
+                ("large", "L"),
+            )
         ),
         ModelEntry(
             "medsam",

@@ -153,7 +153,8 @@ class SamModel(MaskPredictor):
 
     def __repr__(self) -> str:
         encoder = self.architecture.encoder
-        return f"SamModel(name={self.name!r}, encoder={encoder!r}, device={self.device})"
+        kind = type(self).__name__
+        return f"{kind}(name={self.name!r}, encoder={encoder!r}, device={self.device})"
 
     @property
     def image_size(self) -> int:
@@ -192,18 +193,27 @@ class SamModel(MaskPredictor):
             raise TileSAMError(f"embed_batch needs tiles of one size, got {sorted(shapes)}.")
         out = []
         for start in range(0, len(tiles), batch_size):
-            prepared = [
-                prepare_image(t, self.image_size, intensity)
-                for t in tiles[start : start + batch_size]
-            ]
+            prepared = [self._prepare(t, intensity) for t in tiles[start : start + batch_size]]
             pixels = torch.cat([p for p, _ in prepared]).to(self.device)
-            features = self._encode(pixels)
-            input_size = tuple(pixels.shape[-2:])
-            out += [
-                ImageEmbedding(f[None], original_size=size, input_size=input_size)
-                for f, (_, size) in zip(features, prepared)
-            ]
+            out += self._embeddings(pixels, [size for _, size in prepared])
         return out
+
+    def _prepare(
+        self, image: np.ndarray, intensity: tuple[float, float] | None
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
+        """One image as the encoder's input ``(1, 3, h, w)`` and its original ``(H, W)``."""
+        return prepare_image(image, self.image_size, intensity)
+
+    def _embeddings(
+        self, pixels: torch.Tensor, sizes: Sequence[tuple[int, int]]
+    ) -> list[ImageEmbedding]:
+        """Embeddings of a batch of prepared images, of these original sizes."""
+        features = self._encode(pixels)
+        input_size = tuple(pixels.shape[-2:])
+        return [
+            ImageEmbedding(f[None], original_size=size, input_size=input_size)
+            for f, size in zip(features, sizes)
+        ]
 
     @torch.inference_mode()
     def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
