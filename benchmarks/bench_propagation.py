@@ -7,9 +7,12 @@ Three sets (``--sets``, default all):
   click at the deepest pixel of its middle slice;
 * ``independent``: every object of the volumes of
   :mod:`tilesam.evaluate.volume_generator` (a CT in HU with a flipped direction, 8- and
-  16-bit microscopy stacks), seeds 1 to 3, written as files with their geometry and opened
-  as a user would; one click on the middle slice. No stop rule or threshold was chosen on
-  them (seed 0 served the diagnosis of the absolute predicted-IoU rule);
+  16-bit microscopy stacks), seeds 9 to 11, written as files with their geometry and opened
+  as a user would; one click on the middle slice. Nothing was chosen on them: seed 0 served
+  the diagnosis of the absolute predicted-IoU rule, seeds 0, 4 and 5 tuned the derived prompt
+  and the decoder stage of issue 24 (the ``objects`` synthetic kind was written knowing this
+  generator's failure categories, not its code), and the seeds reported before, 1 to 3 and
+  6 to 8, have been looked at;
 * ``real``: ``../shared/data/medical`` when present: the dcmqi CT's liver, spine and heart
   (3 slices) and the pyradiomics MR tumours, each from one box around the truth on its
   middle slice (a click for the MR tumours too, as reported before).
@@ -76,7 +79,7 @@ from tilesam.volumes.walk import METHODS, SlicePrediction, prompt_from_mask, pro
 #: sample name: CT window (None: percentiles of the non-zero voxels)
 SAMPLES = {"ct_volume": "soft-tissue", "nuclei_volume": None}
 SETS = ("samples", "independent", "real")
-HELD_OUT_SEEDS = (1, 2, 3)  # of tilesam.evaluate.volume_generator; 0 served the diagnosis
+HELD_OUT_SEEDS = (9, 10, 11)  # of tilesam.evaluate.volume_generator; 0-8 were seen before
 MEDICAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "medical"
 #: name: (image, {object: truth file}, CT window, prompts)
 REAL = {

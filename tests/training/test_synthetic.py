@@ -14,7 +14,7 @@ from tilesam.training.synthetic import KINDS, SyntheticSample, make_sample, samp
 
 SIZE = (160, 192)  # non-square on purpose
 SEEDS = range(12)
-N_LEVELS = {"nuclei": (1, 2), "cells": (3,), "ct": (2,), "aerial": (1, 2)}
+N_LEVELS = {"nuclei": (1, 2), "cells": (3,), "ct": (2,), "aerial": (1, 2), "objects": (1,)}
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +225,8 @@ def test_stream_is_reproducible_and_follows_kinds_and_weights():
         np.testing.assert_array_equal(a.image, b.image)
     assert any(not np.array_equal(a.image, b.image) for a, b in zip(first, other, strict=True))
     assert {s.kind for s in first} <= {"nuclei", "ct"}
-    only_aerial = itertools.islice(sample_stream(KINDS, (48, 48), seed=1, weights=(0, 0, 0, 1)), 5)
+    only = [float(k == "aerial") for k in KINDS]
+    only_aerial = itertools.islice(sample_stream(KINDS, (48, 48), seed=1, weights=only), 5)
     assert {s.kind for s in only_aerial} == {"aerial"}
     kinds = [s.kind for s in itertools.islice(sample_stream(size=(32, 32), seed=2), 40)]
     assert set(kinds) == set(KINDS)

@@ -15,7 +15,8 @@ SAM's multimask output is trained on.
 Everything is vectorised numpy/scipy: a 256 x 256 sample takes a few milliseconds to a few tens of
 milliseconds on one core, so the training loop can draw samples online.
 
-The generators live one per module (:mod:`.nuclei`, :mod:`.cells`, :mod:`.ct`, :mod:`.aerial`) on
+The generators live one per module (:mod:`.nuclei`, :mod:`.cells`, :mod:`.ct`, :mod:`.aerial`,
+:mod:`.objects`: generic objects of every shape and contrast) on
 shared helpers (:mod:`.fields`: random fields and filters; :mod:`.labels`: label images;
 :mod:`.shapes`: placing and rasterising objects; :mod:`.fluorescence`: nuclei and the microscope);
 :mod:`.api` holds the public entry points re-exported here; :mod:`.folder` writes folders of whole

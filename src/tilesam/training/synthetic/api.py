@@ -12,10 +12,11 @@ from tilesam.training.synthetic.aerial import _make_aerial
 from tilesam.training.synthetic.cells import _make_cells
 from tilesam.training.synthetic.ct import _make_ct
 from tilesam.training.synthetic.nuclei import _make_nuclei
+from tilesam.training.synthetic.objects import _make_objects
 
 __all__ = ["KINDS", "SyntheticSample", "make_sample", "sample_stream"]
 
-KINDS: tuple[str, ...] = ("nuclei", "cells", "ct", "aerial")
+KINDS: tuple[str, ...] = ("nuclei", "cells", "ct", "aerial", "objects")
 """The kinds of image :func:`make_sample` can draw."""
 
 _MIN_SIDE = 16
@@ -62,8 +63,10 @@ def make_sample(
     kind : str
         ``"nuclei"`` (fluorescence nuclei; levels ``(nuclei,)`` or ``(nuclei, clusters)``),
         ``"cells"`` (cytoplasm stain with nuclei; levels ``(nuclei, cells, clusters)``),
-        ``"ct"`` (CT-like slice; levels ``(organs, body)``) or ``"aerial"`` (RGB scene; levels
-        ``(objects,)`` for rural scenes or ``(roofs, building blocks)`` for urban ones).
+        ``"ct"`` (CT-like slice; levels ``(organs, body)``), ``"aerial"`` (RGB scene; levels
+        ``(objects,)`` for rural scenes or ``(roofs, building blocks)`` for urban ones) or
+        ``"objects"`` (generic objects of every shape and contrast: blobs, lobed shapes, tubes,
+        fibres, inclusions; levels ``(objects,)``).
     size : tuple of int or int, default (256, 256)
         ``(H, W)`` of the image; an int means a square. Each side must be at least 16.
     rng : numpy.random.Generator or int or None
@@ -190,4 +193,5 @@ _GENERATORS = {
     "cells": _make_cells,
     "ct": _make_ct,
     "aerial": _make_aerial,
+    "objects": _make_objects,
 }
