@@ -16,6 +16,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_model": "tilesam.models.loading",
     "SamModel": "tilesam.models.sam_model",
+    "Sam2Model": "tilesam.models.sam2_model",
+    "Sam2Embedding": "tilesam.models.sam2_model",
     "ImageEmbedding": "tilesam.decode.embedding",
     "Prediction": "tilesam.decode.predictor",
     "open_image": "tilesam.io",
@@ -29,6 +31,8 @@ _LAZY = {
 __all__ = [
     "ImageEmbedding",
     "Prediction",
+    "Sam2Embedding",
+    "Sam2Model",
     "SamModel",
     "Session",
     "TileSAMError",
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
     from tilesam.decode.predictor import Prediction
     from tilesam.io import open_image, write_labels
     from tilesam.models.loading import load_model
+    from tilesam.models.sam2_model import Sam2Embedding, Sam2Model
     from tilesam.models.sam_model import SamModel
     from tilesam.segment.session import Session, segment_image
     from tilesam.volumes.propagate import propagate_mask

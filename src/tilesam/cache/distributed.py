@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tilesam.cache.canvas import tile_canvas
 from tilesam.cache.embed import embed_batch_into, read_tile, tile_batches
 from tilesam.cache.progress import CancelFlag, Progress, ProgressCallback
 from tilesam.cache.tiling import TileGrid, TileIndex
@@ -68,7 +69,8 @@ class ModelRecipe:
         )
 
     def build(self) -> SamModel:
-        """The :class:`~tilesam.models.sam_model.SamModel` this recipe describes."""
+        """The :class:`~tilesam.models.sam_model.SamModel` this recipe describes (a
+        :class:`~tilesam.models.sam2_model.Sam2Model` for a SAM 2 architecture)."""
         if self.architecture is None:
             from tilesam.models.loading import load_model
 
@@ -80,6 +82,12 @@ class ModelRecipe:
         from tilesam.models.registry import build_sam
         from tilesam.models.sam_model import SamModel
 
+        if self.architecture.encoder == "hiera":
+            # A SAM 2 model's parts beyond the image path (its video memory) are sized from
+            # the weights, as load_model does; workers only embed, so its name is no matter.
+            from tilesam.models.loading import load_model
+
+            return load_model(checkpoint=self.checkpoint, device=self.device)
         sam = build_sam(self.architecture)
         sam.load_state_dict(torch.load(self.checkpoint, map_location="cpu", weights_only=True))
         return SamModel(
@@ -290,7 +298,8 @@ def _embed_task(recipe, source, grid, store_path, intensity, scale, threads, til
                 mine.append(tile)
         if mine:
             pixels = [read_tile(source, grid, t) for t in mine]
-            embed_batch_into(model, store, mine, pixels, intensity, scale)
+            canvas = tile_canvas(model, grid)
+            embed_batch_into(model, store, mine, pixels, intensity, scale, canvas)
             for tile in mine:
                 claims.release(tile, finished=True)
     finally:

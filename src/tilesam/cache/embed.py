@@ -14,6 +14,7 @@ far larger than a model trained on crops has seen.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from tilesam.cache.canvas import canvas_input_size, embed_on_canvas, tile_canvas
 from tilesam.cache.memory import TileStore
 from tilesam.cache.progress import CancelFlag, Progress, ProgressCallback
 from tilesam.cache.tiling import TileGrid, TileIndex
@@ -81,33 +83,49 @@ def embed_batch_into(
     pixels: Sequence[np.ndarray],
     intensity: tuple[float, float],
     scale: float | None = None,
+    canvas: tuple[int, int] | None = None,
 ) -> None:
     """Encode one batch of equally sized tiles and write each embedding to `store`
-    (zeros for an `EmptyTile`, which the encoder never sees).
+    (zeros for an `EmptyTile`, which the encoder never sees), with a SAM 2 model's
+    high-resolution maps where the store keeps them.
 
-    `scale` embeds them at that magnification (:func:`embed_scaled`); None: SAM's convention.
+    `scale` embeds them at that magnification (:func:`embed_scaled`); None: SAM's convention,
+    or for a SAM 2 model each tile padded to `canvas` (:mod:`tilesam.cache.canvas`).
     """
     todo = [(t, p) for t, p in zip(tiles, pixels) if not isinstance(p, EmptyTile)]
     images = [p for _, p in todo]
     if not images:
         embeddings = []
-    elif scale is None:
-        embeddings = model.embed_batch(images, intensity=intensity, batch_size=len(images))
-    else:
+    elif scale is not None:
         embeddings = embed_scaled(model, images, intensity=intensity, scale=scale)
+    elif canvas is not None:
+        embeddings = embed_on_canvas(model, images, intensity=intensity, canvas=canvas)
+    else:
+        embeddings = model.embed_batch(images, intensity=intensity, batch_size=len(images))
     for (tile, _), emb in zip(todo, embeddings):
         meta = {"tile_shape": emb.original_size, "input_shape": emb.input_size}
-        store.write_tile(*tile, emb.features[0].cpu().numpy(), meta)
+        maps = getattr(emb, "high_res_features", None)
+        maps = None if maps is None else [np.asarray(m[0].cpu()) for m in maps]
+        store.write_tile(*tile, emb.features[0].cpu().numpy(), meta, maps)
     for tile, empty in zip(tiles, pixels):
         if isinstance(empty, EmptyTile):
-            size = _input_size(model, empty.shape, scale)
+            size = _input_size(model, empty.shape, scale, canvas)
             meta = {"tile_shape": empty.shape, "input_shape": size}
-            store.write_tile(*tile, np.zeros(store.embedding_shape, np.float32), meta)
+            maps = [np.zeros(s, np.float32) for s in getattr(store, "high_res_shapes", ())]
+            store.write_tile(*tile, np.zeros(store.embedding_shape, np.float32), meta, maps or None)
 
 
-def _input_size(model: SamModel, shape: tuple[int, int], scale: float | None) -> tuple[int, int]:
-    """The extent a tile of `shape` covers in the model input (see :func:`embed_scaled`)."""
+def _input_size(
+    model: SamModel,
+    shape: tuple[int, int],
+    scale: float | None,
+    canvas: tuple[int, int] | None = None,
+) -> tuple[int, int]:
+    """The extent a tile of `shape` covers in the model input (see :func:`embed_scaled`
+    and :mod:`tilesam.cache.canvas`)."""
     if scale is None:
+        if canvas is not None:
+            return canvas_input_size(shape, canvas, model.image_size)
         return resized_shape(shape, model.image_size)
     factor = model.image_size / max(round(model.image_size / scale), *shape)
     return tuple(int(n * factor + 0.5) for n in shape)
@@ -146,9 +164,10 @@ def embed_scaled(
         canvases.append(np.pad(scaled, pad))
     # Already on the 0..255 scale: the range (0, 255) leaves the canvases as they are.
     embedded = model.embed_batch(canvases, intensity=(0.0, 255.0), batch_size=len(canvases))
+    # `replace` keeps what else the embedding carries (SAM 2's high-resolution features).
     return [
-        ImageEmbedding(
-            emb.features,
+        dataclasses.replace(
+            emb,
             original_size=tuple(np.shape(tile)[:2]),
             input_size=_input_size(model, tuple(np.shape(tile)[:2]), scale),
         )
@@ -202,6 +221,7 @@ def embed_tiles(
     load = lambda batch: [read_tile(source, grid, t) for t in batch]  # noqa: E731
     report = Progress(len(tiles), bar=progress, desc=desc, callback=callback, cancel=cancel)
     work = _SharedWork(store, grid, size)
+    canvas = tile_canvas(model, grid)
     computed = 0
     with report:
         try:
@@ -211,7 +231,7 @@ def embed_tiles(
                 for batch, pixels in prefetch(work.batches(pending), load, depth=2):
                     if report.cancelled:
                         break
-                    embed_batch_into(model, store, batch, pixels, intensity, scale)
+                    embed_batch_into(model, store, batch, pixels, intensity, scale, canvas)
                     work.finished(batch)
                     computed += len(batch)
                     report.advance(len(batch) + work.take_done_elsewhere())

@@ -5,7 +5,8 @@ about as much as a click's decoder; a stitched object's next clicks revisit the 
 tiles, so the last :data:`RECENT` are kept. Each tile's metadata is read with it (checked
 by its digest in a store of format 2, a 10 us file read) and its ``tile_shape`` must be the
 tile's size that the grid gives, so that a tile's damaged metadata never reaches the
-decoder.
+decoder. A SAM 2 model's cache gives each tile back as a ``Sam2Embedding``, its
+high-resolution maps read (and checked) with it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from tilesam.cache.high_res import restore_embedding
 from tilesam.cache.memory import TileStore
 from tilesam.cache.tiling import TileIndex
 from tilesam.decode.embedding import ImageEmbedding
@@ -53,8 +55,12 @@ class TileEmbeddings:
                 f"{meta['tile_shape']} is not the tile's size {tuple(shape)}. Run `tilesam "
                 f"check {path} --repair` and then `tilesam embed` to recompute it."
             )
-        features = self.store.read_tile(*tile).astype(np.float32)[None]
-        emb = ImageEmbedding(features, meta["tile_shape"], meta["input_shape"])
+        sizes = (meta["tile_shape"], meta["input_shape"])
+        if getattr(self.store, "high_res_shapes", ()):  # a SAM 2 model's cache
+            maps = self.store.read_high_res(*tile)
+            emb = restore_embedding(self.store.read_tile(*tile), maps, *sizes)
+        else:
+            emb = ImageEmbedding(self.store.read_tile(*tile).astype(np.float32)[None], *sizes)
         self._recent[tile] = emb
         if len(self._recent) > self.recent:
             self._recent.popitem(last=False)

@@ -19,9 +19,13 @@ class TileStore(Protocol):
 
     grid_shape: tuple[int, ...]
     embedding_shape: tuple[int, ...]
+    high_res_shapes: tuple[tuple[int, ...], ...]  # SAM 2's feature maps; () for SAM
 
-    def write_tile(self, z: int, ty: int, tx: int, embedding: np.ndarray, meta: Any) -> None: ...
+    def write_tile(
+        self, z: int, ty: int, tx: int, embedding: np.ndarray, meta: Any, high_res: Any = None
+    ) -> None: ...
     def read_tile(self, z: int, ty: int, tx: int) -> np.ndarray: ...  # float16, as stored
+    def read_high_res(self, z: int, ty: int, tx: int) -> tuple[np.ndarray, ...]: ...
     def read_meta(self, z: int, ty: int, tx: int) -> dict[str, tuple[int, int]]: ...
     def is_done(self, z: int, ty: int, tx: int) -> bool: ...
     def missing_tiles(self) -> list[TileIndex]: ...
@@ -40,10 +44,17 @@ class MemoryStore:
 
     path = None
 
-    def __init__(self, grid_shape: Sequence[int], embedding_shape: Sequence[int]) -> None:
+    def __init__(
+        self,
+        grid_shape: Sequence[int],
+        embedding_shape: Sequence[int],
+        high_res_shapes: Sequence[Sequence[int]] = (),
+    ) -> None:
         self.grid_shape = tuple(int(n) for n in grid_shape)
         self.embedding_shape = tuple(int(n) for n in embedding_shape)
+        self.high_res_shapes = tuple(tuple(int(n) for n in s) for s in high_res_shapes)
         self._tiles: dict[TileIndex, tuple[np.ndarray, dict[str, tuple[int, int]]]] = {}
+        self._high_res: dict[TileIndex, tuple[np.ndarray, ...]] = {}
 
     @property
     def n_tiles(self) -> int:
@@ -53,12 +64,26 @@ class MemoryStore:
     def n_done(self) -> int:
         return len(self._tiles)
 
-    def write_tile(self, z: int, ty: int, tx: int, embedding: np.ndarray, meta: Any) -> None:
+    def write_tile(
+        self, z: int, ty: int, tx: int, embedding: np.ndarray, meta: Any, high_res: Any = None
+    ) -> None:
         meta = {k: (int(v[0]), int(v[1])) for k, v in meta.items()}
+        if self.high_res_shapes:  # float16 like EmbeddingStore's
+            maps = [np.asarray(m) for m in high_res or ()]
+            if [m.shape for m in maps] != list(self.high_res_shapes):
+                raise TileSAMError(
+                    f"Tile {(z, ty, tx)}: expected high-resolution maps {self.high_res_shapes}, "
+                    f"got {[m.shape for m in maps]}."
+                )
+            self._high_res[(z, ty, tx)] = tuple(m.astype(np.float16) for m in maps)
         self._tiles[(z, ty, tx)] = (np.asarray(embedding).astype(np.float16), meta)
 
     def read_tile(self, z: int, ty: int, tx: int) -> np.ndarray:
         return self._get(z, ty, tx)[0]
+
+    def read_high_res(self, z: int, ty: int, tx: int) -> tuple[np.ndarray, ...]:
+        self._get(z, ty, tx)
+        return self._high_res.get((z, ty, tx), ())
 
     def read_meta(self, z: int, ty: int, tx: int) -> dict[str, tuple[int, int]]:
         return dict(self._get(z, ty, tx)[1])

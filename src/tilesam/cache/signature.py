@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tilesam.cache.canvas import SQUARE_RESIZE
 from tilesam.errors import TileSAMError
 from tilesam.io.signature import content_signature
 
@@ -103,11 +104,26 @@ def signature_mismatch_error(path: Path, diffs: list[tuple[str, Any, Any]]) -> T
     """The error for a cache computed for other inputs: every differing field, and the ways out."""
     lines = "; ".join(f"{k}: cache={a!r}, now={b!r}" for k, a, b in diffs)
     return TileSAMError(
-        f"Embedding cache '{path}' was computed for different inputs ({lines}). Opened "
+        f"Embedding cache '{path}' was computed for different inputs ({lines}).{_family(diffs)} "
+        "Opened "
         "without options for tiling, intensities or slice scale, a session takes the "
         "cache's own. To recompute it (this deletes the cached "
         "embeddings), use Session(..., overwrite=True) or `tilesam embed --overwrite`; to "
         "keep it, choose another cache path."
+    )
+
+
+def _family(diffs: list[tuple[str, Any, Any]]) -> str:
+    """A sentence for a cache made by a SAM 1 model asked of a SAM 2 model, or the reverse
+    (their caches differ in kind: SAM 2 keeps high-resolution features too); else ""."""
+    encoders = {k: (a, b) for k, a, b in diffs}.get("model.encoder")
+    if encoders is None or (encoders[0] in SQUARE_RESIZE) == (encoders[1] in SQUARE_RESIZE):
+        return ""
+    made, now = ("SAM 2.1", "SAM 1") if encoders[0] in SQUARE_RESIZE else ("SAM 1", "SAM 2.1")
+    return (
+        f" It was made by a {made} model, and this session's model is a {now} model: a SAM 2.1 "
+        "model's cache keeps each tile's high-resolution features as well and embeds tiles "
+        "another way, so the two families never share a cache."
     )
 
 
@@ -146,8 +162,12 @@ def cache_signature(
     # Only when set: caches embedded at SAM's convention keep their signature.
     if slice_scale is not None:
         tiling["slice_scale"] = slice_scale
+    model = card.signature()
+    if card.encoder in SQUARE_RESIZE:  # SAM 2: see tilesam.cache.canvas
+        model["resize"] = "square"  # to the model input, aspect ratio not kept
+        tiling["canvas"] = "tile"  # each tile padded to the full tile (clipped to the image)
     return {
-        "model": card.signature(),
+        "model": model,
         "tiling": tiling,
         "normalisation": dict(normalisation),
         "image": {

@@ -17,6 +17,8 @@ Layout of one store (one per image x model x preprocessing)::
       claims/        which embedder computes which tile now (:mod:`tilesam.cache.claims`)
       decoder/       float32, one chunk: the model's prompt encoder and mask decoder weights
                      (optional; see `write_decoder`), so that clicks need no torch
+      high_res_*/    float16, one chunk per tile: a SAM 2 model's high-resolution feature
+                     maps and their digests (format 3 only, :mod:`tilesam.cache.high_res`)
 
 Concurrency and crash safety. A store is built in a hidden sibling folder and renamed
 into place (:mod:`tilesam.cache.creation`): a store at its path is always complete, and two
@@ -60,6 +62,13 @@ from tilesam.cache import creation, in_use
 from tilesam.cache.claims import TileClaims
 from tilesam.cache.decoder_weights import read_decoder, write_decoder
 from tilesam.cache.done_marks import done_mark, finished_tiles
+from tilesam.cache.high_res import (
+    HIGH_RES_FORMAT,
+    check_shapes,
+    checked_maps,
+    create_arrays,
+    open_arrays,
+)
 from tilesam.cache.signature import check_signature, content_signature, normalise_signature
 from tilesam.cache.store_layout import (
     CHUNK_KEYS,
@@ -162,6 +171,11 @@ class EmbeddingStore:
             for name, dtype in [*((n, "int32") for n in META_FIELDS), ("checksum", "uint64")]
             if name in arrays
         }
+        #: The shapes of each tile's high-resolution feature maps (SAM 2; empty for SAM).
+        try:
+            self.high_res_shapes, self._high_res = open_arrays(path, group, head, self._id)
+        except ValueError as exc:
+            raise _corrupt(path, f"its high-resolution features are unreadable ({exc})") from exc
         self._claims: TileClaims | None = None
         in_use.use(self, path, create=mode == "r+")  # never replaced while open
 
@@ -175,6 +189,7 @@ class EmbeddingStore:
         grid_shape: Sequence[int],
         embedding_shape: Sequence[int],
         overwrite: bool = False,
+        high_res_shapes: Sequence[Sequence[int]] = (),
     ) -> EmbeddingStore:
         """Create an empty store.
 
@@ -195,8 +210,12 @@ class EmbeddingStore:
             Shape of one tile's embedding.
         overwrite : bool
             Replace an existing TileSAM store at `path` (never any other folder).
+        high_res_shapes : sequence of (C, h, w)
+            The high-resolution feature maps each tile keeps besides its embedding (a SAM 2
+            model's ``card.high_res_shapes``); such a store is format 3.
         """
         path = Path(path)
+        high_res = check_shapes(high_res_shapes)
         sig = normalise_signature(signature)
         grid = _positive_ints(grid_shape, 3, "grid_shape (n_slices, n_ty, n_tx)")
         emb = _positive_ints(embedding_shape, 3, "embedding_shape (C, h, w)")
@@ -209,18 +228,22 @@ class EmbeddingStore:
             raise _exists(path)
         head: dict[str, Any] = {
             "kind": KIND,
-            "format_version": FORMAT_VERSION,
+            "format_version": HIGH_RES_FORMAT if high_res else FORMAT_VERSION,
             "grid_shape": list(grid),
             "embedding_shape": list(emb),
             "embedding_dtype": "float16",
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "store_id": uuid.uuid4().hex,
         }
+        if high_res:
+            head["high_res_shapes"] = [list(shape) for shape in high_res]
         head["checksum"] = header_checksum(head, sig)
         held = None
         try:
             with creation.staged(path) as tmp:
                 group = new_group(tmp, grid, emb)
+                if high_res:
+                    create_arrays(group, grid, high_res)
                 group.attrs.update({"tilesam": head, "signature": sig})
                 held = in_use.hold(tmp, create=True)  # ours from before it is in place
                 placed = creation.place(tmp, path, seen)
@@ -236,9 +259,9 @@ class EmbeddingStore:
         finally:
             in_use.release(held)
         if placed == "theirs":  # another process made it first: share it
-            return cls._opened_as(path, sig, grid, emb)
+            return cls._opened_as(path, sig, grid, emb, high_res)
         try:  # "in use": never replaced under another process; shared if it is the same
-            return cls._opened_as(path, sig, grid, emb)
+            return cls._opened_as(path, sig, grid, emb, high_res)
         except TileSAMError as err:
             raise TileSAMError(
                 f"Embedding cache '{path}' is open in another process (a session, `tilesam "
@@ -325,6 +348,7 @@ class EmbeddingStore:
         grid_shape: Sequence[int],
         embedding_shape: Sequence[int],
         overwrite: bool = False,
+        high_res_shapes: Sequence[Sequence[int]] = (),
     ) -> EmbeddingStore:
         """Open the store at `path` if it matches, else create it.
 
@@ -334,6 +358,7 @@ class EmbeddingStore:
         """
         path = Path(path)
         kw = {"signature": signature, "grid_shape": grid_shape, "embedding_shape": embedding_shape}
+        kw["high_res_shapes"] = high_res_shapes
         if creation.state(path) in ("missing", "empty", "unfinished"):
             # Nothing to keep (e.g. a folder made with mkdir): a new store.
             return cls.create(path, **kw)
@@ -341,7 +366,7 @@ class EmbeddingStore:
             sig = normalise_signature(signature)
             grid = _positive_ints(grid_shape, 3, "grid_shape")
             emb = _positive_ints(embedding_shape, 3, "embedding_shape")
-            return cls._opened_as(path, sig, grid, emb)
+            return cls._opened_as(path, sig, grid, emb, check_shapes(high_res_shapes))
         except TileSAMError:
             if not overwrite:
                 raise
@@ -349,14 +374,21 @@ class EmbeddingStore:
 
     @classmethod
     def _opened_as(
-        cls, path: Path, sig: dict[str, Any], grid: tuple[int, ...], emb: tuple[int, ...]
+        cls,
+        path: Path,
+        sig: dict[str, Any],
+        grid: tuple[int, ...],
+        emb: tuple[int, ...],
+        high_res: tuple[tuple[int, ...], ...] = (),
     ) -> EmbeddingStore:
         store = cls.open(path, signature=sig)
-        if (store.grid_shape, store.embedding_shape) != (grid, emb):
+        found = (store.grid_shape, store.embedding_shape, store.high_res_shapes)
+        if found != (grid, emb, high_res):
             raise TileSAMError(
-                f"Embedding cache '{path}' has grid {store.grid_shape} and embeddings "
-                f"{store.embedding_shape}, not {grid} and {emb}. Use another cache path, "
-                "or overwrite=True to recompute it."
+                f"Embedding cache '{path}' has grid {store.grid_shape}, embeddings "
+                f"{store.embedding_shape} and high-resolution maps {list(store.high_res_shapes)}, "
+                f"not {grid}, {emb} and {list(high_res)}. Use another cache path, or "
+                "overwrite=True to recompute it."
             )
         return store
 
@@ -383,7 +415,13 @@ class EmbeddingStore:
         return self._claims
 
     def write_tile(
-        self, z: int, ty: int, tx: int, embedding: np.ndarray, meta: Mapping[str, Sequence[int]]
+        self,
+        z: int,
+        ty: int,
+        tx: int,
+        embedding: np.ndarray,
+        meta: Mapping[str, Sequence[int]],
+        high_res: Sequence[np.ndarray] | None = None,
     ) -> None:
         """Store one tile's embedding, metadata and their checksums, then mark it done.
 
@@ -394,6 +432,9 @@ class EmbeddingStore:
         meta : dict
             ``{"tile_shape": (h, w), "input_shape": (h, w)}``: the tile's size before
             padding and its size after resizing to the model input.
+        high_res : sequence of numpy.ndarray, optional
+            The tile's high-resolution feature maps, ``high_res_shapes`` (a SAM 2 store's,
+            required there; stored as float16).
         """
         self._check_writable()
         self._check_index(z, ty, tx)
@@ -412,12 +453,15 @@ class EmbeddingStore:
             )
         values = _check_meta(meta)
         tile = (int(z), int(ty), int(tx))
+        maps = checked_maps(self._high_res, tile, high_res)
         try:
             # Order matters: data, then its checksums, the done marker last (see the
             # module docstring).
             self._emb[tile] = emb16
             for name, value in values.items():
                 self._meta[name][tile] = value
+            if self._high_res is not None:
+                self._high_res.write(tile, maps)
             if self._checksum is not None:
                 digests = (
                     embedding_digest(self._id, tile, emb16),
@@ -447,6 +491,17 @@ class EmbeddingStore:
         except Damaged as why:
             raise self._damaged(tile, str(why)) from None
 
+    def read_high_res(self, z: int, ty: int, tx: int) -> tuple[np.ndarray, ...]:
+        """One tile's high-resolution feature maps as stored (float16, ``high_res_shapes``),
+        their checksums checked; ``()`` for a store without them (SAM's models)."""
+        tile = self._require_done(z, ty, tx)
+        if self._high_res is None:
+            return ()
+        try:
+            return self._high_res.read(tile)
+        except Damaged as why:
+            raise self._damaged(tile, str(why)) from None
+
     def read_meta(self, z: int, ty: int, tx: int) -> dict[str, tuple[int, int]]:
         """The tile's metadata as written, its checksum checked: ``{"tile_shape": (h, w),
         "input_shape": (h, w)}``."""
@@ -462,6 +517,8 @@ class EmbeddingStore:
         try:
             self._checked_meta(tile)
             self._checked_embedding(tile)
+            if self._high_res is not None:
+                self._high_res.read(tile)
         except Damaged as why:
             return str(why)
         return None
@@ -530,6 +587,7 @@ class EmbeddingStore:
             "grid_shape": self.grid_shape,
             "embedding_shape": self.embedding_shape,
             "embedding_dtype": self._header.get("embedding_dtype", "float16"),
+            "high_res_shapes": self.high_res_shapes,
             "n_tiles": self.n_tiles,
             "n_done": n_done,
             "complete": n_done == self.n_tiles,

@@ -9,6 +9,10 @@ Format versions
 2. adds ``checksum`` (per tile: a digest of its embedding and one of its metadata, see
    :mod:`tilesam.cache.tile_digest`), a ``store_id`` that the digests include, and the
    header's ``checksum`` over the header and the signature, checked on open.
+3. (SAM 2) format 2 plus the high-resolution feature maps of each tile and their digests
+   (:mod:`tilesam.cache.high_res`), the header's ``high_res_shapes`` naming them. Only
+   stores made for a SAM 2 model are written in it, so that SAM's stay readable by the
+   TileSAM versions that read format 2.
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 FORMAT_VERSION = 2
-#: Versions this TileSAM opens: 1 (no checksums: read unverified) and 2.
-READABLE_VERSIONS = (1, 2)
+#: Versions this TileSAM opens: 1 (no checksums: read unverified), 2 and 3 (SAM 2's).
+READABLE_VERSIONS = (1, 2, 3)
 KIND = "tilesam.embedding_store"
 #: Per-tile metadata fields `write_tile` expects, each a pair of positive ints (h, w).
 META_FIELDS = ("tile_shape", "input_shape")

@@ -11,7 +11,7 @@ import torch
 from tilesam.errors import TileSAMError
 from tilesam.models.checkpoint import check_compatible, infer_architecture, read_checkpoint
 from tilesam.models.registry import ARCHITECTURES, FAMILIES, build_sam, mask_thresholds
-from tilesam.models.sam2 import split_memory
+from tilesam.models.sam2 import fit_memory
 from tilesam.models.sam2_model import Sam2Model
 from tilesam.models.sam_model import SamModel, checked_device
 from tilesam.models.weights import DEFAULT_MODEL, file_sha256, model_file
@@ -54,8 +54,8 @@ def load_model(
         A registry name (``tiny``, ``vit_b``, ``vit_t``, ``micro_sam:vit_b_lm``,
         ``sam2.1_hiera_tiny``, ...; see ``tilesam models``). Default: the bundled ``tiny``,
         unless a checkpoint is given. SAM 2.1 models load as a
-        :class:`~tilesam.models.sam2_model.Sam2Model` (image prompts only: the weights of
-        its video memory are read and set aside).
+        :class:`~tilesam.models.sam2_model.Sam2Model`, their video memory included (see
+        :class:`~tilesam.models.sam2_tracker.Sam2Tracker`).
     checkpoint
         A checkpoint file. Alone, its architecture is recognised from its keys and shapes;
         with ``name``, it must fit that model's architecture.
@@ -86,10 +86,10 @@ def load_model(
             f"{named} model ({FAMILIES[named]}): pick the matching name, or pass only the "
             "checkpoint."
         )
-    if encoder == "hiera":
-        # SAM 2's video memory is not implemented yet: its weights are read and set aside.
-        state, _memory = split_memory(state)
     sam = build_sam(architecture)
+    if encoder == "hiera":
+        # The memory-attention depth leaves the image path's architecture alone: sized here.
+        fit_memory(sam, state)
     check_compatible(sam.state_dict(), state, f"a {FAMILIES[encoder]} model")
     sam.load_state_dict(state)
     mask_threshold, box_mask_threshold = mask_thresholds(entry, encoder)

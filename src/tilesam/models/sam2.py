@@ -1,28 +1,32 @@
-"""The assembled SAM 2.1 image model: Hiera encoder, prompt encoder and SAM 2 mask decoder.
+"""The assembled SAM 2.1 model: Hiera encoder, prompt encoder, SAM 2 mask decoder and the
+video memory (memory encoder, memory attention, object pointers).
 
-State-dict compatible with the official checkpoints for every part it implements
-(``image_encoder.*``, ``sam_prompt_encoder.*``, ``sam_mask_decoder.*``, ``no_mem_embed``).
-The video memory (memory encoder, memory attention, object pointers) is not implemented
-yet: :func:`split_memory` sets its weights aside, and the loader ignores them.
+State-dict compatible with the official checkpoints key for key (``image_encoder.*``,
+``sam_prompt_encoder.*``, ``sam_mask_decoder.*``, ``no_mem_embed`` and the memory's
+:data:`MEMORY_MODULES`). Tracking with the memory is :mod:`tilesam.models.sam2_tracker`.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import nn
 
+from tilesam.models.mask_decoder import MLP
 from tilesam.models.prompt_encoder import PromptEncoder
 from tilesam.models.sam import PIXEL_MEAN, PIXEL_STD
 from tilesam.models.sam2_decoder import Sam2MaskDecoder, sam2_transformer, sparse_prompt
 from tilesam.models.sam2_hiera import Sam2ImageEncoder
+from tilesam.models.sam2_memory import MemoryEncoder
+from tilesam.models.sam2_memory_attention import MemoryAttention
 from tilesam.models.transformer import ImageTokens
 
 if TYPE_CHECKING:
     from tilesam.models.registry import Architecture
 
-# Top-level names of the official checkpoint's memory parts, which TileSAM does not load yet.
+# Top-level names of the official checkpoint's video-memory parts.
 MEMORY_MODULES = frozenset(
     {
         "memory_attention",
@@ -38,10 +42,17 @@ MEMORY_MODULES = frozenset(
 )
 
 
+# SAM 2.1's memory: 7 frames (the prompted ones and the 6 before), 64 channels; 4 layers of
+# memory attention (a checkpoint may have another count: :func:`fit_memory`).
+NUM_MASKMEM, MEM_DIM, MEMORY_LAYERS = 7, 64, 4
+_LAYER = re.compile(r"memory_attention\.layers\.(\d+)\.")
+
+
 def split_memory(
     state: dict[str, torch.Tensor],
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """A SAM 2 state dict as ``(image-path weights, memory weights)``."""
+    """A SAM 2 state dict as ``(image-path weights, memory weights)``, for a consumer that
+    needs only the image path (the loader keeps both)."""
     image, memory = {}, {}
     for key, value in state.items():
         (memory if key.split(".")[0] in MEMORY_MODULES else image)[key] = value
@@ -74,6 +85,7 @@ class Sam2(nn.Module):
         image_encoder: Sam2ImageEncoder,
         prompt_encoder: PromptEncoder,
         mask_decoder: Sam2MaskDecoder,
+        memory_layers: int = MEMORY_LAYERS,
     ) -> None:
         super().__init__()
         self.image_encoder = image_encoder
@@ -82,6 +94,32 @@ class Sam2(nn.Module):
         self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, prompt_encoder.embed_dim))
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(-1, 1, 1), False)
+        self._build_memory(prompt_encoder.embed_dim, memory_layers)
+
+    def _build_memory(self, dim: int, layers: int) -> None:
+        """The video memory's modules, under the official names (the checkpoint's keys)."""
+        self.memory_attention = MemoryAttention(layers, dim, MEM_DIM)
+        self.memory_encoder = MemoryEncoder(dim, MEM_DIM)
+        # Turns a mask prompt into the decoder's mask input when a frame is annotated by mask.
+        self.mask_downsample = nn.Conv2d(1, 1, kernel_size=4, stride=4)
+        self.obj_ptr_proj = MLP(dim, dim, dim, num_layers=3)
+        self.obj_ptr_tpos_proj = nn.Linear(dim, MEM_DIM)
+        self.maskmem_tpos_enc = nn.Parameter(torch.zeros(NUM_MASKMEM, 1, 1, MEM_DIM))
+        # Loaded for completeness: SAM 2.1 adds no_mem_embed directly and never reads it.
+        self.no_mem_pos_enc = nn.Parameter(torch.zeros(1, 1, dim))
+        self.no_obj_ptr = nn.Parameter(torch.zeros(1, dim))
+        self.no_obj_embed_spatial = nn.Parameter(torch.zeros(1, MEM_DIM))
+
+    @property
+    def has_memory(self) -> bool:
+        """Whether the video memory is there (a checkpoint without it loads the image path)."""
+        return self.memory_encoder is not None
+
+    @property
+    def num_maskmem(self) -> int:
+        """Spatial memories one frame attends to: the prompted frames' plus this many minus
+        one recent frames' (7 in SAM 2.1)."""
+        return self.maskmem_tpos_enc.shape[0]
 
     @property
     def prompt_encoder(self) -> PromptEncoder:
@@ -171,3 +209,17 @@ def build_sam2(arch: Architecture) -> Sam2:
         iou_head_hidden_dim=arch.iou_head_hidden_dim,
     )
     return Sam2(image_encoder=encoder, prompt_encoder=prompt_encoder, mask_decoder=decoder)
+
+
+def fit_memory(sam: Sam2, state: dict[str, torch.Tensor]) -> None:
+    """Shape `sam`'s memory like the checkpoint `state`: as many memory-attention layers, or
+    no memory at all when the checkpoint has none of its keys (an image-only fine-tune)."""
+    _, memory = split_memory(state)
+    if not memory:
+        for name in MEMORY_MODULES:
+            setattr(sam, name, None)
+        return
+    layers = len({m.group(1) for k in memory if (m := _LAYER.match(k))})
+    if layers != len(sam.memory_attention.layers):
+        dim = sam.sam_prompt_encoder.embed_dim
+        sam.memory_attention = MemoryAttention(layers, dim, MEM_DIM)

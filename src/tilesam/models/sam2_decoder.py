@@ -105,6 +105,22 @@ class Sam2MaskDecoder(MaskDecoder):
         projected stride-4 and stride-8 features ``(feat_s0, feat_s1)``.
         ``M`` is 3 with ``multimask_output``, else 1.
         """
+        logits, iou, object_score, _ = self.decode_with_tokens(
+            image, image_pe, sparse, dense, high_res, multimask_output
+        )
+        return logits, iou, object_score
+
+    def decode_with_tokens(
+        self,
+        image: torch.Tensor | ImageTokens,
+        image_pe: torch.Tensor,
+        sparse: torch.Tensor,
+        dense: torch.Tensor,
+        high_res: tuple[torch.Tensor, torch.Tensor],
+        multimask_output: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward`, and the transformer's output for the mask tokens ``(B, 4, C)`` (all
+        four, single-mask token first): the video memory turns one into the object pointer."""
         batch = sparse.shape[0]
         output = torch.cat(
             [self.obj_score_token.weight, self.iou_token.weight, self.mask_tokens.weight]
@@ -122,7 +138,7 @@ class Sam2MaskDecoder(MaskDecoder):
         object_score = self.pred_obj_score_head(hs[:, 0])
         logits = self.upscale_high_res(src, hyper_in, high_res, image.size)
         logits, iou = self.select(logits, iou, multimask_output)
-        return logits, iou, object_score
+        return logits, iou, object_score, hs[:, 2 : 2 + self.num_mask_tokens]
 
     def decode_tokens(self, *args: object, **kwargs: object) -> NoReturn:
         """SAM's decoding without high-resolution features: not SAM 2's function."""

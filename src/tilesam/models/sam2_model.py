@@ -175,8 +175,15 @@ class Sam2Prediction(Prediction):
     SAM 2's square input without padding the two disagree on up to 1 % of the fixture's pixels)."""
 
     def mask(self, index: int | None = None) -> np.ndarray:
-        """One mask (the best by default) at the original resolution, ``(H, W)`` bool."""
+        """One mask (the best by default) at the original resolution, ``(H, W)`` bool.
+
+        An embedding that covers only part of the model input (a cache's edge tile, padded
+        to its canvas: :mod:`tilesam.cache.canvas`) has its mask cut out of the input's as
+        SAM's are (:meth:`Prediction.mask`)."""
         index = self.best if index is None else index
+        rows, cols = self.logits.shape
+        if tuple(self.embedding.input_size) != (4 * rows, 4 * cols):
+            return super().mask(index)
         low_res = torch.from_numpy(np.ascontiguousarray(self.low_res_logits[index]))
         full = F.interpolate(
             low_res[None, None], self.embedding.original_size, mode="bilinear", align_corners=False

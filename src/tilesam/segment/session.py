@@ -219,7 +219,9 @@ class Session:
             thresholds = {"mask_threshold": card.mask_threshold}
             thresholds["box_mask_threshold"] = card.box_mask_threshold
             return NumpyPredictor(self._decoder, **thresholds)
-        if isinstance(self.store, EmbeddingStore) and self.store.read_decoder() is None:
+        store, sam2 = self.store, bool(self._card.high_res_shapes)
+        # SAM 2's decoder (with high-resolution features) is not one NumPy runs: not stored.
+        if not sam2 and isinstance(store, EmbeddingStore) and store.read_decoder() is None:
             weights, config = self._model.decoder_weights()
             try:
                 self.store.write_decoder(weights, config.to_dict())
@@ -592,15 +594,16 @@ class Session:
 
     def _open_store(self, normalisation: dict[str, Any], overwrite: bool):
         sig = cache_signature(self._card, self.grid, self.slice_scale, normalisation, self.source)
-        emb_shape = self._card.embedding_shape
+        emb_shape, high_res = self._card.embedding_shape, self._card.high_res_shapes
         if self.cache_path is None:
-            return MemoryStore(self.grid_shape, emb_shape), sig
+            return MemoryStore(self.grid_shape, emb_shape, high_res), sig
         store = EmbeddingStore.open_or_create(
             self.cache_path,
             signature=sig,
             grid_shape=self.grid_shape,
             embedding_shape=emb_shape,
             overwrite=overwrite,
+            high_res_shapes=high_res,
         )
         return store, sig
 
