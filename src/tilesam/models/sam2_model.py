@@ -55,7 +55,8 @@ class Sam2Model(SamModel):
 
     Build one with :func:`tilesam.load_model` (``"sam2.1_hiera_tiny"``, ... or a SAM 2.1
     checkpoint). Prompts and results are those of :class:`SamModel`; ``embed`` returns a
-    :class:`Sam2Embedding`. Image prompts only: the video memory is not implemented yet.
+    :class:`Sam2Embedding`. Tracking through frames:
+    :class:`tilesam.models.sam2_tracker.Sam2Tracker`.
     """
 
     def __init__(
