@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +252,18 @@ def test_the_click_and_propagation_modules_import_without_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_second_prompt_on_the_same_features_reuses_their_image_side(tiny, nuclei_field) -> None:
+    """The image side kept from the first prompt gives bitwise the numbers made afresh."""
+    embedding, _ = nuclei_field
+    features = np.asarray(embedding.features, dtype=np.float32)
+    cached = replace(embedding, features=features)
+    predictor = _numpy(tiny)
+    first = predictor.predict(cached, points=[(60, 70)])
+    assert len(predictor._images) == 1
+    again = predictor.predict(cached, points=[(60, 70)])
+    fresh = _numpy(tiny).predict(cached, points=[(60, 70)])
+    np.testing.assert_array_equal(again.scores, fresh.scores)
+    np.testing.assert_array_equal(again.low_res_logits, fresh.low_res_logits)
+    np.testing.assert_array_equal(first.masks, fresh.masks)

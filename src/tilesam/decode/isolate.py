@@ -64,7 +64,12 @@ def keep_prompted(mask: np.ndarray, prompt: Prompt, *, clip: bool = True) -> np.
 
 
 def _members(labels: np.ndarray, count: int, ids: set[int]) -> np.ndarray:
-    """Pixels of the components `ids` (a lookup table: one gather, unlike ``np.isin``)."""
+    """Pixels of the components `ids` (a lookup table: one gather, unlike ``np.isin``; one
+    comparison for one component, none for all: a large object is mostly one)."""
+    if len(ids) == count:
+        return labels > 0
+    if len(ids) == 1:
+        return labels == next(iter(ids))
     table = np.zeros(count + 1, dtype=bool)
     table[sorted(ids)] = True
     return table[labels]

@@ -59,7 +59,13 @@ class MaskLogits:
         self.extent = extent or size
         y0, y1, x0, x1 = self.decoded
         self._tokens = tokens.reshape(y1 - y0, x1 - x0, -1)
-        self._window: tuple[tuple[int, int, int, int], np.ndarray] | None = None
+        # Tokens whose logits are known (those outside the decoded window: OUTSIDE_LOGIT),
+        # and a buffer of logits over `_rect`, the smallest rectangle of tokens holding every
+        # window asked for so far: a growing window upscales only the tokens it adds.
+        self._done = np.ones(size, dtype=bool)
+        self._done[y0:y1, x0:x1] = False
+        self._rect = (0, 0, 0, 0)
+        self._values = np.zeros((n_masks, 0, 0), np.float32)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -71,41 +77,53 @@ class MaskLogits:
         return self.window(0, self.size[0], 0, self.size[1])
 
     def window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        """Logits of every mask for tokens ``[y0:y1, x0:x1]``: ``(M, 4 (y1-y0), 4 (x1-x0))``."""
-        cached = self._cached(y0, y1, x0, x1)
-        if cached is not None:
-            return cached
-        dy0, dy1, dx0, dx1 = self.decoded
-        iy0, iy1, ix0, ix1 = max(y0, dy0), min(y1, dy1), max(x0, dx0), min(x1, dx1)
-        values = np.full((self.n_masks, 4 * (y1 - y0), 4 * (x1 - x0)), OUTSIDE_LOGIT, np.float32)
-        if iy0 < iy1 and ix0 < ix1:
-            rows = slice(4 * (iy0 - y0), 4 * (iy1 - y0))
-            values[:, rows, 4 * (ix0 - x0) : 4 * (ix1 - x0)] = self._decoded_part(
-                iy0, iy1, ix0, ix1
-            )
-        self._window = (y0, y1, x0, x1), values
+        """Logits of every mask for tokens ``[y0:y1, x0:x1]``: ``(M, 4 (y1-y0), 4 (x1-x0))``.
+
+        Only tokens not upscaled for an earlier window are upscaled now (a view of the
+        logits kept; do not write to it)."""
+        self._cover(y0, y1, x0, x1)
+        ry0, _, rx0, _ = self._rect
+        missing = ~self._done[y0:y1, x0:x1]
+        if missing.any():
+            self._upscale_missing(missing, y0, x0)
         if self.has_full:
-            self._tokens = None  # every window is now a slice of this one
-        return values
+            self._tokens = None  # every window is now a slice of the buffer
+        rows = slice(4 * (y0 - ry0), 4 * (y1 - ry0))
+        return self._values[:, rows, 4 * (x0 - rx0) : 4 * (x1 - rx0)]
 
-    def _cached(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray | None:
-        """Logits of tokens ``[y0:y1, x0:x1]`` from the last window computed, if it holds them."""
-        if self._window is None:
-            return None
-        (wy0, wy1, wx0, wx1), values = self._window
-        if not (wy0 <= y0 and y1 <= wy1 and wx0 <= x0 and x1 <= wx1):
-            return None
-        return values[:, 4 * (y0 - wy0) : 4 * (y1 - wy0), 4 * (x0 - wx0) : 4 * (x1 - wx0)]
+    def _cover(self, y0: int, y1: int, x0: int, x1: int) -> None:
+        """Grow the buffer to the smallest rectangle holding tokens ``[y0:y1, x0:x1]`` too."""
+        ry0, ry1, rx0, rx1 = self._rect
+        if ry0 <= y0 and y1 <= ry1 and rx0 <= x0 and x1 <= rx1:
+            return
+        if ry1 > ry0 and rx1 > rx0:
+            y0, y1, x0, x1 = min(y0, ry0), max(y1, ry1), min(x0, rx0), max(x1, rx1)
+        values = np.full((self.n_masks, 4 * (y1 - y0), 4 * (x1 - x0)), OUTSIDE_LOGIT, np.float32)
+        old = self._values
+        oy, ox = 4 * (ry0 - y0), 4 * (rx0 - x0)
+        values[:, oy : oy + old.shape[1], ox : ox + old.shape[2]] = old
+        self._rect, self._values = (y0, y1, x0, x1), values
 
-    def _decoded_part(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        """Logits of tokens ``[y0:y1, x0:x1]``, all decoded: from the last window when it
-        holds them (a whole-grid request after a window's), else upscaled now."""
-        cached = self._cached(y0, y1, x0, x1)
-        if cached is not None:
-            return cached
+    def _upscale_missing(self, missing: np.ndarray, y0: int, x0: int) -> None:
+        """Upscale the tokens `missing` of the window at token ``(y0, x0)``: as one block
+        when they form a rectangle (a first window), else as a list (a window's new ring)."""
+        ry0, _, rx0, _ = self._rect
         dy0, _, dx0, _ = self.decoded
-        tokens = self._tokens[y0 - dy0 : y1 - dy0, x0 - dx0 : x1 - dx0]
-        return self._upscale(tokens.reshape(-1, tokens.shape[-1]), (y1 - y0, x1 - x0))
+        ys, xs = np.nonzero(missing)
+        ys, xs = ys + y0, xs + x0
+        by0, by1, bx0, bx1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        if (by1 - by0) * (bx1 - bx0) == len(ys):
+            tokens = self._tokens[by0 - dy0 : by1 - dy0, bx0 - dx0 : bx1 - dx0]
+            logits = self._upscale(tokens.reshape(-1, tokens.shape[-1]), (by1 - by0, bx1 - bx0))
+            rows = slice(4 * (by0 - ry0), 4 * (by1 - ry0))
+            self._values[:, rows, 4 * (bx0 - rx0) : 4 * (bx1 - rx0)] = logits
+        else:  # each token's logits are its own: upscale them as a (1, n) row
+            logits = self._upscale(self._tokens[ys - dy0, xs - dx0], (1, len(ys)))
+            m, n = self.n_masks, len(ys)
+            cells = logits.reshape(m, 4, n, 4).transpose(2, 0, 1, 3)
+            grid = self._values.reshape(m, self._values.shape[1] // 4, 4, -1, 4)
+            grid[:, ys - ry0, :, xs - rx0, :] = cells
+        self._done[ys, xs] = True
 
     def open_sides(self) -> tuple[bool, bool, bool, bool]:
         """Whether the image goes on beyond the decoded window: top, bottom, left, right."""
@@ -132,7 +150,7 @@ class MaskLogits:
     @property
     def has_full(self) -> bool:
         """Whether the whole grid's logits are computed (windows are then free)."""
-        return self._window is not None and self._window[0] == (0, self.size[0], 0, self.size[1])
+        return bool(self._done.all())
 
 
 def prompted_window(

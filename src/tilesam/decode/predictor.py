@@ -22,7 +22,7 @@ from tilesam.decode.isolate import keep_prompted
 from tilesam.decode.logits import MaskLogits, prompted_window
 from tilesam.decode.prompt import Prompt
 from tilesam.decode.sam_prompt import SamPrompt, to_sam_prompt
-from tilesam.decode.upsample import in_cells, upsample_mask
+from tilesam.decode.upsample import box_mask, confined_to_box, in_cells, upsample_mask
 from tilesam.errors import TileSAMError
 
 # Tokens a decoding window keeps around the prompt's marks on each side, at least.
@@ -68,6 +68,11 @@ class Prediction:
         index = self.best if index is None else index
         emb = self.embedding
         prompt = self.prompt
+        if prompt is not None and confined_to_box(prompt, emb.original_size):
+            sizes = (emb.input_size, emb.original_size)
+            mask = box_mask(self.logits, index, prompt, *sizes, self.threshold)
+            if mask is not None:
+                return mask
         if prompt is None or not prompt.has_object or self.logits.has_full:
             window, origin = self.low_res_logits[index], (0, 0)
         else:

@@ -7,7 +7,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from tilesam.decode.isolate import keep_prompted
+from tilesam.decode.isolate import _box_slices, keep_prompted, touches_prompt
+from tilesam.decode.logits import MaskLogits
 from tilesam.decode.prompt import Prompt
 
 
@@ -57,6 +58,65 @@ def upsample_mask(
     if select:
         window = keep_prompted(window, prompt.shifted(y0, x0))
     mask[y0:y1, x0:x1] = window
+    return mask
+
+
+def confined_to_box(prompt: Prompt, original_size: tuple[int, int]) -> bool:
+    """Whether what :func:`keep_prompted` keeps of a mask lies inside `prompt`'s box: it has a
+    box, and every positive point's pixel lies inside it (no part is kept whole outside)."""
+    if prompt.box is None:
+        return False
+    ys, xs = _box_slices(prompt.box, original_size)
+    cells = np.floor(np.asarray(prompt.positive, dtype=float)).astype(int).reshape(-1, 2)
+    inside = (cells[:, 0] >= ys.start) & (cells[:, 0] < ys.stop)
+    inside &= (cells[:, 1] >= xs.start) & (cells[:, 1] < xs.stop)
+    return bool(inside.all())
+
+
+def box_mask(
+    logits: MaskLogits,
+    index: int,
+    prompt: Prompt,
+    input_size: tuple[int, int],
+    original_size: tuple[int, int],
+    threshold: float,
+) -> np.ndarray | None:
+    """The mask :func:`upsample_mask` makes for a prompt :func:`confined_to_box`, computed
+    on the box alone; None where that is not certain (then take the general path).
+
+    Every part kept overlaps the box and is clipped to it, so the mask is the positive
+    pixels of the box, inside the window that :func:`upsample_mask` upsamples (the support
+    of the low-res parts kept). Whenever the parts found on the box's tokens (and one more
+    around) already span the box, that window holds the box: the logits of those tokens
+    decide every pixel, however large the object beyond the box.
+    """
+    ys, xs = _box_slices(prompt.box, original_size)
+    if ys.stop <= ys.start or xs.stop <= xs.start:
+        return None
+    rows, cols = logits.shape
+    wy = _axis_weights(rows, input_size[0], original_size[0])[ys]
+    wx = _axis_weights(cols, input_size[1], original_size[1])[xs]
+    (r0, r1), (c0, c1) = _used_cells(wy), _used_cells(wx)
+    # The tokens of those cells and one more on each side: a kept part's support reaches
+    # one cell beyond it.
+    ty0, tx0 = max(r0 // 4 - 1, 0), max(c0 // 4 - 1, 0)
+    ty1, tx1 = min((r1 - 1) // 4 + 2, logits.size[0]), min((c1 - 1) // 4 + 2, logits.size[1])
+    values = logits.window(ty0, ty1, tx0, tx1)[index]
+    oy, ox = 4 * ty0, 4 * tx0
+    cells = in_cells(prompt, input_size, original_size).shifted(oy, ox)
+    kept = keep_prompted(values > threshold, cells, clip=False)
+    if not kept.any() or not touches_prompt(kept, cells):
+        return None
+    ky, kx = np.flatnonzero(kept.any(1)), np.flatnonzero(kept.any(0))
+    full_wy = _axis_weights(rows, input_size[0], original_size[0])
+    full_wx = _axis_weights(cols, input_size[1], original_size[1])
+    y0, y1 = _support(full_wy, oy + ky[0], oy + ky[-1])
+    x0, x1 = _support(full_wx, ox + kx[0], ox + kx[-1])
+    if not (y0 <= ys.start and ys.stop <= y1 and x0 <= xs.start and xs.stop <= x1):
+        return None
+    part = values[r0 - oy : r1 - oy, c0 - ox : c1 - ox]
+    mask = np.zeros(original_size, dtype=bool)
+    mask[ys, xs] = wy[:, r0:r1] @ part @ wx[:, c0:c1].T > threshold
     return mask
 
 
