@@ -55,9 +55,19 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--axis", type=int, default=0, help="axis whose planes are segmented (0: z)")
     p.add_argument(
         "--method",
-        default="prompt",
-        choices=METHODS,
-        help="what the next slice's prompt holds (default: the box and points of the mask)",
+        default=None,
+        choices=("memory", *METHODS),
+        help="memory: SAM 2.1 tracks each object with its video memory (the default for "
+        "SAM 2.1 models); the others: what the next slice's prompt holds (prompt, the "
+        "default for SAM: the box and points of the mask)",
+    )
+    p.add_argument(
+        "--memory-frames",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --method memory: recent slices whose memory each object keeps, 1 to 15 "
+        "(default 6, all SAM 2.1 reads)",
     )
     p.add_argument("--range", default=None, metavar="START,STOP", help="only these slices")
     p.add_argument(
@@ -131,6 +141,7 @@ def _run(args: argparse.Namespace) -> None:
             mask=args.mask,
             axis=args.axis,
             method=args.method,
+            memory_frames=args.memory_frames,
             slice_range=None if span is None else (int(span[0]), int(span[1])),
             largest_component=args.largest_component,
             rules=rules,

@@ -33,6 +33,14 @@ from tilesam.errors import TileSAMError
 from tilesam.io import AxisView, ImageSource, MedicalSource, open_image
 from tilesam.io.medical import geometry_difference
 from tilesam.segment.session import Session
+from tilesam.volumes.memory import (
+    MEMORY,
+    check_memory_frames,
+    check_method,
+    check_single_tile,
+    propagate_memory,
+    resolve_method,
+)
 from tilesam.volumes.stop_rules import StopRules
 from tilesam.volumes.walk import (
     PropagationResult,
@@ -57,7 +65,7 @@ def propagate_mask(
     mask: Any = None,
     cache: str | os.PathLike[str] | None = None,
     axis: int = 0,
-    method: str = "prompt",
+    method: str | None = None,
     slice_range: tuple[int, int] | None = None,
     largest_component: bool = False,
     window: str | tuple[float, float] | None = None,
@@ -68,6 +76,7 @@ def propagate_mask(
     cancel: CancelFlag | None = None,
     session: Session | None = None,
     details: bool = False,
+    memory_frames: int | None = None,
 ) -> np.ndarray | PropagationResult:
     """Segment one object (points / box) or every object of a seed mask through a volume.
 
@@ -89,9 +98,12 @@ def propagate_mask(
         Zarr embedding cache (created or resumed); None keeps embeddings in memory.
     axis : int
         The axis whose planes are segmented: 0 (axial / z, default), 1 or 2.
-    method : {"prompt", "box", "points", "prompt+logits"}
-        What the next slice's prompt holds (see :mod:`tilesam.volumes.walk`): by default the
-        box and points from the current slice's mask, without its logits.
+    method : {None, "memory", "prompt", "box", "points", "prompt+logits"}
+        ``"memory"``: SAM 2.1 tracks each object with its video memory (see
+        :mod:`tilesam.volumes.memory`; SAM 2.1 models only, one tile per slice). The others:
+        what the next slice's prompt holds (see :mod:`tilesam.volumes.walk`); ``"prompt"``
+        the box and points from the current slice's mask, without its logits. None (or
+        ``"auto"``): ``"memory"`` for a SAM 2.1 model, ``"prompt"`` for SAM.
     slice_range : (start, stop), optional
         Only these slices along `axis` (end-exclusive).
     largest_component : bool
@@ -122,6 +134,9 @@ def propagate_mask(
         why every walk stopped (``result.stops``, each with ``.describe()``, a line that says
         which rule to change to go further). Either way, walks that stop within two slices
         of their seed raise one :class:`tilesam.errors.TileSAMWarning` saying so.
+    memory_frames : int, optional
+        With ``method="memory"``: the recent slices whose memory each object keeps, 1 to
+        15 (default: SAM 2.1's 6, all it reads; fewer save memory and change the result).
 
     Returns
     -------
@@ -143,6 +158,8 @@ def propagate_mask(
     >>> out = write_labels(tempfile.mkdtemp() + "/liver.nii.gz", labels, like=open_image(ct))
     """
     rules = StopRules.of(rules)  # thresholds out of range are refused before any work
+    check_method(method)
+    check_memory_frames(memory_frames)
     source = _volume(volume)
     view = source if axis == 0 else AxisView(source, axis)
     if session is None:
@@ -154,6 +171,7 @@ def propagate_mask(
             f"The session is over {session.source.describe()}, not {view.describe()}: open the "
             "session on this volume (seen along this axis)."
         )
+    method = resolve_method(method, session)
     if mask is not None:
         if points is not None or box is not None:
             raise TileSAMError(
@@ -161,14 +179,24 @@ def propagate_mask(
                 "the mask first, or propagate them in a separate run."
             )
         seeds: Seeds = (_seeds_from_mask(mask, source, view), {})
+    elif method == MEMORY:  # the tracker answers the prompts itself
+        check_single_tile(session)
+        seeds = (_prompts_by_slice(view, points, labels, box), {})
     else:
         seeds = _seeds_from_prompts(session, view, points, labels, box)
     bar = _progress_bar(progress)
     # One bar for the walk: slices embedded on the way are part of it, not bars of their own.
     shown, session.progress = session.progress, False
     try:
-        result = _walk(session, view, seeds, method, rules, slice_range, largest_component,
-                       _chain(bar, callback), cancel)  # fmt: skip
+        if method == MEMORY:
+            result = propagate_memory(
+                session, seeds[0], rules=rules, slice_range=slice_range,
+                largest_component=largest_component, memory_frames=memory_frames,
+                callback=_chain(bar, callback), cancel=cancel, image=view.read_slice,
+            )  # fmt: skip
+        else:
+            result = _walk(session, view, seeds, method, rules, slice_range,
+                           largest_component, _chain(bar, callback), cancel)  # fmt: skip
     finally:
         session.progress = shown
         if bar is not None:
@@ -289,6 +317,22 @@ def _seeds_from_mask(mask: Any, source: ImageSource, view: ImageSource) -> dict[
 
 def _seeds_from_prompts(session: Session, view: ImageSource, points, labels, box) -> Seeds:
     """Answer the user's prompt on each slice it touches: object 1's annotated slices."""
+    seeds, states = {}, {}
+    for z, parts in _prompts_by_slice(view, points, labels, box).items():
+        prompt = session.prompt(parts.get("points"), parts.get("labels"), parts.get("box"))
+        result, logits = session.segment_with_logits(prompt, z=z)
+        if result.area == 0:
+            raise TileSAMError(
+                f"The prompt on slice {z} gave an empty mask: click inside the object, add "
+                "more positive points, or draw a box around it."
+            )
+        seeds[z] = result.mask.astype(np.uint32)
+        states[(1, z)] = logits
+    return seeds, states
+
+
+def _prompts_by_slice(view: ImageSource, points, labels, box) -> dict[int, dict[str, Any]]:
+    """The user's prompt split by slice: ``{z: {"points", "labels", "box"}}`` in the plane."""
     order = view_order_of(view)
     by_slice: dict[int, dict[str, Any]] = {}
     if labels is not None and np.size(labels) and (points is None or not len(points)):
@@ -317,18 +361,7 @@ def _seeds_from_prompts(session: Session, view: ImageSource, points, labels, box
             "Nothing to propagate: give points=[(z, y, x)], a box=(z, y0, x0, y1, x1) or a seed "
             "mask=."
         )
-    seeds, states = {}, {}
-    for z, parts in sorted(by_slice.items()):
-        prompt = session.prompt(parts.get("points"), parts.get("labels"), parts.get("box"))
-        result, logits = session.segment_with_logits(prompt, z=z)
-        if result.area == 0:
-            raise TileSAMError(
-                f"The prompt on slice {z} gave an empty mask: click inside the object, add "
-                "more positive points, or draw a box around it."
-            )
-        seeds[z] = result.mask.astype(np.uint32)
-        states[(1, z)] = logits
-    return seeds, states
+    return dict(sorted(by_slice.items()))
 
 
 def _slice_index(value: float, view: ImageSource) -> int:

@@ -267,6 +267,11 @@ def rule_hint(reason: str) -> str:
     >>> print(rule_hint("faded: contrast 0.15 of the strongest < 0.3"))
     ; to go further, lower StopRules.min_contrast (--min-contrast; 0 turns the rule off)
     """
+    if reason.startswith("absent"):  # SAM 2.1's object score: no threshold of ours
+        return (
+            "; the model's object score says the object is not on that slice: if it is, "
+            "annotate it there (or further on) and propagate again"
+        )
     for start, (field, way) in _RULES.items():
         if reason.startswith(start):
             off = "; 0 turns the rule off" if _RANGES[field][3] else ""

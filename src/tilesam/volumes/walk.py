@@ -318,17 +318,25 @@ class _Run:
             self.callback(self.done, self.total)
 
     def keep_largest_components(self) -> None:
-        for obj, box in _object_boxes(self.labels, self.objects).items():
-            view = self.labels[box]
-            pieces, n = ndimage.label(view == obj)
-            if n < 2:
-                continue
-            sizes = np.bincount(pieces.ravel())[1:]
-            drop = (pieces > 0) & (pieces != int(np.argmax(sizes)) + 1)
-            for z in self.annotated.get(obj, []):  # annotations are kept as they are
-                if box[0].start <= z < box[0].stop:
-                    drop[z - box[0].start] = False
-            view[drop] = 0
+        keep_largest_components(self.labels, self.objects, self.annotated)
+
+
+def keep_largest_components(
+    labels: np.ndarray, objects: list[int], annotated: Mapping[int, list[int]]
+) -> None:
+    """Keep each of `objects`' largest 3D connected component in `labels` (in place); the
+    object's `annotated` slices are kept as they are."""
+    for obj, box in _object_boxes(labels, objects).items():
+        view = labels[box]
+        pieces, n = ndimage.label(view == obj)
+        if n < 2:
+            continue
+        sizes = np.bincount(pieces.ravel())[1:]
+        drop = (pieces > 0) & (pieces != int(np.argmax(sizes)) + 1)
+        for z in annotated.get(obj, []):  # annotations are kept as they are
+            if box[0].start <= z < box[0].stop:
+                drop[z - box[0].start] = False
+        view[drop] = 0
 
 
 def _object_boxes(labels: np.ndarray, objects: list[int]) -> dict[int, tuple[slice, ...]]:
