@@ -60,7 +60,8 @@ class TileEmbeddings:
             maps = self.store.read_high_res(*tile)
             emb = restore_embedding(self.store.read_tile(*tile), maps, *sizes)
         else:
-            emb = ImageEmbedding(self.store.read_tile(*tile).astype(np.float32)[None], *sizes)
+            features = self.store.read_tile(*tile).astype(np.float32, copy=False)
+            emb = ImageEmbedding(features[None], *sizes)
         self._recent[tile] = emb
         if len(self._recent) > self.recent:
             self._recent.popitem(last=False)

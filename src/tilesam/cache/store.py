@@ -9,6 +9,7 @@ Layout of one store (one per image x model x preprocessing)::
                      "signature": {caller's dict: model, weights sha256, tile size, halo,
                      normalisation, image shape/dtype, content signature, ...}}
       embeddings/    float16 (n_slices, n_ty, n_tx, C, h, w), one chunk per tile, blosc
+                     (format 4, encoding="q8": uint8 codes + embedding_scale/, see codec)
       tile_shape/    int32 (n_slices, n_ty, n_tx, 2): tile size before padding, one chunk/tile
       input_shape/   int32 (n_slices, n_ty, n_tx, 2): size after resizing, one chunk/tile
       checksum/      uint64 (n_slices, n_ty, n_tx, 2): digests of each tile's embedding and
@@ -60,6 +61,7 @@ import zarr
 
 from tilesam.cache import creation, in_use
 from tilesam.cache.claims import TileClaims
+from tilesam.cache.codec import ENCODINGS, Q8_FORMAT, QuantisedTiles, create_scale_array, q8_codecs
 from tilesam.cache.decoder_weights import read_decoder, write_decoder
 from tilesam.cache.done_marks import done_mark, finished_tiles
 from tilesam.cache.high_res import (
@@ -153,6 +155,16 @@ class EmbeddingStore:
         self._emb, self._done = arrays["embeddings"], arrays["done"]
         self._meta = {name: arrays[name] for name in META_FIELDS}
         self._checksum = arrays.get("checksum")
+        #: How the embeddings are stored: "float16" (formats 1-3) or "q8" (format 4).
+        self.encoding: str = str(head.get("embedding_encoding", "float16"))
+        self._q8: QuantisedTiles | None = None
+        if self.encoding == "q8" and self.format_version == Q8_FORMAT:
+            try:
+                self._q8 = QuantisedTiles(path, group, self._id)
+            except (KeyError, ValueError) as exc:
+                raise _corrupt(path, f"its quantised embeddings are unreadable ({exc})") from exc
+        elif self.encoding != "float16" or self.format_version == Q8_FORMAT:
+            raise _corrupt(path, f"format {self.format_version} with encoding {self.encoding!r}")
         expected = {
             "embeddings": (*self.grid_shape, *self.embedding_shape),
             "done": self.grid_shape,
@@ -173,7 +185,10 @@ class EmbeddingStore:
         }
         #: The shapes of each tile's high-resolution feature maps (SAM 2; empty for SAM).
         try:
-            self.high_res_shapes, self._high_res = open_arrays(path, group, head, self._id)
+            # Format 4 keeps no maps (SAM's models only), like format 2.
+            plain = self._q8 is not None and "high_res_shapes" not in head
+            shown = {**head, "format_version": FORMAT_VERSION} if plain else head
+            self.high_res_shapes, self._high_res = open_arrays(path, group, shown, self._id)
         except ValueError as exc:
             raise _corrupt(path, f"its high-resolution features are unreadable ({exc})") from exc
         self._claims: TileClaims | None = None
@@ -190,6 +205,7 @@ class EmbeddingStore:
         embedding_shape: Sequence[int],
         overwrite: bool = False,
         high_res_shapes: Sequence[Sequence[int]] = (),
+        encoding: str = "float16",
     ) -> EmbeddingStore:
         """Create an empty store.
 
@@ -213,9 +229,14 @@ class EmbeddingStore:
         high_res_shapes : sequence of (C, h, w)
             The high-resolution feature maps each tile keeps besides its embedding (a SAM 2
             model's ``card.high_res_shapes``); such a store is format 3.
+        encoding : {"float16", "q8"}
+            How embeddings are stored: float16 (format 2), or 8-bit codes with a scale per
+            channel (format 4, :mod:`tilesam.cache.codec`: 0.2-0.3x micro-sam's bytes per
+            tile); "q8" is for SAM's models only (not with `high_res_shapes`).
         """
         path = Path(path)
         high_res = check_shapes(high_res_shapes)
+        _check_encoding(encoding, high_res)
         sig = normalise_signature(signature)
         grid = _positive_ints(grid_shape, 3, "grid_shape (n_slices, n_ty, n_tx)")
         emb = _positive_ints(embedding_shape, 3, "embedding_shape (C, h, w)")
@@ -232,6 +253,7 @@ class EmbeddingStore:
             "grid_shape": list(grid),
             "embedding_shape": list(emb),
             "embedding_dtype": "float16",
+            **_encoding_header(encoding),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "store_id": uuid.uuid4().hex,
         }
@@ -241,7 +263,11 @@ class EmbeddingStore:
         held = None
         try:
             with creation.staged(path) as tmp:
-                group = new_group(tmp, grid, emb)
+                if encoding == "q8":
+                    group = new_group(tmp, grid, emb, "uint8", q8_codecs())
+                    create_scale_array(group, grid, emb[0])
+                else:
+                    group = new_group(tmp, grid, emb)
                 if high_res:
                     create_arrays(group, grid, high_res)
                 group.attrs.update({"tilesam": head, "signature": sig})
@@ -349,8 +375,10 @@ class EmbeddingStore:
         embedding_shape: Sequence[int],
         overwrite: bool = False,
         high_res_shapes: Sequence[Sequence[int]] = (),
+        encoding: str = "float16",
     ) -> EmbeddingStore:
-        """Open the store at `path` if it matches, else create it.
+        """Open the store at `path` if it matches, else create it (with `encoding`; a
+        matching store is kept whatever its encoding).
 
         A store with another signature or shape raises `TileSAMError`, unless `overwrite`
         is set, in which case it is replaced. Finished tiles of a matching store are kept,
@@ -359,6 +387,7 @@ class EmbeddingStore:
         path = Path(path)
         kw = {"signature": signature, "grid_shape": grid_shape, "embedding_shape": embedding_shape}
         kw["high_res_shapes"] = high_res_shapes
+        kw["encoding"] = encoding
         if creation.state(path) in ("missing", "empty", "unfinished"):
             # Nothing to keep (e.g. a folder made with mkdir): a new store.
             return cls.create(path, **kw)
@@ -457,12 +486,16 @@ class EmbeddingStore:
         try:
             # Order matters: data, then its checksums, the done marker last (see the
             # module docstring).
-            self._emb[tile] = emb16
+            if self._q8 is None:
+                self._emb[tile] = emb16
             for name, value in values.items():
                 self._meta[name][tile] = value
             if self._high_res is not None:
                 self._high_res.write(tile, maps)
-            if self._checksum is not None:
+            if self._q8 is not None:
+                digests = (self._q8.write(tile, emb), meta_digest(self._id, tile, values))
+                self._checksum[tile] = np.array(digests, dtype=np.uint64)
+            elif self._checksum is not None:
                 digests = (
                     embedding_digest(self._id, tile, emb16),
                     meta_digest(self._id, tile, values),
@@ -477,8 +510,9 @@ class EmbeddingStore:
             ) from err
 
     def read_tile(self, z: int, ty: int, tx: int) -> np.ndarray:
-        """One tile's embedding as stored, ``(C, h, w)`` float16 (converting to float32 is
-        the caller's: torch does it several times faster than numpy), its checksum checked.
+        """One tile's embedding, ``(C, h, w)``, its checksum checked: float16 as stored
+        (converting to float32 is the caller's: torch does it several times faster than
+        numpy), or float32 dequantised from a format-4 store's codes.
 
         Raises
         ------
@@ -587,6 +621,7 @@ class EmbeddingStore:
             "grid_shape": self.grid_shape,
             "embedding_shape": self.embedding_shape,
             "embedding_dtype": self._header.get("embedding_dtype", "float16"),
+            "embedding_encoding": self.encoding,
             "high_res_shapes": self.high_res_shapes,
             "n_tiles": self.n_tiles,
             "n_done": n_done,
@@ -603,6 +638,8 @@ class EmbeddingStore:
 
     # -- internals --------------------------------------------------------------------------
     def _checked_embedding(self, tile: tuple[int, int, int]) -> np.ndarray:
+        if self._q8 is not None:
+            return self._q8.read(tile, int(self._digests(tile)[0]))
         file = chunk_file(self.path, "embeddings", tile, *([0] * len(self.embedding_shape)))
         try:
             emb = self._emb[tile]
@@ -694,6 +731,23 @@ def _is_raw(array: zarr.Array, dtype: str) -> bool:
         and type(codecs[0]).__name__ == "BytesCodec"
         and str(getattr(codecs[0].endian, "value", codecs[0].endian)) == "little"
     )
+
+
+def _check_encoding(encoding: str, high_res: tuple) -> None:
+    if encoding not in ENCODINGS:
+        raise TileSAMError(f"encoding must be one of {ENCODINGS}, got {encoding!r}.")
+    if encoding == "q8" and high_res:
+        raise TileSAMError(
+            "encoding='q8' is for SAM's models; a SAM 2 model's cache keeps float16 "
+            "embeddings and maps (leave encoding at 'float16')."
+        )
+
+
+def _encoding_header(encoding: str) -> dict[str, Any]:
+    """The header fields of a q8 store (format 4); none for float16."""
+    if encoding != "q8":
+        return {}
+    return {"format_version": Q8_FORMAT, "embedding_dtype": "uint8", "embedding_encoding": "q8"}
 
 
 def _exists(path: Path) -> TileSAMError:

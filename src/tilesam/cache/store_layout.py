@@ -13,6 +13,9 @@ Format versions
    (:mod:`tilesam.cache.high_res`), the header's ``high_res_shapes`` naming them. Only
    stores made for a SAM 2 model are written in it, so that SAM's stay readable by the
    TileSAM versions that read format 2.
+4. format 2 with the embeddings quantised to 8 bits per value and an ``embedding_scale``
+   array, (offset, step) per channel per tile (:mod:`tilesam.cache.codec`); the header's
+   ``embedding_encoding`` is ``"q8"``. Written only when asked for (``encoding="q8"``).
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 FORMAT_VERSION = 2
-#: Versions this TileSAM opens: 1 (no checksums: read unverified), 2 and 3 (SAM 2's).
-READABLE_VERSIONS = (1, 2, 3)
+#: Versions this TileSAM opens: 1 (no checksums: read unverified), 2, 3 (SAM 2's) and 4
+#: (quantised embeddings).
+READABLE_VERSIONS = (1, 2, 3, 4)
 KIND = "tilesam.embedding_store"
 #: Per-tile metadata fields `write_tile` expects, each a pair of positive ints (h, w).
 META_FIELDS = ("tile_shape", "input_shape")
@@ -109,17 +113,24 @@ def _partial(entry: Path) -> bool:
     return entry.is_file() and entry.name.endswith(".partial")
 
 
-def new_group(path: Path, grid: tuple[int, ...], emb: tuple[int, ...]) -> zarr.Group:
-    """The store's zarr group and arrays, without its attributes."""
+def new_group(
+    path: Path,
+    grid: tuple[int, ...],
+    emb: tuple[int, ...],
+    dtype: str = "float16",
+    codecs: list | None = None,
+) -> zarr.Group:
+    """The store's zarr group and arrays, without its attributes; the embeddings of
+    `dtype` compressed with `codecs` (default: :func:`embedding_codecs`)."""
     group = zarr.open_group(str(path), mode="w-", zarr_format=3)
     tile = (1, 1, 1)
     group.create_array(
         "embeddings",
         shape=(*grid, *emb),
         chunks=(*tile, *emb),
-        dtype="float16",
-        fill_value=0.0,
-        compressors=embedding_codecs(),
+        dtype=dtype,
+        fill_value=0,
+        compressors=embedding_codecs() if codecs is None else codecs,
         chunk_key_encoding=CHUNK_KEYS,
     )
     for name in META_FIELDS:

@@ -82,6 +82,12 @@ def add_session_options(p: argparse.ArgumentParser) -> None:
         f"it (default: {DEFAULT_SLICE_SCALE:g} for volumes, sam for 2D images)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace a cache made for other inputs")
+    p.add_argument(
+        "--cache-encoding",
+        choices=("float16", "q8"),
+        default="float16",
+        help="how a new cache stores embeddings: float16, or q8 (8 bits, about half the size)",
+    )
 
 
 def add_raster_options(p: argparse.ArgumentParser) -> None:
@@ -140,6 +146,7 @@ def make_session(
         overwrite=args.overwrite,
         progress=True,
         slice_scale=_slice_scale(args.slice_scale),
+        cache_encoding=args.cache_encoding,
     )
 
 
