@@ -25,6 +25,7 @@ from tilesam.io.vectors import (
     prompt_points_from_map,
     read_prompt_features,
 )
+from tilesam.io.video import VideoSource
 from tilesam.io.write import write_labels
 from tilesam.io.zarr_source import ZarrSource
 
@@ -37,6 +38,7 @@ __all__ = [
     "PolygonFeature",
     "PromptFeature",
     "TiffSource",
+    "VideoSource",
     "ZarrSource",
     "atomic_output",
     "content_signature",

@@ -15,6 +15,13 @@ from tilesam.io.picture import PICTURE_SUFFIXES, read_picture
 from tilesam.io.raster import RasterSource
 from tilesam.io.source import ArraySource, ImageSource
 from tilesam.io.tiff import TiffSource
+from tilesam.io.video import (
+    VIDEO_SUFFIXES,
+    VideoSource,
+    frames_source,
+    is_frame_list,
+    picture_folder_source,
+)
 from tilesam.io.zarr_source import ZarrSource
 
 _TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
@@ -27,7 +34,8 @@ _SUPPORTED = (
     "zarr / OME-Zarr folders, georeferenced rasters GDAL reads (GeoTIFF, COG, JPEG 2000, "
     "VRT, .img, GeoPackage), "
     "medical volumes (.nii, .nii.gz, .mha, .mhd, .nrrd, DICOM series folders), "
-    "and numpy or dask arrays"
+    "videos (.mp4, .avi, .mov, .mkv, .webm), folders of PNG / JPEG frames, "
+    "and numpy or dask arrays (or lists of equally sized frames)"
 )
 
 
@@ -45,9 +53,12 @@ def open_image(
     ----------
     path_or_array : str, Path, ImageSource, array-like
         A TIFF/OME-TIFF file, a zarr/OME-Zarr folder, a zarr array or group, a numpy or
-        dask array, or an `ImageSource` (returned unchanged).
+        dask array, or an `ImageSource` (returned unchanged). Time series: a video file
+        (:class:`tilesam.io.video.VideoSource`), a folder of PNG / JPEG frames, or a list
+        of equally sized frames; their frames are the slice axis Z.
     axes : str, optional
-        Stored axis order to override the reader's (letters ``Z``, ``Y``, ``X``, ``C``).
+        Stored axis order to override the reader's (letters ``Z``, ``Y``, ``X``, ``C``, and
+        ``T`` for time, which becomes the slice axis: see :func:`tilesam.io.source.map_time`).
     level : int
         Pyramid level for multiscale files, 0 = full resolution.
     series : str or int, optional
@@ -63,7 +74,8 @@ def open_image(
     Raises
     ------
     TileSAMError
-        Missing path, unsupported extension, unreadable or truncated file.
+        Missing path, unsupported extension, unreadable or truncated file, a video ffmpeg
+        cannot decode, frames of different sizes.
 
     Examples
     --------
@@ -84,6 +96,8 @@ def open_image(
     if not isinstance(path_or_array, str | os.PathLike):
         if level != 0:
             raise TileSAMError(f"An in-memory array has a single level; got level={level}.")
+        if is_frame_list(path_or_array):
+            return frames_source(path_or_array, axes=axes)
         return ArraySource(path_or_array, axes=axes)
     path = Path(path_or_array).expanduser()
     if not path.exists():
@@ -104,6 +118,9 @@ def open_image(
             raise TileSAMError(f"{', '.join(raster)} apply to raster files GDAL reads, not zarr.")
         if _is_zarr(path):
             return ZarrSource(path, axes=axes, level=level)
+        frames = None if raster or level else picture_folder_source(path, axes=axes)
+        if frames is not None:
+            return frames
         raise TileSAMError(
             f"'{path}' is a folder but not a zarr store (it has no zarr.json, .zgroup or "
             f".zarray). TileSAM opens {_SUPPORTED}; pass the image file inside it, or load "
@@ -115,6 +132,13 @@ def open_image(
         if axes is not None:
             raise TileSAMError(f"'{path.name}' is read by GDAL, band by band: leave axes= out.")
         return RasterSource(path, level=level, **raster)
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        if axes is not None or level != 0:
+            raise TileSAMError(
+                f"'{path.name}' is a video: its axes are frames (Z, time), Y, X and RGB; it "
+                "has one level. Leave axes= and level= out."
+            )
+        return VideoSource(path)
     if path.suffix.lower() in _TIFF_SUFFIXES:
         return TiffSource(path, axes=axes, level=level)
     if path.suffix.lower() in PICTURE_SUFFIXES:

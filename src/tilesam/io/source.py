@@ -49,6 +49,9 @@ class ImageSource(ABC):
     #: Pyramid level this source reads and how many the file has.
     level: int = 0
     n_levels: int = 1
+    #: Whether the slice axis Z holds time points (a video, or an image opened with a
+    #: ``T`` axis): propagating along it tracks objects through time.
+    is_time_series: bool = False
 
     # -- metadata ---------------------------------------------------------------------------
     @property
@@ -208,7 +211,9 @@ class ImageSource(ABC):
 class _Layout:
     """Maps a stored ("native") axis order onto the canonical one, lazily.
 
-    `native` uses ``Z``, ``Y``, ``X``, ``C`` and ``-`` for a singleton axis to drop.
+    `native` uses ``Z``, ``Y``, ``X``, ``C``, ``T`` (time) and ``-`` for a singleton axis to
+    drop. Time has no canonical axis of its own: it becomes the slice axis ``Z`` (see
+    `map_time`), and ``time`` then says that the slices are time points.
     """
 
     def __init__(self, native: str, native_shape: tuple[int, ...], what: str) -> None:
@@ -217,6 +222,9 @@ class _Layout:
                 f"{what}: axes {native!r} do not match the data's {len(native_shape)} "
                 f"dimensions {native_shape}; pass axes= with one letter per dimension."
             )
+        mapped = map_time(native, native_shape, what)
+        self.time = "T" in native and mapped[native.index("T")] == "Z"
+        native = mapped
         for letter in "ZYXC":
             if native.count(letter) > 1:
                 raise TileSAMError(f"{what}: axis {letter!r} appears twice in {native!r}.")
@@ -226,7 +234,7 @@ class _Layout:
         if bad:
             raise TileSAMError(
                 f"{what}: unknown axis letter(s) {sorted(bad)} in {native!r}; "
-                "use Z, Y, X and C (channels)."
+                "use Z, Y, X, C (channels) and T (time)."
             )
         for letter, n in zip(native, native_shape, strict=True):
             if letter == "-" and n != 1:
@@ -247,6 +255,38 @@ class _Layout:
         if self._perm != tuple(range(len(self._perm))):
             block = np.transpose(block, self._perm)
         return np.ascontiguousarray(block)
+
+
+def map_time(native: str, shape: tuple[int, ...], what: str) -> str:
+    """Map a time axis ``T`` onto the slice axis, so that walking slices walks time.
+
+    A single time point is dropped; otherwise ``T`` becomes ``Z`` when there is no z
+    axis, or only a singleton one (dropped). A series of volumes (``T`` and ``Z`` both longer than
+    1) is refused: TileSAM walks one slice axis, so choose a z plane or a time point.
+
+    >>> map_time("TYX", (12, 64, 80), "clip"), map_time("TYXC", (12, 64, 80, 3), "clip")
+    ('ZYX', 'ZYXC')
+    >>> map_time("TZYX", (12, 1, 64, 80), "clip"), map_time("TZYX", (1, 9, 64, 80), "stack")
+    ('Z-YX', '-ZYX')
+    """
+    if "T" not in native:
+        return native
+    if native.count("T") > 1:
+        raise TileSAMError(f"{what}: axis 'T' appears twice in {native!r}.")
+    t, z = native.index("T"), native.find("Z")
+    if shape[t] == 1:
+        return native.replace("T", "-")
+    if z < 0:
+        return native.replace("T", "Z")
+    if shape[z] == 1:
+        return native.replace("Z", "-").replace("T", "Z")
+    raise TileSAMError(
+        f"{what}: axes {native!r} (shape {tuple(shape)}) hold {shape[t]} time points of "
+        f"{shape[z]}-slice volumes; TileSAM walks one slice axis, time or z. Track one z "
+        f"plane through time: pass array[:, z] with axes={native.replace('Z', '')!r}; or "
+        f"segment one time point as a volume: pass array[t] with "
+        f"axes={native.replace('T', '')!r}."
+    )
 
 
 def guess_axes(shape: tuple[int, ...]) -> str:
@@ -273,7 +313,7 @@ def guess_axes(shape: tuple[int, ...]) -> str:
     raise TileSAMError(
         f"Cannot guess the axes of a {nd}D array of shape {shape}: TileSAM reads YX, YXC, "
         "ZYX or ZYXC images. Select a time point or channel first, or pass axes= "
-        "(e.g. axes='CZYX')."
+        "(e.g. axes='CZYX', or axes='TYXC' for a time series: time becomes the slice axis)."
     )
 
 
@@ -306,6 +346,7 @@ class LayoutSource(ImageSource):
         self._array = array
         self._layout = _Layout(native_axes, tuple(int(n) for n in array.shape), what)
         self._axes = self._layout.axes
+        self.is_time_series = self._layout.time
         if self._axes not in AXES:
             raise TileSAMError(f"{what}: unsupported axes {self._axes!r}; expected one of {AXES}.")
         self._shape = self._layout.shape
@@ -342,8 +383,10 @@ class ArraySource(LayoutSource):
         Dask arrays stay lazy: only the chunks a region touches are computed.
     axes : str, optional
         The array's own axis order using ``Z``, ``Y``, ``X``, ``C``, e.g. ``"CYX"``; the
-        source then reports the canonical order (``"YXC"``). Guessed by default: 2D is
-        ``YX``; 3D is ``YXC`` if the last axis has 3 or 4 entries, else ``ZYX``; 4D ``ZYXC``.
+        source then reports the canonical order (``"YXC"``). ``T`` (time) becomes the slice
+        axis: ``"TYX"`` reads as ``ZYX`` with `is_time_series` set (see `map_time`).
+        Guessed by default: 2D is ``YX``; 3D is ``YXC`` if the last axis has 3 or 4
+        entries, else ``ZYX``; 4D ``ZYXC``.
     spacing, origin : sequence of float, optional
         Physical pixel size and position per spatial axis.
 

@@ -28,7 +28,8 @@ from tilesam.io.source import LayoutSource
 # broken: a truncated stack would otherwise open as its first slices.
 _BROKEN_PAGES = ("invalid page offset", "invalid offset to page", "failed to reshape")
 # tifffile series axis letters -> ours. 'S' (samples, e.g. RGB) and 'C' are channels.
-_DIRECT = {"Y": "Y", "X": "X", "Z": "Z", "C": "C", "S": "C"}
+# T (time) is mapped onto the slice axis by the layout (`tilesam.io.source.map_time`).
+_DIRECT = {"Y": "Y", "X": "X", "Z": "Z", "C": "C", "S": "C", "T": "T"}
 
 
 def _fix_hint(path: Path) -> str:
@@ -151,7 +152,7 @@ class TiffSource(LayoutSource):
         array = self._open_array(ser, level)
         self._init_layout(array, native, what)
         spacing0 = _physical_spacing(tif, series, self.spatial_ndim)
-        self._spacing = _scale_for_level(spacing0, ser.levels[0], lvl, native)
+        self._spacing = _scale_for_level(spacing0, ser.levels[0], lvl, self._layout.native)
 
     def _open_array(self, ser: tifffile.TiffPageSeries, level: int) -> Any:
         tif = self._tif
@@ -202,13 +203,13 @@ def _map_axes(tiff_axes: str, shape: Sequence[int], what: str) -> str:
     """tifffile axes -> ours; singletons are dropped and one stack axis becomes Z."""
     out = []
     for letter, n in zip(tiff_axes, shape, strict=True):
-        if letter in _DIRECT and not (letter in "CS" and n == 1):
+        if letter in _DIRECT and not (letter in "CST" and n == 1):
             out.append(_DIRECT[letter])
         elif n == 1:
             out.append("-")
         else:
             out.append("?")
-    if out.count("?") == 1 and "Z" not in out:
+    if out.count("?") == 1 and "Z" not in out and "T" not in out:
         out[out.index("?")] = "Z"  # a stack of pages (I, Q, T, ...) read as a volume
     if "?" in out or out.count("C") > 1 or out.count("Z") > 1:
         raise TileSAMError(

@@ -255,8 +255,8 @@ MODELS: dict[str, ModelEntry] = {
                 f"{_FB2}/sam2.1_hiera_{size}.pt",
                 None,  # Meta publishes no hashes for these files
                 f"sam2.1_hiera_{size}.pt",
-                f"Segment Anything 2.1 Hiera-{label} (Meta, Apache-2.0); image prompts only "
-                "so far (no video memory)",
+                f"Segment Anything 2.1 Hiera-{label} (Meta, Apache-2.0): image prompts and "
+                "memory propagation",
             )
             for size, label in (
                 ("tiny", "T"),
