@@ -128,7 +128,7 @@ def test_two_objects_each_with_its_own_track(model, session, volume, recorder) -
     for obj in (1, 2):
 
         def with_mask(tracker, track, z, embedding, obj=obj):
-            memory.annotate_mask(tracker, track, z, tracker.frame(embedding), seed[z] == obj)
+            tracker.annotate(track, z, tracker.frame(embedding), mask=seed[z] == obj)
             return seed[z] == obj
 
         hands[obj] = _by_hand(model, session, 3, with_mask, (4,), (2,))

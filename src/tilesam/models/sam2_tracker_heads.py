@@ -110,9 +110,14 @@ class SamHeads:
         its logits, and a pointer decoded from the mask and the plain image features."""
         sam = self.sam
         side = sam.image_size
-        full = torch.from_numpy(mask).to(self.device, torch.float32)[None, None]
-        full = F.interpolate(full, (side, side), mode="bilinear", antialias=True)
-        full = (full >= 0.5).float()
+        # The mask goes where its frame lies in the model input: all of it for a frame
+        # stretched to the input, its top-left part for a padded one (a slice or an edge
+        # tile placed at a fixed magnification).
+        covered = tuple(int(v) for v in feats.embedding.input_size)
+        full = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))
+        full = full.to(self.device)[None, None]
+        full = F.interpolate(full, covered, mode="bilinear", antialias=True)
+        full = F.pad((full >= 0.5).float(), (0, side - covered[1], 0, side - covered[0]))
         logits = full * MASK_SCALE + MASK_BIAS
         low = F.interpolate(logits, (side // 4, side // 4), mode="bilinear", antialias=True)
         decoded = self.decode(feats.vision, feats, None, False, sam.mask_downsample(full))

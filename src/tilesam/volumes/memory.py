@@ -22,7 +22,6 @@ refused for now), its high-resolution features included.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -304,7 +303,7 @@ class _MemoryRun:
             if z in self.prompts:
                 self.tracker.annotate(track, z, self.frames(z), **self.prompts[z])
             else:
-                annotate_mask(self.tracker, track, z, self.frames(z), self._mask(obj, z))
+                self.tracker.annotate(track, z, self.frames(z), mask=self._mask(obj, z))
         return track
 
     def _walk(self, walk: _Walk) -> int:
@@ -358,35 +357,3 @@ class _MemoryRun:
         self.done += n
         if self.callback is not None and n:
             self.callback(self.done, self.total)
-
-
-def annotate_mask(
-    tracker: Sam2Tracker, track: Track, z: int, feats: FrameFeatures, mask: np.ndarray
-) -> None:
-    """Annotate slice `z` of `track` with `mask`, also where the slice's embedding covers
-    only part of the model input (a slice placed at the session's ``slice_scale`` and
-    padded, see :func:`tilesam.cache.embed.embed_scaled`).
-
-    ``Sam2Tracker.annotate(mask=...)`` stretches a mask over the whole model input; for a
-    padded slice the mask is first placed on the input's grid here (resized to the part the
-    slice covers, padded with background), and the tracker is given it as a frame of the
-    input's size. The prompted frame's result is stored with the slice's own geometry.
-    """
-    embedding = feats.embedding
-    side = tracker.sam.image_size
-    covered = tuple(int(v) for v in embedding.input_size)
-    if covered == (side, side):
-        tracker.annotate(track, z, feats, mask=mask)
-        return
-    import torch
-    import torch.nn.functional as F
-
-    placed = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
-    placed = F.interpolate(placed, covered, mode="bilinear", antialias=True)[0, 0] >= 0.5
-    canvas = np.zeros((side, side), dtype=bool)
-    canvas[: covered[0], : covered[1]] = placed.numpy()
-    whole = dataclasses.replace(embedding, original_size=(side, side), input_size=(side, side))
-    step = tracker.annotate(track, z, dataclasses.replace(feats, embedding=whole), mask=canvas)
-    track.prompted[z] = dataclasses.replace(
-        step, original_size=tuple(embedding.original_size), input_size=covered
-    )
