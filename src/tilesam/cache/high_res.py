@@ -25,7 +25,7 @@ import numpy as np
 import xxhash
 import zarr
 
-from tilesam.cache.store_layout import CHUNK_KEYS, chunk_file, embedding_codecs
+from tilesam.cache.store_layout import CHUNK_KEYS, as_float16, chunk_file, embedding_codecs
 from tilesam.cache.tile_digest import Damaged, read_raw
 from tilesam.cache.tiling import TileIndex
 from tilesam.errors import TileSAMError
@@ -101,20 +101,8 @@ class HighResArrays:
             )
         out = []
         for index, (values, shape) in enumerate(zip(features, self.shapes)):
-            values = np.asarray(values)
-            if values.shape != shape:
-                raise TileSAMError(
-                    f"High-resolution map {index} of tile {tile} has shape {values.shape}; "
-                    f"this cache holds {shape}. Was the cache made for another model?"
-                )
-            with np.errstate(over="ignore"):  # overflow is reported just below
-                half = values.astype(np.float16)
-            if not np.isfinite(half).all():
-                raise TileSAMError(
-                    f"High-resolution map {index} of tile {tile} has NaN/inf values (or values "
-                    "beyond float16's range, 65504); not stored."
-                )
-            out.append(half)
+            what = f"High-resolution map {index} of tile {tile}"
+            out.append(as_float16(values, shape, what))
         return out
 
     def write(self, tile: TileIndex, maps: Sequence[np.ndarray]) -> None:

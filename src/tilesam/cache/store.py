@@ -79,6 +79,7 @@ from tilesam.cache.store_layout import (
     KIND,
     META_FIELDS,
     READABLE_VERSIONS,
+    as_float16,
     chunk_file,
     header_checksum,
     new_group,
@@ -468,18 +469,7 @@ class EmbeddingStore:
         self._check_writable()
         self._check_index(z, ty, tx)
         emb = np.asarray(embedding)
-        if emb.shape != self.embedding_shape:
-            raise TileSAMError(
-                f"Embedding for tile {(z, ty, tx)} has shape {emb.shape}; this cache holds "
-                f"{self.embedding_shape}. Was the cache made for another model?"
-            )
-        with np.errstate(over="ignore"):  # overflow is reported just below
-            emb16 = emb.astype(np.float16)
-        if not np.isfinite(emb16).all():
-            raise TileSAMError(
-                f"Embedding for tile {(z, ty, tx)} has NaN/inf values (or values beyond "
-                "float16's range, 65504); not stored. Check the input normalisation."
-            )
+        emb16 = as_float16(emb, self.embedding_shape, f"Embedding for tile {(z, ty, tx)}")
         values = _check_meta(meta)
         tile = (int(z), int(ty), int(tx))
         maps = checked_maps(self._high_res, tile, high_res)

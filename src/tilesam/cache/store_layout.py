@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
+
+from tilesam.errors import TileSAMError
 
 FORMAT_VERSION = 2
 #: Versions this TileSAM opens: 1 (no checksums: read unverified), 2, 3 (SAM 2's) and 4
@@ -157,3 +160,26 @@ def chunk_file(store: Path, array: str, tile: tuple[int, int, int], *trailing: i
     embeddings)."""
     z, ty, tx = tile
     return store.joinpath(array, "c", str(z), str(ty), str(tx), *map(str, trailing))
+
+
+def as_float16(values: Any, shape: Sequence[int], what: str) -> np.ndarray:
+    """`values` as the float16 a store keeps, checked: the store's `shape`, and finite in
+    float16; else a :class:`TileSAMError` naming `what` (a tile's embedding or map).
+
+    >>> as_float16(np.ones((2, 3)), (2, 3), "Embedding for tile (0, 0, 0)").dtype
+    dtype('float16')
+    """
+    values = np.asarray(values)
+    if values.shape != tuple(shape):
+        raise TileSAMError(
+            f"{what} has shape {values.shape}; this cache holds {tuple(shape)}. Was the "
+            "cache made for another model?"
+        )
+    with np.errstate(over="ignore"):  # overflow is reported just below
+        half = values.astype(np.float16)
+    if not np.isfinite(half).all():
+        raise TileSAMError(
+            f"{what} has NaN/inf values (or values beyond float16's range, 65504); not "
+            "stored. Check the input normalisation."
+        )
+    return half
