@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -23,6 +23,7 @@ from tilesam.errors import TileSAMError, TileSAMWarning
 from tilesam.io.vectors import PromptFeature, merge_features
 
 if TYPE_CHECKING:
+    from tilesam.segment.result import SegmentResult
     from tilesam.segment.session import Session
 
 
@@ -55,19 +56,11 @@ def segment_features(
     if not features:
         raise TileSAMError("No prompt features to segment: the file or list is empty.")
     todo = [merge_features(features)] if one_object else list(features)
-    objects, prompt_ids, empty = [], {}, []
-    for feature in tqdm(todo, desc="segmenting features", disable=not progress):
-        result = session.segment(**feature.as_prompt())
-        found = Instance.from_mask(
-            result.window, result.offset, z=result.z, score=result.score,
-            point=feature.points[0] if feature.points else None, tiles=len(result.tiles),
-            id=len(objects) + 1,
-        )  # fmt: skip
-        if found is None:
-            empty.append(feature.prompt_id)
-            continue
-        objects.append(found)
-        prompt_ids[found.id] = feature.prompt_id
+    results = [
+        session.segment(**feature.as_prompt())
+        for feature in tqdm(todo, desc="segmenting features", disable=not progress)
+    ]
+    empty = [f.prompt_id for f, r in zip(todo, results) if r.area == 0]
     if empty:
         warnings.warn(
             f"No object was found for feature(s) {', '.join(map(str, empty))}: check that "
@@ -75,8 +68,35 @@ def segment_features(
             TileSAMWarning,
             stacklevel=2,
         )
+    points = [f.points[0] if f.points else None for f in todo]
+    return result_objects(
+        session, results, mode="features", prompt_ids=[f.prompt_id for f in todo], points=points
+    )
+
+
+def result_objects(
+    session: Session,
+    results: Sequence[SegmentResult],
+    *,
+    mode: str,
+    prompt_ids: Sequence[Any] | None = None,
+    points: Sequence[tuple[float, float] | None] | None = None,
+) -> AutoResult:
+    """Segmentation results of one 2D image as the objects of one
+    :class:`~tilesam.automatic.result.AutoResult` (its labels, table and polygons): ids 1,
+    2, ... in order, an empty result giving no object; `prompt_ids` and `points` are each
+    result's prompt feature id and first point."""
+    objects, ids = [], {}
+    for k, result in enumerate(results):
+        found = Instance.from_mask(
+            result.window, result.offset, z=result.z, score=result.score,
+            point=points[k] if points else None, tiles=len(result.tiles), id=len(objects) + 1,
+        )  # fmt: skip
+        if found is None:
+            continue
+        objects.append(found)
+        if prompt_ids is not None:
+            ids[found.id] = prompt_ids[k]
+    geo = geometry(session.source, volume=False)
     shape = session.grid.slice_shape
-    return AutoResult(
-        objects, shape, "features", AutoSettings(), **geometry(session.source, volume=False),
-        prompt_ids=prompt_ids,
-    )  # fmt: skip
+    return AutoResult(objects, shape, mode, AutoSettings(), **geo, prompt_ids=ids)

@@ -131,7 +131,10 @@ def _run_map(args: argparse.Namespace, session, vector: Path | None) -> None:
     result = session.segment(points_xy=points or None, box_xy=box, crs=args.prompt_crs)
     result.save(out, like=session.source)
     if vector is not None:
-        _objects([result], session).save_polygons(vector, simplify=args.simplify, overwrite=True)
+        from tilesam.automatic.features import result_objects
+
+        objects = result_objects(session, [result], mode="prompt")
+        objects.save_polygons(vector, simplify=args.simplify, overwrite=True)
     also = f", polygon -> {vector}" if vector else ""
     print(f"mask: {result.area} pixels, predicted IoU {result.score:.3f} -> {out}{also}")
 
@@ -154,21 +157,6 @@ def _run_features(args: argparse.Namespace, session, vector: Path | None) -> Non
         result.save_polygons(vector, simplify=args.simplify, overwrite=True)
     also = f", polygons -> {vector}" if vector else ""
     print(f"{result.n_objects} object(s) from {len(features)} feature(s) -> {out}{also}")
-
-
-def _objects(results: list[SegmentResult], session):
-    """Results as an AutoResult (its polygons and labels)."""
-    from tilesam.automatic.masks import Instance
-    from tilesam.automatic.result import AutoResult, geometry
-    from tilesam.automatic.settings import AutoSettings
-
-    objects = [
-        Instance.from_mask(r.window, r.offset, score=r.score, id=i)
-        for i, r in enumerate(results, start=1)
-        if r.area
-    ]
-    shape = session.grid.slice_shape
-    return AutoResult(objects, shape, "prompt", AutoSettings(), **geometry(session.source, False))
 
 
 def _check_out(path: str, volume: bool) -> Path:
