@@ -27,7 +27,7 @@ import numpy as np
 
 from tilesam.errors import TileSAMError, TileSAMWarning
 from tilesam.io.geo import GeoReference
-from tilesam.io.source import ImageSource, Region
+from tilesam.io.source import ImageSource, Region, ReopenedByPath
 
 # GDAL's block cache defaults to 5 % of the machine's memory (6 GB on a 128 GB server),
 # filled as a scene is read tile by tile and held: a bound keeps embedding's memory flat.
@@ -35,7 +35,7 @@ from tilesam.io.source import ImageSource, Region
 os.environ.setdefault("GDAL_CACHEMAX", "256")  # MB
 
 
-class RasterSource(ImageSource):
+class RasterSource(ReopenedByPath, ImageSource):
     """A raster read by GDAL (through rasterio), window by window.
 
     Parameters
@@ -223,13 +223,6 @@ class RasterSource(ImageSource):
         for handle in reversed(self._handles):
             handle.close()
         self._handles = []
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Sources travel to dask workers by path: each worker reopens the file itself.
-        return {"path": Path(self.path).absolute(), "kwargs": self._kwargs}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], **state["kwargs"])  # type: ignore[misc]
 
 
 def _window(region: Region) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -206,6 +207,21 @@ class ImageSource(ABC):
                 raise TileSAMError(f"Region slices must have step 1, got {s!r}.")
             out.append(slice(start, max(start, stop)))
         return tuple(out)
+
+
+class ReopenedByPath:
+    """A file source that travels by its path and the options it was opened with (to dask
+    workers, to other processes): each process reopens the file itself instead of
+    receiving open file handles. Subclasses set ``path`` and ``_kwargs``."""
+
+    path: Any
+    _kwargs: dict[str, Any]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": Path(self.path).absolute(), "kwargs": self._kwargs}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], **state["kwargs"])  # type: ignore[misc]
 
 
 class _Layout:

@@ -22,7 +22,7 @@ import tifffile
 import zarr
 
 from tilesam.errors import TileSAMError
-from tilesam.io.source import LayoutSource
+from tilesam.io.source import LayoutSource, ReopenedByPath
 
 # What tifffile logs, then reads on with the pages it found, when a file's chain of pages is
 # broken: a truncated stack would otherwise open as its first slices.
@@ -66,7 +66,7 @@ def _broken_pages_raise(path: Path) -> Iterator[None]:
         )
 
 
-class TiffSource(LayoutSource):
+class TiffSource(ReopenedByPath, LayoutSource):
     """A TIFF / OME-TIFF / ImageJ TIFF file, read region by region.
 
     Parameters
@@ -190,13 +190,6 @@ class TiffSource(LayoutSource):
             self._tif.close()
             self._tif = None
         self._array = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Sources travel to dask workers by path: each worker reopens the file itself.
-        return {"path": Path(self.path).absolute(), "kwargs": self._kwargs}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], **state["kwargs"])  # type: ignore[misc]
 
 
 def _map_axes(tiff_axes: str, shape: Sequence[int], what: str) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from tilesam.errors import TileSAMError
-from tilesam.io.source import ImageSource, Region
+from tilesam.io.source import ImageSource, Region, ReopenedByPath
 
 #: File extensions `open_image` reads as videos.
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -33,7 +33,7 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 _READ_THROUGH = 8
 
 
-class VideoSource(ImageSource):
+class VideoSource(ReopenedByPath, ImageSource):
     """A video file as a lazy ``ZYXC`` / ``ZYX`` volume whose Z axis is time (frames).
 
     Parameters
@@ -213,13 +213,6 @@ class VideoSource(ImageSource):
             self._close_reader()
         except Exception:  # noqa: BLE001, S110 - interpreter shutdown
             pass
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Like the other file sources, a video travels by path and is reopened on arrival.
-        return {"path": self.path.absolute(), "kwargs": self._kwargs}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], **state["kwargs"])  # type: ignore[misc]
 
 
 def _undecodable(path: Path, exc: BaseException) -> str:
