@@ -132,3 +132,42 @@ def test_a_propagation_says_where_and_why_each_walk_stopped(volume_widget, qtbot
     said = [n for n in notes() if n.startswith("TileSAM propagation:")]
     assert len(said) == 1 and "towards lower slices" in said[0]
     assert "towards higher slices" in said[0]
+
+
+def test_a_colour_video_opens_lazily_and_shift_s_tracks_through_time(
+    widget, settings, qtbot, tmp_path
+):
+    """A dropped .mp4 opens through TileSAM's reader as lazy RGB frames (napari's own
+    reader would decode it whole); the annotator sees time as its slice axis and Shift+S
+    tracks the object through the frames, as the core does for the same seed."""
+    import imageio_ffmpeg
+    from tilesam_napari._io import SourceArray
+
+    import tilesam
+
+    yy, xx = np.mgrid[:64, :80]
+    path = str(tmp_path / "red.mp4")
+    writer = imageio_ffmpeg.write_frames(path, (80, 64), fps=10, ffmpeg_log_level="error")
+    writer.send(None)
+    for t in range(6):
+        frame = np.empty((64, 80, 3), np.uint8)
+        frame[...] = (40, 90, 50)
+        frame[(yy - 32) ** 2 + (xx - 16 - 4 * t) ** 2 <= 100] = (200, 40, 40)
+        writer.send(frame.tobytes())
+    writer.close()
+
+    viewer, ann = widget.viewer, widget.annotator
+    (layer,) = viewer.open(path, plugin=None)  # the preference TileSAM's activation set
+    assert layer.rgb and layer.data.shape == (6, 64, 80, 3)
+    assert isinstance(layer.data, SourceArray) and layer.data.source.n_decoded < 6
+    viewer.dims.set_point(0, 0)
+    ann.setup(layer.name, settings)
+    assert ann.session.source.axes == "ZYXC"
+    ann.segment(points=[(32, 16)])
+    job = widget.propagate()
+    with qtbot.waitSignal(job.worker.finished, timeout=120_000):
+        pass
+    seed = np.zeros((6, 64, 80), np.uint8)
+    seed[0] = ann.session.segment(points=[(32, 16)], z=0).mask
+    expected = tilesam.propagate_mask(ann.session.source, mask=seed, session=ann.session)
+    np.testing.assert_array_equal(viewer.layers[CURRENT].data > 0, expected > 0)

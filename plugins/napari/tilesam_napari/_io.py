@@ -78,9 +78,11 @@ class SourceArray:
 
 #: napari's plugin name of TileSAM (the manifest's ``name``).
 PLUGIN = "tilesam"
+#: Video files, opened as lazy frames (napari's own reader decodes a whole video at once).
+VIDEO_PATTERNS = ("*.mp4", "*.avi", "*.mov", "*.mkv", "*.webm", "*.m4v")
 #: The files TileSAM is napari's preferred reader for: the medical volumes (spacing, origin),
-#: TIFF (GeoTIFF and OME-TIFF geometry, pyramids) and OME-Zarr folders (napari matches a
-#: folder's preference with a trailing separator).
+#: TIFF (GeoTIFF and OME-TIFF geometry, pyramids), OME-Zarr folders (napari matches a
+#: folder's preference with a trailing separator) and videos.
 READER_PATTERNS = (
     "*.nii",
     "*.nii.gz",
@@ -91,6 +93,7 @@ READER_PATTERNS = (
     "*.tif",
     "*.tiff",
     f"*.ome.zarr{os.sep}",
+    *VIDEO_PATTERNS,
 )
 
 

@@ -185,8 +185,8 @@ def _refuse_fixed_cache(cache: str | None) -> None:
 
 
 def _layer_axes(layer: Image) -> str:
-    if layer.rgb:
-        return "YXC"
+    if layer.rgb:  # napari's ndim leaves the colour axis out
+        return "ZYXC" if layer.ndim == 3 else "YXC"
     if layer.ndim == 2:
         return "YX"
     if layer.ndim == 3:

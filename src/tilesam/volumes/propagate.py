@@ -266,11 +266,6 @@ def _volume(volume: Any) -> ImageSource:
             "Segment a 2D image with tilesam.segment_image or Session.segment, or pass a "
             "volume (a TIFF stack, NIfTI, DICOM series...)."
         )
-    if source.n_channels != 1:
-        raise TileSAMError(
-            f"{source.describe()} has {source.n_channels} channels; propagate on one "
-            "channel: pass volume[..., c]."
-        )
     if source.n_slices < 2:
         raise TileSAMError(
             f"{source.describe()} has one slice: there is nothing to propagate to. Pass the "
