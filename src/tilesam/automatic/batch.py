@@ -12,7 +12,8 @@ its first window; a kept mask that reaches that window's edge is decoded again t
 ``predict_prompt`` (next window, then the whole grid) by the caller
 (:func:`reaches_edge`).
 
-A predictor without torch (the NumPy decoder a cache keeps) decodes one click at a time.
+A predictor without torch (the NumPy decoder a cache keeps) and SAM 2 (whose decoder also
+takes high-resolution features) decode one click at a time.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def decode_clicks(
     """One :class:`Prediction` (three candidates) per positive click ``(y, x)`` of
     `points` (``(N, 2)``, pixels of the tile `emb` was made from)."""
     prompts = [Prompt(p[None], np.ones(1, dtype=np.int64)) for p in np.asarray(points, float)]
-    if not hasattr(predictor, "sam"):  # no torch model: one click at a time
+    if not getattr(predictor, "batches_clicks", False):  # NumPy, SAM 2: one at a time
         return [predictor.predict_prompt(emb, p, multimask=True) for p in prompts]
     out: list[Prediction] = []
     for start in range(0, len(prompts), batch_size):

@@ -59,6 +59,10 @@ class Sam2Model(SamModel):
     :class:`tilesam.models.sam2_tracker.Sam2Tracker`.
     """
 
+    #: SAM 2's decoder also takes the high-resolution features, which SAM's batched click
+    #: decoding does not carry: its clicks go one at a time.
+    batches_clicks = False
+
     def __init__(
         self,
         sam: Sam2,

@@ -114,6 +114,10 @@ class SamModel(MaskPredictor):
     ((256, 256), True)
     """
 
+    #: Whether many clicks on one embedding can go through the decoder in one call
+    #: (:func:`tilesam.automatic.batch.decode_clicks`).
+    batches_clicks = True
+
     def __init__(
         self,
         sam: Sam,
