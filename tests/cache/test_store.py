@@ -15,9 +15,9 @@ import pytest
 import tifffile
 import zarr
 
-from tilesam.cache.store import EmbeddingStore, content_signature
+from tilesam.cache.store import EmbeddingStore
 from tilesam.errors import TileSAMError
-from tilesam.io import ArraySource, open_image
+from tilesam.io import ArraySource, content_signature, open_image
 
 SIG = {"model": "vit_b", "weights_sha256": "ab12", "tile_size": 64, "halo": 8,
        "normalisation": {"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}}  # fmt: skip

@@ -60,10 +60,10 @@ def _hidden(folder: Path) -> list[str]:
 # -- a kill during creation ---------------------------------------------------------------------
 _CREATE_SLOWLY = """
 import time
-import tilesam.cache.store as store
+import tilesam.cache.store_opening as opening
 from tilesam.cache.store import EmbeddingStore
 
-real = store.new_group
+real = opening.new_group
 
 def slow(path, grid, emb):  # the arrays are made; the attributes are not written yet
     group = real(path, grid, emb)
@@ -71,7 +71,7 @@ def slow(path, grid, emb):  # the arrays are made; the attributes are not writte
     time.sleep(120)
     return group
 
-store.new_group = slow
+opening.new_group = slow
 EmbeddingStore.create({path!r}, signature={sig!r}, grid_shape={grid!r}, embedding_shape={emb!r})
 """
 

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from tilesam.cli import build_parser
-from tilesam.evaluate.scoring import EvaluationResult, ObjectResult
+from tilesam.evaluate.evaluation_result import EvaluationResult, ObjectResult
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:

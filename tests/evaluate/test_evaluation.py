@@ -12,15 +12,9 @@ import torch
 
 from tilesam.errors import TileSAMError
 from tilesam.evaluate.datasets import LabelledImage, LabelledImageFolder
-from tilesam.evaluate.scoring import (
-    MIN_OBJECT_PIXELS,
-    EvaluationResult,
-    ObjectResult,
-    _select_objects,
-    compare,
-    evaluate,
-    plot_results,
-)
+from tilesam.evaluate.evaluation_report import compare, plot_results
+from tilesam.evaluate.evaluation_result import EvaluationResult, ObjectResult
+from tilesam.evaluate.scoring import MIN_OBJECT_PIXELS, _select_objects, evaluate
 from tilesam.evaluate.simulated_prompts import center_point
 
 try:

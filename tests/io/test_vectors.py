@@ -17,13 +17,8 @@ from rasterio.warp import transform, transform_bounds
 
 from tilesam.errors import TileSAMError
 from tilesam.io.geo import GeoReference, read_crs
-from tilesam.io.vectors import (
-    PromptFeature,
-    merge_features,
-    prompt_box_from_map,
-    prompt_points_from_map,
-    read_prompt_features,
-)
+from tilesam.io.map_prompts import prompt_box_from_map, prompt_points_from_map
+from tilesam.io.vectors import PromptFeature, merge_features, read_prompt_features
 
 UTM = "EPSG:32633"
 GRID = Affine(0.5, 0.0, 402000.0, 0.0, -0.5, 5101000.0)  # 0.5 m pixels, UTM 33N

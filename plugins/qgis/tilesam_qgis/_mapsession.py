@@ -3,7 +3,7 @@ map clicks turned into one object's prompt.
 
 No widgets here: the dock fills a `MapSettings`, the annotator opens the session and
 keeps a `PromptState`. Map coordinates go to the core's own converters
-(:func:`tilesam.io.vectors.prompt_points_from_map`, ``prompt_box_from_map``), the same
+(:func:`tilesam.io.map_prompts.prompt_points_from_map`, ``prompt_box_from_map``), the same
 that ``Session.segment(points_xy=, box_xy=, crs=)`` uses, so a click in any canvas CRS
 lands on the pixel the command line would give it.
 """
@@ -122,7 +122,7 @@ class PromptState:
 
     def add_point(self, session: Session, xy: tuple[float, float], label: int, crs: Any) -> None:
         """Add the map point `xy` (in `crs`, None for the raster's) with `label`."""
-        from tilesam.io.vectors import prompt_points_from_map
+        from tilesam.io.map_prompts import prompt_points_from_map
 
         geo, shape = session.source.georeference, session.grid.slice_shape
         pixels, _ = prompt_points_from_map([xy], geo, crs=crs, shape=shape)
@@ -131,7 +131,7 @@ class PromptState:
 
     def set_box(self, session: Session, box_xy: tuple[float, ...], crs: Any) -> None:
         """Set the box from the map box ``(xmin, ymin, xmax, ymax)`` in `crs`."""
-        from tilesam.io.vectors import prompt_box_from_map
+        from tilesam.io.map_prompts import prompt_box_from_map
 
         geo, shape = session.source.georeference, session.grid.slice_shape
         box = prompt_box_from_map(box_xy, geo, crs=crs, shape=shape)

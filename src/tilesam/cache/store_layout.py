@@ -2,6 +2,26 @@
 header that says a folder is a TileSAM store, and the checksum that seals that header (see
 :mod:`tilesam.cache.store`).
 
+Layout of one store (one per image x model x preprocessing)::
+
+    cache.zarr/
+      zarr.json      group attributes: {"tilesam": {format_version, grid/embedding shape,
+                     store_id, checksum (the seal of this header and the signature), ...},
+                     "signature": {caller's dict: model, weights sha256, tile size, halo,
+                     normalisation, image shape/dtype, content signature, ...}}
+      embeddings/    float16 (n_slices, n_ty, n_tx, C, h, w), one chunk per tile, blosc
+                     (format 4, encoding="q8": uint8 codes + embedding_scale/, see codec)
+      tile_shape/    int32 (n_slices, n_ty, n_tx, 2): tile size before padding, one chunk/tile
+      input_shape/   int32 (n_slices, n_ty, n_tx, 2): size after resizing, one chunk/tile
+      checksum/      uint64 (n_slices, n_ty, n_tx, 2): digests of each tile's embedding and
+                     metadata (:mod:`tilesam.cache.tile_digest`), one chunk/tile
+      done/          bool (n_slices, n_ty, n_tx), chunk (1, 1, 1): one object per tile
+      claims/        which embedder computes which tile now (:mod:`tilesam.cache.claims`)
+      decoder/       float32, one chunk: the model's prompt encoder and mask decoder weights
+                     (optional; see `write_decoder`), so that clicks need no torch
+      high_res_*/    float16, one chunk per tile: a SAM 2 model's high-resolution feature
+                     maps and their digests (format 3 only, :mod:`tilesam.cache.high_res`)
+
 Format versions
 ---------------
 1. (before issue 23) embeddings, tile_shape, input_shape, done. Still opened and written;

@@ -87,7 +87,8 @@ def _auto_options(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> None:
     from tilesam.evaluate.datasets import LabelledImageFolder
-    from tilesam.evaluate.scoring import compare, evaluate
+    from tilesam.evaluate.evaluation_report import compare
+    from tilesam.evaluate.scoring import evaluate
     from tilesam.io import atomic_output
 
     if args.auto:

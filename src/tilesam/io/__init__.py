@@ -8,7 +8,10 @@ masks (every file written atomically: `atomic_output`).
 ('ZYX', 4, (256, 256))
 """
 
+from tilesam.io.array_source import ArraySource
 from tilesam.io.atomic import atomic_output
+from tilesam.io.axes import AXES, guess_axes
+from tilesam.io.map_prompts import prompt_box_from_map, prompt_points_from_map
 from tilesam.io.mask import write_mask
 from tilesam.io.medical import MedicalSource
 from tilesam.io.ome_zarr import write_ome_zarr
@@ -16,15 +19,9 @@ from tilesam.io.open import open_image
 from tilesam.io.polygons import PolygonFeature, label_polygons, write_polygons
 from tilesam.io.reslice import AxisView
 from tilesam.io.signature import content_signature
-from tilesam.io.source import AXES, ArraySource, ImageSource, guess_axes
+from tilesam.io.source import ImageSource
 from tilesam.io.tiff import TiffSource
-from tilesam.io.vectors import (
-    PromptFeature,
-    merge_features,
-    prompt_box_from_map,
-    prompt_points_from_map,
-    read_prompt_features,
-)
+from tilesam.io.vectors import PromptFeature, merge_features, read_prompt_features
 from tilesam.io.video import VideoSource
 from tilesam.io.write import write_labels
 from tilesam.io.zarr_source import ZarrSource

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tilesam.errors import TileSAMError
+from tilesam.io.array_source import LayoutSource
 from tilesam.io.medical_checks import check_nifti_voxel_size, check_slice_positions
-from tilesam.io.source import LayoutSource
 
 if TYPE_CHECKING:
     import SimpleITK as sitk

@@ -10,10 +10,11 @@ import tifffile
 import zarr
 
 from tilesam.errors import TileSAMError
+from tilesam.io.array_source import ArraySource
 from tilesam.io.medical import MedicalSource, dicom_series, medical_suffix
 from tilesam.io.picture import PICTURE_SUFFIXES, read_picture
 from tilesam.io.raster import RasterSource
-from tilesam.io.source import ArraySource, ImageSource
+from tilesam.io.source import ImageSource
 from tilesam.io.tiff import TiffSource
 from tilesam.io.video import (
     VIDEO_SUFFIXES,
@@ -58,7 +59,7 @@ def open_image(
         of equally sized frames; their frames are the slice axis Z.
     axes : str, optional
         Stored axis order to override the reader's (letters ``Z``, ``Y``, ``X``, ``C``, and
-        ``T`` for time, which becomes the slice axis: see :func:`tilesam.io.source.map_time`).
+        ``T`` for time, which becomes the slice axis: see :func:`tilesam.io.axes.map_time`).
     level : int
         Pyramid level for multiscale files, 0 = full resolution.
     series : str or int, optional

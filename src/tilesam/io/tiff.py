@@ -22,13 +22,14 @@ import tifffile
 import zarr
 
 from tilesam.errors import TileSAMError
-from tilesam.io.source import LayoutSource, ReopenedByPath
+from tilesam.io.array_source import LayoutSource
+from tilesam.io.source import ReopenedByPath
 
 # What tifffile logs, then reads on with the pages it found, when a file's chain of pages is
 # broken: a truncated stack would otherwise open as its first slices.
 _BROKEN_PAGES = ("invalid page offset", "invalid offset to page", "failed to reshape")
 # tifffile series axis letters -> ours. 'S' (samples, e.g. RGB) and 'C' are channels.
-# T (time) is mapped onto the slice axis by the layout (`tilesam.io.source.map_time`).
+# T (time) is mapped onto the slice axis by the layout (`tilesam.io.axes.map_time`).
 _DIRECT = {"Y": "Y", "X": "X", "Z": "Z", "C": "C", "S": "C", "T": "T"}
 
 

@@ -254,7 +254,8 @@ def frames_source(frames: Any, *, axes: str | None = None) -> ImageSource:
     >>> src.axes, src.shape, src.is_time_series
     ('ZYX', (3, 8, 10), True)
     """
-    from tilesam.io.source import ArraySource, guess_axes
+    from tilesam.io.array_source import ArraySource
+    from tilesam.io.axes import guess_axes
 
     shapes = [tuple(int(n) for n in f.shape) for f in frames]
     _check_same_size(shapes, [f"frame {i}" for i in range(len(shapes))])
@@ -271,8 +272,9 @@ def picture_folder_source(folder: Path, *, axes: str | None = None) -> ImageSour
     import dask
     import dask.array as da
 
+    from tilesam.io.array_source import ArraySource
+    from tilesam.io.axes import guess_axes
     from tilesam.io.picture import PICTURE_SUFFIXES, picture_shape, read_picture
-    from tilesam.io.source import ArraySource, guess_axes
 
     files = sorted(
         (f for f in folder.iterdir() if f.suffix.lower() in PICTURE_SUFFIXES and f.is_file()),

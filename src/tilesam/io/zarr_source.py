@@ -9,7 +9,8 @@ from typing import Any
 import zarr
 
 from tilesam.errors import TileSAMError
-from tilesam.io.source import LayoutSource, guess_axes
+from tilesam.io.array_source import LayoutSource
+from tilesam.io.axes import guess_axes
 
 
 class ZarrSource(LayoutSource):

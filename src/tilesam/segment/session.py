@@ -455,7 +455,7 @@ class Session:
 
     def _from_map(self, points: Any, box: Any, points_xy: Any, box_xy: Any, crs: Any) -> tuple:
         """Pixel points, labels and box of a prompt given in map coordinates."""
-        from tilesam.io.vectors import prompt_box_from_map, prompt_points_from_map
+        from tilesam.io.map_prompts import prompt_box_from_map, prompt_points_from_map
 
         if points is not None or box is not None:
             raise TileSAMError(
