@@ -1,6 +1,6 @@
-"""A click's cost against the size of the object: small and large objects, ``vit_t`` and
-``tiny``, the NumPy predictor (a session reopened on its cache) and torch (a session given
-the loaded model), on a tiled 2048 x 2048 image with a complete cache.
+"""A click's cost against the size of the object: small and large objects, ``vit_t``,
+``vit_b`` and ``tiny``, the NumPy predictor (a session reopened on its cache) and torch (a
+session given the loaded model), on a tiled 2048 x 2048 image with a complete cache.
 
 Random full-size checkpoints (seeded, as ``bench_large_image.py`` makes ``tiny``'s) give
 image-sized masks: a *large* object is a click at a random place (its mask fills the tile);
@@ -12,9 +12,10 @@ mask is delivered either way (``SegmentResult.window``).
 
 ``--baseline-src DIR`` times the same clicks with another tree's ``src`` too (e.g. HEAD's:
 ``git archive HEAD src | tar -x -C /tmp/head``), alternating with this tree round by round
-in fresh processes, so that both are measured in one sitting; the table gives both and
-their ratio. micro-sam is not needed: issue 29's recorded 86 ms (micro-sam 1.8.14, a large
-object, ``vit_t``) is printed as context only.
+in fresh processes, so that both are measured in one sitting; the table gives both, their
+ratio and how many of the clicks' full-resolution masks are the same in both trees (with
+the share of equal pixels over all of them). micro-sam is not needed: issue 29's recorded
+86 ms (micro-sam 1.8.14, a large object, ``vit_t``) is printed as context only.
 
 Examples
 --------
@@ -39,7 +40,7 @@ import numpy as np
 
 MICRO_SAM_LARGE_MS = 86.0  # issue 29: micro-sam 1.8.14, vit_t, a large object, this VM
 SIZE = 2048
-MODELS = ("vit_t", "tiny")
+MODELS = ("vit_t", "vit_b", "tiny")
 PREDICTORS = ("numpy", "torch")
 OBJECTS = ("small", "large")
 
@@ -95,11 +96,13 @@ def prompts(kind: str, n: int) -> list[dict[str, Any]]:
 
 # -- one tree's timings (a fresh process) ------------------------------------------------------
 def phase(spec: dict[str, Any]) -> dict[str, Any]:
-    """Median click times of every case, with the tree on ``sys.path``."""
+    """Median click times of every case, with the tree on ``sys.path``; with
+    ``spec["masks"]``, every click's full-resolution mask is saved there (bit-packed)."""
     import tilesam
     from tilesam.segment.session import Session
 
     workdir, out = Path(spec["workdir"]), {"tilesam": str(Path(tilesam.__file__).parent)}
+    masks: dict[str, np.ndarray] = {}
     for name in spec["models"]:
         checkpoint, cache = workdir / f"{name}_random.pt", workdir / f"cache_{name}.zarr"
         cached = Session(workdir / "image.tif", name, cache, checkpoint=checkpoint)
@@ -107,29 +110,51 @@ def phase(spec: dict[str, Any]) -> dict[str, Any]:
         sessions["torch"] = Session(workdir / "image.tif", cached.model, cache)
         for predictor, session in sessions.items():
             for kind in OBJECTS:
-                out[f"{name}/{predictor}/{kind}"] = time_clicks(session, kind, spec)
+                case = f"{name}/{predictor}/{kind}"
+                out[case], masks[case] = time_clicks(session, kind, spec)
+    if spec.get("masks"):
+        np.savez_compressed(spec["masks"], **{k.replace("/", "."): v for k, v in masks.items()})
     return out
 
 
-def time_clicks(session: Any, kind: str, spec: dict[str, Any]) -> dict[str, float]:
-    """Median and p90 ms of the clicks of `kind`, after one warm-up pass over them."""
+def time_clicks(session: Any, kind: str, spec: dict[str, Any]) -> tuple[dict, np.ndarray]:
+    """Median and p90 ms of the clicks of `kind`, after one warm-up pass over them, and
+    their full-resolution masks, bit-packed ``(clicks, H * W / 8)``."""
     import torch
 
     torch.set_num_threads(spec["threads"])
     chosen = prompts(kind, spec["clicks"])
     for prompt in chosen:  # warm-up: embeddings read, graphs traced, caches filled
         session.segment(max_tiles=spec["max_tiles"], **prompt)
-    times, areas = [], []
+    times, areas, masks = [], [], []
     for prompt in chosen:
         start = time.perf_counter()
         result = session.segment(max_tiles=spec["max_tiles"], **prompt)
         times.append(1e3 * (time.perf_counter() - start))
         areas.append(result.area)
-    return {
+        masks.append(np.packbits(result.mask))
+    timings = {
         "median_ms": float(np.median(times)),
         "p90_ms": float(np.percentile(times, 90)),
         "median_area": float(np.median(areas)),
     }
+    return timings, np.stack(masks)
+
+
+def compare_masks(first: Path, second: Path) -> dict[str, dict[str, float]]:
+    """Per case, how many clicks gave the same mask in both trees and the share of equal
+    pixels over all of them."""
+    out = {}
+    with np.load(first) as a, np.load(second) as b:
+        for key in a.files:
+            x, y = np.unpackbits(a[key], axis=1), np.unpackbits(b[key], axis=1)
+            out[key.replace(".", "/")] = {
+                "identical_masks": int((x == y).all(axis=1).sum()),
+                "masks": len(x),
+                "equal_pixels": float((x == y).mean()),
+                "differing_pixels": int((x != y).sum()),
+            }
+    return out
 
 
 def run_tree(src: str | None, spec: dict[str, Any]) -> dict[str, Any]:
@@ -164,9 +189,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.baseline_src:
         trees = {"baseline": str(Path(args.baseline_src).resolve()), **trees}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
-    for _ in range(args.rounds):  # alternate, so that the machine's noise falls on all alike
+    masks = {name: workdir / f"masks_{i}.npz" for i, name in enumerate(trees)}
+    for round_ in range(args.rounds):  # alternate: the machine's noise falls on all alike
         for name, src in trees.items():
-            runs[name].append(run_tree(src, spec))
+            saved = {"masks": str(masks[name])} if round_ == 0 else {}
+            runs[name].append(run_tree(src, {**spec, **saved}))
     results = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
@@ -175,6 +202,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **spec,
         "trees": {name: merge(r) for name, r in runs.items()},
     }
+    if len(trees) == 2:
+        results["masks_compared"] = compare_masks(*masks.values())
     print_table(results)
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     print(f"results: {args.json}")
@@ -212,6 +241,12 @@ def print_table(results: dict[str, Any]) -> None:
             ratio = trees[names[1]][case]["median_ms"] / trees[names[0]][case]["median_ms"]
             row.append(f"{ratio:.2f}x")
         rows.append(row)
+    if "masks_compared" in results:
+        header.append("same masks (pixels)")
+        for row in rows[1:]:
+            same = results["masks_compared"][row[0]]
+            equal = f"{100 * same['equal_pixels']:.4f} %"
+            row.append(f"{same['identical_masks']}/{same['masks']} ({equal})")
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))

@@ -18,11 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import erf
 
 from tilesam.decode.decoder_config import DecoderConfig
 from tilesam.decode.embedding import ImageEmbedding
 from tilesam.decode.logits import MaskLogits
+from tilesam.decode.numpy_attention import NumpyAttention
+from tilesam.decode.numpy_layers import gelu, layer_norm
 from tilesam.decode.predictor import MaskPredictor
 from tilesam.decode.sam_prompt import SamPrompt
 
@@ -37,13 +38,11 @@ _MD = "mask_decoder."
 @dataclass(frozen=True)
 class ImageSide:
     """The decoder's image side, ready for prompts: ``keys`` (features and the dense prompt)
-    and ``key_pe``, token-major ``(h*w, C)``, their sum ``keys_pe``, and ``first``: the
-    first block's projections that depend on them alone (token-to-image keys and values,
-    image-to-token queries)."""
+    and ``key_pe``, token-major ``(h*w, C)``, and ``first``: the first block's projections
+    that depend on them alone (token-to-image keys and values, image-to-token queries)."""
 
     keys: np.ndarray
     key_pe: np.ndarray
-    keys_pe: np.ndarray
     first: tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -73,6 +72,16 @@ class NumpyDecoder:
         self.embed_dim = self._w[_PE + "no_mask_embed.weight"].shape[1]
         self.num_mask_tokens = self._w[_MD + "mask_tokens.weight"].shape[0]
         self.depth = _count(self._w, _MD + "transformer.layers.")
+        heads, layers = config.num_heads, _MD + "transformer.layers."
+        # Per block: self-attention, token-to-image, image-to-token; then the final one.
+        self._blocks = [
+            tuple(
+                NumpyAttention(self._w, f"{layers}{i}.{name}", heads)
+                for name in ("self_attn", "cross_attn_token_to_image", "cross_attn_image_to_token")
+            )
+            for i in range(self.depth)
+        ]
+        self._final = NumpyAttention(self._w, _MD + "transformer.final_attn_token_to_image", heads)
         self._mlp_layers: dict[str, int] = {}
         self._pe: np.ndarray | None = None
 
@@ -132,8 +141,8 @@ class NumpyDecoder:
         if mask_input is None:
             return self._w[_PE + "no_mask_embed.weight"].reshape(-1, 1, 1)
         x = np.asarray(mask_input, np.float32).reshape(*mask_input.shape[-2:], 1)
-        x = _gelu(_layer_norm(self._patch_conv(x, "0"), *self._norm(_PE + "mask_downscaling.1")))
-        x = _gelu(_layer_norm(self._patch_conv(x, "3"), *self._norm(_PE + "mask_downscaling.4")))
+        x = gelu(layer_norm(self._patch_conv(x, "0"), *self._norm(_PE + "mask_downscaling.1")))
+        x = gelu(layer_norm(self._patch_conv(x, "3"), *self._norm(_PE + "mask_downscaling.4")))
         weight = self._w[_PE + "mask_downscaling.6.weight"][:, :, 0, 0]
         x = x @ weight.T + self._w[_PE + "mask_downscaling.6.bias"]
         return x.transpose(2, 0, 1)
@@ -204,67 +213,39 @@ class NumpyDecoder:
         keys = np.ascontiguousarray(src.reshape(self.embed_dim, -1).T)
         if key_pe is None:
             key_pe = np.ascontiguousarray(image_pe.reshape(self.embed_dim, -1).T)
-        block = f"{_MD}transformer.layers.0."
+        _, to_image, to_tokens = self._blocks[0]
         k = keys + key_pe
-        first = (
-            self._linear(block + "cross_attn_token_to_image.k_proj", k),
-            self._linear(block + "cross_attn_token_to_image.v_proj", keys),
-            self._linear(block + "cross_attn_image_to_token.q_proj", k),
-        )
-        return ImageSide(keys, key_pe, k, first)
+        first = (*to_image.project_keys_values(k, keys), to_tokens.project_queries(k))
+        return ImageSide(keys, key_pe, first)
 
     def _transformer(self, image: ImageSide, prompt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keys, key_pe = image.keys, image.key_pe
         queries = prompt
-        for i in range(self.depth):
+        for i, (self_attn, to_image, to_tokens) in enumerate(self._blocks):
             block = f"{_MD}transformer.layers.{i}."
             if i == 0:  # the first block's queries are the prompt itself, PE included
-                queries = self._attention(block + "self_attn", queries, queries, queries)
+                queries = self_attn(queries, queries, queries)
             else:
                 q = queries + prompt
-                queries = queries + self._attention(block + "self_attn", q, q, queries)
-            queries = _layer_norm(queries, *self._norm(block + "norm1"))
-            k = image.keys_pe if i == 0 else keys + key_pe
-            kv, q_image = image.first[:2] if i == 0 else None, image.first[2] if i == 0 else None
-            name = block + "cross_attn_token_to_image"
-            attn = self._attention(name, queries + prompt, k, keys, keys_values=kv)
-            queries = _layer_norm(queries + attn, *self._norm(block + "norm2"))
+                queries = queries + self_attn(q, q, queries)
+            queries = layer_norm(queries, *self._norm(block + "norm1"))
+            # The first block's image projections are made with the image side.
+            k = None if i == 0 else keys + key_pe
+            kv, q_image = (image.first[:2], image.first[2]) if i == 0 else (None, None)
+            attn = to_image.tokens_to_image(queries + prompt, k, keys, kv)
+            queries = layer_norm(queries + attn, *self._norm(block + "norm2"))
             mlp = self._linear(
                 block + "mlp.lin2", np.maximum(self._linear(block + "mlp.lin1", queries), 0)
             )
-            queries = _layer_norm(queries + mlp, *self._norm(block + "norm3"))
-            name = block + "cross_attn_image_to_token"
-            attn = self._attention(name, k, queries + prompt, queries, image_queries=q_image)
-            keys = _layer_norm(keys + attn, *self._norm(block + "norm4"))
+            queries = layer_norm(queries + mlp, *self._norm(block + "norm3"))
+            keys = to_tokens.image_to_tokens(
+                k, queries + prompt, queries, queries=q_image, residual=keys
+            )
+            keys = layer_norm(keys, *self._norm(block + "norm4"))
         n = 1 + self.num_mask_tokens  # the decoder reads only the output tokens
         queries, prompt = queries[:n], prompt[:n]
-        final = _MD + "transformer.final_attn_token_to_image"
-        attn = self._attention(final, queries + prompt, keys + key_pe, keys)
-        return _layer_norm(queries + attn, *self._norm(_MD + "transformer.norm_final_attn")), keys
-
-    def _attention(
-        self,
-        name: str,
-        q: np.ndarray,
-        k: np.ndarray,
-        v: np.ndarray,
-        *,
-        keys_values: tuple[np.ndarray, np.ndarray] | None = None,
-        image_queries: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Attention of `q` on `k`, `v`; `keys_values` and `image_queries` are the projections
-        of `k`, `v` and `q` where already made."""
-        heads = self.config.num_heads
-        if keys_values is None:
-            keys_values = self._linear(name + ".k_proj", k), self._linear(name + ".v_proj", v)
-        kp, vp = keys_values
-        qp = self._linear(name + ".q_proj", q) if image_queries is None else image_queries
-        qh, kh, vh = _heads(qp, heads), _heads(kp, heads), _heads(vp, heads)
-        scores = qh @ kh.transpose(0, 2, 1) * np.float32(qh.shape[-1] ** -0.5)
-        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
-        scores /= scores.sum(axis=-1, keepdims=True)
-        out = (scores @ vh).transpose(1, 0, 2).reshape(len(q), -1)
-        return self._linear(name + ".out_proj", out)
+        attn = self._final.tokens_to_image(queries + prompt, keys + key_pe, keys)
+        return layer_norm(queries + attn, *self._norm(_MD + "transformer.norm_final_attn")), keys
 
     def _linear(self, name: str, x: np.ndarray) -> np.ndarray:
         return x @ self._w[name + ".weight"].T + self._w[name + ".bias"]
@@ -283,23 +264,30 @@ class NumpyDecoder:
         self, tokens: np.ndarray, hyper_in: np.ndarray, hw: tuple[int, int]
     ) -> np.ndarray:
         """Logits ``(M, 4h, 4w)`` of image tokens ``(h*w, C)`` (row-major on an ``(h, w)``
-        grid): the two transposed convolutions, then the product with each mask's weights."""
+        grid): the two transposed convolutions, then the product with each mask's weights.
+
+        Each transposed convolution turns a pixel into 2 x 2 independently, and the layers
+        between act on each pixel alone: the pixels stay in the order the products make
+        them (token, then sub-pixel), and only the masks' logits are put in image order,
+        not the 32 to 64 channels of every pixel.
+        """
         h, w = hw
         up = _MD + "output_upscaling."
-        x = self._subpixel_conv(np.asarray(tokens, np.float32).reshape(h, w, -1), up + "0")
-        x = _gelu(_layer_norm(x, *self._norm(up + "1")))
-        x = _gelu(self._subpixel_conv(x, up + "3"))
-        masks = hyper_in @ x.reshape(-1, x.shape[-1]).T
-        return masks.reshape(-1, 4 * h, 4 * w)
+        x = self._subpixel_conv(np.asarray(tokens, np.float32), up + "0")
+        x = gelu(layer_norm(x, *self._norm(up + "1")))
+        x = gelu(self._subpixel_conv(x, up + "3"))
+        masks = (hyper_in @ x.T).reshape(-1, h, w, 2, 2, 2, 2)  # (M, i, j, a, b, c, d)
+        # Row 4i + 2a + c, column 4j + 2b + d.
+        return masks.transpose(0, 1, 3, 5, 2, 4, 6).reshape(-1, 4 * h, 4 * w)
 
     def _subpixel_conv(self, x: np.ndarray, name: str) -> np.ndarray:
-        """A kernel-2, stride-2 transposed convolution on channel-last ``(h, w, C)``."""
+        """A kernel-2, stride-2 transposed convolution on pixels ``(n, C)``: ``(4n, O)``,
+        each pixel's 2 x 2 outputs in a row, row-major."""
         weight = self._w[name + ".weight"]  # (C, O, 2, 2)
         c, o = weight.shape[:2]
-        h, w = x.shape[:2]
-        out = x.reshape(-1, c) @ weight.transpose(0, 2, 3, 1).reshape(c, 4 * o)
-        out = (out + np.tile(self._w[name + ".bias"], 4)).reshape(h, w, 2, 2, o)
-        return out.transpose(0, 2, 1, 3, 4).reshape(2 * h, 2 * w, o)
+        out = x @ weight.transpose(0, 2, 3, 1).reshape(c, 4 * o)
+        out += np.tile(self._w[name + ".bias"], 4)
+        return out.reshape(-1, o)
 
 
 class NumpyPredictor(MaskPredictor):
@@ -403,24 +391,3 @@ class NumpyPredictor(MaskPredictor):
 def _count(weights: Mapping[str, np.ndarray], prefix: str) -> int:
     """Number of numbered sub-modules ``prefix{i}.`` in a state dict."""
     return len({k[len(prefix) :].split(".")[0] for k in weights if k.startswith(prefix)})
-
-
-def _heads(x: np.ndarray, heads: int) -> np.ndarray:
-    n, c = x.shape
-    return x.reshape(n, heads, c // heads).transpose(1, 0, 2)
-
-
-def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
-    mean = x.mean(axis=-1, keepdims=True)
-    centred = x - mean
-    var = (centred * centred).mean(axis=-1, keepdims=True)
-    return centred / np.sqrt(var + np.float32(eps)) * weight + bias
-
-
-def _gelu(x: np.ndarray) -> np.ndarray:
-    """The exact (erf) GELU, as torch's ``nn.GELU()``; in place on temporaries."""
-    out = erf(x * np.float32(2**-0.5))
-    out += 1
-    out *= x
-    out *= np.float32(0.5)
-    return out

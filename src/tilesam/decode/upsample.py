@@ -54,7 +54,7 @@ def upsample_mask(
     r0, r1 = _used_cells(wy)
     c0, c1 = _used_cells(wx)
     cells = low_res[r0 - origin[0] : r1 - origin[0], c0 - origin[1] : c1 - origin[1]]
-    window = wy[:, r0:r1] @ cells.astype(np.float32) @ wx[:, c0:c1].T > threshold
+    window = _resized_above(wy[:, r0:r1], cells.astype(np.float32), wx[:, c0:c1], threshold)
     if select:
         window = keep_prompted(window, prompt.shifted(y0, x0))
     mask[y0:y1, x0:x1] = window
@@ -123,6 +123,31 @@ def box_mask(
 def in_cells(prompt: Prompt, input_size: tuple[int, int], original_size: tuple[int, int]) -> Prompt:
     """`prompt` on the low-resolution grid: a quarter of the model input per side."""
     return prompt.scaled(*(i / o / 4 for i, o in zip(input_size, original_size)))
+
+
+def _resized_above(
+    wy: np.ndarray, cells: np.ndarray, wx: np.ndarray, threshold: float
+) -> np.ndarray:
+    """``wy @ cells @ wx.T > threshold``, computed in bands of output rows, then columns.
+
+    An output pixel interpolates from at most 3 x 3 cells: a band of 64 rows (columns)
+    reads about 18 rows (columns) of the cells, and only those enter its product, a
+    tenth of the multiply-adds of the whole matrices on a full tile. The terms left out
+    are exact zeros, so every pixel's sum is the same.
+    """
+    rows = np.empty((len(wy), cells.shape[1]), np.float32)
+    for band in _bands(wy):
+        lo, hi = _used_cells(wy[band])
+        np.matmul(wy[band, lo:hi], cells[lo:hi], out=rows[band])
+    out = np.empty((len(wy), len(wx)), dtype=bool)
+    for band in _bands(wx):
+        lo, hi = _used_cells(wx[band])
+        np.greater(rows[:, lo:hi] @ wx[band, lo:hi].T, threshold, out=out[:, band])
+    return out
+
+
+def _bands(weights: np.ndarray, size: int = 64) -> list[slice]:
+    return [slice(i, min(i + size, len(weights))) for i in range(0, len(weights), size)]
 
 
 def _used_cells(weights: np.ndarray) -> tuple[int, int]:

@@ -81,10 +81,10 @@ def stitch_segment(
     (90000, 9)
     """
     seeds = seed_tiles(grid, prompt)
-    search = _Search(grid, predict, prompt, multimask, margin)
+    search = _Search(grid, predict, prompt, multimask, margin, max_tiles)
     for seed in seeds:
         search.offer(seed, np.zeros((0, 2)), None)
-    while search.queue and len(search.visits) < max_tiles:
+    while search.queue and not search.done:
         search.step()
     window, offset = merge_tiles(grid, search.masks)
     # The score of the user's own tile, in its latest prediction.
@@ -103,9 +103,9 @@ def stitch_segment(
 class _Search:
     """State of the breadth-first walk over tiles: queue, prompts, latest mask per tile."""
 
-    def __init__(self, grid, predict, prompt, multimask, margin) -> None:
+    def __init__(self, grid, predict, prompt, multimask, margin, max_tiles) -> None:
         self.grid, self.predict, self.prompt = grid, predict, prompt
-        self.multimask, self.margin = multimask, margin
+        self.multimask, self.margin, self.max_tiles = multimask, margin, max_tiles
         self.queue: deque[Tile] = deque()
         self.derived: dict[Tile, list[np.ndarray]] = {}
         self.parents: dict[Tile, Tile | None] = {}
@@ -127,6 +127,11 @@ class _Search:
         if tile not in self.queue:
             self.queue.append(tile)
 
+    @property
+    def done(self) -> bool:
+        """Whether the cap on predictions is reached."""
+        return len(self.visits) >= self.max_tiles
+
     def step(self) -> None:
         tile = self.queue.popleft()
         parent = self.parents[tile]
@@ -140,6 +145,11 @@ class _Search:
         self.masks[tile] = mask
         self.counts[tile] = self.counts.get(tile, 0) + 1
         for other in touched_neighbours(self.grid, tile, mask, self.margin):
+            if self.done and self.queue:
+                # No tile is predicted after this one, and one queued says the object goes
+                # on beyond the cap: the other neighbours' points (a distance transform
+                # each, some milliseconds for a large object) would go unused.
+                break
             points = derived_points(self.grid, tile, other, mask)
             if len(points):
                 self.offer(other, points, tile)
