@@ -9,6 +9,7 @@ under a second.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from tilesam.cache.store import EmbeddingStore
 from tilesam.decode.decoder_config import DecoderConfig
-from tilesam.decode.numpy_decoder import NumpyDecoder
+from tilesam.decode.numpy_decoder import NumpyDecoder, NumpyPredictor
 from tilesam.errors import TileSAMError
 from tilesam.models.card import ModelCard
 from tilesam.models.registry import MODELS, mask_thresholds
@@ -24,7 +25,11 @@ from tilesam.models.weights import file_sha256, model_file
 
 if TYPE_CHECKING:
     from tilesam.cache.distributed import ModelRecipe
+    from tilesam.cache.memory import MemoryStore
+    from tilesam.decode.predictor import MaskPredictor
     from tilesam.models.sam_model import SamModel
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 
@@ -121,3 +126,42 @@ def is_loaded_model(model: Any) -> bool:
     # A SamModel exists only once its module (and torch) is imported.
     module = sys.modules.get("tilesam.models.sam_model")
     return module is not None and isinstance(model, module.SamModel)
+
+
+def check_same_model(model: SamModel, card: ModelCard) -> None:
+    """Refuse a model loaded later than the session opened (to embed a missing tile)
+    that is not the one the cache and its decoder were checked against (`card`): its
+    weights file changed in between."""
+    loaded = model.card
+    fields = ("weights_hash", "encoder", "image_size", "embedding_shape")
+    changed = [f for f in fields if getattr(loaded, f) != getattr(card, f)]
+    if changed:
+        raise TileSAMError(
+            f"The weights of model {card.name!r} changed on disk since this session "
+            f"opened its cache ({', '.join(changed)} differ): the cache's embeddings "
+            "belong to the old weights. Open a new session (with overwrite=True to "
+            "recompute the cache for the new weights)."
+        )
+
+
+def session_predictor(
+    model: SamModel | None,
+    card: ModelCard,
+    decoder: NumpyDecoder | None,
+    store: MemoryStore | EmbeddingStore,
+) -> MaskPredictor:
+    """What turns prompts into masks: the loaded `model`, else the cache's `decoder`
+    weights in NumPy. A new on-disk cache is given the loaded model's decoder."""
+    if model is None:
+        thresholds = {"mask_threshold": card.mask_threshold}
+        thresholds["box_mask_threshold"] = card.box_mask_threshold
+        return NumpyPredictor(decoder, **thresholds)
+    sam2 = bool(card.high_res_shapes)
+    # SAM 2's decoder (with high-resolution features) is not one NumPy runs: not stored.
+    if not sam2 and isinstance(store, EmbeddingStore) and store.read_decoder() is None:
+        weights, config = model.decoder_weights()
+        try:
+            store.write_decoder(weights, config.to_dict())
+        except TileSAMError as err:  # the cache serves as it is; sessions load the model
+            logger.warning("%s", err)
+    return model
