@@ -71,8 +71,11 @@ def embed_steps(
     yield start, total
 
     def run(callback, cancel):
+        from tilesam.cache.embed import default_batch_size
+
         embed = lambda done, _: callback(start + done, total)  # noqa: E731
-        session.embed(progress=False, batch_size=batch, callback=embed, cancel=cancel)
+        size = min(batch, default_batch_size(session.model))  # one at a time for ViT-B and up
+        session.embed(progress=False, batch_size=size, callback=embed, cancel=cancel)
         return session.n_done
 
     return (yield from _in_thread(run, cancel, "tilesam-embed"))

@@ -14,7 +14,10 @@ from tilesam.cli._options import Command, add_model_options, add_session_options
 def _embed_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", help="image file or folder (TIFF, OME-TIFF, zarr)")
     p.add_argument("--cache", required=True, help="embedding cache folder (zarr), resumable")
-    p.add_argument("--batch", type=int, default=4, help="tiles per encoder batch")
+    p.add_argument(
+        "--batch", type=int, default=None,
+        help="tiles per encoder batch (default: 4 for small encoders, 1 for ViT-B and larger)",
+    )  # fmt: skip
     p.add_argument("--workers", type=int, default=None, help="local dask worker processes")
     p.add_argument("--dask", default=None, metavar="ADDRESS", help="dask scheduler address")
     add_session_options(p)

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tilesam.cache.embed import embed_tiles
+from tilesam.cache.embed import default_batch_size, embed_tiles
 from tilesam.cache.embeddings import TileEmbeddings
 from tilesam.cache.normalisation import intensity_of
 from tilesam.cache.progress import CancelFlag, ProgressCallback
@@ -166,7 +166,7 @@ class EmbeddingSession:
         self,
         progress: bool = True,
         slices: int | list[int] | None = None,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         workers: int | None = None,
         scheduler: Any = None,
         *,
@@ -181,7 +181,9 @@ class EmbeddingSession:
         is the same whatever part was embedded first (the grid and the intensity range are
         the whole image's, never the part's).
 
-        Tiles already in the cache are skipped, so an interrupted run resumes. `progress`
+        Tiles already in the cache are skipped, so an interrupted run resumes. `batch_size`
+        tiles go through the encoder at once (default: 4 for small encoders, 1 for ViT-B
+        and larger: :func:`tilesam.cache.embed.default_batch_size`). `progress`
         shows a bar, ``callback(done, total)`` hears of each batch (tiles of this call),
         and a set `cancel` flag (e.g. a ``threading.Event``) stops between batches, keeping
         what is done. With `workers` (a local dask cluster of that many processes) or
@@ -215,7 +217,7 @@ class EmbeddingSession:
             self.cache_path,
             tiles,
             intensity=self.intensity,
-            batch_size=batch_size,
+            batch_size=batch_size or default_batch_size(model),
             workers=workers,
             scheduler=scheduler,
             scale=self.slice_scale,
@@ -226,7 +228,7 @@ class EmbeddingSession:
         self,
         tiles: list[TileIndex],
         *,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         progress: bool = False,
         desc: str = "embedding",
         callback: ProgressCallback | None = None,

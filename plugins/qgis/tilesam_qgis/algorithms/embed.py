@@ -37,7 +37,7 @@ class EmbedAlgorithm(TileSAMAlgorithm):
         "(zarr), once: after that every prompt costs only the mask decoder. Tiles already in "
         "the cache are skipped, so a cancelled run resumes where it stopped. BANDS: one band "
         "or three, in the order the encoder sees them. TILE: tile size in pixels. BATCH "
-        "(advanced): tiles per encoder batch. " + MODEL_HELP
+        "(advanced): tiles per encoder batch (0: the model's default). " + MODEL_HELP
     )
 
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802, D102
@@ -47,8 +47,10 @@ class EmbedAlgorithm(TileSAMAlgorithm):
         )
         add_tile_parameter(self)
         batch = QgsProcessingParameterNumber(
-            "BATCH", tr("Tiles per encoder batch (cancel and progress between batches)"),
-            QgsProcessingParameterNumber.Integer, defaultValue=4, minValue=1,
+            "BATCH",
+            tr("Tiles per encoder batch (cancel and progress between batches; 0: 4 for "
+               "small encoders, 1 for ViT-B and larger)"),
+            QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0,
         )  # fmt: skip
         batch.setFlags(batch.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(batch)
@@ -64,7 +66,7 @@ class EmbedAlgorithm(TileSAMAlgorithm):
             feedback.pushInfo(f"{session}")
             computed = session.embed(
                 progress=False,
-                batch_size=self.parameterAsInt(parameters, "BATCH", context),
+                batch_size=self.parameterAsInt(parameters, "BATCH", context) or None,
                 callback=progress(feedback, 0, 100),
                 cancel=CancelFlag(feedback),
             )
