@@ -8,6 +8,10 @@
   tracked frames), without the encoder (12 s a tile on one thread, cached in practice).
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_memory_propagation.py [fixture|tiny]``.
+
+The same steps beside the official ``SAM2VideoPredictor`` (same random weights, same
+threads, outputs compared), the bank's resident memory along 300 slices and the encoder
+against the official one: ``benchmarks/bench_sam2_vs_official.py``.
 """
 
 from __future__ import annotations

@@ -31,14 +31,29 @@ def rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     """Turn each adjacent channel pair ``(x[2i], x[2i+1])`` of ``x`` ``(..., N, dim)`` by
     ``angles`` ``(N', dim / 2)``; tokens beyond ``N'`` repeat the angles (``N`` a multiple
     of ``N'``), so every memory frame gets the same grid positions."""
-    n, pairs = x.shape[-2], angles.shape[-1]
-    repeats = n // angles.shape[0]
-    angles = angles.repeat(repeats, 1) if repeats > 1 else angles
-    cos, sin = angles.cos(), angles.sin()
-    pair = x.float().reshape(*x.shape[:-1], pairs, 2)
+    return rotate_cos_sin(x, angles.cos(), angles.sin())
+
+
+def rotate_cos_sin(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, num_exclude: int = 0
+) -> torch.Tensor:
+    """:func:`rotate` with the angles' cosines and sines given (computed once per grid), the
+    last ``num_exclude`` tokens left as they are (the object pointers).
+
+    The same arithmetic as a repeat of the angles and a stack of the turned pairs, bit for
+    bit, but the angles are broadcast over the repeats and the pairs written in place.
+    """
+    rotated = x.shape[-2] - num_exclude
+    grid, pairs = cos.shape
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    pair = x[..., :rotated, :].float().reshape(*x.shape[:-2], rotated // grid, grid, pairs, 2)
+    turned = out[..., :rotated, :].view(*x.shape[:-2], rotated // grid, grid, pairs, 2)
     real, imag = pair[..., 0], pair[..., 1]
-    out = torch.stack([real * cos - imag * sin, real * sin + imag * cos], dim=-1)
-    return out.flatten(-2).type_as(x)
+    torch.sub(real * cos, imag * sin, out=turned[..., 0])
+    torch.add(real * sin, imag * cos, out=turned[..., 1])
+    if num_exclude:
+        out[..., rotated:, :] = x[..., rotated:, :]
+    return out.type_as(x)
 
 
 class RoPEAttention(nn.Module):
@@ -59,6 +74,7 @@ class RoPEAttention(nn.Module):
         self.v_proj = nn.Linear(kv_dim, dim)
         self.out_proj = nn.Linear(dim, dim)
         self._angles: dict[tuple[int, int], torch.Tensor] = {}
+        self._cos_sin: dict[tuple[int, int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
@@ -70,6 +86,14 @@ class RoPEAttention(nn.Module):
             head_dim = self.q_proj.out_features // self.num_heads
             self._angles[size] = axial_rotations(head_dim, size, self.theta)
         return self._angles[size].to(device)
+
+    def cos_sin(self, size: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, ...]:
+        """Cosines and sines of :meth:`angles`, computed once per size and device."""
+        key = (*size, device)
+        if key not in self._cos_sin:
+            angles = self.angles(size, device)
+            self._cos_sin[key] = (angles.cos(), angles.sin())
+        return self._cos_sin[key]
 
     def forward(
         self,
@@ -84,10 +108,9 @@ class RoPEAttention(nn.Module):
         q, k, v = (
             self._heads(p(x)) for p, x in ((self.q_proj, q), (self.k_proj, k), (self.v_proj, v))
         )
-        angles = self.angles(size, q.device)
-        q = rotate(q, angles)
-        rotated = k.shape[-2] - num_k_exclude_rope
-        k = torch.cat([rotate(k[..., :rotated, :], angles), k[..., rotated:, :]], dim=-2)
+        cos, sin = self.cos_sin(size, q.device)
+        q = rotate_cos_sin(q, cos, sin)
+        k = rotate_cos_sin(k, cos, sin, num_k_exclude_rope)
         out = F.scaled_dot_product_attention(q, k, v)
         b, _, n, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, -1))
