@@ -63,7 +63,8 @@ The work, per model, each step timed as wall time inside its process (imports ap
     ``segment_mask_in_volume`` over ``precompute_image_embeddings``' in-memory features
     (its default, ``lazy_loading=False``: all slices read into RAM when the cache is
     reopened), against :func:`tilesam.propagate_mask` on a reopened session (embeddings
-    read from the cache slice by slice, NumPy decoder). Two pairings: ``box`` against
+    read from the cache slice by slice, NumPy decoder; a second row: a session given the
+    loaded model, torch decoder, as micro-sam decodes). Two pairings: ``box`` against
     ``box`` (the same prompt: the previous mask's bounding box; TileSAM adds a small margin)
     and each tool's default (micro-sam annotator's ``single_point`` against TileSAM's
     ``prompt``, a box and one or two points).
@@ -379,17 +380,21 @@ def tilesam_phase(spec: dict[str, Any]) -> dict[str, Any]:
             min_contrast=None,
         )  # fmt: skip
         calls: list[int] = []
-        for pairing, (method, _) in PAIRINGS.items():
+        # The reopened session decodes in NumPy; one given the loaded model, in torch.
+        torch_session = Session(p["volume"], session.model, p["tilesam3d"], **VOLUME)
+        for decoder, walker in (("", session), (" torch", torch_session)):
+            for pairing, (method, _) in PAIRINGS.items():
 
-            def walk(method: str = method) -> np.ndarray:
-                calls.clear()
-                return tilesam.propagate_mask(
-                    session.source, session=session, mask=seeds, method=method, rules=off,
-                    callback=lambda *_: calls.append(1),
-                )  # fmt: skip
+                def walk(method: str = method, walker: Session = walker) -> np.ndarray:
+                    calls.clear()
+                    return tilesam.propagate_mask(
+                        walker.source, session=walker, mask=seeds, method=method, rules=off,
+                        callback=lambda *_: calls.append(1),
+                    )  # fmt: skip
 
-            labels, seconds = warm_then_timed(walk)
-            out[f"propagate {pairing}"] = walk_result(method, len(calls), seconds, labels)
+                labels, seconds = warm_then_timed(walk)
+                result = walk_result(method, len(calls), seconds, labels)
+                out[f"propagate {pairing}{decoder}"] = result
     out["peak_rss_mb"] = peak_rss_mb()
     return out
 
@@ -566,6 +571,8 @@ def rows_of(m: dict[str, Any]) -> list[tuple[str, float, float, float | None, st
         label = f"propagation, {a['method']} / {b['method']}, per slice"
         rows.append((label, a["ms_per_slice"], b["ms_per_slice"],
                      0.2 if pairing == "box" else None, "ms"))  # fmt: skip
+        torch_ms = ts["propagate"][f"propagate {pairing} torch"]["ms_per_slice"]
+        rows.append((f"{label} (TileSAM torch)", torch_ms, b["ms_per_slice"], None, "ms"))
     return rows
 
 
