@@ -26,7 +26,10 @@ The work, per model, each step timed as wall time inside its process (imports ap
     make 3 x 3 = 9 encoder passes of 1024²: TileSAM's tiles are 1024² windows at stride 896
     (the last row and column shifted to end at the border), micro-sam's are 896² blocks
     grown by the halo (outer 960, 1024 or 320 pixels a side, each resized so its longest
-    side fills the model input). The model's loading is timed apart.
+    side fills the model input). The model's loading is timed apart. TileSAM embeds in its
+    default precision (``"auto"``: bfloat16 on a CPU with AMX, see
+    :mod:`tilesam.models.precision`); where that is not float32, the same embedding in
+    float32 is timed beside it (a row of its own). micro-sam computes in float32.
 ``reopen``
     In a new process: the session over the complete cache (TileSAM: no model loaded, the
     cache's decoder weights answer in NumPy), against ``get_sam_model`` +
@@ -333,17 +336,17 @@ def tilesam_phase(spec: dict[str, Any]) -> dict[str, Any]:
 
     if step in ("embed2d", "embed3d"):
         key, image = ("tilesam2d", p["image"]) if step == "embed2d" else ("tilesam3d", p["volume"])
-        shutil.rmtree(p[key], ignore_errors=True)
+        options = {**(grid if step == "embed2d" else VOLUME), "cache_encoding": spec["encoding"]}
         t = time.perf_counter()
         model = tilesam.load_model(name, checkpoint=p["checkpoint"], device="cpu")
         out["load_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        options = grid if step == "embed2d" else VOLUME
-        encoding = spec.get("cache_encoding", "float16")
-        session = Session(image, model, p[key], cache_encoding=encoding, **options)
-        session.embed(progress=False)
-        out["embed_s"] = time.perf_counter() - t
-        out["tiles"] = session.n_tiles
+        out["encoder_dtype"] = str(model.encoder_dtype).removeprefix("torch.")
+        out["embed_s"], out["tiles"] = timed_embed(image, model, p[key], options)
+        if model.encoder_dtype != torch.float32:  # the same work in float32 beside it
+            exact = tilesam.load_model(name, checkpoint=p["checkpoint"], precision="float32")
+            folder = p[key].with_name(p[key].name + "-float32")
+            out["embed_float32_s"], _ = timed_embed(image, exact, folder, options)
+            shutil.rmtree(folder)
     elif step == "select":  # clicks on large objects: masks of >= LARGE of a tile
         session = Session(p["image"], name, p["tilesam2d"], checkpoint=p["checkpoint"])
         tried = []
@@ -397,6 +400,19 @@ def tilesam_phase(spec: dict[str, Any]) -> dict[str, Any]:
                 out[f"propagate {pairing}{decoder}"] = result
     out["peak_rss_mb"] = peak_rss_mb()
     return out
+
+
+def timed_embed(
+    image: Path, model: Any, folder: Path, options: dict[str, Any]
+) -> tuple[float, int]:
+    """Seconds to embed `image` with `model` into a fresh cache `folder`, and its tiles."""
+    from tilesam.segment.session import Session
+
+    shutil.rmtree(folder, ignore_errors=True)
+    t = time.perf_counter()
+    session = Session(image, model, folder, **options)
+    session.embed(progress=False)
+    return time.perf_counter() - t, session.n_tiles
 
 
 # -- driver ------------------------------------------------------------------------------------
@@ -485,7 +501,7 @@ def bench_model(name: str, args: argparse.Namespace, pythons: dict[str, str]) ->
         "halo": args.halo,
         "clicks": args.clicks,
         "threads": args.threads,
-        "cache_encoding": args.cache_encoding,
+        "encoding": args.cache_encoding,
     }
     prepare_inputs(spec)
     p = paths(spec)
@@ -529,8 +545,16 @@ def rows_of(m: dict[str, Any]) -> list[tuple[str, float, float, float | None, st
     ts, ms, spec = m["medians"]["tilesam"], m["medians"]["micro_sam"], m["spec"]
     tiles = f"{spec['size']}², {ts['embed2d']['tiles']} / {ms['embed2d']['tiles']} tiles"
     vol = f"{spec['slices']} x {spec['slice_size']}²"
+    dtype = ts["embed2d"].get("encoder_dtype", "float32")
     rows = [
-        (f"tiled embed {tiles}", ts["embed2d"]["embed_s"], ms["embed2d"]["embed_s"], 0.5, "s"),
+        (
+            f"tiled embed {tiles} (TileSAM {dtype})",
+            ts["embed2d"]["embed_s"],
+            ms["embed2d"]["embed_s"],
+            0.5,
+            "s",
+        ),  # fmt: skip
+        *embed_float32_row(f"tiled embed {tiles}", ts["embed2d"], ms["embed2d"]),
         ("model load", ts["embed2d"]["load_s"], ms["embed2d"]["load_s"], None, "s"),
         (
             "reopen (cache, image, model)",
@@ -562,7 +586,14 @@ def rows_of(m: dict[str, Any]) -> list[tuple[str, float, float, float | None, st
             None,
             "MB",
         ),  # fmt: skip
-        (f"volume embed {vol}", ts["embed3d"]["embed_s"], ms["embed3d"]["embed_s"], None, "s"),
+        (
+            f"volume embed {vol} (TileSAM {dtype})",
+            ts["embed3d"]["embed_s"],
+            ms["embed3d"]["embed_s"],
+            None,
+            "s",
+        ),  # fmt: skip
+        *embed_float32_row(f"volume embed {vol}", ts["embed3d"], ms["embed3d"]),
         ("volume cache", ts["embed3d"]["cache_mb"], ms["embed3d"]["cache_mb"], None, "MB"),
         ("volume reopen", ts["propagate"]["reopen_s"], ms["propagate"]["reopen_s"], None, "s"),
     ]
@@ -574,6 +605,13 @@ def rows_of(m: dict[str, Any]) -> list[tuple[str, float, float, float | None, st
         torch_ms = ts["propagate"][f"propagate {pairing} torch"]["ms_per_slice"]
         rows.append((f"{label} (TileSAM torch)", torch_ms, b["ms_per_slice"], None, "ms"))
     return rows
+
+
+def embed_float32_row(label: str, ts: dict[str, Any], ms: dict[str, Any]) -> list[tuple]:
+    """The row of TileSAM's embedding in float32, where its default was bfloat16."""
+    if "embed_float32_s" not in ts:
+        return []
+    return [(f"{label} (TileSAM float32)", ts["embed_float32_s"], ms["embed_s"], None, "s")]
 
 
 def print_table(results: dict[str, Any]) -> None:

@@ -33,9 +33,10 @@ CASES = [(name, prompt) for name in NAMES for prompt in _prompts(name)]
 
 
 @functools.cache
-def _load(name: str) -> tuple[tilesam.SamModel, dict[str, np.ndarray]]:
+def _load(name: str, precision: str = "float32") -> tuple[tilesam.SamModel, dict[str, np.ndarray]]:
     """Our model from the fixture checkpoint and the official outputs, loaded once."""
-    model = tilesam.load_model(checkpoint=FIXTURES / f"{name}_fp16.pth", device="cpu")
+    checkpoint = FIXTURES / f"{name}_fp16.pth"
+    model = tilesam.load_model(checkpoint=checkpoint, device="cpu", precision=precision)
     with np.load(FIXTURES / f"{name}_reference.npz") as npz:
         return model, dict(npz)
 
@@ -122,10 +123,13 @@ def test_decoder_matches_official(name: str, prompt_name: str, runtime: str) -> 
     assert agreement >= MIN_AGREEMENT, f"masks agree on only {agreement:.4%} of pixels"
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 @pytest.mark.parametrize("name", NAMES)
-def test_full_path_masks_match_official(name: str) -> None:
-    """Our preprocessing (resize, normalise) + encoder + decoder, from the original image."""
-    model, ref = _load(name)
+def test_full_path_masks_match_official(name: str, precision: str) -> None:
+    """Our preprocessing (resize, normalise) + encoder + decoder, from the original image;
+    also with the encoder in bfloat16 (``precision="auto"`` on a GPU or an AMX CPU)."""
+    model, ref = _load(name, precision)
+    assert model.encoder_dtype == getattr(torch, precision)
     embedding = model.embed(ref["image"])
     assert embedding.input_size == tuple(ref["input_size"])
     assert embedding.original_size == tuple(ref["original_size"])

@@ -42,7 +42,7 @@ class ModelRecipe:
     Examples
     --------
     >>> ModelRecipe(name="vit_b", device="cpu").key
-    "('vit_b', None, 'cpu', False, None, None, None)"
+    "('vit_b', None, 'cpu', False, None, None, None, 'auto')"
     """
 
     name: str | None = None
@@ -52,6 +52,7 @@ class ModelRecipe:
     architecture: Architecture | None = None
     label: str | None = None
     weights_hash: str | None = None
+    precision: str = "auto"
 
     @property
     def key(self) -> str:
@@ -65,6 +66,7 @@ class ModelRecipe:
                 arch,
                 self.label,
                 self.weights_hash,
+                self.precision,
             )
         )
 
@@ -75,7 +77,11 @@ class ModelRecipe:
             from tilesam.models.loading import load_model
 
             return load_model(
-                self.name, self.checkpoint, self.device, trust_checkpoint=self.trust_checkpoint
+                self.name,
+                self.checkpoint,
+                self.device,
+                trust_checkpoint=self.trust_checkpoint,
+                precision=self.precision,
             )
         import torch
 
@@ -87,7 +93,9 @@ class ModelRecipe:
             # the weights, as load_model does; workers only embed, so its name is no matter.
             from tilesam.models.loading import load_model
 
-            return load_model(checkpoint=self.checkpoint, device=self.device)
+            return load_model(
+                checkpoint=self.checkpoint, device=self.device, precision=self.precision
+            )
         sam = build_sam(self.architecture)
         sam.load_state_dict(torch.load(self.checkpoint, map_location="cpu", weights_only=True))
         return SamModel(
@@ -96,6 +104,7 @@ class ModelRecipe:
             architecture=self.architecture,
             weights_hash=self.weights_hash,
             device=self.device,
+            precision=self.precision,
         )
 
 
@@ -115,6 +124,7 @@ def recipe_from_model(model: SamModel, folder: Path) -> ModelRecipe:
         architecture=model.architecture,
         label=model.name,
         weights_hash=model.weights_hash,
+        precision=model.precision,
     )
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from tilesam.cache.tiling import DEFAULT_HALO
 from tilesam.errors import TileSAMError
+from tilesam.models.precision import PRECISIONS
 
 if TYPE_CHECKING:
     from tilesam.io import ImageSource
@@ -36,7 +37,8 @@ class Command:
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    """``--model``, ``--checkpoint``, ``--device``, ``--trust-checkpoint`` and ``--threads``."""
+    """``--model``, ``--checkpoint``, ``--device``, ``--trust-checkpoint``, ``--precision``
+    and ``--threads``."""
     p.add_argument("--model", default=None, help="registry name (default: the bundled 'tiny')")
     p.add_argument("--checkpoint", default=None, help="a checkpoint file to load instead")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: fastest available)")
@@ -45,12 +47,24 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow checkpoints that need full unpickling (only for files you trust)",
     )
+    add_precision_option(p)
     p.add_argument(
         "--threads",
         type=int,
         default=None,
         help="CPU threads for the model (default: torch's, one per core); 1 is often faster "
         "on a machine busy with other work",
+    )
+
+
+def add_precision_option(p: argparse.ArgumentParser) -> None:
+    """``--precision``: the image encoder's number format (:mod:`tilesam.models.precision`)."""
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="the image encoder's number format; auto: bfloat16 for transformer encoders on "
+        "a GPU or a CPU with AMX (about 2.5x faster, masks >= 99.7%% equal), else float32",
     )
 
 
@@ -143,6 +157,7 @@ def make_session(
         checkpoint=args.checkpoint,
         device=args.device,
         trust_checkpoint=args.trust_checkpoint,
+        precision=args.precision,
         overwrite=args.overwrite,
         progress=True,
         slice_scale=_slice_scale(args.slice_scale),

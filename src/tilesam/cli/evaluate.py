@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tilesam.cli._options import Command
+from tilesam.cli._options import Command, add_precision_option
 from tilesam.errors import TileSAMError
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ def _options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow checkpoints that need full unpickling (only for files you trust)",
     )
+    add_precision_option(p)
     _auto_options(p)
 
 
@@ -108,7 +109,7 @@ def _run(args: argparse.Namespace) -> None:
         results[label].to_json(out / f"{label.replace(':', '_').replace('/', '_')}.json")
     table = compare(results)
     with atomic_output(out / "table.txt") as partial:
-        partial.write_text(table + "\n")
+        partial.write_text(table + "\n", encoding="utf-8")
     next(iter(results.values())).plot(out / "iou_vs_clicks.png", others=results)
     print(table)
     print(f"results: {out}/ (JSON per model, table.txt, iou_vs_clicks.png)")
@@ -143,7 +144,7 @@ def _run_auto(args: argparse.Namespace) -> None:
     result.to_csv(out / "auto.csv")
     table = result.table()
     with atomic_output(out / "auto_table.txt") as partial:
-        partial.write_text(table + "\n")
+        partial.write_text(table + "\n", encoding="utf-8")
     print(table)
     print(f"results: {out}/ (auto.json, auto.csv: one row per method and image; auto_table.txt)")
 
@@ -230,6 +231,7 @@ def _load(spec: str, args: argparse.Namespace) -> SamModel:
         spec if is_file else None,
         args.device,
         trust_checkpoint=args.trust_checkpoint,
+        precision=args.precision,
     )
 
 

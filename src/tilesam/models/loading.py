@@ -10,6 +10,7 @@ import torch
 
 from tilesam.errors import TileSAMError
 from tilesam.models.checkpoint import check_compatible, infer_architecture, read_checkpoint
+from tilesam.models.precision import check_precision
 from tilesam.models.registry import ARCHITECTURES, FAMILIES, build_sam, mask_thresholds
 from tilesam.models.sam2 import fit_memory
 from tilesam.models.sam2_model import Sam2Model
@@ -45,6 +46,7 @@ def load_model(
     device: str | torch.device | None = None,
     *,
     trust_checkpoint: bool = False,
+    precision: str = "auto",
 ) -> SamModel:
     """Load a SAM-family model by registry name and/or from a checkpoint file.
 
@@ -63,6 +65,11 @@ def load_model(
         ``"cpu"``, ``"cuda"``, ``"mps"``...; default: the fastest available.
     trust_checkpoint
         Allow checkpoints that need full unpickling (which runs code from the file).
+    precision
+        The image encoder's number format: ``"auto"`` (bfloat16 for a transformer encoder
+        on hardware that multiplies it natively, a GPU or a CPU with AMX, about 2.5 times
+        faster; float32 elsewhere), ``"float32"`` or ``"bfloat16"``. See
+        :mod:`tilesam.models.precision`.
 
     Examples
     --------
@@ -75,6 +82,7 @@ def load_model(
     (``tilesam models`` says where).
     """
     target = pick_device(device)  # an unavailable device fails before any reading
+    check_precision(precision)  # so does an unknown one
     path, label, entry = model_file(name, checkpoint)
     state = read_checkpoint(path, trust=trust_checkpoint)
     architecture = infer_architecture(state)
@@ -102,6 +110,7 @@ def load_model(
         device=target,
         mask_threshold=mask_threshold,
         box_mask_threshold=box_mask_threshold,
+        precision=precision,
     )
 
 
@@ -119,6 +128,7 @@ def shared_model(
     device: str | torch.device | None = None,
     *,
     trust_checkpoint: bool = False,
+    precision: str = "auto",
 ) -> SamModel:
     """:func:`load_model`, loaded once per process for each set of arguments.
 
@@ -132,7 +142,10 @@ def shared_model(
     path = model_file(name, checkpoint)[0].expanduser().absolute()
     stamp = path.stat() if path.is_file() else None
     version = None if stamp is None else (stamp.st_size, stamp.st_mtime_ns)
-    key = ("load_model", name, str(path), version, str(device), trust_checkpoint)
+    key = ("load_model", name, str(path), version, str(device), trust_checkpoint, precision)
     return cached_model(
-        key, lambda: load_model(name, checkpoint, device, trust_checkpoint=trust_checkpoint)
+        key,
+        lambda: load_model(
+            name, checkpoint, device, trust_checkpoint=trust_checkpoint, precision=precision
+        ),
     )

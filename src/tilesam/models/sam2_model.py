@@ -73,6 +73,7 @@ class Sam2Model(SamModel):
         device: str | torch.device = "cpu",
         mask_threshold: float = 0.0,
         box_mask_threshold: float | None = None,
+        precision: str = "auto",
     ) -> None:
         # Traced decoder graphs serve decoding on windows of the grid, which SAM 2 does not use.
         super().__init__(
@@ -84,6 +85,7 @@ class Sam2Model(SamModel):
             decoder_graphs=False,
             mask_threshold=mask_threshold,
             box_mask_threshold=box_mask_threshold,
+            precision=precision,
         )
 
     def _prepare(

@@ -24,6 +24,7 @@ from tilesam.decode.sam_prompt import SamPrompt
 from tilesam.errors import TileSAMError
 from tilesam.models.card import ModelCard
 from tilesam.models.decoder_graphs import DecoderGraphs
+from tilesam.models.precision import encoder_dtype
 from tilesam.models.preprocess import prepare_image
 from tilesam.models.registry import Architecture
 from tilesam.models.sam import Sam
@@ -129,6 +130,7 @@ class SamModel(MaskPredictor):
         decoder_graphs: bool = True,
         mask_threshold: float = 0.0,
         box_mask_threshold: float | None = None,
+        precision: str = "auto",
     ) -> None:
         self.device = checked_device(device)
         # The model's own, from its card (tilesam.models.registry.mask_thresholds).
@@ -138,8 +140,10 @@ class SamModel(MaskPredictor):
         self.name = name
         self.architecture = architecture
         self.weights_hash = weights_hash
-        # Half precision only where the outputs stay within tolerance: the encoder on a GPU.
-        self.encoder_dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        #: The precision asked for, and the encoder's number format it gives here (see
+        #: :mod:`tilesam.models.precision`).
+        self.precision = precision
+        self.encoder_dtype = encoder_dtype(precision, self.device, architecture.encoder)
         self._image_pe: torch.Tensor | None = None
         self._tokens: OrderedDict[int, tuple[weakref.ref, ImageTokens | None]] = OrderedDict()
         self._tokens_lock = threading.Lock()
@@ -158,7 +162,8 @@ class SamModel(MaskPredictor):
     def __repr__(self) -> str:
         encoder = self.architecture.encoder
         kind = type(self).__name__
-        return f"{kind}(name={self.name!r}, encoder={encoder!r}, device={self.device})"
+        dtype = str(self.encoder_dtype).removeprefix("torch.")
+        return f"{kind}(name={self.name!r}, encoder={encoder!r}, device={self.device}, {dtype})"
 
     @property
     def image_size(self) -> int:

@@ -23,6 +23,7 @@ from tilesam.cache.tiling import TileIndex
 from tilesam.decode.embedding import ImageEmbedding
 from tilesam.decode.prompt import Prompt
 from tilesam.io import open_image
+from tilesam.models.precision import check_precision
 from tilesam.segment import model_source, opening, prompt_input, tile_embedding
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class EmbeddingSession:
         checkpoint: str | os.PathLike[str] | None = None,
         device: str | None = None,
         trust_checkpoint: bool = False,
+        precision: str = "auto",
         overwrite: bool = False,
         progress: bool = False,
         slice_scale: float | str | None = "auto",
@@ -64,7 +66,8 @@ class EmbeddingSession:
         self.cache_path = None if cache is None else Path(cache).expanduser()
         stored = opening.stored_cache(self.cache_path, overwrite)
         known = {} if stored is None else stored.signature
-        self._open_model(model, checkpoint, device, trust_checkpoint, stored)
+        request = (model, checkpoint, device, trust_checkpoint, check_precision(precision))
+        self._open_model(request, stored)
         tiling = known.get("tiling", {})
         cached = stored is not None
         self._max_scale = opening.max_scale(slice_scale, tiling, cached, self.source)
@@ -90,13 +93,15 @@ class EmbeddingSession:
         )
 
     def _open_model(
-        self, model: Any, checkpoint: Any, device: Any, trust: bool, stored: EmbeddingStore | None
+        self, request: tuple[Any, Any, Any, bool, str], stored: EmbeddingStore | None
     ) -> None:
         """Which model answers, and the card the cache is checked against: a cache made for
         this model's weights file answers clicks without the model (and without importing
-        torch): it keeps the decoder's weights."""
+        torch): it keeps the decoder's weights. `request`: the model, checkpoint, device,
+        trust and precision arguments."""
+        model, checkpoint, *loading = request
         model = model_source.cache_model_name(model, checkpoint, stored)
-        self._request = (model, checkpoint, device, trust)
+        self._request = (model, checkpoint, *loading)
         self._model: SamModel | None = None
         self._recipe: ModelRecipe | None = None
         cached = model_source.cached_decoder(model, checkpoint, stored)

@@ -103,7 +103,7 @@ def name_and_checkpoint(model: Any, checkpoint: Any) -> tuple[str | None, Any]:
 
 
 def resolve_model(
-    model: Any, checkpoint: Any, device: Any, trust: bool
+    model: Any, checkpoint: Any, device: Any, trust: bool, precision: str = "auto"
 ) -> tuple[SamModel, ModelRecipe | None]:
     """The model (loaded once per process), and how dask workers rebuild it (None: from
     the driver's weights)."""
@@ -113,10 +113,14 @@ def resolve_model(
     from tilesam.models.loading import shared_model
 
     name, checkpoint = name_and_checkpoint(model, checkpoint)
-    loaded = shared_model(name, checkpoint, device, trust_checkpoint=trust)
+    loaded = shared_model(name, checkpoint, device, trust_checkpoint=trust, precision=precision)
     ckpt = None if checkpoint is None else os.fspath(Path(checkpoint).expanduser().absolute())
     recipe = ModelRecipe(
-        name=name, checkpoint=ckpt, device=str(loaded.device), trust_checkpoint=trust
+        name=name,
+        checkpoint=ckpt,
+        device=str(loaded.device),
+        trust_checkpoint=trust,
+        precision=precision,
     )
     return loaded, recipe
 

@@ -73,7 +73,7 @@ class Session(EmbeddingSession):
         signature.
     axes : str, optional
         The image's axis order, if its reader cannot tell.
-    checkpoint, device, trust_checkpoint
+    checkpoint, device, trust_checkpoint, precision
         As for :func:`tilesam.load_model`, when `model` is not a loaded model.
     overwrite : bool
         Replace a TileSAM cache made for other inputs instead of raising.
