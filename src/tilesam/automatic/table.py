@@ -97,7 +97,7 @@ def write_csv(path: str | os.PathLike[str], rows: list[dict[str, Any]], columns:
     ['id,area', '1,6']
     """
     path = Path(path).expanduser()
-    with atomic_output(path) as partial, open(partial, "w", newline="") as f:
+    with atomic_output(path) as partial, open(partial, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)

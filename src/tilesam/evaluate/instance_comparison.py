@@ -120,7 +120,7 @@ class InstanceComparison:
                 writer.writerow((method.name, row["image"], *(row[k] for k in _CSV_SCORES),
                                  row["seconds"]))  # fmt: skip
         with atomic_output(path) as partial:
-            partial.write_text(text.getvalue())
+            partial.write_text(text.getvalue(), encoding="utf-8")
 
 
 def compare_instances(
