@@ -24,6 +24,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, "/usr/share/qgis/python/plugins")  # Processing itself
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "qgis"))
+# `_mapcanvas`, the map tool's test bench (pytest's importlib mode adds no test folder).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 #: Centres (row, col) and radii of the scene's objects: two cross the tile border (256).
 OBJECTS = ((100, 120, 40), (250, 380, 45), (400, 150, 50))
@@ -72,6 +74,14 @@ def utm_scene(tmp_path_factory) -> Path:
     with rasterio.open(path, "w", **profile) as out:
         out.write(data[None])
     return path
+
+
+@pytest.fixture(scope="session")
+def scene(qgis_app, tmp_path_factory) -> Path:
+    """The map tool's scene (`_mapcanvas`): a UTM GeoTIFF with a bright square."""
+    from _mapcanvas import write_scene
+
+    return write_scene(tmp_path_factory.mktemp("maptool") / "scene.tif")
 
 
 @pytest.fixture(scope="session")

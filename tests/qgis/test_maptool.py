@@ -1,86 +1,38 @@
 """The interactive map tool, driven by synthetic canvas events on a real `QgsMapCanvas`
 (offscreen): click / box → live mask → Commit into a GeoPackage → Undo; embedding in a
-`QgsTask`; a canvas in another CRS than the raster's.
+`QgsTask`; a canvas in another CRS than the raster's. (Opening the session in a background
+task: ``test_maptool_opening.py``.)
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("qgis.core")
 
+from _mapcanvas import (  # noqa: E402 - the map tool's test bench
+    CENTRE,
+    LONLAT,
+    SQUARE,
+    UTM,
+    click,
+    event,
+    iou,
+    map_xy,
+    open_dock,
+    square_geometry,
+    wait,
+)
 from qgis.core import (  # noqa: E402
     QgsApplication,
     QgsCoordinateReferenceSystem,
-    QgsCoordinateTransform,
     QgsGeometry,
-    QgsPointXY,
     QgsProject,
-    QgsRasterLayer,
     QgsRectangle,
 )
-from qgis.gui import QgsMapCanvas, QgsMapMouseEvent  # noqa: E402
-from qgis.PyQt.QtCore import QEvent, QPoint, Qt  # noqa: E402
-
-#: The scene: 512 x 512 pixels of 2 m in UTM 33N, a bright 40-pixel square at (200, 300).
-ORIGIN, PIXEL, SQUARE = (400000.0, 5100000.0), 2.0, (200, 300, 240, 340)
-UTM, LONLAT = "EPSG:32633", "EPSG:4326"
-
-
-@pytest.fixture(scope="module")
-def scene(qgis_app, tmp_path_factory) -> Path:
-    """A UTM GeoTIFF with a bright square on a noisy dark ground."""
-    import rasterio
-    from rasterio.transform import from_origin
-
-    path = tmp_path_factory.mktemp("maptool") / "scene.tif"
-    image = np.random.default_rng(0).integers(30, 60, (3, 512, 512)).astype(np.uint8)
-    y0, x0, y1, x1 = SQUARE
-    image[:, y0:y1, x0:x1] = 220
-    profile = {"driver": "GTiff", "width": 512, "height": 512, "count": 3, "dtype": "uint8"}
-    transform = from_origin(*ORIGIN, PIXEL, PIXEL)
-    with rasterio.open(path, "w", crs=UTM, transform=transform, **profile) as out:
-        out.write(image)
-    return path
-
-
-def map_xy(row: float, col: float) -> tuple[float, float]:
-    """UTM coordinates of a pixel position."""
-    return ORIGIN[0] + col * PIXEL, ORIGIN[1] - row * PIXEL
-
-
-def square_geometry(crs: str = UTM) -> QgsGeometry:
-    """The square's true footprint on the map, in `crs`."""
-    y0, x0, y1, x1 = SQUARE
-    (xa, ya), (xb, yb) = map_xy(y1, x0), map_xy(y0, x1)
-    geometry = QgsGeometry.fromRect(QgsRectangle(xa, ya, xb, yb))
-    if crs != UTM:
-        geometry.densifyByCount(16)
-        geometry.transform(_transform(UTM, crs))
-    return geometry
-
-
-def _transform(src: str, dst: str) -> QgsCoordinateTransform:
-    return QgsCoordinateTransform(
-        QgsCoordinateReferenceSystem(src), QgsCoordinateReferenceSystem(dst), QgsProject.instance()
-    )
-
-
-def iou(a: QgsGeometry, b: QgsGeometry) -> float:
-    return a.intersection(b).area() / a.combine(b).area()
-
-
-def wait(condition, seconds: float = 120.0) -> None:
-    """Process events until `condition()` holds."""
-    end = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < end, "timed out"
-        QgsApplication.processEvents()
-        time.sleep(0.01)
+from qgis.PyQt.QtCore import QEvent, Qt  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -88,69 +40,17 @@ def cache(scene, tmp_path_factory) -> Path:
     """The scene's cache, filled by the dock's *Compute embeddings* (a QgsTask)."""
     path = tmp_path_factory.mktemp("cache") / "scene.zarr"
     with open_dock(scene, path) as dock:
-        task = dock.compute_embeddings()
-        assert task is not None and dock.embed_button.text() == "Cancel embedding"
+        opening = dock.compute_embeddings()  # the session opens first, in its own task
+        assert opening is dock.annotator.opening is dock.task and opening is not None
+        assert dock.embed_button.text() == "Cancel opening"
+        wait(lambda: dock.annotator.opening is None)
+        assert dock.task is not None and dock.embed_button.text() == "Cancel embedding"
         wait(lambda: dock.task is None)
         session = dock.annotator.session
         n = session.n_tiles
         assert session.missing_tiles() == [] and session.grid.tile_size == 256
         assert dock.progress.value() == 100 and f"{n}/{n} tiles" in dock.status.text()
     return path
-
-
-class open_dock:  # noqa: N801 - used like a function
-    """A canvas showing `scene` (in `crs`) and a TileSAM dock with the map tool on it."""
-
-    def __init__(self, scene: Path, cache: Path | None, crs: str = UTM) -> None:
-        from tilesam_qgis.dock import TileSAMDock
-
-        self.layer = QgsRasterLayer(str(scene), "scene")
-        assert self.layer.isValid()
-        QgsProject.instance().addMapLayer(self.layer)
-        canvas = self.canvas = QgsMapCanvas()
-        canvas.resize(512, 512)
-        canvas.show()
-        canvas.setDestinationCrs(QgsCoordinateReferenceSystem(crs))
-        canvas.setLayers([self.layer])
-        extent = _transform(UTM, crs).transformBoundingBox(self.layer.extent())
-        canvas.setExtent(extent)
-        QgsApplication.processEvents()
-        self.dock = TileSAMDock(canvas)
-        self.dock.layer_box.setLayer(self.layer)
-        self.dock.tile_box.setValue(256)
-        if cache is not None:
-            self.dock.cache_box.setFilePath(str(cache))
-        self.dock.activate_tool(True)
-        assert canvas.mapTool() is self.dock.tool
-
-    def __enter__(self):
-        return self.dock
-
-    def __exit__(self, *exc) -> None:
-        self.dock.unload()
-        QgsProject.instance().removeAllMapLayers()
-        self.canvas.hide()
-        self.canvas.deleteLater()
-        QgsApplication.processEvents()
-
-
-def event(canvas, kind, point, button=Qt.LeftButton, crs: str = UTM) -> QgsMapMouseEvent:
-    """A mouse event at the canvas pixel of the UTM map `point` (shown in `crs`)."""
-    if crs != UTM:
-        point = _transform(UTM, crs).transform(QgsPointXY(*point))
-    pixel = canvas.getCoordinateTransform().transform(QgsPointXY(*point))
-    held = Qt.NoButton if kind == QEvent.MouseButtonRelease else button
-    return QgsMapMouseEvent(canvas, kind, QPoint(round(pixel.x()), round(pixel.y())), button, held)
-
-
-def click(dock, row, col, button=Qt.LeftButton, crs: str = UTM) -> None:
-    """Press and release at a pixel position of the scene, through the map tool."""
-    point = map_xy(row, col)
-    dock.tool.canvasPressEvent(event(dock.canvas, QEvent.MouseButtonPress, point, button, crs))
-    dock.tool.canvasReleaseEvent(event(dock.canvas, QEvent.MouseButtonRelease, point, button, crs))
-
-
-CENTRE = ((SQUARE[0] + SQUARE[2]) / 2, (SQUARE[1] + SQUARE[3]) / 2)
 
 
 def test_embedding_task_fills_the_cache(cache) -> None:
@@ -200,6 +100,7 @@ def test_drag_draws_a_box(scene, cache) -> None:
         tool.canvasMoveEvent(event(canvas, QEvent.MouseMove, map_xy(y1, x1)))
         assert not tool.box_band.asGeometry().isEmpty()
         tool.canvasReleaseEvent(event(canvas, QEvent.MouseButtonRelease, map_xy(y1 + 2, x1 + 2)))
+        wait(lambda: dock.annotator.opening is None)  # the box opened the session
         assert dock.annotator.state.box is not None and not dock.annotator.state.points
         assert iou(dock.annotator.mask_band.asGeometry(), square_geometry()) > 0.6
         assert tool.box_band.asGeometry().isEmpty()
@@ -221,7 +122,7 @@ def test_canvas_in_another_crs(scene, cache) -> None:
 
 def test_missing_tiles_are_embedded_on_demand(scene, tmp_path) -> None:
     """Without *Compute embeddings* a click embeds its tiles in a background task."""
-    with open_dock(scene, tmp_path / "fresh.zarr") as dock:
+    with open_dock(scene, tmp_path / "fresh.zarr", ready=True) as dock:
         click(dock, *CENTRE)
         assert dock.annotator.pending is not None
         wait(lambda: dock.annotator.pending is None)
@@ -240,7 +141,7 @@ def test_click_outside_the_raster_is_refused(scene, cache) -> None:
 
 
 def test_cancelled_embedding_resumes(scene, tmp_path) -> None:
-    with open_dock(scene, tmp_path / "cancelled.zarr") as dock:
+    with open_dock(scene, tmp_path / "cancelled.zarr", ready=True) as dock:
         dock.compute_embeddings()
         dock.compute_embeddings()  # the button cancels the running task
         wait(lambda: dock.task is None)

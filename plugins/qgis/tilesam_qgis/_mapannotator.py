@@ -5,6 +5,9 @@ the core as one prompt, the core's mask is traced by the core into a polygon, an
 polygon is drawn as a `QgsRubberBand` (reprojected by QGIS into the canvas CRS) and, on
 *Commit*, appended to a GeoPackage layer through its edit buffer.
 
+The session opens on first use in a `QgsTask` (`OpenTask`: loading a large checkpoint or
+sampling a huge raster takes seconds to a minute); clicks made meanwhile are queued and
+answered, in order, once it is open.
 On embedded tiles a prompt costs only the decoder and is answered at once in the GUI
 thread; where a tile is not embedded yet, the core embeds it on demand in a `QgsTask`
 (the canvas stays responsive, the newest prompt is answered when it ends).
@@ -22,13 +25,8 @@ from qgis.PyQt.QtGui import QColor
 
 from tilesam.errors import TileSAMError
 from tilesam_qgis import _mapcommit
-from tilesam_qgis._mapsession import (
-    MapSettings,
-    PromptState,
-    open_session,
-    prompt_crs,
-    result_geometry,
-)
+from tilesam_qgis._mapsession import MapSettings, PromptState, prompt_crs, result_geometry
+from tilesam_qgis._maptask import OpenTask
 
 if TYPE_CHECKING:
     from qgis.core import QgsRasterLayer, QgsVectorLayer
@@ -49,15 +47,27 @@ class MapAnnotator:
         Where the rubber bands are drawn; its CRS is the prompts' CRS.
     notify : callable, optional
         ``notify(text, level)`` for messages (``level`` 0 info, 1 warning, 2 error).
+    on_opening : callable, optional
+        ``on_opening(text)`` while the session opens (`text` says what opens) and
+        ``on_opening(None)`` when the opening ends (open, failed or given up).
     """
 
-    def __init__(self, canvas: QgsMapCanvas, notify: Callable[[str, int], None] | None = None):
+    def __init__(
+        self,
+        canvas: QgsMapCanvas,
+        notify: Callable[[str, int], None] | None = None,
+        on_opening: Callable[[str | None], None] | None = None,
+    ) -> None:
         self.canvas = canvas
         self.notify = notify or (lambda text, level: None)
+        self.on_opening = on_opening or (lambda text: None)
         self.layer: QgsRasterLayer | None = None
         self.settings: MapSettings | None = None
         self.objects_path: Path | None = None  # None: beside the raster
         self.session: Session | None = None
+        self.opening: OpenTask | None = None  # the session opening in the background
+        self.waiting: list[Callable[[Session], None]] = []  # called once it is open
+        self.queued: list[tuple[Callable[[Session, Any], None], Any]] = []  # clicks meanwhile
         self.state = PromptState()
         self.result: SegmentResult | None = None
         self.geometry = QgsGeometry()  # the live mask, in the raster's CRS
@@ -78,17 +88,62 @@ class MapAnnotator:
             self.close_session()
         self.layer, self.settings = layer, settings
 
-    def ensure_session(self) -> Session:
-        """The session for the configured layer, opened now if needed (loads the model
-        for a new cache; an existing cache answers clicks with its own decoder)."""
+    def request_session(self, then: Callable[[Session], None] | None = None) -> OpenTask | None:
+        """Call `then(session)` once the session is open: at once where it is, else when
+        its opening (started now if needed) succeeds; returns the opening task, if any."""
         if self.settings is None:
             raise TileSAMError("Choose a raster layer in the TileSAM dock first.")
-        if self.session is None:
-            self.session = open_session(self.settings)
-        return self.session
+        if self.session is not None:
+            if then is not None:
+                then(self.session)
+            return None
+        if then is not None:
+            self.waiting.append(then)
+        if self.opening is None:
+            self.opening = OpenTask(self.settings, self._opened).start()
+            self.on_opening(self._opening_text())
+        return self.opening
+
+    def _opening_text(self) -> str:
+        name, model = Path(self.settings.raster).name, self.settings.model
+        clicks = f" {len(self.queued)} click(s) answered once it is." if self.queued else ""
+        return f"Opening {name} with {model}...{clicks}"
+
+    def _opened(self, task: OpenTask) -> None:  # the GUI thread, as the opening ends
+        self.opening = None
+        queued, self.queued = self.queued, []
+        waiting, self.waiting = self.waiting, []
+        self.on_opening(None)
+        if task.session is None or task.isCanceled():
+            if task.session is not None:  # cancelled in QGIS's task bar, after opening
+                task.session.close()
+            cancelled = "TileSAM: opening cancelled; click or Compute embeddings to retry."
+            self.notify(task.error or cancelled, 2 if task.error else 1)
+            return
+        self.session = task.session
+        applied = [self._change(change, crs) for change, crs in queued]
+        if any(applied):
+            self.version += 1
+            self.update()
+        for then in waiting:
+            then(self.session)
+
+    def cancel_opening(self) -> None:
+        """Give up the opening (it closes what it opens) with the clicks waiting for it."""
+        if self.opening is not None:
+            self._drop_opening()
+            self.notify("TileSAM: opening cancelled.", 1)
+
+    def _drop_opening(self) -> None:
+        opening, self.opening = self.opening, None
+        self.queued, self.waiting = [], []
+        opening.discard()
+        self.on_opening(None)
 
     def close_session(self) -> None:
-        """Close the session (after an on-demand task has ended)."""
+        """Close the session (after an on-demand task has ended), or give up its opening."""
+        if self.opening is not None:
+            self._drop_opening()
         if self.pending is not None:
             self.pending.cancel()
             self.pending.waitForFinished(60000)
@@ -101,25 +156,40 @@ class MapAnnotator:
     def add_point(self, point: QgsPointXY, label: int) -> None:
         """A click at `point` (canvas CRS): `label` 1 positive, 0 negative."""
         xy = (point.x(), point.y())
-        if self._prompted(lambda s, crs: self.state.add_point(s, xy, label, crs)):
+
+        def change(session: Session, crs: Any) -> None:
+            self.state.add_point(session, xy, label, crs)
             self.point_bands[int(bool(label))].addPoint(point)
+
+        self._prompted(change)
 
     def set_box(self, rect: QgsRectangle) -> None:
         """A box dragged over `rect` (canvas CRS)."""
         box = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
         self._prompted(lambda s, crs: self.state.set_box(s, box, crs))
 
-    def _prompted(self, change: Callable[[Session, Any], None]) -> bool:
-        """Apply `change` to the prompt and segment; False (and a message) if refused."""
+    def _prompted(self, change: Callable[[Session, Any], None]) -> None:
+        """Apply `change` to the prompt and segment, now or once the session is open."""
+        if self.settings is None:
+            self.notify("Choose a raster layer in the TileSAM dock first.", 1)
+            return
+        # The canvas CRS of the click: the canvas may be reprojected before it is answered.
+        crs = prompt_crs(self.canvas.mapSettings().destinationCrs(), self.layer.crs())
+        if self.session is None:
+            self.queued.append((change, crs))
+            self.request_session()
+            self.on_opening(self._opening_text())
+        elif self._change(change, crs):
+            self.version += 1
+            self.update()
+
+    def _change(self, change: Callable[[Session, Any], None], crs: Any) -> bool:
+        """Apply `change` to the prompt; False (and a message) if refused."""
         try:
-            session = self.ensure_session()
-            canvas_crs = self.canvas.mapSettings().destinationCrs()
-            change(session, prompt_crs(canvas_crs, self.layer.crs()))
+            change(self.session, crs)
         except TileSAMError as err:
             self.notify(str(err), 1)
             return False
-        self.version += 1
-        self.update()
         return True
 
     # -- the live mask --------------------------------------------------------------------------
@@ -182,8 +252,10 @@ class MapAnnotator:
         return layer, object_id
 
     def clear(self) -> None:
-        """Forget the current object's prompt and mask."""
-        self.state = PromptState()
+        """Forget the current object's prompt and mask (and clicks waiting for the session)."""
+        self.state, self.queued = PromptState(), []
+        if self.opening is not None:
+            self.on_opening(self._opening_text())  # no click waits any more
         self.version += 1
         self.result, self.geometry, self.area = None, QgsGeometry(), 0.0
         self.mask_band.reset(QgsWkbTypes.PolygonGeometry)

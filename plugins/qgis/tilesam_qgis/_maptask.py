@@ -1,20 +1,96 @@
-"""Long work off the GUI thread: `EmbedTask` fills a session's cache in a `QgsTask`.
+"""Long work off the GUI thread: `OpenTask` opens a session, `EmbedTask` fills its cache,
+each in a `QgsTask`.
 
-QGIS's task manager runs it in a worker thread and shows it in the status bar, with
-its progress and a cancel button; the canvas stays responsive. Cancelling stops
-between batches of tiles: what is done stays in the cache, and the next run resumes.
+QGIS's task manager runs them in a worker thread and shows them in the status bar, with
+a cancel button; the canvas stays responsive. Cancelling an embedding stops between
+batches of tiles: what is done stays in the cache, and the next run resumes. Opening
+cannot stop half-way (loading a checkpoint, sampling the raster): an opening given up
+runs to its end and closes what it opened.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qgis.core import QgsTask
+from qgis.core import QgsApplication, QgsTask
+
+from tilesam.errors import TileSAMError
+from tilesam_qgis._mapsession import MapSettings, open_session
 
 if TYPE_CHECKING:
     from tilesam.segment.session import Session
+
+#: One session opens at a time: an opening given up still runs, and the next one (the
+#: same raster, the same new cache) must not create the cache beside it.
+_ONE_AT_A_TIME = threading.Lock()
+#: Openings not finished yet: QGIS's task manager keeps no reference to a Python task,
+#: and one given up by its dock (closed, unloaded) must live until its `run` returns.
+_RUNNING: set[QgsTask] = set()
+
+
+class OpenTask(QgsTask):
+    """:func:`~tilesam_qgis._mapsession.open_session` (the model loaded, the raster's
+    statistics sampled on a first open) in a worker thread.
+
+    Parameters
+    ----------
+    settings : MapSettings
+        What the session opens.
+    done : callable
+        Called in the GUI thread when the task ends, unless :meth:`discard` came first:
+        ``done(task)``; `task.session` is the open session (None on failure or cancel),
+        `task.error` the message of a failure (None otherwise).
+    """
+
+    def __init__(self, settings: MapSettings, done: Callable[[OpenTask], None]) -> None:
+        name = Path(settings.raster).name
+        super().__init__(f"TileSAM: opening {name} with {settings.model}", QgsTask.CanCancel)
+        self.settings = settings
+        self.session: Session | None = None
+        self.error: str | None = None
+        self._done: Callable[[OpenTask], None] | None = done
+        self._lock = threading.Lock()  # `run` (worker) against `discard` (GUI thread)
+
+    def start(self) -> OpenTask:
+        """Hand the task to QGIS's task manager (it runs when a worker thread is free)."""
+        _RUNNING.add(self)
+        QgsApplication.taskManager().addTask(self)
+        return self
+
+    def run(self) -> bool:  # the worker thread
+        """Open the session; keep it, or close it if the task was discarded meanwhile."""
+        with _ONE_AT_A_TIME:
+            try:
+                session = open_session(self.settings)
+            except Exception as err:  # shown in the GUI thread by `done`
+                known = isinstance(err, TileSAMError)  # its message says what to do
+                self.error = str(err) if known else f"{type(err).__name__}: {err}"
+                return False
+            with self._lock:
+                wanted = self._done is not None
+                self.session = session if wanted else None
+            if not wanted:
+                session.close()
+        return not self.isCanceled()
+
+    def discard(self) -> None:  # the GUI thread
+        """Give the opening up: call no one, and close the session (now if it is open,
+        else in `run` once it is)."""
+        with self._lock:
+            self._done = None
+            session, self.session = self.session, None
+        if session is not None:
+            session.close()
+        self.cancel()
+
+    def finished(self, result: bool) -> None:  # the GUI thread
+        """Hand the outcome to `done`."""
+        _RUNNING.discard(self)
+        if self._done is not None:
+            self._done(self)
 
 
 class EmbedTask(QgsTask):

@@ -1,7 +1,9 @@
 """The TileSAM dock: settings, *Compute embeddings*, the map tool, *Commit* and *Clear*.
 
 The dock computes nothing: it fills a `MapSettings` for the `MapAnnotator`, starts the
-embedding in a `QgsTask` (`EmbedTask`) and sets the `TileSAMMapTool` on the canvas.
+embedding in a `QgsTask` (`EmbedTask`) and sets the `TileSAMMapTool` on the canvas. While
+the annotator opens its session (an `OpenTask`), the dock says so, with a busy bar, and its
+button cancels the opening.
 
 The plugin calls :func:`create_dock` in ``initGui``; in ``unload`` it calls the dock's
 :meth:`TileSAMDock.unload` (map tool, rubber bands, running task, session) and removes
@@ -16,7 +18,6 @@ from qgis.core import Qgis, QgsApplication, QgsMapLayerProxyModel, QgsRasterLaye
 from qgis.gui import QgsFileWidget, QgsMapCanvas, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (
-    QApplication,
     QComboBox,
     QDockWidget,
     QFormLayout,
@@ -34,7 +35,7 @@ from tilesam.models.weights import DEFAULT_MODEL
 from tilesam_qgis import _mapcommit
 from tilesam_qgis._mapannotator import MapAnnotator
 from tilesam_qgis._mapsession import MapSettings, default_cache, raster_path
-from tilesam_qgis._maptask import EmbedTask
+from tilesam_qgis._maptask import EmbedTask, OpenTask
 from tilesam_qgis.maptool import TileSAMMapTool
 
 _LEVELS = (Qgis.Info, Qgis.Warning, Qgis.Critical)
@@ -63,8 +64,10 @@ class TileSAMDock(QDockWidget):
         super().__init__("TileSAM")
         self.setObjectName("TileSAMDock")
         self.canvas, self.iface = canvas, iface
-        self.task: EmbedTask | None = None
-        self.annotator = MapAnnotator(canvas, self.notify)
+        # What the button cancels: the opening *Compute embeddings* waits for, then the
+        # embedding (None once it has ended, as scripts wait for).
+        self.task: OpenTask | EmbedTask | None = None
+        self.annotator = MapAnnotator(canvas, self.notify, self._opening)
         self.tool = TileSAMMapTool(canvas, self.annotator)
         self._build()
         self._connect()
@@ -163,6 +166,9 @@ class TileSAMDock(QDockWidget):
         try:
             settings = self.settings()
         except TileSAMError as err:
+            # No click waiting for a session is answered on a raster no longer chosen (a
+            # layer removed from the project meanwhile).
+            self.annotator.cancel_opening()
             self.status.setText(str(err))
             return False
         self.annotator.configure(self.layer_box.currentLayer(), settings)
@@ -182,32 +188,45 @@ class TileSAMDock(QDockWidget):
     def _tool_set(self, new: Any, old: Any = None) -> None:
         self.tool_button.setChecked(new is self.tool)
 
-    def compute_embeddings(self) -> EmbedTask | None:
-        """Start embedding the raster's missing tiles in a `QgsTask`, or cancel the running
-        one; returns the task started."""
+    def compute_embeddings(self) -> OpenTask | EmbedTask | None:
+        """Start embedding the raster's missing tiles in a `QgsTask` (once the session is
+        open: its opening is another), or cancel the opening or embedding under way;
+        returns the task started."""
+        if self.annotator.opening is not None:
+            self.annotator.cancel_opening()
+            return None
         if self.task is not None:
             self.task.cancel()
             return None
         try:
-            session = self._open_session()
+            if not self.configure():
+                raise TileSAMError(self.status.text())
+            opening = self.annotator.request_session(self._embed)
         except TileSAMError as err:
             self.notify(str(err), 2)
             return None
+        if opening is not None:
+            self.task = opening  # `_embed` replaces it once the session is open
+        return self.task
+
+    def _embed(self, session: Any) -> None:
         self.task = EmbedTask(session, self._embedded)
         self.task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
         self._busy(True)
         self.status.setText(f"Embedding {session.n_tiles - session.n_done} tile(s)...")
         QgsApplication.taskManager().addTask(self.task)
-        return self.task
 
-    def _open_session(self) -> Any:
-        if not self.configure():
-            raise TileSAMError(self.status.text())
-        QApplication.setOverrideCursor(Qt.WaitCursor)
-        try:
-            return self.annotator.ensure_session()
-        finally:
-            QApplication.restoreOverrideCursor()
+    def _opening(self, text: str | None) -> None:
+        """The annotator opens its session (`text`: what) or is done opening (None)."""
+        self.progress.setRange(0, 0 if text else 100)  # (0, 0): a busy bar, no percentage
+        if text:
+            self.status.setText(text)
+        else:
+            if isinstance(self.task, OpenTask):
+                self.task = None
+            if self.annotator.settings is not None:
+                self.status.setText(f"Cache: {self.annotator.settings.cache_path}")
+        self._busy(bool(text), "Cancel opening")
 
     def _embedded(self, task: EmbedTask) -> None:
         self.task = None
@@ -223,9 +242,9 @@ class TileSAMDock(QDockWidget):
             self.notify(f"TileSAM: {done}.", 0)
         self.status.setText(done)
 
-    def _busy(self, busy: bool) -> None:
-        """While embedding, the settings stay as they are and the button cancels."""
-        self.embed_button.setText("Cancel embedding" if busy else "Compute embeddings")
+    def _busy(self, busy: bool, cancel: str = "Cancel embedding") -> None:
+        """While opening or embedding, the settings stay as they are and the button cancels."""
+        self.embed_button.setText(cancel if busy else "Compute embeddings")
         for widget in (self.layer_box, self.model_box, self.tile_box, self.cache_box):
             widget.setEnabled(not busy)
 
@@ -248,9 +267,10 @@ class TileSAMDock(QDockWidget):
             self.iface.messageBar().pushMessage("TileSAM", text, _LEVELS[level], 8)
 
     def unload(self) -> None:
-        """Stop the embedding, remove the map tool and rubber bands, close the session."""
-        if self.task is not None:
-            task, self.task = self.task, None
+        """Stop the embedding, remove the map tool and rubber bands, close the session (an
+        opening under way is given up without waiting: it closes what it opens)."""
+        task, self.task = self.task, None
+        if isinstance(task, EmbedTask):
             task.forget()
             task.cancel()
             task.waitForFinished(60000)
