@@ -22,6 +22,11 @@ Three measurements (issue 28's numbers), each side in its own process, run alter
   ``conv_s0`` / ``conv_s1``) against the official ``SAM2Base.forward_image`` (the same; the
   official input comes normalised from its loader), median of the rounds.
 
+Ours computes in float32 by default (``--precision``), as the official code does on a CPU;
+``bfloat16`` or ``auto`` (TileSAM's default: bfloat16 on a GPU or an AMX CPU, where the
+tracker's products run under bfloat16 autocast too; :mod:`tilesam.models.precision`)
+measure it as users get it.
+
 The random weights are the official model's initialisation (``build_sam2(config,
 ckpt_path=None)``, seeded), saved as ``{"model": state_dict}`` (the official checkpoint
 format) and loaded by ``tilesam.load_model(checkpoint=...)``: timing does not depend on the
@@ -306,7 +311,9 @@ def _our_model(spec: dict[str, Any]):
 
     size = spec.get("image_size", 1024)
     if size == 1024:
-        return tilesam.load_model(checkpoint=spec["checkpoint"], device="cpu")
+        return tilesam.load_model(
+            checkpoint=spec["checkpoint"], device="cpu", precision=spec["precision"]
+        )
     # A SAM 2.1 input other than 1024 (MedSAM2's 512) is not in the registry: built here.
     from tilesam.models.checkpoint import infer_architecture, read_checkpoint
     from tilesam.models.registry import build_sam
@@ -320,7 +327,8 @@ def _our_model(spec: dict[str, Any]):
     sam = build_sam(arch)
     fit_memory(sam, state)
     sam.load_state_dict(state)
-    return Sam2Model(sam, name=f"{spec['model']} at {size}", architecture=arch, device="cpu")
+    name = f"{spec['model']} at {size}"
+    return Sam2Model(sam, name=name, architecture=arch, device="cpu", precision=spec["precision"])
 
 
 def ours_propagate(spec: dict[str, Any]) -> dict[str, Any]:
@@ -405,7 +413,9 @@ def ours_encoder(spec: dict[str, Any]) -> dict[str, Any]:
     import tilesam
 
     set_threads(spec["threads"])
-    model = tilesam.load_model(checkpoint=spec["checkpoint"], device="cpu")
+    model = tilesam.load_model(
+        checkpoint=spec["checkpoint"], device="cpu", precision=spec["precision"]
+    )
     x = pixels(_input_image(spec["size"]))
     size = (spec["size"], spec["size"])
     times = []
@@ -469,7 +479,12 @@ class Runner:
         threads = str(self.args.threads)
         env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         env.pop("PYTHONPATH", None)
-        spec = {"threads": self.args.threads, "clock": self.args.clock, **spec}
+        spec = {
+            "threads": self.args.threads,
+            "clock": self.args.clock,
+            "precision": self.args.precision,
+            **spec,
+        }
         with tempfile.NamedTemporaryFile(suffix=".json", dir=self.work, delete=False) as f:
             result = Path(f.name)
         cmd = [
@@ -730,6 +745,13 @@ def main() -> None:
                         choices=["all", "propagate", "rss", "encoder"])  # fmt: skip
     parser.add_argument("--official-python", default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16", "auto"),
+        default="float32",
+        help="ours: the encoder's and tracker's number format (default float32, as the "
+        "official code computes on a CPU; auto: as TileSAM runs by default)",
+    )
     parser.add_argument("--clock", choices=list(CLOCKS), default="cpu")
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=2)

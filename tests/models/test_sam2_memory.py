@@ -55,9 +55,11 @@ def _official_video_frame(frame: np.ndarray, size: int) -> torch.Tensor:
 
 
 @functools.cache
-def _fixture() -> tuple[Sam2Model, dict[str, np.ndarray], tuple[Sam2Embedding, ...]]:
-    # The official outputs are float32: so is the encoder here (bfloat16 would differ by 1 %).
-    model = tilesam.load_model(checkpoint=CHECKPOINT, device="cpu", precision="float32")
+def _fixture(
+    precision: str = "float32",
+) -> tuple[Sam2Model, dict[str, np.ndarray], tuple[Sam2Embedding, ...]]:
+    # The official outputs are float32: so is the model here, unless a test asks otherwise.
+    model = tilesam.load_model(checkpoint=CHECKPOINT, device="cpu", precision=precision)
     with np.load(FIXTURES / "sam2_small_reference.npz") as npz:
         ref = dict(npz)
     with torch.inference_mode():
@@ -69,9 +71,11 @@ def _fixture() -> tuple[Sam2Model, dict[str, np.ndarray], tuple[Sam2Embedding, .
 
 
 @functools.cache
-def _official_run() -> tuple[dict[int, TrackStep], Sam2Tracker, object]:
+def _official_run(
+    precision: str = "float32",
+) -> tuple[dict[int, TrackStep], Sam2Tracker, object]:
     """Forward from the clicked frame 3 to 7, then backward to 0, as propagate_in_video."""
-    model, _, embeddings = _fixture()
+    model, _, embeddings = _fixture(precision)
     tracker = Sam2Tracker(model, num_frames=len(embeddings))
     track = tracker.new_track()
     steps = {3: tracker.annotate(track, 3, embeddings[3], **CLICK)}
@@ -93,6 +97,22 @@ def test_propagation_matches_the_official_video_predictor() -> None:
         assert diff < TOLERANCE and diff < TIGHT, f"frame {frame}: max abs diff {diff}"
         agreement = float((step.mask() == ref["video_masks_from_frame3_point"][frame]).mean())
         assert agreement >= MIN_AGREEMENT, f"frame {frame}: masks agree on {agreement:.4%}"
+
+
+def test_propagation_in_bfloat16_stays_within_the_issue_s_bound() -> None:
+    """``precision="bfloat16"`` (``"auto"`` on a GPU or an AMX CPU): encoder and tracking
+    under bfloat16 autocast stay within 1e-2 of the official float32 logits."""
+    _, ref, _ = _fixture()
+    steps, tracker, _ = _official_run("bfloat16")
+    assert tracker.model.encoder_dtype == torch.bfloat16
+    diffs = []
+    for frame, step in steps.items():
+        logits = step.logits()
+        assert logits.dtype == np.float32
+        diffs.append(float(np.abs(logits - ref["video_logits_from_frame3_point"][frame]).max()))
+        agreement = float((step.mask() == ref["video_masks_from_frame3_point"][frame]).mean())
+        assert agreement >= MIN_AGREEMENT, f"frame {frame}: masks agree on {agreement:.4%}"
+    assert TIGHT < max(diffs) < TOLERANCE  # bfloat16 was used, and stays within the bound
 
 
 def test_the_memory_is_what_makes_the_difference() -> None:

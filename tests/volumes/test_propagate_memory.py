@@ -43,7 +43,9 @@ CLICK = (120, 160)  # (y, x) inside the fixture frames' object
 @pytest.fixture(scope="module")
 def model() -> Sam2Model:
     torch.set_num_threads(1)
-    return load_model(checkpoint=CHECKPOINT, device="cpu")
+    # float32 on every machine: where the fixture's random model loses object 2 (a stop
+    # these tests check) depends on its outputs' last digits, which bfloat16 moves.
+    return load_model(checkpoint=CHECKPOINT, device="cpu", precision="float32")
 
 
 @pytest.fixture(scope="module")
