@@ -1,12 +1,14 @@
 """The map tool's test bench, shared by ``test_maptool*.py``: a scene with one bright
-square, a real `QgsMapCanvas` (offscreen) with the TileSAM dock on it (`open_dock`), and
-clicks through the map tool (`click`). The ``scene`` fixture (conftest) writes the scene.
+square, a real `QgsMapCanvas` (offscreen) with the TileSAM dock on it (`open_dock`),
+clicks through the map tool (`click`) and a stand-in for QGIS's `iface` (`fake_iface`).
+The ``scene`` fixture (conftest) writes the scene.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from qgis.core import (
@@ -19,12 +21,16 @@ from qgis.core import (
     QgsRasterLayer,
     QgsRectangle,
 )
-from qgis.gui import QgsMapCanvas, QgsMapMouseEvent
+from qgis.gui import QgsMapCanvas, QgsMapMouseEvent, QgsMessageBar
 from qgis.PyQt.QtCore import QEvent, QPoint, Qt
+from qgis.PyQt.QtWidgets import QMainWindow
 
 #: The scene: 512 x 512 pixels of 2 m in UTM 33N, a bright 40-pixel square at (200, 300).
 ORIGIN, PIXEL, SQUARE = (400000.0, 5100000.0), 2.0, (200, 300, 240, 340)
 UTM, LONLAT = "EPSG:32633", "EPSG:4326"
+#: How long a test holds the core's work (an opening, an embedding) at most: a dock that
+#: blocked on it would hang this long.
+HOLD_S = 10.0
 
 
 def map_xy(row: float, col: float) -> tuple[float, float]:
@@ -98,11 +104,28 @@ class open_dock:  # noqa: N801 - used like a function
         return self.dock
 
     def __exit__(self, *exc) -> None:
+        from tilesam_qgis import _maptask
+
         self.dock.unload()
         QgsProject.instance().removeAllMapLayers()
         self.canvas.hide()
         self.canvas.deleteLater()
         QgsApplication.processEvents()
+        wait(lambda: not _maptask._USERS)  # no task of this test runs on into the next
+
+
+def fake_iface(canvas) -> SimpleNamespace:
+    """What the dock and the plugin use of QGIS's `iface`: a main window, a message bar."""
+    window, bar = QMainWindow(), QgsMessageBar()
+    return SimpleNamespace(
+        window=window,
+        bar=bar,
+        mapCanvas=lambda: canvas,
+        messageBar=lambda: bar,
+        activeLayer=lambda: None,
+        addDockWidget=window.addDockWidget,
+        removeDockWidget=window.removeDockWidget,
+    )
 
 
 def event(canvas, kind, point, button=Qt.LeftButton, crs: str = UTM) -> QgsMapMouseEvent:

@@ -1,11 +1,17 @@
 """The interactive map tool, driven by synthetic canvas events on a real `QgsMapCanvas`
 (offscreen): click / box → live mask → Commit into a GeoPackage → Undo; embedding in a
-`QgsTask`; a canvas in another CRS than the raster's. (Opening the session in a background
-task: ``test_maptool_opening.py``.)
+`QgsTask`; a canvas in another CRS than the raster's; a reopened cache answering without
+the model; the raster removed from the project. (Opening the session in a background
+task: ``test_maptool_opening.py``; tasks under way when the session closes:
+``test_maptool_closing.py``.)
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -33,6 +39,7 @@ from qgis.core import (  # noqa: E402
     QgsRectangle,
 )
 from qgis.PyQt.QtCore import QEvent, Qt  # noqa: E402
+from tilesam_qgis._mapannotator import NO_RASTER  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +58,41 @@ def cache(scene, tmp_path_factory) -> Path:
         assert session.missing_tiles() == [] and session.grid.tile_size == 256
         assert dock.progress.value() == 100 and f"{n}/{n} tiles" in dock.status.text()
     return path
+
+
+#: A fresh QGIS process with the plugin registered (as QGIS loads it) that reopens a cache
+#: in the dock and clicks: whether the click was answered, and whether torch was imported.
+FRESH_QGIS = """
+import sys
+from pathlib import Path
+sys.path[:0] = sys.argv[3:]
+from qgis.core import QgsApplication
+app = QgsApplication([], False)
+app.initQgis()
+import tilesam_qgis
+tilesam_qgis.classFactory(None).initProcessing()
+from _mapcanvas import CENTRE, click, open_dock
+with open_dock(Path(sys.argv[1]), Path(sys.argv[2])) as dock:
+    click(dock, *CENTRE)
+    print("answered", dock.annotator.area > 0, "torch", "torch" in sys.modules)
+app.exitQgis()
+"""
+
+
+@pytest.fixture
+def model_loads(monkeypatch) -> list[threading.Thread]:
+    """The threads in which a session loads its model (the core's `resolve_model`, which
+    the lazy ``Session.model`` calls)."""
+    from tilesam.segment import model_source
+
+    threads, real = [], model_source.resolve_model
+
+    def resolve(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model_source, "resolve_model", resolve)
+    return threads
 
 
 def test_embedding_task_fills_the_cache(cache) -> None:
@@ -160,3 +202,89 @@ def test_unload_removes_tool_and_bands(scene, cache) -> None:
         assert dock.canvas.mapTool() is None
         assert all(band.scene() is None for band in bands)
         dock.unload = lambda: None  # already done
+
+
+def test_reopened_cache_answers_clicks_without_loading_the_model(scene, cache, model_loads):
+    """The dock opens its session by model name: the cache the dock made for ``tiny``
+    answers from the decoder weights it keeps, and the model is never loaded."""
+    with open_dock(scene, cache) as dock:
+        click(dock, *CENTRE)
+        assert dock.annotator.pending is None  # answered at once, in the GUI thread
+        assert iou(dock.annotator.mask_band.asGeometry(), square_geometry()) > 0.6
+        assert dock.annotator.session._model is None and model_loads == []
+        assert dock.compute_embeddings() is not None  # nothing to embed: still no model
+        wait(lambda: dock.task is None)
+        assert dock.annotator.session._model is None and model_loads == []
+
+
+def test_missing_tiles_load_the_model_shared_with_processing(scene, tmp_path, model_loads):
+    """A cache with tiles missing reopens without the model too; a click on a missing tile
+    loads it (in the background) to embed, the very model Processing's sessions get."""
+    from tilesam import Session
+    from tilesam.models.loading import shared_model
+
+    path = tmp_path / "partial.zarr"
+    with Session(str(scene), "tiny", path, tile_size=256) as core:
+        assert core.embed(progress=False, extent=(0, 0, 8, 8)) == 1  # not the square's tile
+    model_loads.clear()
+    with open_dock(scene, path, ready=True) as dock:
+        session = dock.annotator.session
+        assert session._model is None and model_loads == []
+        click(dock, *CENTRE)
+        assert dock.annotator.pending is not None
+        wait(lambda: dock.annotator.pending is None)
+        assert iou(dock.annotator.mask_band.asGeometry(), square_geometry()) > 0.6
+        assert len(model_loads) == 1 and model_loads[0] is not threading.main_thread()
+        assert session._model is shared_model("tiny")  # as `tilesam:embed` loads it
+
+
+def test_removed_raster_is_forgotten_and_clicks_are_refused(scene, cache, monkeypatch):
+    """The last raster removed from the project (its layer deleted): the object and the
+    session go, and a click or a commit says there is no raster, touching no layer."""
+    errors = []  # an exception in a Qt callback goes to sys.excepthook
+    monkeypatch.setattr(sys, "excepthook", lambda *exc: errors.append(exc))
+    with open_dock(scene, cache) as dock:
+        click(dock, *CENTRE)
+        session, closed = dock.annotator.session, []
+        close = session.close
+        session.close = lambda: (closed.append(session), close())
+        QgsProject.instance().removeAllMapLayers()
+        assert dock.annotator.layer is None and dock.annotator.session is None
+        assert closed == [session] and dock.annotator.mask_band.asGeometry().isEmpty()
+        assert "Add a raster layer" in dock.status.text()
+        click(dock, *CENTRE)
+        assert dock.status.text() == NO_RASTER and not dock.annotator.state.points
+        assert dock.annotator.opening is None and dock.annotator.session is None
+        assert dock.commit() is None and dock.compute_embeddings() is None
+    assert errors == []
+
+
+def test_reopened_cache_imports_no_torch(scene, cache):
+    """In a QGIS that has not imported torch yet, a click on a reopened cache is answered
+    without importing it (as the core's fast path promises)."""
+    here = Path(__file__).resolve().parent
+    paths = [str(here), str(here.parents[1] / "plugins" / "qgis")]
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_QGIS, str(scene), str(cache), *paths],
+        env=os.environ | {"QT_QPA_PLATFORM": "offscreen"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "answered True torch False" in done.stdout, done.stdout + done.stderr[-2000:]
+
+
+def test_model_field_takes_a_checkpoint_file(scene, tmp_path):
+    """A checkpoint file in the Model field opens, as Processing's ``MODEL`` does."""
+    from tilesam.models.registry import model_entry
+    from tilesam.models.weights import resolve_weights
+
+    checkpoint = resolve_weights(model_entry("tiny"))  # the bundled weights file
+    with open_dock(scene, tmp_path / "checkpoint.zarr") as dock:
+        dock.model_box.setCurrentText(str(checkpoint))
+        dock.annotator.request_session()
+        wait(lambda: dock.annotator.opening is None)
+        session = dock.annotator.session
+        assert session is not None, dock.status.text()
+        assert session.model.name == checkpoint.stem

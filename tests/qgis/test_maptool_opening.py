@@ -19,15 +19,20 @@ import pytest
 
 pytest.importorskip("qgis.core")
 
-from _mapcanvas import CENTRE, SQUARE, click, iou, open_dock, square_geometry, wait  # noqa: E402
+from _mapcanvas import (  # noqa: E402 - the map tool's test bench
+    CENTRE,
+    HOLD_S,
+    SQUARE,
+    click,
+    fake_iface,
+    iou,
+    open_dock,
+    square_geometry,
+    wait,
+)
 from qgis.core import Qgis, QgsApplication, QgsProject  # noqa: E402
-from qgis.gui import QgsMessageBar  # noqa: E402
 from qgis.PyQt import sip  # noqa: E402
 from qgis.PyQt.QtCore import QEvent, Qt, QTimer  # noqa: E402
-from qgis.PyQt.QtWidgets import QMainWindow  # noqa: E402
-
-#: How long `slow_open` holds an opening at most (a blocking dock would hang this long).
-HOLD_S = 10.0
 
 
 @pytest.fixture
@@ -63,20 +68,6 @@ def slow_open(monkeypatch):
     from tilesam_qgis import _maptask
 
     wait(lambda: not _maptask._RUNNING)  # no opening outlives its test
-
-
-def fake_iface(canvas) -> SimpleNamespace:
-    """What the dock and the plugin use of QGIS's `iface`: a main window, a message bar."""
-    window, bar = QMainWindow(), QgsMessageBar()
-    return SimpleNamespace(
-        window=window,
-        bar=bar,
-        mapCanvas=lambda: canvas,
-        messageBar=lambda: bar,
-        activeLayer=lambda: None,
-        addDockWidget=window.addDockWidget,
-        removeDockWidget=window.removeDockWidget,
-    )
 
 
 def test_session_opens_off_the_gui_thread_and_the_gui_responds(scene, tmp_path, slow_open):

@@ -6,11 +6,14 @@ polygon is drawn as a `QgsRubberBand` (reprojected by QGIS into the canvas CRS) 
 *Commit*, appended to a GeoPackage layer through its edit buffer.
 
 The session opens on first use in a `QgsTask` (`OpenTask`: loading a large checkpoint or
-sampling a huge raster takes seconds to a minute); clicks made meanwhile are queued and
-answered, in order, once it is open.
+sampling a huge raster takes seconds to a minute; a cache made for the model reopens
+without loading it); clicks made meanwhile are queued and answered, in order, once it is
+open.
 On embedded tiles a prompt costs only the decoder and is answered at once in the GUI
 thread; where a tile is not embedded yet, the core embeds it on demand in a `QgsTask`
-(the canvas stays responsive, the newest prompt is answered when it ends).
+(the canvas stays responsive, the newest prompt is answered when it ends). A session is
+closed once no such task (nor the dock's embedding) uses it any more
+(:func:`tilesam_qgis._maptask.close_session`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from qgis.gui import QgsMapCanvas, QgsRubberBand
 from qgis.PyQt.QtGui import QColor
 
 from tilesam.errors import TileSAMError
-from tilesam_qgis import _mapcommit
+from tilesam_qgis import _mapcommit, _maptask
 from tilesam_qgis._mapsession import MapSettings, PromptState, prompt_crs, result_geometry
 from tilesam_qgis._maptask import OpenTask
 
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 
 #: Colours of the live mask and of positive / negative points.
 MASK_COLOUR, POSITIVE, NEGATIVE = QColor(255, 215, 0), QColor(0, 200, 80), QColor(230, 40, 40)
+NO_RASTER = "TileSAM: no raster to segment: add one to the project and choose it in the dock."
 
 
 class MapAnnotator:
@@ -88,11 +92,19 @@ class MapAnnotator:
             self.close_session()
         self.layer, self.settings = layer, settings
 
+    def drop_raster(self) -> None:
+        """No raster to segment (the last one removed from the project, or one TileSAM
+        cannot read chosen): forget the layer, which may be deleted already, and close its
+        session; clicks are refused until `configure` gives a raster again."""
+        self.clear()
+        self.layer = self.settings = None
+        self.close_session()
+
     def request_session(self, then: Callable[[Session], None] | None = None) -> OpenTask | None:
         """Call `then(session)` once the session is open: at once where it is, else when
         its opening (started now if needed) succeeds; returns the opening task, if any."""
         if self.settings is None:
-            raise TileSAMError("Choose a raster layer in the TileSAM dock first.")
+            raise TileSAMError(NO_RASTER)
         if self.session is not None:
             if then is not None:
                 then(self.session)
@@ -141,16 +153,13 @@ class MapAnnotator:
         self.on_opening(None)
 
     def close_session(self) -> None:
-        """Close the session (after an on-demand task has ended), or give up its opening."""
+        """Give up the session's opening, or close the session: now, or where a task still
+        uses it (an embedding, an on-demand segmentation), cancelled, once it has ended."""
         if self.opening is not None:
             self._drop_opening()
-        if self.pending is not None:
-            self.pending.cancel()
-            self.pending.waitForFinished(60000)
-            self.pending = None
-        if self.session is not None:
-            self.session.close()
-            self.session = None
+        session, self.session, self.pending = self.session, None, None
+        if session is not None:
+            _maptask.close_session(session)
 
     # -- prompts ------------------------------------------------------------------------------
     def add_point(self, point: QgsPointXY, label: int) -> None:
@@ -170,8 +179,8 @@ class MapAnnotator:
 
     def _prompted(self, change: Callable[[Session, Any], None]) -> None:
         """Apply `change` to the prompt and segment, now or once the session is open."""
-        if self.settings is None:
-            self.notify("Choose a raster layer in the TileSAM dock first.", 1)
+        if self.settings is None:  # and `self.layer` may be a deleted layer's
+            self.notify(NO_RASTER, 1)
             return
         # The canvas CRS of the click: the canvas may be reprojected before it is answered.
         crs = prompt_crs(self.canvas.mapSettings().destinationCrs(), self.layer.crs())
@@ -211,11 +220,12 @@ class MapAnnotator:
         session, version = self.session, self.version
 
         def done(error: Exception | None, result: Any = None) -> None:
+            _maptask.release_session(session, task)  # closed now if it was meanwhile
+            if self.session is not session:
+                return  # closed since (another raster, new settings, unloaded): no one asks
             self.pending = None
             if error is not None:
                 self.notify(f"TileSAM: {error}", 2)
-            elif self.session is not session:
-                return  # another raster or settings since
             elif self.version != version:
                 self.update()  # the prompt changed meanwhile: segment the newest
             else:
@@ -225,6 +235,7 @@ class MapAnnotator:
             "TileSAM: segmenting", lambda task: session.segment(prompt), on_finished=done
         )
         self.pending = task
+        _maptask.use_session(session, task)
         QgsApplication.taskManager().addTask(task)
 
     def _show(self, result: SegmentResult | None) -> None:

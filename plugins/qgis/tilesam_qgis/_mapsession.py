@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 class MapSettings:
     """What a session is opened from: the dock's fields.
 
-    ``cache=None`` is `default_cache` of the raster; ``tile_size=None`` an existing
-    cache's tile size, else the model's input size (as on the command line).
+    ``model`` is a registry name or a checkpoint file; ``cache=None`` is `default_cache`
+    of the raster; ``tile_size=None`` an existing cache's tile size, else the model's
+    input size (as on the command line).
     """
 
     raster: str
@@ -83,16 +84,19 @@ def raster_path(layer: QgsRasterLayer) -> str:
 
 
 def open_session(settings: MapSettings) -> Session:
-    """A `tilesam.Session` on the raster with the model (loaded once per process, shared
-    with the Processing algorithms) and the cache of `settings`."""
+    """A `tilesam.Session` on the raster with the model and the cache of `settings`.
+
+    The model goes to the core by name or checkpoint file, as the Processing algorithms
+    give it, not loaded: a cache made for its weights then answers clicks with the decoder
+    weights it keeps, without loading the model (2.5 GB for ViT-H) or importing torch. The
+    core loads the model only to embed a tile (on a new cache: now), through its one cache
+    of models per process (`shared_model`, with the arguments Processing's sessions use),
+    so the dock and the algorithms still share one loaded model.
+    """
     from tilesam import Session
-    from tilesam.models.loading import shared_model
 
     return Session(
-        settings.raster,
-        shared_model(settings.model),
-        settings.cache_path,
-        tile_size=settings.tile_size,
+        settings.raster, settings.model, settings.cache_path, tile_size=settings.tile_size
     )
 
 

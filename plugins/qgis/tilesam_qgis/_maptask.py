@@ -6,6 +6,10 @@ a cancel button; the canvas stays responsive. Cancelling an embedding stops betw
 batches of tiles: what is done stays in the cache, and the next run resumes. Opening
 cannot stop half-way (loading a checkpoint, sampling the raster): an opening given up
 runs to its end and closes what it opened.
+
+A session is closed only once no task uses it (:func:`close_session`): a raster removed
+from the project, new settings or the plugin unloaded cancel its embedding and close the
+session when the embedding stops, never under a task still reading the raster.
 """
 
 from __future__ import annotations
@@ -29,11 +33,46 @@ _ONE_AT_A_TIME = threading.Lock()
 #: Openings not finished yet: QGIS's task manager keeps no reference to a Python task,
 #: and one given up by its dock (closed, unloaded) must live until its `run` returns.
 _RUNNING: set[QgsTask] = set()
+#: The tasks using each session (kept in the GUI thread; it also keeps their Python objects
+#: alive once their dock is gone), and the sessions closed meanwhile, to close when the last
+#: of their tasks ends.
+_USERS: dict[Session, set[QgsTask]] = {}
+_CLOSING: set[Session] = set()
+
+
+def use_session(session: Session, task: QgsTask) -> None:  # the GUI thread
+    """Keep `session` open for `task` until :func:`release_session` (when it ends)."""
+    _USERS.setdefault(session, set()).add(task)
+
+
+def release_session(session: Session, task: QgsTask) -> None:  # the GUI thread
+    """`task` has ended: close `session` if it was closed meanwhile and no task is left."""
+    users = _USERS.get(session, set())
+    users.discard(task)
+    if users:
+        return
+    _USERS.pop(session, None)
+    if session in _CLOSING:
+        _CLOSING.discard(session)
+        session.close()
+
+
+def close_session(session: Session) -> None:  # the GUI thread
+    """Close `session` now where no task uses it; else cancel its tasks (an embedding stops
+    after its current batch, keeping what is done) and close it once the last has ended."""
+    users = _USERS.get(session)
+    if not users:
+        session.close()
+        return
+    _CLOSING.add(session)
+    for task in list(users):  # a task not started yet may end (and release) at once
+        task.cancel()
 
 
 class OpenTask(QgsTask):
-    """:func:`~tilesam_qgis._mapsession.open_session` (the model loaded, the raster's
-    statistics sampled on a first open) in a worker thread.
+    """:func:`~tilesam_qgis._mapsession.open_session` in a worker thread: on a new cache
+    the model loaded and the raster's statistics sampled; a cache made for the model
+    reopens without loading it (seconds for the hash of a large weights file at most).
 
     Parameters
     ----------
@@ -99,7 +138,8 @@ class EmbedTask(QgsTask):
     Parameters
     ----------
     session : tilesam.Session
-        The session whose missing tiles are embedded into its cache.
+        The session whose missing tiles are embedded into its cache; from :meth:`start`
+        to the task's end, :func:`close_session` leaves it open.
     done : callable, optional
         Called in the GUI thread when the task ends: ``done(task)``; `task.error` holds
         the message of a failure (None otherwise), `task.embedded` the tiles it embedded.
@@ -115,6 +155,12 @@ class EmbedTask(QgsTask):
         # The core's cancel flag: it is read from the core's own reading thread too, where
         # no Qt object may be touched; set by `cancel` and by the task's thread.
         self.stop = threading.Event()
+
+    def start(self) -> EmbedTask:
+        """Hand the task to QGIS's task manager, its session kept open until it ends."""
+        use_session(self.session, self)
+        QgsApplication.taskManager().addTask(self)
+        return self
 
     def cancel(self) -> None:
         """Stop after the current batch of tiles (what is done stays in the cache)."""
@@ -141,10 +187,18 @@ class EmbedTask(QgsTask):
         self.setProgress(100.0 * done / max(total, 1))
 
     def forget(self) -> None:
-        """Call no one when the task ends (its dock is going away)."""
+        """Call no one any more, on progress or when the task ends (its dock is going away,
+        and the task may run a batch longer)."""
         self._done = None
+        try:
+            self.progressChanged.disconnect()
+        except TypeError:  # nothing was connected
+            pass
 
     def finished(self, result: bool) -> None:  # the GUI thread
-        """Hand the outcome to `done`."""
-        if self._done is not None:
-            self._done(self)
+        """Hand the outcome to `done`, then let the session go (closed if it was meanwhile)."""
+        try:
+            if self._done is not None:
+                self._done(self)
+        finally:
+            release_session(self.session, self)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qgis.core import Qgis, QgsApplication, QgsMapLayerProxyModel, QgsRasterLayer
+from qgis.core import Qgis, QgsMapLayerProxyModel, QgsRasterLayer
 from qgis.gui import QgsFileWidget, QgsMapCanvas, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (
@@ -166,9 +166,9 @@ class TileSAMDock(QDockWidget):
         try:
             settings = self.settings()
         except TileSAMError as err:
-            # No click waiting for a session is answered on a raster no longer chosen (a
-            # layer removed from the project meanwhile).
-            self.annotator.cancel_opening()
+            # No click is answered on a raster no longer chosen (a layer removed from the
+            # project meanwhile, and deleted): its session closes, an opening is given up.
+            self.annotator.drop_raster()
             self.status.setText(str(err))
             return False
         self.annotator.configure(self.layer_box.currentLayer(), settings)
@@ -214,7 +214,7 @@ class TileSAMDock(QDockWidget):
         self.task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
         self._busy(True)
         self.status.setText(f"Embedding {session.n_tiles - session.n_done} tile(s)...")
-        QgsApplication.taskManager().addTask(self.task)
+        self.task.start()
 
     def _opening(self, text: str | None) -> None:
         """The annotator opens its session (`text`: what) or is done opening (None)."""
@@ -235,6 +235,11 @@ class TileSAMDock(QDockWidget):
         done = f"{session.n_done}/{session.n_tiles} tiles embedded in {session.cache_path}"
         if task.error:
             self.notify(f"TileSAM: embedding failed: {task.error}", 2)
+        elif session is not self.annotator.session:  # closed under it, which cancelled it
+            why = "the raster or the settings changed"
+            self.notify(f"TileSAM: embedding stopped, {why} ({done}; run again to resume).", 1)
+            self.configure()  # the dock says what it segments now (or that nothing)
+            return
         elif task.isCanceled():
             self.notify(f"TileSAM: embedding cancelled ({done}; run again to resume).", 1)
         else:
@@ -267,13 +272,12 @@ class TileSAMDock(QDockWidget):
             self.iface.messageBar().pushMessage("TileSAM", text, _LEVELS[level], 8)
 
     def unload(self) -> None:
-        """Stop the embedding, remove the map tool and rubber bands, close the session (an
-        opening under way is given up without waiting: it closes what it opens)."""
+        """Stop the embedding, remove the map tool and rubber bands, close the session;
+        without waiting for a task under way (an opening, an embedding's batch): the
+        session is closed when the last task using it ends."""
         task, self.task = self.task, None
         if isinstance(task, EmbedTask):
-            task.forget()
-            task.cancel()
-            task.waitForFinished(60000)
+            task.forget()  # and the annotator's `close_session` cancels it
         try:
             self.canvas.mapToolSet.disconnect(self._tool_set)
         except TypeError:
