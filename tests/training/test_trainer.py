@@ -210,3 +210,33 @@ def test_training_with_a_loss_margin_runs(tmp_path, small_config):
     trainer = Trainer(small_config(tmp_path, loss_margin=0.5))
     trainer.run(progress=False)
     assert np.isfinite(trainer.config.history[0]["train_loss"])
+
+
+def test_train_only_changes_the_named_parameters_alone(tmp_path, small_config):
+    last = ("image_encoder.stages.3", "image_encoder.neck")
+    trainer = Trainer(small_config(tmp_path, train_only=last))
+    before = {k: v.clone() for k, v in trainer.sam.state_dict().items()}
+    trainer.run(progress=False)
+    after = trainer.sam.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(last) for k in changed)
+    assert any(k.startswith("image_encoder.stages.3") for k in changed)
+    # Batch-norm statistics stay as loaded, also in the trained stages.
+    assert not any(k.endswith(("running_mean", "running_var")) for k in changed)
+    resumed = Trainer(small_config(tmp_path, train_only=last, epochs=2))
+    assert resumed.step == 4
+
+
+def test_train_only_names_prefixes_that_match_nothing(tmp_path, small_config):
+    with pytest.raises(tilesam.TileSAMError, match="train_only image_encoder.stage9"):
+        Trainer(small_config(tmp_path, train_only=("image_encoder.stage9",)))
+    with pytest.raises(tilesam.TileSAMError, match="leaves nothing to train"):
+        Trainer(small_config(tmp_path, train_only=("image_encoder.",), freeze_encoder=True))
+
+
+def test_train_only_from_the_command_line(tmp_path, capsys):
+    from tilesam.cli import main
+
+    argv = ["train", "--out", str(tmp_path), "--synthetic", "nuclei", "--steps-per-epoch", "1"]
+    assert main([*argv, "--train-only", "image_encoder.neck,image_encoder.stage9"]) == 2
+    assert "train_only image_encoder.stage9: no parameter" in capsys.readouterr().err

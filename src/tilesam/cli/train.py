@@ -74,6 +74,13 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         "whole, and the decoder trains on them as it runs at inference",
     )
     option(
+        "--train-only",
+        metavar="PREFIX[,PREFIX]",
+        help="train only the parameters whose names start so (e.g. image_encoder.stages.3,"
+        "image_encoder.neck: an encoder's last stage); the encoder's normalisation "
+        "statistics stay as loaded",
+    )
+    option(
         "--box-points",
         type=float,
         help="with --freeze-encoder: share of box prompts that also get a click inside the "
@@ -132,6 +139,8 @@ def _config(args: argparse.Namespace, **defaults: Any) -> Any:
     if "synthetic" in given:
         text = given["synthetic"]
         given["synthetic"] = () if text in ("", "none") else tuple(text.split(","))
+    if "train_only" in given:
+        given["train_only"] = tuple(p for p in given["train_only"].split(",") if p)
     return TrainConfig(out_dir=args.out, **{**defaults, **given})
 
 

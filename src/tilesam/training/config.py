@@ -41,6 +41,9 @@ class TrainConfig:
     steps_per_epoch: int = 200
     max_minutes: float | None = None
     freeze_encoder: bool = False
+    # Parameter-name prefixes: train only those (e.g. an encoder's last stages); the encoder's
+    # normalisation statistics then stay as loaded. Empty: what freeze_encoder leaves.
+    train_only: tuple[str, ...] = ()
     box_points: float = 0.0
     seed: int = 0
     device: str | None = None

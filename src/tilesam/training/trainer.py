@@ -51,7 +51,13 @@ class Trainer:
         self.sam, self.architecture = _base_model(config)
         self.crop = _crop_size(config, self.architecture)
         self.sam.to(self.device)
-        params = [p for n, p in self.sam.named_parameters() if _trainable(n, config)]
+        _check_train_only(self.sam, config)
+        params = []
+        for name, param in self.sam.named_parameters():
+            if _trainable(name, config):
+                params.append(param)
+            elif config.train_only:  # no gradient: neither computed nor clipped with the rest
+                param.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.step = 0
         self.total_steps = config.epochs * config.steps_per_epoch
@@ -148,8 +154,8 @@ class Trainer:
 
     def _train_step(self, stream: Iterator[Example] | None) -> tuple[float, float]:
         self.sam.train()
-        if self.config.freeze_encoder:
-            self.sam.image_encoder.eval()
+        if self.config.freeze_encoder or self.config.train_only:
+            self.sam.image_encoder.eval()  # batch-norm statistics as loaded
         _set_lr(self.optimizer, self.config.lr, self.step, self.total_steps)
         on_fields = self.fields is not None and (
             stream is None or self.rng.random() < self.config.real_fraction
@@ -302,7 +308,24 @@ def _crop_size(config: TrainConfig, arch: Architecture) -> int:
 
 
 def _trainable(name: str, config: TrainConfig) -> bool:
-    return not (config.freeze_encoder and name.startswith("image_encoder."))
+    if config.freeze_encoder and name.startswith("image_encoder."):
+        return False
+    return not config.train_only or name.startswith(tuple(config.train_only))
+
+
+def _check_train_only(sam: Sam, config: TrainConfig) -> None:
+    """Every `train_only` prefix names some parameter, and some parameter stays trainable."""
+    if not config.train_only:
+        return
+    names = [name for name, _ in sam.named_parameters()]
+    unknown = [p for p in config.train_only if not any(n.startswith(p) for n in names)]
+    if unknown:
+        raise TileSAMError(
+            f"train_only {', '.join(unknown)}: no parameter of the model starts so "
+            "(names look like image_encoder.stages.3, mask_decoder.)."
+        )
+    if not any(_trainable(name, config) for name in names):
+        raise TileSAMError("train_only with freeze_encoder leaves nothing to train.")
 
 
 def _folder(images: str | None, labels: str | None) -> LabelledImageFolder | None:
