@@ -225,6 +225,8 @@ def test_train_only_changes_the_named_parameters_alone(tmp_path, small_config):
     assert not any(k.endswith(("running_mean", "running_var")) for k in changed)
     resumed = Trainer(small_config(tmp_path, train_only=last, epochs=2))
     assert resumed.step == 4
+    with pytest.raises(tilesam.TileSAMError, match="started with --train-only image_encoder"):
+        Trainer(small_config(tmp_path, epochs=2))
 
 
 def test_train_only_names_prefixes_that_match_nothing(tmp_path, small_config):

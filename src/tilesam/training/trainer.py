@@ -78,17 +78,29 @@ class Trainer:
                 f"{self.checkpoint_path} belongs to a run of another architecture: use another "
                 "--out folder, or delete that file to start over."
             )
-        frozen = state.get("config", {}).get("freeze_encoder", self.config.freeze_encoder)
+        self._check_same_parameters(state.get("config", {}))
+        self.sam.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = state["step"]
+        self.config.history = state["history"]
+
+    def _check_same_parameters(self, started: dict) -> None:
+        """Refuse to resume a run that trained other parameters (its optimiser's state
+        would not fit them)."""
+        frozen = started.get("freeze_encoder", self.config.freeze_encoder)
         if frozen != self.config.freeze_encoder:
             flag = "with" if frozen else "without"
             raise TileSAMError(
                 f"{self.checkpoint_path} belongs to a run started {flag} --freeze-encoder: "
                 "resume it the same way, or use another --out folder."
             )
-        self.sam.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step = state["step"]
-        self.config.history = state["history"]
+        only = tuple(started.get("train_only", ()))
+        if only != tuple(self.config.train_only):
+            given = f"--train-only {','.join(only)}" if only else "no --train-only"
+            raise TileSAMError(
+                f"{self.checkpoint_path} belongs to a run started with {given}: resume it "
+                "the same way, or use another --out folder."
+            )
 
     def run(self, progress: bool = True) -> Path:
         make_folder(self.out_dir)
