@@ -61,16 +61,17 @@ class Settings:
 
 
 def open_session(layer: Image, settings: Settings) -> Session:
-    """A `tilesam.Session` over an image layer: loads the model and opens or creates the
-    cache. Touches no viewer state, so it can run in a worker thread.
+    """A `tilesam.Session` over an image layer: opens or creates the cache (loading the
+    model for a new one). Touches no viewer state, so it can run in a worker thread.
 
-    The model comes from the core's one cache per process (`shared_model`), so every
-    annotator, and the core's own workers, share it. A volume's slices get the core's
-    default magnification (as ``tilesam embed`` and ``tilesam propagate`` give them), so
-    the plugin and the command line share a cache. The CT window or intensity range is
-    `normalisation`'s."""
+    The session is given the model's name (or checkpoint), not a loaded model: a cache made
+    for those weights then answers prompts from its own decoder weights at once, and the
+    model is loaded (from the core's one cache per process, `shared_model`, which every
+    annotator and the core's workers share) only when a tile must be embedded. A volume's
+    slices get the core's default magnification (as ``tilesam embed`` and ``tilesam
+    propagate`` give them), so the plugin and the command line share a cache. The CT
+    window or intensity range is `normalisation`'s."""
     from tilesam import Session
-    from tilesam.models.loading import shared_model
 
     data = layer.data[0] if layer.multiscale else layer.data  # prompts at full resolution
     source = _as_source(data, settings.axes or _layer_axes(layer), layer)
@@ -79,8 +80,10 @@ def open_session(layer: Image, settings: Settings) -> Session:
     name = None if settings.checkpoint else settings.model
     return Session(
         source,
-        shared_model(name, settings.checkpoint, settings.device),
+        name,
         settings.cache or None,
+        checkpoint=settings.checkpoint,
+        device=settings.device,
         tile_size=settings.tile_size,
         halo=settings.halo,
         **options,
