@@ -1,4 +1,5 @@
-"""``tilesam models``: the model registry and which weights are at hand."""
+"""``tilesam models``: the model registry, which weights are at hand, and the number format
+the encoders run in on this machine."""
 
 from __future__ import annotations
 
@@ -16,10 +17,28 @@ def _run(args: argparse.Namespace) -> None:
     from tilesam.models.weights import bundled_path, cache_dir, cached_path
 
     print(f"model cache: {cache_dir()}  (set TILESAM_CACHE_DIR to move it)")
-    print(f"{'name':32} {'architecture':12} {'available':10} description")
+    rows = [("name", "architecture", "available", "description")]
     for entry in MODELS.values():
         where = "bundled" if bundled_path(entry) else "cached" if cached_path(entry) else "-"
-        print(f"{entry.name:32} {entry.architecture:12} {where:10} {entry.description}")
+        rows.append((entry.name, entry.architecture, where, entry.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)), row[-1])
+    print(_precision_line())
+
+
+def _precision_line() -> str:
+    """What ``precision="auto"`` gives on the default device (see tilesam.models.precision)."""
+    from tilesam.models.loading import pick_device
+    from tilesam.models.precision import encoder_dtype
+
+    device = pick_device()
+    formats = {name: encoder_dtype("auto", device, name) for name in ("vit", "tiny_cnn")}
+    fast, tiny = (str(formats[name]).removeprefix("torch.") for name in ("vit", "tiny_cnn"))
+    return (
+        f"encoders on {device} (--precision auto): {fast} for SAM, MobileSAM and SAM 2.1, "
+        f"{tiny} for tiny; --precision float32 or bfloat16 to choose"
+    )
 
 
 COMMANDS = (
@@ -28,8 +47,9 @@ COMMANDS = (
         "list the model registry and what is cached",
         _options,
         _run,
-        description="List the models TileSAM knows by name (architecture, source) and which "
-        "weights are at hand: bundled with the package, or in the model cache folder, where "
-        "downloaded or hand-placed checkpoints are found.",
+        description="List the models TileSAM knows by name (architecture, source), which "
+        "weights are at hand (bundled with the package, or in the model cache folder, where "
+        "downloaded or hand-placed checkpoints are found) and the number format the encoders "
+        "run in on this machine.",
     ),
 )
