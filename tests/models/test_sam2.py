@@ -9,13 +9,13 @@ in the README are SAM's ``(x, y)``; our API takes ``(y, x)``.
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _sam2_fixture import CHECKPOINT, FIXTURES, REGISTRY_NAMES, SPECS
 from PIL import Image
 
 import tilesam
@@ -24,17 +24,6 @@ from tilesam.models.registry import ARCHITECTURES, MODELS, build_sam
 from tilesam.models.sam2 import MEMORY_MODULES, split_memory
 from tilesam.models.sam2_model import Sam2Embedding, Sam2Model
 
-FIXTURES = Path(__file__).parents[1] / "data" / "fixtures"
-CHECKPOINT = FIXTURES / "sam2_small_fp16.pt"
-SPECS: dict[str, dict[str, list[int]]] = json.loads(
-    (FIXTURES / "official_sam2_state_dict_specs.json").read_text()
-)
-REGISTRY_NAMES = {
-    "sam2.1_hiera_t": "sam2.1_hiera_tiny",
-    "sam2.1_hiera_s": "sam2.1_hiera_small",
-    "sam2.1_hiera_b+": "sam2.1_hiera_base_plus",
-    "sam2.1_hiera_l": "sam2.1_hiera_large",
-}
 TOLERANCE = 1e-3  # max abs difference of features, logits and IoU
 MIN_AGREEMENT = 0.995  # fraction of equal mask pixels
 Error = tilesam.TileSAMError

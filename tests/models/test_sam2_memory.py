@@ -10,12 +10,12 @@ the official ``SAM2VideoPredictor.propagate_in_video``; its logits at frame size
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _sam2_fixture import CHECKPOINT, FIXTURES, REGISTRY_NAMES, SPECS
 from PIL import Image
 
 import tilesam
@@ -26,17 +26,6 @@ from tilesam.models.sam2_memory_bank import FrameMemory, MemoryBank
 from tilesam.models.sam2_model import Sam2Embedding, Sam2Model
 from tilesam.models.sam2_tracker import Sam2Tracker, TrackStep
 
-FIXTURES = Path(__file__).parents[1] / "data" / "fixtures"
-CHECKPOINT = FIXTURES / "sam2_small_fp16.pt"
-SPECS: dict[str, dict[str, list[int]]] = json.loads(
-    (FIXTURES / "official_sam2_state_dict_specs.json").read_text()
-)
-REGISTRY_NAMES = {
-    "sam2.1_hiera_t": "sam2.1_hiera_tiny",
-    "sam2.1_hiera_s": "sam2.1_hiera_small",
-    "sam2.1_hiera_b+": "sam2.1_hiera_base_plus",
-    "sam2.1_hiera_l": "sam2.1_hiera_large",
-}
 TOLERANCE = 1e-2  # the bound on the propagated logits
 # Ours agree to ~4e-7. The fixture's random model reacts weakly to some memory details
 # (sigmoid instead of binarised prompted mask: 6e-3; a bank of one frame: 2e-3), so a
