@@ -245,6 +245,27 @@ def test_two_processes_creating_one_cache_share_it(tmp_path, overwrite) -> None:
         assert store.verify().ok and _hidden(tmp_path) == []
 
 
+def test_a_store_made_after_open_or_create_looked_is_shared(tmp_path, monkeypatch) -> None:
+    """The window two `tilesam embed` commands started together hit: the second looked,
+    found nothing, and the first placed its store before the second began to create."""
+    from tilesam.cache import creation
+
+    path = tmp_path / "c.zarr"
+    looked = creation.state(path)
+    EmbeddingStore.create(path, **KW).write_tile(0, 0, 1, np.ones(EMB), META)  # theirs
+    real = creation.state
+    seen = iter([looked])  # open_or_create's first look predates their store
+    monkeypatch.setattr(creation, "state", lambda p: next(seen, None) or real(p))
+    store = EmbeddingStore.open_or_create(path, **KW)
+    assert store.done_tiles() == [(0, 0, 1)]  # theirs, opened: nothing lost
+    # A store made meanwhile for other inputs is refused as any existing one is.
+    other = tmp_path / "d.zarr"
+    EmbeddingStore.create(other, **{**KW, "signature": {**SIG, "tile_size": 32}})
+    seen = iter(["missing"])
+    with pytest.raises(TileSAMError, match="tile_size"):
+        EmbeddingStore.open_or_create(other, **KW)
+
+
 def test_a_full_disk_during_creation_leaves_nothing_behind(small_disk) -> None:
     disk = small_disk(128)
     fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)

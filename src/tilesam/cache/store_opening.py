@@ -178,7 +178,13 @@ class StoreOpening:
         kw["encoding"] = encoding
         if creation.state(path) in ("missing", "empty", "unfinished"):
             # Nothing to keep (e.g. a folder made with mkdir): a new store.
-            return cls.create(path, **kw)
+            try:
+                return cls.create(path, **kw)
+            except TileSAMError:
+                # Another process (a second `tilesam embed`, a dask worker) may have made
+                # the store since the look above: then it is opened as any existing one.
+                if not isinstance(creation.state(path), tuple):
+                    raise
         try:
             sig = normalise_signature(signature)
             grid = positive_ints(grid_shape, 3, "grid_shape")
