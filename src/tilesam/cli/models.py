@@ -33,8 +33,10 @@ def _precision_line() -> str:
     from tilesam.models.precision import encoder_dtype
 
     device = pick_device()
-    formats = {name: encoder_dtype("auto", device, name) for name in ("vit", "tiny_cnn")}
-    fast, tiny = (str(formats[name]).removeprefix("torch.") for name in ("vit", "tiny_cnn"))
+    fast, tiny = (
+        str(encoder_dtype("auto", device, encoder)).removeprefix("torch.")
+        for encoder in ("vit", "tiny_cnn")
+    )
     return (
         f"encoders on {device} (--precision auto): {fast} for SAM, MobileSAM and SAM 2.1, "
         f"{tiny} for tiny; --precision float32 or bfloat16 to choose"

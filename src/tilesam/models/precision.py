@@ -11,8 +11,9 @@ convolutional network that gains nothing from bfloat16 on a CPU: ``"auto"`` keep
 This module does not import torch until asked for a dtype: a session checks a
 ``precision`` before it knows whether it will load a model at all.
 
-Only the encoder changes format; the prompt encoder and mask decoder always run in float32,
-and embeddings are stored as the cache's encoding says either way.
+Prompts on an embedding are always decoded in float32, and embeddings are stored as the
+cache's encoding says either way. SAM 2.1's tracking steps follow the encoder's format
+(:class:`~tilesam.models.sam2_tracker.Sam2Tracker`).
 """
 
 from __future__ import annotations

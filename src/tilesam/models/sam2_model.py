@@ -98,9 +98,7 @@ class Sam2Model(SamModel):
         self, pixels: torch.Tensor, sizes: Sequence[tuple[int, int]]
     ) -> list[ImageEmbedding]:
         x = self.sam.preprocess(pixels)
-        with torch.autocast(
-            self.device.type, dtype=self.encoder_dtype, enabled=self.encoder_dtype != torch.float32
-        ):
+        with self.autocast():
             features = self.sam.encode(x)
         embedding, feat_s0, feat_s1 = (f.float() for f in features)
         input_size = (self.image_size, self.image_size)

@@ -91,6 +91,12 @@ class Track:
 class Sam2Tracker:
     """SAM 2.1 tracking with a bounded memory, one :class:`Track` per object.
 
+    Steps compute in the model's precision
+    (:meth:`~tilesam.models.sam_model.SamModel.autocast`): under bfloat16 autocast where its
+    encoder runs in bfloat16, as the official predictor tracks on a GPU. The memory attention
+    is most of a step's work: about 3 times faster on an AMX CPU, the logits within 5e-3 of
+    the official float32 ones on the fixture's video (``tests/models/test_sam2_memory.py``).
+
     Parameters
     ----------
     model
@@ -168,7 +174,7 @@ class Sam2Tracker:
         size = feats.embedding.original_size
         if mask is not None and (points is not None or box is not None):
             raise TileSAMError("Annotate a frame with a mask, or with points / a box.")
-        with self._precision():
+        with self.model.autocast():  # the model's precision (class docstring)
             if mask is not None:
                 out = self.heads.from_mask(feats, _frame_mask(mask, size))
             else:
@@ -203,20 +209,11 @@ class Sam2Tracker:
                 "mask) before tracking it."
             )
         feats = self.frame(embedding)
-        with self._precision():
+        with self.model.autocast():  # the model's precision (class docstring)
             conditioned = self._conditioned(track, frame, feats, reverse)
             out = self.heads.decode(conditioned, feats, None, multimask=True)
             track.bank.add(frame, self.heads.encode_memory(feats, out), conditioning=False)
         return out.result(frame, feats.embedding)
-
-    def _precision(self) -> torch.autocast:
-        """The model's number format for a step's products: bfloat16 autocast where the
-        model's encoder runs in it (:mod:`tilesam.models.precision`; the official predictor
-        also tracks under bfloat16 autocast on a GPU). The memory attention is most of a
-        step's work: about 3 times faster on an AMX CPU, logits within 5e-3 of the official
-        float32 ones on the fixture's video (``tests/models/test_sam2_memory.py``)."""
-        dtype = self.model.encoder_dtype
-        return torch.autocast(self.model.device.type, dtype=dtype, enabled=dtype != torch.float32)
 
     def _conditioned(
         self, track: Track, frame: int, feats: FrameFeatures, reverse: bool

@@ -224,12 +224,16 @@ class SamModel(MaskPredictor):
             for f, size in zip(features, sizes)
         ]
 
+    def autocast(self) -> torch.autocast:
+        """The context the encoder (and SAM 2.1's tracking) computes in: bfloat16 autocast
+        where :attr:`encoder_dtype` is bfloat16 (see :mod:`tilesam.models.precision`)."""
+        dtype = self.encoder_dtype
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32)
+
     @torch.inference_mode()
     def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
         x = self.sam.preprocess(pixels)
-        with torch.autocast(
-            self.device.type, dtype=self.encoder_dtype, enabled=self.encoder_dtype != torch.float32
-        ):
+        with self.autocast():
             features = self.sam.image_encoder(x)
         return features.float()
 
