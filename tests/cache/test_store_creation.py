@@ -279,3 +279,25 @@ def test_a_full_disk_during_creation_leaves_nothing_behind(small_disk) -> None:
     with pytest.raises(TileSAMError, match="Could not create the embedding cache.*space"):
         EmbeddingStore.create(disk / "c.zarr", **KW)
     assert sorted(p.name for p in disk.iterdir()) == ["filler"]
+
+
+def test_a_closed_store_is_no_longer_held_open(tmp_path) -> None:
+    """close() lets go at once (not when the object is collected): another process may then
+    replace the store, and the disk it is on be unmounted."""
+    path = tmp_path / "c.zarr"
+    store = EmbeddingStore.create(path, **KW)
+    again = EmbeddingStore.open(path)  # one hold per process, however many objects
+
+    def unused_elsewhere() -> str:
+        code = "from pathlib import Path; from tilesam.cache import in_use\n"
+        check = _python(code + f"print(in_use.unused(Path({str(path)!r})))")
+        out, err = check.communicate(timeout=60)
+        assert check.returncode == 0, err
+        return out.strip()
+
+    assert unused_elsewhere() == "False"
+    store.close()
+    store.close()  # twice is harmless
+    assert unused_elsewhere() == "False"  # `again` still holds it
+    again.close()
+    assert unused_elsewhere() == "True"

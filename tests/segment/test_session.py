@@ -8,6 +8,9 @@ ideal tile predictor on objects whose true shape is known.
 
 from __future__ import annotations
 
+import gc
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -396,27 +399,31 @@ def small_disk(tmp_path):
     if done.returncode:
         pytest.skip("mounting a small tmpfs needs root (the CI machine runs tests as root)")
     yield mount
-    subprocess.run(["umount", str(mount)], check=True)
+    gc.collect()  # stores the test opened and did not close: collected, they let go too
+    subprocess.run(["umount", str(mount)], check=True)  # "target is busy": something leaked
 
 
 def test_full_disk_keeps_stored_tiles_and_resumes(image, model, tmp_path, small_disk) -> None:
     import subprocess
 
-    session = Session(image, model, small_disk / "c.zarr", halo=32)
-    with pytest.raises(TileSAMError, match="Free space on that disk"):
-        session.embed(progress=False, batch_size=1)
-    done = EmbeddingStore.open(small_disk / "c.zarr").n_done
+    with Session(image, model, small_disk / "c.zarr", halo=32) as session:
+        with pytest.raises(TileSAMError, match="Free space on that disk"):
+            session.embed(progress=False, batch_size=1)
+        done = session.store.n_done
     assert 1 <= done < 6
     # More room, the same call: only the missing tiles are embedded.
     subprocess.run(["mount", "-o", "remount,size=12m", str(small_disk)], check=True)
-    resumed = Session(image, model, small_disk / "c.zarr", halo=32)
-    assert resumed.n_done == done
-    assert resumed.embed(progress=False, batch_size=1) == 6 - done
-    clean = Session(image, model, tmp_path / "clean.zarr", halo=32)
-    clean.embed(progress=False, batch_size=1)
+    with Session(image, model, small_disk / "c.zarr", halo=32) as resumed:
+        assert resumed.n_done == done
+        assert resumed.embed(progress=False, batch_size=1) == 6 - done
+    with Session(image, model, tmp_path / "clean.zarr", halo=32) as clean:
+        clean.embed(progress=False, batch_size=1)
     a, b = EmbeddingStore.open(tmp_path / "clean.zarr"), EmbeddingStore.open(small_disk / "c.zarr")
     for tile in a.done_tiles():
         np.testing.assert_array_equal(a.read_tile(*tile), b.read_tile(*tile))
+    b.close()
+    # Closed, nothing of the cache is held open: the disk can be unmounted (the fixture's).
+    assert not [p for p in Path("/proc/self/fd").iterdir() if _points_into(p, small_disk)]
 
 
 def test_cache_on_a_full_disk_is_refused_cleanly_and_can_be_made_later(
@@ -434,8 +441,15 @@ def test_cache_on_a_full_disk_is_refused_cleanly_and_can_be_made_later(
         Session(image, model, small_disk / "c.zarr", halo=32)
     assert not (small_disk / "c.zarr").exists()  # nothing half-made that would block a retry
     subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)
-    session = Session(image, model, small_disk / "c.zarr", halo=32)
-    assert session.n_done == 0 and session.embed(progress=False, batch_size=1) == 6
+    with Session(image, model, small_disk / "c.zarr", halo=32) as session:
+        assert session.n_done == 0 and session.embed(progress=False, batch_size=1) == 6
+
+
+def _points_into(fd_link: Path, folder: Path) -> bool:
+    try:
+        return str(fd_link.readlink()).startswith(str(folder))
+    except OSError:  # closed meanwhile (the listing's own descriptor)
+        return False
 
 
 def test_objects_cross_tiles_without_a_halo() -> None:

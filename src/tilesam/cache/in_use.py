@@ -17,6 +17,7 @@ import contextlib
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 from tilesam.cache.store_layout import CLAIMS
@@ -32,12 +33,10 @@ _lock = threading.Lock()
 _held: dict[tuple[int, int], list[int]] = {}  # (dev, ino) of the file: [fd, users]
 
 
-def use(owner: object, store: Path, *, create: bool) -> None:
+def use(owner: object, store: Path, *, create: bool) -> Callable[[], object]:
     """Hold `store` open for as long as `owner` lives (`create`: make the file if missing,
-    for a store open for writing)."""
-    key = hold(store, create=create)
-    if key is not None:
-        weakref.finalize(owner, release, key)
+    for a store open for writing); the function returned lets go earlier (once)."""
+    return weakref.finalize(owner, release, hold(store, create=create))
 
 
 def hold(store: Path, *, create: bool) -> tuple[int, int] | None:

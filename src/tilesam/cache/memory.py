@@ -29,6 +29,7 @@ class TileStore(Protocol):
     def read_meta(self, z: int, ty: int, tx: int) -> dict[str, tuple[int, int]]: ...
     def is_done(self, z: int, ty: int, tx: int) -> bool: ...
     def missing_tiles(self) -> list[TileIndex]: ...
+    def close(self) -> None: ...
 
 
 class MemoryStore:
@@ -95,6 +96,9 @@ class MemoryStore:
         nz, ny, nx = self.grid_shape
         every = ((z, y, x) for z in range(nz) for y in range(ny) for x in range(nx))
         return [t for t in every if t not in self._tiles]
+
+    def close(self) -> None:
+        """Nothing to let go of: the tiles live as long as the object."""
 
     def _get(self, z: int, ty: int, tx: int):
         try:

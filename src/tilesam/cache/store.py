@@ -90,7 +90,12 @@ class EmbeddingStore(StoreOpening):
         #: The shapes of each tile's high-resolution feature maps (SAM 2; empty for SAM).
         self.high_res_shapes = self._tiles.high_res_shapes
         self._claims: TileClaims | None = None
-        in_use.use(self, path, create=mode == "r+")  # never replaced while open
+        self._in_use = in_use.use(self, path, create=mode == "r+")  # never replaced while open
+
+    def close(self) -> None:
+        """Let go of the store now rather than when the object is collected: from then on
+        another process may replace it (``overwrite``) and its file system be unmounted."""
+        self._in_use()
 
     def check_signature(self, signature: Mapping[str, Any]) -> None:
         """Raise `TileSAMError` listing every field where `signature` differs from the store's."""
