@@ -3,6 +3,8 @@ ids 1, 2, … without overwriting, undo restores, keys and alternative masks wor
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from tilesam_napari import _keys, annotator
 from tilesam_napari._layers import BOXES, COMMITTED, CURRENT, POINTS
@@ -131,3 +133,32 @@ def test_console_annotator_docks_once_and_segments(make_napari_viewer, qtbot, nu
     result = ann.segment(points=[(120, 80)])
     assert result.area == int((viewer.layers[CURRENT].data > 0).sum())
     assert ann.commit() == 1
+
+
+def test_an_object_reaching_tiles_not_embedded_shows_at_once_then_whole(
+    widget, wait_idle, textured, settings, qtbot
+):
+    """The live mask never embeds in the GUI thread: where the prompt's tiles are cached
+    the answer from the cache alone is shown at once, and a worker embeds the tiles the
+    object goes on into and shows it whole."""
+    settings = dataclasses.replace(settings, tile_size=128)
+    ann, viewer = _start(widget, textured((300, 300)), settings)
+    session = ann.session
+    assert session.grid_shape == (1, 3, 3)
+    session.compute_tiles([(0, 0, 0)])
+    shown: list[tuple[np.ndarray, int]] = []  # the mask on screen, the tiles embedded then
+    ann.on_change.append(lambda: shown.append((viewer.layers[CURRENT].data > 0, session.n_done)))
+    box = (0, 0, 300, 300)  # fits in no tile: answered in every tile it overlaps
+    viewer.layers[BOXES].add_rectangles(np.array([box[:2], box[2:]]))
+    # First shown from the one cached tile alone, nothing embedded yet ...
+    qtbot.waitUntil(lambda: bool(shown), timeout=20_000)
+    first, embedded = shown[0]
+    assert embedded == 1
+    ys, xs = session.grid.tile_region(0, 0)
+    outside = np.ones(first.shape, bool)
+    outside[ys, xs] = False
+    assert not first[outside].any()
+    # ... then whole, from the worker that embedded the others.
+    wait_idle(ann)
+    assert session.n_done == session.n_tiles
+    np.testing.assert_array_equal(viewer.layers[CURRENT].data > 0, session.segment(box=box).mask)

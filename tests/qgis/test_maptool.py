@@ -172,6 +172,25 @@ def test_missing_tiles_are_embedded_on_demand(scene, tmp_path) -> None:
         assert 0 < dock.annotator.session.n_done < dock.annotator.session.n_tiles
 
 
+def test_object_reaching_tiles_not_embedded_shows_at_once_then_whole(scene, tmp_path) -> None:
+    """No tile is embedded in the GUI thread: a prompt whose object goes on into tiles not
+    embedded yet is answered at once from the cache alone, and whole by a background task."""
+    with open_dock(scene, tmp_path / "part.zarr", ready=True) as dock:
+        session = dock.annotator.session
+        session.compute_tiles([(0, 0, 0)])
+        tool, canvas = dock.tool, dock.canvas
+        whole = (-1, -1, 513, 513)  # the whole raster: a box no tile holds, seeded in each
+        tool.canvasPressEvent(event(canvas, QEvent.MouseButtonPress, map_xy(*whole[:2])))
+        tool.canvasMoveEvent(event(canvas, QEvent.MouseMove, map_xy(*whole[2:])))
+        tool.canvasReleaseEvent(event(canvas, QEvent.MouseButtonRelease, map_xy(*whole[2:])))
+        shown = dock.annotator.result  # before the event loop ran again
+        assert [v.tile for v in shown.tiles] == [(0, 0)]
+        assert len(shown.waiting) == session.n_tiles - 1
+        assert dock.annotator.pending is not None
+        wait(lambda: dock.annotator.pending is None)
+        assert dock.annotator.result.waiting == () and session.n_done == session.n_tiles
+
+
 def test_click_outside_the_raster_is_refused(scene, cache) -> None:
     with open_dock(scene, cache) as dock:
         dock.canvas.setExtent(QgsRectangle(399000, 5098000, 402000, 5101000))

@@ -479,3 +479,40 @@ def test_a_two_channel_image_is_refused_with_the_fix(model) -> None:
     # (H, W, 2) is two channels (e.g. two fluorescence stains), not H slices 2 pixels wide.
     with pytest.raises(TileSAMError, match="has 2 channels.*select one channel"):
         Session(np.zeros((64, 80, 2), np.uint16), model)
+
+
+def test_tiles_not_ready_are_left_waiting() -> None:
+    """`ready` keeps the walk off tiles that cannot be predicted now (not embedded): the
+    object stops there and the result lists them; the same walk without it is whole."""
+    size = (600, 600)
+    grid = TileGrid(size, tile_size=256, halo=32)  # 3 x 3 tiles
+    yy, xx = np.mgrid[:600, :600]
+    disc = (yy - 300) ** 2 + (xx - 290) ** 2 < 250**2
+    prompt = Prompt.make([(300, 290)], None, None, size)
+    calls: list = []
+    r = stitch_segment(grid, _oracle(disc, grid, calls), prompt, ready=lambda ty, tx: ty < 2)
+    assert r.waiting == ((2, 0), (2, 1), (2, 2)) and {ty for ty, _ in calls} == {0, 1}
+    owned = np.zeros(size, bool)
+    for ty, tx in r.waiting:
+        owned[grid.inner_region(ty, tx)] = True
+    assert np.array_equal(r.mask[~owned], disc[~owned])  # the tiles predicted: exact
+    assert r.mask[owned].sum() < disc[owned].sum() and not (r.mask & ~disc).any()
+    whole = stitch_segment(grid, _oracle(disc, grid, []), prompt)
+    assert np.array_equal(whole.mask, disc) and whole.waiting == ()
+
+
+def test_segment_without_embedding_answers_from_the_cache_alone(image, model, tmp_path) -> None:
+    """embed_missing=False (a GUI's event loop) embeds nothing: the tiles the prompt reaches
+    that are not cached are listed as waiting; segmenting again embeds them."""
+    session = Session(image, model, tmp_path / "c.zarr", halo=32)
+    session.compute_tiles([(0, 0, 0)])
+    box = (0, 0, *SHAPE)  # fits in no tile: answered in all six
+    partial = session.segment(box=box, embed_missing=False)
+    assert session.n_done == 1
+    assert [v.tile for v in partial.tiles] == [(0, 0)]
+    assert partial.waiting == ((0, 1), (0, 2), (1, 0), (1, 1), (1, 2))
+    whole = session.segment(box=box)
+    assert session.n_done == 6 and whole.waiting == ()
+    assert {v.tile for v in whole.tiles} == {(ty, tx) for ty in range(2) for tx in range(3)}
+    again = session.segment(box=box, embed_missing=False)  # all cached now: the same answer
+    assert again.waiting == () and np.array_equal(again.mask, whole.mask)

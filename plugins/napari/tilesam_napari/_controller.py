@@ -73,7 +73,7 @@ class Annotator:
         self._choice = 0
         self.commits = Commits(lambda: self.layer(_layers.COMMITTED))  # what Undo undoes
         self._committed: Committed | None = None  # the labels the committed layer shows
-        self._live = LatestOnly(self._collect, self._compute, self._show, self._is_cached)
+        self._live = LatestOnly(self._collect, self._compute, self._show, self._quick)
         # Set by the widget's key bindings, and bound on the layers made here.
         self.key_handlers: dict[str, KeyHandler] = {}
         # Called after the current object changed (e.g. the widget's cache state).
@@ -229,8 +229,15 @@ class Annotator:
             self.layer(_layers.POINTS), self.layer(_layers.BOXES), self.image, z
         )
 
-    def _is_cached(self, job: _LiveJob) -> bool:
-        return _predict.is_cached(self.session, *job)
+    def _quick(self, job: _LiveJob) -> tuple[tuple[Prompt, list[Window]], bool] | None:
+        """The answer from the cache alone; incomplete where the object goes on into tiles
+        not embedded yet. None where no tile the prompt starts in is: a worker embeds it
+        (meanwhile the mask shown stays)."""
+        prompt, z = job
+        result, window = _predict.segment(self.session, prompt, z, embed_missing=False)
+        if not result.tiles:
+            return None
+        return (prompt, [window]), not result.waiting
 
     def _compute(self, job: _LiveJob) -> tuple[Prompt, list[Window]]:
         prompt, z = job

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tilesam.errors import TileSAMError, TileSAMWarning
+from tilesam.errors import TileSAMWarning
 from tilesam_napari._labels import Window
 
 if TYPE_CHECKING:
@@ -41,19 +41,13 @@ class Propagated:
     warnings: tuple[str, ...] = ()
 
 
-def segment(session: Session, prompt: Prompt, z: int | None) -> tuple[SegmentResult, Window]:
-    """`Session.segment` for `prompt` on slice `z` (None in 2D): the result and its window."""
-    result = session.segment(prompt, z=z or 0)
+def segment(
+    session: Session, prompt: Prompt, z: int | None, *, embed_missing: bool = True
+) -> tuple[SegmentResult, Window]:
+    """`Session.segment` for `prompt` on slice `z` (None in 2D): the result and its window
+    (``embed_missing=False``: from the cache alone, see `Session.segment`)."""
+    result = session.segment(prompt, z=z or 0, embed_missing=embed_missing)
     return result, Window(z, result.offset, result.window)
-
-
-def is_cached(session: Session, prompt: Prompt, z: int | None) -> bool:
-    """Whether the tiles the prompt needs are embedded: then only the decoder runs (a
-    prompt the core refuses is answered, with its error, in a worker)."""
-    try:
-        return session.is_cached(prompt, z or 0)
-    except TileSAMError:
-        return False
 
 
 def candidate_masks(session: Session, prompt: Prompt, z: int | None) -> list[Window]:

@@ -36,10 +36,12 @@ class LatestOnly:
     ``apply(result)`` shows it (GUI thread). Only the newest prompt matters, so a burst
     of edits costs at most one computation in flight plus one queued.
 
-    Jobs for which ``inline(job)`` is true run in the GUI thread instead: a decoder pass
-    over cached embeddings takes tens of milliseconds, while in a worker it can take
-    several times longer, because every one of its many small torch calls must win the
-    GIL back from the busy GUI thread (Python switches threads every 5 ms).
+    ``quick(job)`` may answer in the GUI thread instead: a decoder pass over cached
+    embeddings takes tens of milliseconds, while in a worker it can take several times
+    longer, because every one of its many small torch calls must win the GIL back from the
+    busy GUI thread (Python switches threads every 5 ms). It returns None (the job goes to
+    a worker) or ``(result, complete)``: the result is shown, and an incomplete one (an
+    object reaching tiles not embedded yet) is computed again in a worker.
     """
 
     def __init__(
@@ -47,10 +49,10 @@ class LatestOnly:
         collect: Callable[[], Any],
         compute: Callable[[Any], Any],
         apply: Callable[[Any], None],
-        inline: Callable[[Any], bool] | None = None,
+        quick: Callable[[Any], tuple[Any, bool] | None] | None = None,
     ) -> None:
         self._collect, self._compute, self._apply = collect, compute, apply
-        self._inline = inline or (lambda job: False)
+        self._quick = quick or (lambda job: None)
         self._busy = False
         self._dirty = False
         self.worker = None
@@ -76,9 +78,15 @@ class LatestOnly:
             return
         if job is None:
             return
-        if self._inline(job):
-            self._returned(_capture(self._compute, job))
+        ok, answer = _capture(self._quick, job)
+        if not ok:
+            self._returned((False, answer))
             return
+        if answer is not None:
+            result, complete = answer
+            self._returned((True, result))
+            if complete:
+                return
         self._busy = True
         self.worker = create_worker(_capture, self._compute, job, _start_thread=False)
         self.worker.returned.connect(self._returned)

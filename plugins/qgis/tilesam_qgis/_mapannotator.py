@@ -204,15 +204,17 @@ class MapAnnotator:
     # -- the live mask --------------------------------------------------------------------------
     def update(self) -> None:
         """Segment the current prompt: at once where its tiles are embedded, else in a
-        background task (the newest prompt wins)."""
+        background task (the newest prompt wins). An object that reaches tiles not embedded
+        yet is shown as far as the cache goes at once, and whole when the task has them."""
         if not self.state.has_object:
             self._show(None)
             return
         session = self.session
         prompt = self.state.prompt(session)
-        if session.is_cached(prompt):
-            self._show(session.segment(prompt))
-        elif self.pending is None:
+        result = session.segment(prompt, embed_missing=False)  # never embeds in the GUI
+        if result.tiles:  # else no tile it starts in is embedded: the old mask stays
+            self._show(result)
+        if result.waiting and self.pending is None:
             self._segment_in_task(prompt)
 
     def _segment_in_task(self, prompt: Any) -> None:

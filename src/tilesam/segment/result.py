@@ -59,6 +59,9 @@ class SegmentResult:
         tile borders.
     truncated : bool
         The object reached further tiles than the ``max_tiles`` cap allowed.
+    waiting : tuple of (ty, tx)
+        Tiles the object reaches that were left out because they are not embedded yet
+        (``Session.segment(..., embed_missing=False)``): segment again once they are.
 
     Examples
     --------
@@ -75,6 +78,7 @@ class SegmentResult:
     z: int = 0
     tiles: tuple[TileVisit, ...] = field(default=(), repr=False)
     truncated: bool = False
+    waiting: tuple[tuple[int, int], ...] = ()
 
     @property
     def bbox(self) -> tuple[int, int, int, int] | None:

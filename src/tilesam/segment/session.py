@@ -129,6 +129,7 @@ class Session(EmbeddingSession):
         multimask: bool | None = None,
         max_tiles: int = 16,
         tight_box: bool = True,
+        embed_missing: bool = True,
         points_xy: Any = None,
         box_xy: Any = None,
         crs: Any = None,
@@ -150,6 +151,10 @@ class Session(EmbeddingSession):
         mask: ``.bbox``, ``.window``, ``.offset``; ``.mask`` builds the full ``(H, W)``
         array on request.
 
+        Tiles not in the cache yet are embedded on the way; with ``embed_missing=False``
+        none is (the answer comes in the decoder's time, e.g. in a GUI's event loop): the
+        object stops at them and ``.waiting`` lists them, to segment again once they are.
+
         Examples
         --------
         >>> from tilesam.samples import load_sample
@@ -165,7 +170,7 @@ class Session(EmbeddingSession):
         z, points, box = prompt_input.slice_of(self.source, z, points, box)
         prompt = self.prompt(points, labels, box)
         options = {"multimask": multimask, "max_tiles": max_tiles, "tight_box": tight_box}
-        return self._segment(prompt, z=z, **options)[0]
+        return self._segment(prompt, z=z, embed_missing=embed_missing, **options)[0]
 
     def segment_with_logits(
         self,
@@ -208,7 +213,14 @@ class Session(EmbeddingSession):
         return prompt_input.checked_prompt(points, labels, box, self.grid.slice_shape, **extra)
 
     def _segment(
-        self, prompt: Prompt, *, z: int, multimask: bool | None, max_tiles: int, tight_box: bool
+        self,
+        prompt: Prompt,
+        *,
+        z: int,
+        multimask: bool | None,
+        max_tiles: int,
+        tight_box: bool,
+        embed_missing: bool = True,
     ) -> tuple[SegmentResult, dict[tuple[int, int], Prediction]]:
         """The stitched result and each tile's :class:`Prediction` (their logits are only
         upscaled where asked for)."""
@@ -216,9 +228,11 @@ class Session(EmbeddingSession):
         opening.positive("max_tiles", max_tiles)
         margin = default_margin(self.grid.tile_size, self._card.image_size)
         options = {"multimask": multimask, "max_tiles": max_tiles, "tight_box": tight_box}
+        embedded = None if embed_missing else self.store.is_done
         result, predictions = segment_tiles(
-            self.grid, self.embedding, self.predictor, prompt, z=z, margin=margin, **options
-        )
+            self.grid, self.embedding, self.predictor, prompt, z=z, margin=margin,
+            embedded=embedded, **options,
+        )  # fmt: skip
         return without_nodata(result, self.source), predictions
 
     def close(self) -> None:

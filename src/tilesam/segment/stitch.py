@@ -28,7 +28,9 @@ as slice-to-slice propagation in 3D carries it on:
 
 The prediction itself is a callable, ``predict(ty, tx, points, labels, box, multimask)
 -> (mask, score)`` in tile coordinates, so the stitching does not depend on how
-embeddings are stored.
+embeddings are stored. An optional ``ready(ty, tx)`` says which tiles may be predicted now
+(e.g. those already embedded, for an answer that must come at once): the object stops at
+the others, which the result lists as ``waiting``.
 """
 
 from __future__ import annotations
@@ -66,8 +68,10 @@ def stitch_segment(
     multimask: bool | None = None,
     max_tiles: int = 16,
     margin: int = 4,
+    ready: Callable[[int, int], bool] | None = None,
 ) -> SegmentResult:
-    """Segment one object over as many tiles as it spans (see the module docstring).
+    """Segment one object over as many tiles as it spans (see the module docstring); only
+    over tiles `ready` accepts, if given.
 
     Examples
     --------
@@ -82,6 +86,7 @@ def stitch_segment(
     """
     seeds = seed_tiles(grid, prompt)
     search = _Search(grid, predict, prompt, multimask, margin, max_tiles)
+    search.ready = ready
     for seed in seeds:
         search.offer(seed, np.zeros((0, 2)), None)
     while search.queue and not search.done:
@@ -97,6 +102,7 @@ def stitch_segment(
         z,
         tuple(search.visits),
         truncated=bool(search.queue),
+        waiting=tuple(sorted(search.waiting)),
     )
 
 
@@ -112,6 +118,8 @@ class _Search:
         self.masks: dict[Tile, np.ndarray] = {}
         self.counts: dict[Tile, int] = {}
         self.visits: list[TileVisit] = []
+        self.ready: Callable[[int, int], bool] | None = None
+        self.waiting: set[Tile] = set()  # reached, but not ready to be predicted
 
     def offer(self, tile: Tile, points: np.ndarray, parent: Tile | None) -> None:
         """Queue `tile` with extra positive points; a predicted tile only for points its
@@ -134,6 +142,9 @@ class _Search:
 
     def step(self) -> None:
         tile = self.queue.popleft()
+        if self.ready is not None and not self.ready(*tile):
+            self.waiting.add(tile)
+            return
         parent = self.parents[tile]
         # The user's multimask choice holds where the user's prompt is answered.
         mm = self.multimask if parent is None else None

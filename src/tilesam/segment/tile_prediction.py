@@ -35,10 +35,13 @@ def segment_tiles(
     max_tiles: int,
     tight_box: bool,
     margin: int,
+    embedded: Callable[[int, int, int], bool] | None = None,
 ) -> tuple[SegmentResult, dict[tuple[int, int], Prediction]]:
     """The stitched result of `prompt` on slice `z` and each tile's :class:`Prediction`
     (their logits are only upscaled where asked for); the prompt's mask, if any, maps a
-    tile ``(ty, tx)`` to the decoder's mask prompt there."""
+    tile ``(ty, tx)`` to the decoder's mask prompt there. With `embedded` (whether tile
+    ``(z, ty, tx)`` is embedded) no tile is embedded: the object stops at those that are
+    not, listed in the result's ``waiting``."""
     inputs = prompt.mask or {}
     predictions: dict[tuple[int, int], Prediction] = {}
 
@@ -50,9 +53,9 @@ def segment_tiles(
         predictions[(ty, tx)] = pred
         return pred.mask(pred.best), float(pred.scores[pred.best])
 
-    result = stitch_segment(
-        grid, predict, prompt, z=z, multimask=multimask, max_tiles=max_tiles, margin=margin
-    )
+    ready = None if embedded is None else lambda ty, tx: embedded(z, ty, tx)
+    options = {"multimask": multimask, "max_tiles": max_tiles, "margin": margin}
+    result = stitch_segment(grid, predict, prompt, z=z, ready=ready, **options)
     return result, predictions
 
 
