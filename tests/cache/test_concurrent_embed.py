@@ -114,8 +114,9 @@ _HOLDER = """
 import sys, time
 from tilesam.cache.store import EmbeddingStore
 store = EmbeddingStore.open({cache!r})
+claims = store.claims()
 for tile in {tiles!r}:
-    assert store.claims.claim(tile)
+    assert claims.claim(tile)
 print("claimed", flush=True)
 sys.stdin.readline()  # until told: then stop without computing them
 """
@@ -160,3 +161,29 @@ def test_tiles_held_by_an_embedder_that_stops_are_computed_by_the_other(
     reference = Session(image, model, tmp_path / "single.zarr", tile_size=64, halo=8)
     reference.embed(progress=False, batch_size=1)
     _assert_same_cache(tmp_path / "single.zarr", cache)
+
+
+def test_two_threads_embedding_one_session_compute_each_tile_once(
+    tmp_path, model, monkeypatch
+) -> None:
+    """Embedders in one process (a GUI's embedding task and a click's on-demand task) share
+    the work like processes do: each holds its own claims."""
+    encode = model.embed_batch
+
+    def slower(*args, **kwargs):  # slow enough for the two threads to overlap
+        time.sleep(0.05)
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(model, "embed_batch", slower)
+    session = Session(load_sample("nuclei")[0], model, tmp_path / "c.zarr", tile_size=64, halo=8)
+    computed: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: computed.append(session.embed(progress=False)))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert len(computed) == 2 and sum(computed) == session.n_tiles == session.n_done == 25
+    assert session.store.verify().ok

@@ -209,7 +209,13 @@ else:
                                           embedding_shape={emb!r}, overwrite={overwrite!r})
 store.write_tile(0, 0, {tile!r}, np.full({emb!r}, {tile!r} + 1.0), {meta!r})
 print(store._header["store_id"], flush=True)
-time.sleep(1)  # still open while the other one creates
+# Still open until the other one is done too: creators that run together (however slow
+# the machine), not one that replaces a store whose creator has gone (overwrite's job).
+Path({path!r} + ".done{tile}").touch()
+deadline = time.monotonic() + 60
+while not all(Path({path!r} + f".done{{i}}").exists() for i in (0, 1)):
+    assert time.monotonic() < deadline, "the other creator never finished"
+    time.sleep(0.001)
 """
 
 

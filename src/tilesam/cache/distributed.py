@@ -216,7 +216,7 @@ def _wait_for_others(store_path: Path, waiting: list[TileIndex], report: Progres
     from tilesam.cache.store import EmbeddingStore
 
     store = EmbeddingStore.open(store_path, mode="r")
-    claims = store.claims
+    claims = store.claims()
     while waiting and not report.cancelled:
         free, still = [], []
         for tile in waiting:
@@ -295,7 +295,7 @@ def _embed_task(recipe, source, grid, store_path, intensity, scale, threads, til
 
     # Opened per task (a few ms): a store recreated at the same path is never served stale.
     store = EmbeddingStore.open(store_path)
-    claims = store.claims
+    claims = store.claims()
     mine, held, elsewhere = [], [], 0
     try:
         for tile in tiles:

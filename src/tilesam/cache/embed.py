@@ -273,7 +273,8 @@ class _SharedWork:
 
     def __init__(self, store: TileStore, grid: TileGrid, size: int) -> None:
         self.store, self.grid, self.size = store, grid, size
-        self.claims = getattr(store, "claims", None)
+        claims = getattr(store, "claims", None)  # this embedder's own (None: in memory)
+        self.claims = None if claims is None else claims()
         self.waiting: list[TileIndex] = []  # held by other embedders
         self._done_elsewhere = 0
         self._lock = threading.Lock()

@@ -89,7 +89,6 @@ class EmbeddingStore(StoreOpening):
         self._tiles = TileChunks(path, group, header)
         #: The shapes of each tile's high-resolution feature maps (SAM 2; empty for SAM).
         self.high_res_shapes = self._tiles.high_res_shapes
-        self._claims: TileClaims | None = None
         self._in_use = in_use.use(self, path, create=mode == "r+")  # never replaced while open
 
     def close(self) -> None:
@@ -112,12 +111,11 @@ class EmbeddingStore(StoreOpening):
         """Number of finished tiles."""
         return sum(1 for _ in finished_tiles(self.path))
 
-    @property
     def claims(self) -> TileClaims:
-        """This store's tile claims (:mod:`tilesam.cache.claims`), for embedders."""
-        if self._claims is None:
-            self._claims = TileClaims(self.path / CLAIMS)
-        return self._claims
+        """New claims on this store's tiles (:mod:`tilesam.cache.claims`), for one embedder.
+        Every embedder holds its own, threads of one process too: a tile one holds is
+        never computed by another (a shared object would count the other's as its own)."""
+        return TileClaims(self.path / CLAIMS)
 
     def write_tile(
         self,
