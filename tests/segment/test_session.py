@@ -443,6 +443,7 @@ def test_cache_on_a_full_disk_is_refused_cleanly_and_can_be_made_later(
     subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)
     with Session(image, model, small_disk / "c.zarr", halo=32) as session:
         assert session.n_done == 0 and session.embed(progress=False, batch_size=1) == 6
+    assert not [p for p in Path("/proc/self/fd").iterdir() if _points_into(p, small_disk)]
 
 
 def _points_into(fd_link: Path, folder: Path) -> bool:

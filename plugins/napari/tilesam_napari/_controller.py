@@ -235,7 +235,7 @@ class Annotator:
         (meanwhile the mask shown stays)."""
         prompt, z = job
         result, window = _predict.segment(self.session, prompt, z, embed_missing=False)
-        if not result.tiles:
+        if not result.tiles and result.waiting:
             return None
         return (prompt, [window]), not result.waiting
 

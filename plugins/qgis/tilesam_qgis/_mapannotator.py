@@ -211,8 +211,12 @@ class MapAnnotator:
             return
         session = self.session
         prompt = self.state.prompt(session)
-        result = session.segment(prompt, embed_missing=False)  # never embeds in the GUI
-        if result.tiles:  # else no tile it starts in is embedded: the old mask stays
+        try:
+            result = session.segment(prompt, embed_missing=False)  # never embeds in the GUI
+        except TileSAMError as err:  # e.g. a damaged tile: said, as the task would say it
+            self.notify(f"TileSAM: {err}", 2)
+            return
+        if result.tiles or not result.waiting:  # else the old mask stays until the task
             self._show(result)
         if result.waiting and self.pending is None:
             self._segment_in_task(prompt)

@@ -39,7 +39,8 @@ _HOST = socket.gethostname()
 
 
 class TileClaims:
-    """The claims this process holds on the tiles of one store (in its folder `folder`).
+    """The claims one embedder holds on the tiles of one store (in its folder `folder`);
+    each embedder, each thread of a process too, makes its own.
 
     Examples
     --------

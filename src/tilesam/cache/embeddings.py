@@ -11,6 +11,7 @@ high-resolution maps read (and checked) with it.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -41,12 +42,17 @@ class TileEmbeddings:
         self.store = store
         self.recent = recent
         self._recent: OrderedDict[TileIndex, ImageEmbedding] = OrderedDict()
+        # A GUI's prompt and a worker's may read at once (napari, QGIS): the recent tiles
+        # change under a lock; the reading itself does not need one.
+        self._lock = threading.Lock()
 
     def read(self, tile: TileIndex, shape: tuple[int, int]) -> ImageEmbedding:
         """The embedding of the finished `tile`, whose pixels are `shape` ``(h, w)``."""
-        if tile in self._recent:
-            self._recent.move_to_end(tile)
-            return self._recent[tile]
+        with self._lock:
+            known = self._recent.get(tile)
+            if known is not None:
+                self._recent.move_to_end(tile)
+                return known
         meta = self.store.read_meta(*tile)
         if tuple(meta["tile_shape"]) != tuple(shape):
             path = getattr(self.store, "path", None)
@@ -62,7 +68,8 @@ class TileEmbeddings:
         else:
             features = self.store.read_tile(*tile).astype(np.float32, copy=False)
             emb = ImageEmbedding(features[None], *sizes)
-        self._recent[tile] = emb
-        if len(self._recent) > self.recent:
-            self._recent.popitem(last=False)
+        with self._lock:
+            self._recent[tile] = emb
+            if len(self._recent) > self.recent:
+                self._recent.popitem(last=False)
         return emb

@@ -93,7 +93,8 @@ class EmbeddingStore(StoreOpening):
 
     def close(self) -> None:
         """Let go of the store now rather than when the object is collected: from then on
-        another process may replace it (``overwrite``) and its file system be unmounted."""
+        another process may replace it (``overwrite``) and its file system be unmounted.
+        The object still reads and writes, unprotected: close it when done with it."""
         self._in_use()
 
     def check_signature(self, signature: Mapping[str, Any]) -> None:

@@ -238,8 +238,10 @@ class Session(EmbeddingSession):
     def close(self) -> None:
         """Release the image file and the cache (another process may replace it from then
         on, and its disk be unmounted); ``with Session(...) as session:`` does it at the end."""
-        self.source.close()
-        self.store.close()
+        try:
+            self.source.close()
+        finally:
+            self.store.close()
 
     def __enter__(self) -> Session:
         return self
