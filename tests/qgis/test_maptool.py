@@ -191,6 +191,25 @@ def test_object_reaching_tiles_not_embedded_shows_at_once_then_whole(scene, tmp_
         assert dock.annotator.result.waiting == () and session.n_done == session.n_tiles
 
 
+def test_an_error_of_the_cache_only_answer_is_said_not_raised(scene, cache, monkeypatch):
+    """The click answered in the GUI thread (its tiles cached) reports the core's error in
+    the dock and the message bar, as the background task does, instead of raising from a
+    Qt slot."""
+    from tilesam.errors import TileSAMError
+
+    with open_dock(scene, cache) as dock:
+        click(dock, *CENTRE)  # opens the session; this one is answered
+        assert dock.annotator.area > 0
+
+        def damaged(*args, **kwargs):
+            raise TileSAMError("Tile (0, 1, 1) of embedding cache 'scene.zarr' is damaged")
+
+        monkeypatch.setattr(dock.annotator.session, "segment", damaged)
+        click(dock, CENTRE[0] + 3, CENTRE[1] + 3)
+        assert "is damaged" in dock.status.text()
+        assert dock.annotator.pending is None  # no task started for it
+
+
 def test_click_outside_the_raster_is_refused(scene, cache) -> None:
     with open_dock(scene, cache) as dock:
         dock.canvas.setExtent(QgsRectangle(399000, 5098000, 402000, 5101000))
