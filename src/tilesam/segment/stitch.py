@@ -85,8 +85,7 @@ def stitch_segment(
     (90000, 9)
     """
     seeds = seed_tiles(grid, prompt)
-    search = _Search(grid, predict, prompt, multimask, margin, max_tiles)
-    search.ready = ready
+    search = _Search(grid, predict, prompt, multimask, margin, max_tiles, ready)
     for seed in seeds:
         search.offer(seed, np.zeros((0, 2)), None)
     while search.queue and not search.done:
@@ -109,16 +108,16 @@ def stitch_segment(
 class _Search:
     """State of the breadth-first walk over tiles: queue, prompts, latest mask per tile."""
 
-    def __init__(self, grid, predict, prompt, multimask, margin, max_tiles) -> None:
+    def __init__(self, grid, predict, prompt, multimask, margin, max_tiles, ready) -> None:
         self.grid, self.predict, self.prompt = grid, predict, prompt
         self.multimask, self.margin, self.max_tiles = multimask, margin, max_tiles
+        self.ready: Callable[[int, int], bool] | None = ready  # None: every tile is
         self.queue: deque[Tile] = deque()
         self.derived: dict[Tile, list[np.ndarray]] = {}
         self.parents: dict[Tile, Tile | None] = {}
         self.masks: dict[Tile, np.ndarray] = {}
         self.counts: dict[Tile, int] = {}
         self.visits: list[TileVisit] = []
-        self.ready: Callable[[int, int], bool] | None = None
         self.waiting: set[Tile] = set()  # reached, but not ready to be predicted
 
     def offer(self, tile: Tile, points: np.ndarray, parent: Tile | None) -> None:
