@@ -224,7 +224,7 @@ def phase_clicks(spec: dict[str, Any]) -> dict[str, Any]:
     with_model = type(session)(spec["image"], session.model, spec["cache"])
     for y, x in clicks[:10]:
         with_model.segment(points=[(y, x)])
-    with_model.model._window_decoder.wait()
+    with_model.model._feature_decoder.wait()
     by_model = []
     for y, x in clicks:
         start = time.perf_counter()

@@ -254,16 +254,27 @@ def test_the_click_and_propagation_modules_import_without_torch() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_a_second_prompt_on_the_same_features_reuses_their_image_side(tiny, nuclei_field) -> None:
-    """The image side kept from the first prompt gives bitwise the numbers made afresh."""
+def test_features_prompted_again_prepare_their_image_side_once(tiny, nuclei_field) -> None:
+    """Features decoded once (a slice in propagation) skip the first block's image-only
+    projections; prompted again, their image side is prepared and kept: the numbers agree
+    to rounding, and the kept side gives them bitwise."""
     embedding, _ = nuclei_field
-    features = np.asarray(embedding.features, dtype=np.float32)
-    cached = replace(embedding, features=features)
+    cached = replace(embedding, features=np.asarray(embedding.features, dtype=np.float32))
     predictor = _numpy(tiny)
+
+    def side() -> object:
+        (kept,) = [image for _, image in predictor._images.values()]
+        return kept
+
     first = predictor.predict(cached, points=[(60, 70)])
-    assert len(predictor._images) == 1
-    again = predictor.predict(cached, points=[(60, 70)])
-    fresh = _numpy(tiny).predict(cached, points=[(60, 70)])
-    np.testing.assert_array_equal(again.scores, fresh.scores)
-    np.testing.assert_array_equal(again.low_res_logits, fresh.low_res_logits)
-    np.testing.assert_array_equal(first.masks, fresh.masks)
+    assert side().first is None
+    second = predictor.predict(cached, points=[(60, 70)])
+    prepared = side()
+    assert prepared.first is not None
+    third = predictor.predict(cached, points=[(60, 70)])
+    assert side() is prepared
+    np.testing.assert_array_equal(third.scores, second.scores)
+    np.testing.assert_array_equal(third.low_res_logits, second.low_res_logits)
+    np.testing.assert_allclose(second.scores, first.scores, atol=1e-5)
+    np.testing.assert_allclose(second.low_res_logits, first.low_res_logits, atol=1e-3)
+    assert (second.masks == first.masks).mean() > 0.999

@@ -53,13 +53,13 @@ def _decode_all(model, emb, prompts):
 def test_graphs_give_bitwise_the_masks_of_eager_decoding(nuclei) -> None:
     image, labels = nuclei
     eager = tilesam.load_model(device="cpu")
-    eager._window_decoder = eager.sam
+    eager._feature_decoder = eager.sam
     traced = tilesam.load_model(device="cpu")
     emb = traced.embed(image)
     prompts = _prompts(labels)
     expected = _decode_all(eager, emb, prompts)
     _decode_all(traced, emb, prompts)  # starts the traces, decodes eagerly meanwhile
-    graphs = traced._window_decoder
+    graphs = traced._feature_decoder
     graphs.wait()
     kinds = [(1, False, False, True), (2, False, False, True), (0, True, False, False)]
     kinds += [(1, True, False, False), (1, True, True, False)]
@@ -97,6 +97,31 @@ def test_one_graph_serves_every_window_side(side, n_points) -> None:
         assert torch.equal(a, b)
 
 
+def test_whole_grids_decoded_once_run_through_the_graphs(random_tiny, monkeypatch) -> None:
+    """A model that decodes on its whole grid (SAM's, MobileSAM's) traces the kind it decodes
+    on fresh features, as a walk does slice after slice, with bitwise the eager outputs."""
+    traced, eager = random_tiny(3), random_tiny(3)
+    for model in (traced, eager):
+        model.sam.decoder_windows = ()
+    eager._feature_decoder = eager.sam
+    rng = np.random.default_rng(0)
+    slices = [traced.embed(rng.uniform(0, 255, (256, 256)).astype(np.float32)) for _ in range(3)]
+    prompt = {"box": (40, 50, 150, 170), "points": [(90, 100)], "multimask": False}
+    for emb in slices[:2]:  # the second use of the kind traces
+        traced.predict(emb, **prompt)
+    traced._feature_decoder.wait()
+    assert traced._feature_decoder.ready((1, True, False, False))
+
+    def eager_decoding(*args, **kwargs):
+        raise AssertionError("the graph should have decoded this")
+
+    want = eager.predict(slices[2], **prompt)
+    monkeypatch.setattr(traced.sam, "decode_tokens", eager_decoding)
+    got = traced.predict(slices[2], **prompt)
+    np.testing.assert_array_equal(got.scores, want.scores)
+    np.testing.assert_array_equal(got.low_res_logits, want.low_res_logits)
+
+
 def test_a_failed_trace_leaves_eager_decoding_serving(nuclei, monkeypatch, caplog) -> None:
     image, labels = nuclei
     model = tilesam.load_model(device="cpu")
@@ -109,9 +134,9 @@ def test_a_failed_trace_leaves_eager_decoding_serving(nuclei, monkeypatch, caplo
     point = [center_point(labels == 1)]
     first = model.predict(emb, points=point)
     model.predict(emb, points=point)
-    model._window_decoder.wait()
+    model._feature_decoder.wait()
     again = model.predict(emb, points=point)
-    assert not model._window_decoder.ready((1, False, False, True))
+    assert not model._feature_decoder.ready((1, False, False, True))
     assert "not traced" in caplog.text
     np.testing.assert_array_equal(first.mask(), again.mask())
 
@@ -121,8 +146,8 @@ def test_a_kind_decoded_once_is_not_traced(nuclei) -> None:
     model = tilesam.load_model(device="cpu")
     emb = model.embed(image)
     model.predict(emb, points=[center_point(labels == 1)])
-    model._window_decoder.wait()
-    assert not model._window_decoder.ready((1, False, False, True))
+    model._feature_decoder.wait()
+    assert not model._feature_decoder.ready((1, False, False, True))
 
 
 def test_a_process_ending_during_a_trace_waits_for_it() -> None:
@@ -143,7 +168,7 @@ emb = model.embed(image)
 point = [center_point(labels == 1)]
 model.predict(emb, points=point)
 model.predict(emb, points=point)  # the second use starts the trace
-atexit.register(lambda: print("traced:", model._window_decoder.ready((1, False, False, True))))
+atexit.register(lambda: print("traced:", model._feature_decoder.ready((1, False, False, True))))
 """
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300

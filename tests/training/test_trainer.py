@@ -57,7 +57,7 @@ def test_a_stopped_run_resumes_where_it_stopped(tmp_path, small_config):
 def test_the_model_in_training_decodes_eagerly(tmp_path, small_config):
     # Traced decoder graphs freeze the weights (tilesam.models.decoder_graphs); these still change.
     model = Trainer(small_config(tmp_path)).as_model()
-    assert model._window_decoder is model.sam
+    assert model._feature_decoder is model.sam
 
 
 def test_resuming_with_another_architecture_is_refused(tmp_path, small_config):

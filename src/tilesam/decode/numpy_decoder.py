@@ -39,11 +39,13 @@ _MD = "mask_decoder."
 class ImageSide:
     """The decoder's image side, ready for prompts: ``keys`` (features and the dense prompt)
     and ``key_pe``, token-major ``(h*w, C)``, and ``first``: the first block's projections
-    that depend on them alone (token-to-image keys and values, image-to-token queries)."""
+    that depend on them alone (token-to-image keys and values, image-to-token queries), or
+    None where features are decoded once and the first block reorders its products as the
+    others do."""
 
     keys: np.ndarray
     key_pe: np.ndarray
-    first: tuple[np.ndarray, np.ndarray, np.ndarray]
+    first: tuple[np.ndarray, np.ndarray, np.ndarray] | None
 
 
 class NumpyDecoder:
@@ -177,7 +179,7 @@ class NumpyDecoder:
         ``(M, C/8)`` and their predicted IoU ``(M,)`` for features ``(C, h, w)`` (a window of
         the grid, with the same window of :meth:`dense_pe`). `image`, made by
         :meth:`image_side` from the same features, window and mask input, skips the work
-        that depends on them alone (the same numbers)."""
+        that depends on them alone (:meth:`prepared`: more of it, equal to rounding)."""
         if image is None:
             image = self.image_side(features, image_pe, mask_input)
         outputs = np.concatenate(
@@ -205,18 +207,25 @@ class NumpyDecoder:
     ) -> ImageSide:
         """The decoder's image side of features ``(C, h, w)`` and their window of
         :meth:`dense_pe`: token-major keys (the dense prompt added) and positional encoding
-        (`key_pe`, that window's token-major, where the caller keeps it), and the first
-        block's projections that depend on them alone."""
+        (`key_pe`, that window's token-major, where the caller keeps it); not
+        :meth:`prepared`."""
         features = np.asarray(features, np.float32).reshape(self.embed_dim, -1)
         hw = image_pe.shape[-2:]
         src = features.reshape(-1, *hw) + self.dense_prompt(mask_input, hw)
         keys = np.ascontiguousarray(src.reshape(self.embed_dim, -1).T)
         if key_pe is None:
             key_pe = np.ascontiguousarray(image_pe.reshape(self.embed_dim, -1).T)
+        return ImageSide(keys, key_pe, None)
+
+    def prepared(self, image: ImageSide) -> ImageSide:
+        """`image` with the first block's projections that depend on it alone: they cost
+        about three prompts' worth of what they save, so only features prompted again
+        (a tile clicked again, a stitched object's tiles) are worth preparing; a slice in
+        propagation is decoded once."""
         _, to_image, to_tokens = self._blocks[0]
-        k = keys + key_pe
-        first = (*to_image.project_keys_values(k, keys), to_tokens.project_queries(k))
-        return ImageSide(keys, key_pe, first)
+        k = image.keys + image.key_pe
+        first = (*to_image.project_keys_values(k, image.keys), to_tokens.project_queries(k))
+        return ImageSide(image.keys, image.key_pe, first)
 
     def _transformer(self, image: ImageSide, prompt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keys, key_pe = image.keys, image.key_pe
@@ -229,9 +238,10 @@ class NumpyDecoder:
                 q = queries + prompt
                 queries = queries + self_attn(q, q, queries)
             queries = layer_norm(queries, *self._norm(block + "norm1"))
-            # The first block's image projections are made with the image side.
-            k = None if i == 0 else keys + key_pe
-            kv, q_image = (image.first[:2], image.first[2]) if i == 0 else (None, None)
+            # The first block's image projections, where made with the image side.
+            first = image.first if i == 0 else None
+            k = None if first is not None else keys + key_pe
+            kv, q_image = (first[:2], first[2]) if first is not None else (None, None)
             attn = to_image.tokens_to_image(queries + prompt, k, keys, kv)
             queries = layer_norm(queries + attn, *self._norm(block + "norm2"))
             mlp = self._linear(
@@ -356,13 +366,16 @@ class NumpyPredictor(MaskPredictor):
     ) -> ImageSide:
         """The decoder's image side of `embedding` on `window` (None: the whole grid), kept
         for the next prompts on the same features without a mask input (a tile clicked
-        again, a stitched object's tiles): they skip about a fifth of the decoder's work."""
+        again, a stitched object's tiles), which prepare it on the second use and then skip
+        about a fifth of the decoder's work."""
         key = (id(embedding.features), window)
         if mask is None:
             hit = self._images.get(key)
             if hit is not None and hit[0]() is embedding.features:
                 self._images.move_to_end(key)
-                return hit[1]
+                if hit[1].first is None:
+                    self._images[key] = (hit[0], self.decoder.prepared(hit[1]))
+                return self._images[key][1]
         features = np.asarray(embedding.features, dtype=np.float32)[0]
         pe = self.decoder.dense_pe()
         if window is not None:

@@ -1,4 +1,7 @@
-"""The prompt decoder on windows as TorchScript graphs, one per prompt kind, traced aside.
+"""The prompt decoder on features as TorchScript graphs, one per prompt kind, traced aside.
+
+Features are a window of the token grid (a model trained on windows, ``Sam.decoder_windows``)
+or a whole grid decoded as it is, without prepared image tokens (a slice in propagation).
 
 A click's decoder is a few hundred small torch operations, and run eagerly their Python
 dispatch sets its time more than the arithmetic does. Traced and frozen (``torch.jit.trace``,

@@ -147,9 +147,10 @@ class SamModel(MaskPredictor):
         self._image_pe: torch.Tensor | None = None
         self._tokens: OrderedDict[int, tuple[weakref.ref, ImageTokens | None]] = OrderedDict()
         self._tokens_lock = threading.Lock()
-        # Decoding on windows through traced graphs (see tilesam.models.decoder_graphs); they freeze
-        # the weights, so a model whose weights still change (training) decodes eagerly.
-        self._window_decoder = DecoderGraphs(self.sam) if decoder_graphs else self.sam
+        # Features (windows of the grid, whole grids decoded once) decode through traced graphs
+        # (see tilesam.models.decoder_graphs); they freeze the weights, so a model whose weights
+        # still change (training) decodes eagerly.
+        self._feature_decoder = DecoderGraphs(self.sam) if decoder_graphs else self.sam
 
     @property
     def image_pe(self) -> torch.Tensor:
@@ -287,14 +288,17 @@ class SamModel(MaskPredictor):
         if window is None:
             mask = args["mask_input"]
             image = self._image_tokens(features) if mask is None else self._on_device(features)
-            tokens, hyper_in, iou = self.sam.decode_tokens(image, image_pe=self.image_pe, **args)
+            # Prepared tokens decode eagerly; features decoded as they are (a slice in
+            # propagation, a prompt with a mask input) through the graphs, as windows do.
+            decoder = self.sam if isinstance(image, ImageTokens) else self._feature_decoder
+            tokens, hyper_in, iou = decoder.decode_tokens(image, image_pe=self.image_pe, **args)
             decoded, extent = None, None
         else:
             y0, y1, x0, x1 = window
             crop = (..., slice(y0, y1), slice(x0, x1))
             if args["mask_input"] is not None:
                 args["mask_input"] = args["mask_input"][..., 4 * y0 : 4 * y1, 4 * x0 : 4 * x1]
-            tokens, hyper_in, iou = self._window_decoder.decode_tokens(
+            tokens, hyper_in, iou = self._feature_decoder.decode_tokens(
                 self._on_device(features)[crop], image_pe=self.image_pe[crop], **args
             )
             decoded, extent = window, self._extent(embedding)
