@@ -157,7 +157,10 @@ class SamModel(MaskPredictor):
         """The decoder's positional encoding of the embedding grid, computed once."""
         if self._image_pe is None:
             with torch.inference_mode():
-                self._image_pe = self.sam.prompt_encoder.get_dense_pe()
+                # Channels-last memory: the decoder reads it token-major, which is then a
+                # view rather than a transposed copy at every prompt (1 ms of a 25 ms decode).
+                pe = self.sam.prompt_encoder.get_dense_pe()
+                self._image_pe = pe.contiguous(memory_format=torch.channels_last)
         return self._image_pe
 
     def __repr__(self) -> str:
