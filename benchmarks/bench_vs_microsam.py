@@ -583,12 +583,13 @@ def rows_of(m: dict[str, Any]) -> list[tuple[str, float, float, float | None, st
         rows.append((f"click, {kind} objects (TileSAM torch)",
                      ts["clicks"]["clicks torch"][kind]["median_ms"], mc, None, "ms"))  # fmt: skip
     rows += [
-        ("cache 2D", ts["embed2d"]["cache_mb"], ms["embed2d"]["cache_mb"], 0.5, "MB"),
+        ("cache 2D", ts["embed2d"]["cache_mb"], ms["embed2d"]["cache_mb"], None, "MB"),
+        # The issue's target is per tile: the decoder's weights are kept once per cache.
         (
-            "cache 2D without TileSAM's decoder weights",
+            "cache 2D without TileSAM's decoder weights (the tiles')",
             ts["embed2d"]["cache_mb"] - ts["embed2d"]["decoder_mb"],
             ms["embed2d"]["cache_mb"],
-            None,
+            0.5,
             "MB",
         ),  # fmt: skip
         (
@@ -605,10 +606,10 @@ def rows_of(m: dict[str, Any]) -> list[tuple[str, float, float, float | None, st
     for pairing in PAIRINGS:
         a, b = ts["propagate"][f"propagate {pairing}"], ms["propagate"][f"propagate {pairing}"]
         label = f"propagation, {a['method']} / {b['method']}, per slice"
-        rows.append((label, a["ms_per_slice"], b["ms_per_slice"],
-                     0.2 if pairing == "box" else None, "ms"))  # fmt: skip
+        target = 0.2 if pairing == "box" else None
+        rows.append((label, a["ms_per_slice"], b["ms_per_slice"], target, "ms"))
         torch_ms = ts["propagate"][f"propagate {pairing} torch"]["ms_per_slice"]
-        rows.append((f"{label} (TileSAM torch)", torch_ms, b["ms_per_slice"], None, "ms"))
+        rows.append((f"{label} (TileSAM torch)", torch_ms, b["ms_per_slice"], target, "ms"))
     return rows
 
 
