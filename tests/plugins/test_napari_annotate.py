@@ -135,6 +135,47 @@ def test_console_annotator_docks_once_and_segments(make_napari_viewer, qtbot, nu
     assert ann.commit() == 1
 
 
+def _shown_in_part(widget, textured, settings, qtbot):
+    """A box over a 3 x 3 grid of 128-pixel tiles of which one is embedded: the live mask
+    is shown at once from that tile, while a worker embeds the others."""
+    settings = dataclasses.replace(settings, tile_size=128)
+    ann, viewer = _start(widget, textured((300, 300)), settings)
+    ann.session.compute_tiles([(0, 0, 0)])
+    box = (0, 0, 300, 300)
+    viewer.layers[BOXES].add_rectangles(np.array([box[:2], box[2:]]))
+    qtbot.waitUntil(lambda: bool(ann.current), timeout=20_000)
+    assert ann.session.n_done < ann.session.n_tiles  # the worker is still embedding
+    return ann, viewer, box
+
+
+def test_a_commit_of_an_object_shown_in_part_commits_it_whole(
+    widget, wait_idle, textured, settings, qtbot
+):
+    """C pressed while the live mask comes from the cached tiles alone commits the whole
+    object once the worker has it, not the part on screen, as an ordinary commit."""
+    ann, viewer, box = _shown_in_part(widget, textured, settings, qtbot)
+    assert ann.commit() is None
+    assert not viewer.layers[COMMITTED].data.any()
+    wait_idle(ann)
+    whole = ann.session.segment(box=box).mask
+    np.testing.assert_array_equal(viewer.layers[COMMITTED].data > 0, whole)
+    assert not ann.current and not len(viewer.layers[BOXES].data)
+    ann.undo()
+    assert not viewer.layers[COMMITTED].data.any()
+
+
+def test_a_prompt_changed_before_the_object_is_whole_cancels_its_commit(
+    widget, wait_idle, textured, settings, qtbot
+):
+    ann, viewer, box = _shown_in_part(widget, textured, settings, qtbot)
+    assert ann.commit() is None
+    viewer.layers[POINTS].add([[150, 150]])  # a new prompt: the commit was for the box alone
+    wait_idle(ann)
+    assert not viewer.layers[COMMITTED].data.any()
+    expected = ann.session.segment(points=[(150, 150)], box=box).mask
+    np.testing.assert_array_equal(viewer.layers[CURRENT].data > 0, expected)
+
+
 def test_an_object_reaching_tiles_not_embedded_shows_at_once_then_whole(
     widget, wait_idle, textured, settings, qtbot
 ):

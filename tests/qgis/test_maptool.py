@@ -191,6 +191,52 @@ def test_object_reaching_tiles_not_embedded_shows_at_once_then_whole(scene, tmp_
         assert dock.annotator.result.waiting == () and session.n_done == session.n_tiles
 
 
+def _box_over_the_raster_in_part(dock) -> None:
+    """One tile embedded, a box over the whole raster: shown at once from that tile, while
+    a task embeds the others."""
+    dock.annotator.session.compute_tiles([(0, 0, 0)])
+    tool, canvas = dock.tool, dock.canvas
+    whole = (-1, -1, 513, 513)
+    tool.canvasPressEvent(event(canvas, QEvent.MouseButtonPress, map_xy(*whole[:2])))
+    tool.canvasMoveEvent(event(canvas, QEvent.MouseMove, map_xy(*whole[2:])))
+    tool.canvasReleaseEvent(event(canvas, QEvent.MouseButtonRelease, map_xy(*whole[2:])))
+    assert dock.annotator.result.waiting and dock.annotator.pending is not None
+
+
+def test_a_commit_of_an_object_shown_in_part_commits_it_whole(scene, tmp_path) -> None:
+    """Commit pressed while the mask comes from the cached tiles alone appends the whole
+    object once the task has it, not the part on screen."""
+    objects = tmp_path / "part_objects.gpkg"
+    with open_dock(scene, tmp_path / "part.zarr", ready=True) as dock:
+        dock.annotator.objects_path = objects
+        _box_over_the_raster_in_part(dock)
+        part = QgsGeometry(dock.annotator.geometry)
+        assert dock.commit() is None and "committed whole" in dock.status.text()
+        wait(lambda: dock.annotator.pending is None)
+        session = dock.annotator.session
+        assert session.n_done == session.n_tiles
+        (layer,) = [
+            lay for lay in QgsProject.instance().mapLayers().values() if objects.stem in lay.name()
+        ]
+        (feature,) = list(layer.getFeatures())
+        assert feature.geometry().area() > 1.5 * part.area()  # the whole object, not the part
+        assert "Object 1 added" in dock.status.text()
+        assert dock.annotator.mask_band.asGeometry().isEmpty()  # a new object starts
+        layer.rollBack()
+
+
+def test_a_prompt_changed_before_the_object_is_whole_cancels_its_commit(scene, tmp_path):
+    objects = tmp_path / "cancelled_objects.gpkg"
+    with open_dock(scene, tmp_path / "part.zarr", ready=True) as dock:
+        dock.annotator.objects_path = objects
+        _box_over_the_raster_in_part(dock)
+        assert dock.commit() is None
+        click(dock, *CENTRE)  # a new prompt: the commit was for the box alone
+        wait(lambda: dock.annotator.pending is None)
+        assert not objects.exists() and dock.annotator.commit_version is None
+        assert not dock.annotator.geometry.isEmpty()  # the new object is shown
+
+
 def test_an_error_of_the_cache_only_answer_is_said_not_raised(scene, cache, monkeypatch):
     """The click answered in the GUI thread (its tiles cached) reports the core's error in
     the dock and the message bar, as the background task does, instead of raising from a

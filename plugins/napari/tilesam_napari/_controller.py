@@ -23,7 +23,7 @@ from tilesam_napari import _geo, _labels, _layers, _predict
 from tilesam_napari._commits import Commits
 from tilesam_napari._labels import Committed, Window, bounding_window
 from tilesam_napari._layers import KeyHandler
-from tilesam_napari._notify import walked
+from tilesam_napari._notify import guarded, walked
 from tilesam_napari._session import Settings, auto_window_note, open_session
 from tilesam_napari._workers import LatestOnly
 
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 #: What a live segmentation works on: the prompt and its slice (None in 2D).
 _LiveJob = tuple[Prompt, int | None]
+#: Its answer: the prompt, the object's windows, and whether the object is whole (False:
+#: answered from the cache alone while a worker embeds the tiles it goes on into).
+_LiveAnswer = tuple[Prompt, list[Window], bool]
 
 #: The metadata key of a ``committed_objects`` layer: the image and store it was made for.
 COMMITTED_KEY = "tilesam_committed"
@@ -70,6 +73,9 @@ class Annotator:
         self.current: list[Window] = []  # the live object, one window per slice
         self._alternatives: list[list[Window]] = []
         self._prompt: Prompt | None = None  # the prompt of the current object
+        self._whole = True  # the current object is not waiting for tiles being embedded
+        # A commit asked for while the object was shown in part: (its prompt, overwrite).
+        self._pending_commit: tuple[Prompt, bool] | None = None
         self._choice = 0
         self.commits = Commits(lambda: self.layer(_layers.COMMITTED))  # what Undo undoes
         self._committed: Committed | None = None  # the labels the committed layer shows
@@ -229,7 +235,7 @@ class Annotator:
             self.layer(_layers.POINTS), self.layer(_layers.BOXES), self.image, z
         )
 
-    def _quick(self, job: _LiveJob) -> tuple[tuple[Prompt, list[Window]], bool] | None:
+    def _quick(self, job: _LiveJob) -> tuple[_LiveAnswer, bool] | None:
         """The answer from the cache alone; incomplete where the object goes on into tiles
         not embedded yet. None where no tile the prompt starts in is: a worker embeds it
         (meanwhile the mask shown stays)."""
@@ -237,16 +243,26 @@ class Annotator:
         result, window = _predict.segment(self.session, prompt, z, embed_missing=False)
         if not result.tiles and result.waiting:
             return None
-        return (prompt, [window]), not result.waiting
+        whole = not result.waiting
+        return (prompt, [window], whole), whole
 
-    def _compute(self, job: _LiveJob) -> tuple[Prompt, list[Window]]:
+    def _compute(self, job: _LiveJob) -> _LiveAnswer:
         prompt, z = job
-        return prompt, [_predict.segment(self.session, prompt, z)[1]]
+        return prompt, [_predict.segment(self.session, prompt, z)[1]], True
 
-    def _show(self, answer: tuple[Prompt, list[Window]]) -> None:
-        self._prompt, windows = answer
+    def _show(self, answer: _LiveAnswer) -> None:
+        self._prompt, windows, self._whole = answer
         self._alternatives, self._choice = [windows], 0
         self._draw(windows)
+        pending, self._pending_commit = self._pending_commit, None
+        if pending is None:
+            return
+        if pending[0] is not self._prompt:
+            show_info("TileSAM: the prompt changed before the object was whole: not committed.")
+        elif self._whole:
+            guarded(lambda: self.commit(overwrite=pending[1]))
+        else:
+            self._pending_commit = pending
 
     def segment(
         self,
@@ -273,7 +289,7 @@ class Annotator:
         result, window = _predict.segment(session, prompt, z)
         if given:
             self._draw_prompt(prompt, z)
-        self._show((prompt, [window]))
+        self._show((prompt, [window], True))
         return result
 
     def _draw_prompt(self, prompt: Prompt, z: int | None) -> None:
@@ -316,13 +332,23 @@ class Annotator:
             callback()
 
     # -- commit, clear, undo ----------------------------------------------------------------
-    def commit(self, *, overwrite: bool = False) -> int:
+    def commit(self, *, overwrite: bool = False) -> int | None:
         """Commit the current object under the next free id and clear the prompts (``C``).
 
-        Committed objects are only overwritten with ``overwrite=True``. Returns the id.
+        Committed objects are only overwritten with ``overwrite=True``. Returns the id, or
+        None where the object is shown in part, from the tiles already embedded, while a
+        worker embeds those it goes on into: it is committed whole when they are ready
+        (unless the prompts change first).
         """
         if not self.current:
             raise TileSAMError("Nothing to commit: click on an object (or draw a box) first.")
+        if not self._whole:
+            self._pending_commit = (self._prompt, overwrite)
+            show_info(
+                "TileSAM: the object goes on into tiles being embedded; it is committed "
+                "whole as soon as they are ready."
+            )
+            return None
         # All or nothing: on disk, a crash during it leaves the objects before it, whole.
         new_id = self.commits.add(self.current, overwrite=overwrite)
         if new_id is None:
@@ -347,6 +373,7 @@ class Annotator:
                     layer.data = np.zeros((0, layer.ndim)) if name == _layers.POINTS else []
                 layer.refresh()
         self._alternatives, self._choice = [], 0
+        self._pending_commit = None
         self._draw([])
 
     # -- embedding and propagation ----------------------------------------------------------
@@ -406,6 +433,7 @@ class Annotator:
         mask = np.asarray(labels) > 0
         windows = [bounding_window(z, mask[z]) for z in range(mask.shape[0]) if mask[z].any()]
         self._alternatives, self._choice = [windows], 0
+        self._whole, self._pending_commit = True, None
         self._draw(windows)
 
 

@@ -78,6 +78,8 @@ class MapAnnotator:
         self.area = 0.0
         self.pending: QgsTask | None = None  # an on-demand segmentation in flight
         self.version = 0  # of the prompt: bumped by every change
+        # A commit asked for while the object was shown in part: the prompt version it is for.
+        self.commit_version: int | None = None
         self.mask_band = _band(canvas, QgsWkbTypes.PolygonGeometry, MASK_COLOUR)
         self.point_bands = {
             1: _band(canvas, QgsWkbTypes.PointGeometry, POSITIVE),
@@ -216,6 +218,11 @@ class MapAnnotator:
         except TileSAMError as err:  # e.g. a damaged tile: said, as the task would say it
             self.notify(f"TileSAM: {err}", 2)
             return
+        if self.commit_version is not None and self.commit_version != self.version:
+            self.commit_version = None
+            self.notify(
+                "TileSAM: the prompt changed before the object was whole: not committed.", 0
+            )
         if result.tiles or not result.waiting:  # else the old mask stays until the task
             self._show(result)
         if result.waiting and self.pending is None:
@@ -236,6 +243,8 @@ class MapAnnotator:
                 self.update()  # the prompt changed meanwhile: segment the newest
             else:
                 self._show(result)
+                if self.commit_version == version:  # asked for while it was shown in part
+                    self._commit_now_whole()
 
         task = QgsTask.fromFunction(
             "TileSAM: segmenting", lambda task: session.segment(prompt), on_finished=done
@@ -258,9 +267,20 @@ class MapAnnotator:
     # -- commit and clear ---------------------------------------------------------------------
     def commit(self) -> tuple[QgsVectorLayer, int] | None:
         """Append the live mask to the objects layer (created on first use); returns the
-        layer and the object's id, or None when there is no mask."""
+        layer and the object's id, or None when there is no mask, or when the mask is shown
+        in part while a task embeds the tiles the object goes on into: it is committed whole
+        when the task has it (unless the prompt changes first)."""
+        self.commit_version = None
         if self.result is None or self.geometry.isEmpty():
             self.notify("TileSAM: nothing to commit: click an object first.", 1)
+            return None
+        if self.result.waiting and self.pending is not None:
+            self.commit_version = self.version
+            self.notify(
+                "TileSAM: the object goes on into tiles being embedded; it is committed whole "
+                "as soon as they are ready.",
+                0,
+            )
             return None
         path = self.objects_path or _mapcommit.default_objects_path(self.settings.raster)
         layer = _mapcommit.objects_layer(Path(path), self.layer.crs())
@@ -268,12 +288,24 @@ class MapAnnotator:
         self.clear()
         return layer, object_id
 
+    def _commit_now_whole(self) -> None:
+        """The commit asked for while the object was shown in part, now that it is whole."""
+        try:
+            committed = self.commit()
+        except TileSAMError as err:
+            self.notify(str(err), 2)
+            return
+        if committed is not None:
+            layer, object_id = committed
+            self.notify(f"Object {object_id} added to {layer.name()} (unsaved edits).", 0)
+
     def clear(self) -> None:
         """Forget the current object's prompt and mask (and clicks waiting for the session)."""
         self.state, self.queued = PromptState(), []
         if self.opening is not None:
             self.on_opening(self._opening_text())  # no click waits any more
         self.version += 1
+        self.commit_version = None
         self.result, self.geometry, self.area = None, QgsGeometry(), 0.0
         self.mask_band.reset(QgsWkbTypes.PolygonGeometry)
         for band in self.point_bands.values():
