@@ -36,12 +36,15 @@ _BLOCK = 1 << 15
 def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
     """Layer norm over the last axis (a new array).
 
-    The means are products with a ``1 / C`` vector: NumPy's reductions along a short last
-    axis took 3x as long on the decoder's 4096 x 256 image tokens.
+    The mean is a product with a ``1 / C`` vector and the variance an ``einsum`` of the
+    centred values with themselves: NumPy's reductions along a short last axis took 3x as
+    long on the decoder's 4096 x 256 image tokens, and squaring first wrote and read one
+    more array of their size (2.1 -> 1.75 ms).
     """
     average = np.full(x.shape[-1], 1 / x.shape[-1], np.float32)
     centred = x - (x @ average)[..., None]
-    var = np.square(centred) @ average
+    var = np.einsum("...c,...c->...", centred, centred)
+    var *= np.float32(1 / x.shape[-1])
     var += np.float32(eps)
     centred /= np.sqrt(var, out=var)[..., None]
     centred *= weight
