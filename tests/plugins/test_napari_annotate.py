@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 from tilesam_napari import _keys, annotator
 from tilesam_napari._layers import BOXES, COMMITTED, CURRENT, POINTS
 
@@ -174,6 +175,45 @@ def test_a_prompt_changed_before_the_object_is_whole_cancels_its_commit(
     assert not viewer.layers[COMMITTED].data.any()
     expected = ann.session.segment(points=[(150, 150)], box=box).mask
     np.testing.assert_array_equal(viewer.layers[CURRENT].data > 0, expected)
+
+
+def test_a_commit_after_another_click_waits_for_that_prompt_whole(
+    widget, wait_idle, textured, settings, qtbot
+):
+    """A point added to an object shown in part, then C while the worker still embeds for
+    the box alone: the object of the prompts as they now are is committed, whole."""
+    ann, viewer, box = _shown_in_part(widget, textured, settings, qtbot)
+    viewer.layers[POINTS].add([[150, 150]])
+    assert ann.busy and ann.commit() is None
+    wait_idle(ann)
+    whole = ann.session.segment(points=[(150, 150)], box=box).mask
+    np.testing.assert_array_equal(viewer.layers[COMMITTED].data > 0, whole)
+
+
+def test_a_failed_worker_says_the_commit_waiting_for_it_was_not_made(
+    widget, wait_idle, textured, settings, qtbot, monkeypatch
+):
+    from tilesam_napari import _predict
+
+    from tilesam.errors import TileSAMError
+
+    cached_only = _predict.segment
+
+    def embedding_fails(session, prompt, z, *, embed_missing=True):
+        if embed_missing:
+            raise TileSAMError("No space left on device")
+        return cached_only(session, prompt, z, embed_missing=False)
+
+    monkeypatch.setattr(_predict, "segment", embedding_fails)
+    ann, viewer, box = _shown_in_part(widget, textured, settings, qtbot)
+    notes = []
+    monkeypatch.setattr("tilesam_napari._controller.show_info", notes.append)
+    assert ann.commit() is None
+    wait_idle(ann)
+    assert any("not committed" in note for note in notes)
+    with pytest.raises(TileSAMError, match="embedding the rest failed"):
+        ann.commit()
+    assert not viewer.layers[COMMITTED].data.any()
 
 
 def test_an_object_reaching_tiles_not_embedded_shows_at_once_then_whole(

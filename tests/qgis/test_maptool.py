@@ -232,9 +232,56 @@ def test_a_prompt_changed_before_the_object_is_whole_cancels_its_commit(scene, t
         _box_over_the_raster_in_part(dock)
         assert dock.commit() is None
         click(dock, *CENTRE)  # a new prompt: the commit was for the box alone
+        assert dock.annotator.commit_version is None and "not committed" in dock.status.text()
         wait(lambda: dock.annotator.pending is None)
-        assert not objects.exists() and dock.annotator.commit_version is None
+        assert not objects.exists()
         assert not dock.annotator.geometry.isEmpty()  # the new object is shown
+
+
+def _objects(path: Path) -> list:
+    """The features of the objects layer kept in `path`, as loaded in the project."""
+    (layer,) = [x for x in QgsProject.instance().mapLayers().values() if path.stem in x.name()]
+    return list(layer.getFeatures()), layer
+
+
+def test_a_commit_after_another_click_waits_for_that_prompt_whole(scene, tmp_path) -> None:
+    """A click on an object shown in part, then Commit while the task still embeds for the
+    earlier prompt: the object of the prompt as it now is gets committed, whole."""
+    objects = tmp_path / "again_objects.gpkg"
+    with open_dock(scene, tmp_path / "part.zarr", ready=True) as dock:
+        dock.annotator.objects_path = objects
+        _box_over_the_raster_in_part(dock)
+        part = QgsGeometry(dock.annotator.geometry)
+        click(dock, *CENTRE)  # box and point: a new prompt; the task is the box's
+        assert dock.annotator.pending is not None
+        assert dock.commit() is None
+        wait(lambda: dock.annotator.pending is None and dock.annotator.commit_version is None)
+        (feature,), layer = _objects(objects)
+        assert feature.geometry().area() > 1.5 * part.area()
+        layer.rollBack()
+
+
+def test_a_failed_task_says_the_commit_waiting_for_it_was_not_made(scene, tmp_path) -> None:
+    from tilesam.errors import TileSAMError
+
+    objects = tmp_path / "failed_objects.gpkg"
+    with open_dock(scene, tmp_path / "part.zarr", ready=True) as dock:
+        dock.annotator.objects_path = objects
+        session = dock.annotator.session
+        cached_only = session.segment
+
+        def embedding_fails(prompt, embed_missing=True, **kwargs):
+            if embed_missing:
+                raise TileSAMError("No space left on device")
+            return cached_only(prompt, embed_missing=False, **kwargs)
+
+        session.segment = embedding_fails
+        _box_over_the_raster_in_part(dock)
+        assert dock.commit() is None
+        wait(lambda: dock.annotator.pending is None)
+        assert "was not committed" in dock.status.text()
+        assert dock.commit() is None and "embedding the rest failed" in dock.status.text()
+        assert not objects.exists()
 
 
 def test_an_error_of_the_cache_only_answer_is_said_not_raised(scene, cache, monkeypatch):

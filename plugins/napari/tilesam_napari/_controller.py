@@ -35,11 +35,27 @@ if TYPE_CHECKING:
     from tilesam.segment.session import Session
     from tilesam_napari._predict import Propagated
 
-#: What a live segmentation works on: the prompt and its slice (None in 2D).
-_LiveJob = tuple[Prompt, int | None]
-#: Its answer: the prompt, the object's windows, and whether the object is whole (False:
-#: answered from the cache alone while a worker embeds the tiles it goes on into).
-_LiveAnswer = tuple[Prompt, list[Window], bool]
+
+@dataclass(frozen=True)
+class _LiveJob:
+    """What a live segmentation works on: the prompt, its slice (None in 2D), the version
+    of the prompt layers it was read from, and the session."""
+
+    prompt: Prompt
+    z: int | None
+    version: int
+    session: Session
+
+
+@dataclass(frozen=True)
+class _LiveAnswer:
+    """A live segmentation's object: its windows, and whether it is whole (False: answered
+    from the cache alone while a worker embeds the tiles it goes on into)."""
+
+    job: _LiveJob
+    windows: list[Window]
+    whole: bool
+
 
 #: The metadata key of a ``committed_objects`` layer: the image and store it was made for.
 COMMITTED_KEY = "tilesam_committed"
@@ -73,13 +89,18 @@ class Annotator:
         self.current: list[Window] = []  # the live object, one window per slice
         self._alternatives: list[list[Window]] = []
         self._prompt: Prompt | None = None  # the prompt of the current object
+        # The prompt layers' version (bumped by every edit) and the current object's: a
+        # commit takes the object of the prompts as they are, whole.
+        self._version = self._shown = 0
         self._whole = True  # the current object is not waiting for tiles being embedded
-        # A commit asked for while the object was shown in part: (its prompt, overwrite).
-        self._pending_commit: tuple[Prompt, bool] | None = None
+        # A commit asked for before that object was shown whole: (the version, overwrite).
+        self._pending_commit: tuple[int, bool] | None = None
         self._choice = 0
         self.commits = Commits(lambda: self.layer(_layers.COMMITTED))  # what Undo undoes
         self._committed: Committed | None = None  # the labels the committed layer shows
-        self._live = LatestOnly(self._collect, self._compute, self._show, self._quick)
+        self._live = LatestOnly(
+            self._collect, self._compute, self._show, self._quick, self._live_failed
+        )
         # Set by the widget's key bindings, and bound on the layers made here.
         self.key_handlers: dict[str, KeyHandler] = {}
         # Called after the current object changed (e.g. the widget's cache state).
@@ -135,6 +156,8 @@ class Annotator:
         if self.session is not None and self.image is not layer:
             self._forget_layers()
         self.session, self.image, self.settings = session, layer, settings
+        self._version += 1  # answers for the previous image are not shown
+        self._whole, self._pending_commit = True, None
         self._committed = committed
         for note in committed.notes:
             show_info(note)
@@ -211,6 +234,7 @@ class Annotator:
         action = str(getattr(event, "action", "") or "")
         if action.endswith("ing"):  # 'adding', 'removing', 'changing': wait for the result
             return
+        self._version += 1
         if self.live:
             self._live.request()
 
@@ -227,7 +251,7 @@ class Annotator:
         if not prompt.has_object:
             self._draw([])  # nothing (or only negative points) left: no object
             return None
-        return prompt, z
+        return _LiveJob(prompt, z, self._version, self.session)
 
     def prompt(self, z: int | None = None) -> Prompt:
         """The prompts of the layers on slice `z` (2D: all), in image pixels."""
@@ -239,30 +263,36 @@ class Annotator:
         """The answer from the cache alone; incomplete where the object goes on into tiles
         not embedded yet. None where no tile the prompt starts in is: a worker embeds it
         (meanwhile the mask shown stays)."""
-        prompt, z = job
-        result, window = _predict.segment(self.session, prompt, z, embed_missing=False)
+        result, window = _predict.segment(job.session, job.prompt, job.z, embed_missing=False)
         if not result.tiles and result.waiting:
             return None
         whole = not result.waiting
-        return (prompt, [window], whole), whole
+        return _LiveAnswer(job, [window], whole), whole
 
     def _compute(self, job: _LiveJob) -> _LiveAnswer:
-        prompt, z = job
-        return prompt, [_predict.segment(self.session, prompt, z)[1]], True
+        return _LiveAnswer(job, [_predict.segment(job.session, job.prompt, job.z)[1]], True)
 
     def _show(self, answer: _LiveAnswer) -> None:
-        self._prompt, windows, self._whole = answer
-        self._alternatives, self._choice = [windows], 0
-        self._draw(windows)
+        if answer.job.session is not self.session:
+            return  # made for an image (or settings) no longer annotated
+        self._prompt, self._shown, self._whole = answer.job.prompt, answer.job.version, answer.whole
+        self._alternatives, self._choice = [answer.windows], 0
+        self._draw(answer.windows)
         pending, self._pending_commit = self._pending_commit, None
         if pending is None:
             return
-        if pending[0] is not self._prompt:
-            show_info("TileSAM: the prompt changed before the object was whole: not committed.")
-        elif self._whole:
+        if pending[0] != self._version:
+            show_info("TileSAM: the prompts changed before the object was whole: not committed.")
+        elif self._shown == pending[0] and self._whole:
             guarded(lambda: self.commit(overwrite=pending[1]))
         else:
-            self._pending_commit = pending
+            self._pending_commit = pending  # an older prompt's answer: wait for this one's
+
+    def _live_failed(self) -> None:
+        """A live segmentation failed (said already): a commit waiting for it is not made."""
+        if self._pending_commit is not None:
+            self._pending_commit = None
+            show_info("TileSAM: the object could not be segmented whole: not committed.")
 
     def segment(
         self,
@@ -289,7 +319,8 @@ class Annotator:
         result, window = _predict.segment(session, prompt, z)
         if given:
             self._draw_prompt(prompt, z)
-        self._show((prompt, [window], True))
+        self._version += 1
+        self._show(_LiveAnswer(_LiveJob(prompt, z, self._version, session), [window], True))
         return result
 
     def _draw_prompt(self, prompt: Prompt, z: int | None) -> None:
@@ -342,13 +373,18 @@ class Annotator:
         """
         if not self.current:
             raise TileSAMError("Nothing to commit: click on an object (or draw a box) first.")
-        if not self._whole:
-            self._pending_commit = (self._prompt, overwrite)
+        if self._live.busy and not (self._whole and self._shown == self._version):
+            self._pending_commit = (self._version, overwrite)
             show_info(
-                "TileSAM: the object goes on into tiles being embedded; it is committed "
-                "whole as soon as they are ready."
+                "TileSAM: the object is still being segmented (it goes on into tiles being "
+                "embedded); it is committed whole as soon as it is."
             )
             return None
+        if not self._whole:
+            raise TileSAMError(
+                "The object is shown only as far as the embedded tiles reach (embedding the "
+                "rest failed, see the message before): press S to segment it again."
+            )
         # All or nothing: on disk, a crash during it leaves the objects before it, whole.
         new_id = self.commits.add(self.current, overwrite=overwrite)
         if new_id is None:
@@ -373,6 +409,7 @@ class Annotator:
                     layer.data = np.zeros((0, layer.ndim)) if name == _layers.POINTS else []
                 layer.refresh()
         self._alternatives, self._choice = [], 0
+        self._version += 1
         self._pending_commit = None
         self._draw([])
 
@@ -433,7 +470,8 @@ class Annotator:
         mask = np.asarray(labels) > 0
         windows = [bounding_window(z, mask[z]) for z in range(mask.shape[0]) if mask[z].any()]
         self._alternatives, self._choice = [windows], 0
-        self._whole, self._pending_commit = True, None
+        self._version += 1
+        self._shown, self._whole, self._pending_commit = self._version, True, None
         self._draw(windows)
 
 

@@ -41,7 +41,8 @@ class LatestOnly:
     longer, because every one of its many small torch calls must win the GIL back from the
     busy GUI thread (Python switches threads every 5 ms). It returns None (the job goes to
     a worker) or ``(result, complete)``: the result is shown, and an incomplete one (an
-    object reaching tiles not embedded yet) is computed again in a worker.
+    object reaching tiles not embedded yet) is computed again in a worker. ``on_error()``
+    runs (GUI thread) after a failure of either is reported.
     """
 
     def __init__(
@@ -50,9 +51,11 @@ class LatestOnly:
         compute: Callable[[Any], Any],
         apply: Callable[[Any], None],
         quick: Callable[[Any], tuple[Any, bool] | None] | None = None,
+        on_error: Callable[[], None] | None = None,
     ) -> None:
         self._collect, self._compute, self._apply = collect, compute, apply
         self._quick = quick or (lambda job: None)
+        self._on_error = on_error or (lambda: None)
         self._busy = False
         self._dirty = False
         self.worker = None
@@ -102,6 +105,7 @@ class LatestOnly:
             self._apply(value)
         else:
             report(value)
+            self._on_error()
 
     def _finished(self) -> None:
         self._busy = False

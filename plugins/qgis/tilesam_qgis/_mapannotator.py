@@ -80,6 +80,7 @@ class MapAnnotator:
         self.version = 0  # of the prompt: bumped by every change
         # A commit asked for while the object was shown in part: the prompt version it is for.
         self.commit_version: int | None = None
+        self.shown = 0  # the prompt version of the mask drawn
         self.mask_band = _band(canvas, QgsWkbTypes.PolygonGeometry, MASK_COLOUR)
         self.point_bands = {
             1: _band(canvas, QgsWkbTypes.PointGeometry, POSITIVE),
@@ -225,7 +226,10 @@ class MapAnnotator:
             )
         if result.tiles or not result.waiting:  # else the old mask stays until the task
             self._show(result)
-        if result.waiting and self.pending is None:
+            self.shown = self.version
+        if not result.waiting and self.commit_version == self.version:
+            self._commit_now_whole()  # whole from tiles a task embedded for an older prompt
+        elif result.waiting and self.pending is None:
             self._segment_in_task(prompt)
 
     def _segment_in_task(self, prompt: Any) -> None:
@@ -238,11 +242,14 @@ class MapAnnotator:
                 return  # closed since (another raster, new settings, unloaded): no one asks
             self.pending = None
             if error is not None:
-                self.notify(f"TileSAM: {error}", 2)
+                lost = " The object was not committed." if self.commit_version is not None else ""
+                self.commit_version = None
+                self.notify(f"TileSAM: {error}{lost}", 2)
             elif self.version != version:
                 self.update()  # the prompt changed meanwhile: segment the newest
             else:
                 self._show(result)
+                self.shown = version
                 if self.commit_version == version:  # asked for while it was shown in part
                     self._commit_now_whole()
 
@@ -274,12 +281,19 @@ class MapAnnotator:
         if self.result is None or self.geometry.isEmpty():
             self.notify("TileSAM: nothing to commit: click an object first.", 1)
             return None
-        if self.result.waiting and self.pending is not None:
+        if self.pending is not None and (self.result.waiting or self.shown != self.version):
             self.commit_version = self.version
             self.notify(
-                "TileSAM: the object goes on into tiles being embedded; it is committed whole "
-                "as soon as they are ready.",
+                "TileSAM: the object is still being segmented (it goes on into tiles being "
+                "embedded); it is committed whole as soon as it is.",
                 0,
+            )
+            return None
+        if self.result.waiting:
+            self.notify(
+                "TileSAM: the object is drawn only as far as the embedded tiles reach "
+                "(embedding the rest failed): click again to segment it again.",
+                1,
             )
             return None
         path = self.objects_path or _mapcommit.default_objects_path(self.settings.raster)
