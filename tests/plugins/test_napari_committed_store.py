@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zarr
 from tilesam_napari import _labels
-from tilesam_napari._controller import COMMITTED_KEY
+from tilesam_napari._commits import COMMITTED_KEY
 from tilesam_napari._layers import COMMITTED
 
 from tilesam.cache.store import EmbeddingStore

@@ -11,13 +11,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from napari.utils.notifications import show_info
+
 from tilesam.errors import TileSAMError
-from tilesam_napari import _labels
+from tilesam_napari import _labels, _layers
 
 if TYPE_CHECKING:
-    from napari.layers import Labels
+    import napari
+    from napari.layers import Image, Labels
 
-    from tilesam_napari._labels import Edit, Window
+    from tilesam_napari._labels import Committed, Edit, Window
+
+#: The metadata key of a ``committed_objects`` layer: the image and store it was made for.
+COMMITTED_KEY = "tilesam_committed"
 
 
 @dataclass(frozen=True)
@@ -73,3 +79,29 @@ class Commits:
         if layer is None:
             raise TileSAMError(f"The committed_objects layer was removed: {advice}.")
         return layer
+
+
+def add_committed_layer(viewer: napari.Viewer, image: Image, committed: Committed) -> Labels:
+    """The ``committed_objects`` layer of `image`'s `committed` labels, marked with the
+    image and store they belong to (see `set_aside`)."""
+    data = committed.data()
+    if _labels.is_on_disk(data):
+        show_info(f"TileSAM: committed objects are saved as you go to {_labels.store_path(data)}")
+    layer = _layers.add_labels(viewer, image, _layers.COMMITTED, data)
+    layer.metadata[COMMITTED_KEY] = {**committed.key, "layer": image.name}
+    return layer
+
+
+def set_aside(layer: Labels | None, committed: Committed) -> bool:
+    """Rename a ``committed_objects`` layer made for another image (or kept in another
+    store) than `committed`'s: its objects stay in the viewer under a name of their own.
+    Returns whether it was set aside."""
+    if layer is None:
+        return False
+    made = layer.metadata.get(COMMITTED_KEY)
+    if made is not None and {k: made.get(k) for k in ("image", "store")} == committed.key:
+        return False
+    made = made or {}
+    size = "x".join(str(n) for n in layer.data.shape)
+    layer.name = f"{_layers.COMMITTED} ({made.get('layer') or size})"
+    return True

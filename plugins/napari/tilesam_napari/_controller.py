@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,54 +18,22 @@ from napari.utils.notifications import show_info
 
 from tilesam.decode.prompt import Prompt
 from tilesam.errors import TileSAMError
-from tilesam_napari import _geo, _labels, _layers, _predict
-from tilesam_napari._commits import Commits
+from tilesam_napari import _geo, _labels, _layers, _live, _predict
+from tilesam_napari._commits import Commits, add_committed_layer, set_aside
 from tilesam_napari._labels import Committed, Window, bounding_window
 from tilesam_napari._layers import KeyHandler
+from tilesam_napari._live import LiveAnswer, LiveJob
 from tilesam_napari._notify import guarded, walked
-from tilesam_napari._session import Settings, auto_window_note, open_session
+from tilesam_napari._session import Settings, auto_window_note, open_annotation
 from tilesam_napari._workers import LatestOnly
 
 if TYPE_CHECKING:
     import napari
-    from napari.layers import Image, Labels, Layer
+    from napari.layers import Image, Layer
 
     from tilesam.segment.result import SegmentResult
     from tilesam.segment.session import Session
     from tilesam_napari._predict import Propagated
-
-
-@dataclass(frozen=True)
-class _LiveJob:
-    """What a live segmentation works on: the prompt, its slice (None in 2D), the version
-    of the prompt layers it was read from, and the session."""
-
-    prompt: Prompt
-    z: int | None
-    version: int
-    session: Session
-
-
-@dataclass(frozen=True)
-class _LiveAnswer:
-    """A live segmentation's object: its windows, and whether it is whole (False: answered
-    from the cache alone while a worker embeds the tiles it goes on into)."""
-
-    job: _LiveJob
-    windows: list[Window]
-    whole: bool
-
-
-#: The metadata key of a ``committed_objects`` layer: the image and store it was made for.
-COMMITTED_KEY = "tilesam_committed"
-
-
-@dataclass(frozen=True)
-class Opened:
-    """A session and its image's committed labels, opened together (`Annotator.open`)."""
-
-    session: Session
-    committed: Committed
 
 
 class Annotator:
@@ -99,7 +66,7 @@ class Annotator:
         self.commits = Commits(lambda: self.layer(_layers.COMMITTED))  # what Undo undoes
         self._committed: Committed | None = None  # the labels the committed layer shows
         self._live = LatestOnly(
-            self._collect, self._compute, self._show, self._quick, self._live_failed
+            self._collect, _live.whole, self._show, _live.from_cache, self._live_failed
         )
         # Set by the widget's key bindings, and bound on the layers made here.
         self.key_handlers: dict[str, KeyHandler] = {}
@@ -119,22 +86,8 @@ class Annotator:
         opened = self.open(layer, settings)
         return self.attach(layer, opened.session, settings, opened.committed)
 
-    @staticmethod
-    def open(layer: Image, settings: Settings) -> Opened:
-        """Open the session for `layer` and its committed labels (on disk beside the cache,
-        for large images), touching no viewer state: it may run in a worker thread.
-
-        A labels store beside the cache that belongs to another image is refused
-        (`TileSAMError`, nothing changed): committed objects are never overwritten."""
-        session = open_session(layer, settings)
-        try:
-            committed = _labels.prepare(
-                session.source.spatial_shape, session.signature["image"], settings.cache
-            )
-        except BaseException:
-            session.close()
-            raise
-        return Opened(session, committed)
+    #: Open the session for a layer and its committed labels, touching no viewer state.
+    open = staticmethod(open_annotation)
 
     def is_current(self, layer: Image, settings: Settings) -> bool:
         """Whether the session is already the one for `layer` with `settings`."""
@@ -180,18 +133,12 @@ class Annotator:
     def _ensure_layers(self) -> None:
         viewer, image = self.viewer, self.image
         shape = self.session.source.spatial_shape
-        old = self.layer(_layers.COMMITTED)
-        key = self._committed.key
-        if old is not None and _committed_key(old) != key:
-            # Objects committed on another image (or kept in another store) stay, under a
-            # name of their own; this image's are shown.
-            made = old.metadata.get(COMMITTED_KEY, {})
-            old.name = f"{_layers.COMMITTED} ({made.get('layer') or _size(old.data.shape)})"
-            self.commits.forget()
+        if set_aside(self.layer(_layers.COMMITTED), self._committed):
+            self.commits.forget()  # this image's committed objects are shown instead
         makers = {  # in drawing order, bottom first
             _layers.POINTS: lambda: _layers.add_points(viewer, image),
             _layers.BOXES: lambda: _layers.add_boxes(viewer, image),
-            _layers.COMMITTED: self._add_committed,
+            _layers.COMMITTED: lambda: add_committed_layer(viewer, image, self._committed),
             _layers.CURRENT: lambda: _layers.add_labels(
                 viewer, image, _layers.CURRENT, np.zeros(shape, np.uint8), opacity=0.5
             ),
@@ -202,15 +149,6 @@ class Annotator:
             viewer.layers[name].events.data.disconnect(self._prompts_changed)
             viewer.layers[name].events.data.connect(self._prompts_changed)
         viewer.layers.selection.active = viewer.layers[_layers.POINTS]
-
-    def _add_committed(self) -> Labels:
-        data = self._committed.data()
-        if _labels.is_on_disk(data):
-            where = _labels.store_path(data)
-            show_info(f"TileSAM: committed objects are saved as you go to {where}")
-        layer = _layers.add_labels(self.viewer, self.image, _layers.COMMITTED, data)
-        layer.metadata[COMMITTED_KEY] = {**self._committed.key, "layer": self.image.name}
-        return layer
 
     def _forget_layers(self) -> None:
         for name in (_layers.POINTS, _layers.BOXES, _layers.CURRENT):
@@ -243,7 +181,7 @@ class Annotator:
         prompt's tiles are embedded, else in a worker thread."""
         self._live.request()
 
-    def _collect(self) -> _LiveJob | None:
+    def _collect(self) -> LiveJob | None:
         if self.session is None or self.layer(_layers.POINTS) is None:
             return None
         z = _layers.current_z(self.viewer, self.image)
@@ -251,7 +189,7 @@ class Annotator:
         if not prompt.has_object:
             self._draw([])  # nothing (or only negative points) left: no object
             return None
-        return _LiveJob(prompt, z, self._version, self.session)
+        return LiveJob(prompt, z, self._version, self.session)
 
     def prompt(self, z: int | None = None) -> Prompt:
         """The prompts of the layers on slice `z` (2D: all), in image pixels."""
@@ -259,20 +197,7 @@ class Annotator:
             self.layer(_layers.POINTS), self.layer(_layers.BOXES), self.image, z
         )
 
-    def _quick(self, job: _LiveJob) -> tuple[_LiveAnswer, bool] | None:
-        """The answer from the cache alone; incomplete where the object goes on into tiles
-        not embedded yet. None where no tile the prompt starts in is: a worker embeds it
-        (meanwhile the mask shown stays)."""
-        result, window = _predict.segment(job.session, job.prompt, job.z, embed_missing=False)
-        if not result.tiles and result.waiting:
-            return None
-        whole = not result.waiting
-        return _LiveAnswer(job, [window], whole), whole
-
-    def _compute(self, job: _LiveJob) -> _LiveAnswer:
-        return _LiveAnswer(job, [_predict.segment(job.session, job.prompt, job.z)[1]], True)
-
-    def _show(self, answer: _LiveAnswer) -> None:
+    def _show(self, answer: LiveAnswer) -> None:
         if answer.job.session is not self.session:
             return  # made for an image (or settings) no longer annotated
         self._prompt, self._shown, self._whole = answer.job.prompt, answer.job.version, answer.whole
@@ -320,7 +245,7 @@ class Annotator:
         if given:
             self._draw_prompt(prompt, z)
         self._version += 1
-        self._show(_LiveAnswer(_LiveJob(prompt, z, self._version, session), [window], True))
+        self._show(LiveAnswer(LiveJob(prompt, z, self._version, session), [window], True))
         return result
 
     def _draw_prompt(self, prompt: Prompt, z: int | None) -> None:
@@ -473,14 +398,3 @@ class Annotator:
         self._version += 1
         self._shown, self._whole, self._pending_commit = self._version, True, None
         self._draw(windows)
-
-
-# -- helpers ----------------------------------------------------------------------------------
-def _committed_key(layer: Labels) -> dict[str, Any] | None:
-    """The image and store a ``committed_objects`` layer was made for (None: not by us)."""
-    made = layer.metadata.get(COMMITTED_KEY)
-    return None if made is None else {k: made.get(k) for k in ("image", "store")}
-
-
-def _size(shape: tuple[int, ...]) -> str:
-    return "x".join(str(n) for n in shape)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from tilesam.io import ArraySource, ImageSource
     from tilesam.segment.session import Session
+    from tilesam_napari._labels import Committed
 
 #: `Settings.window` for no CT window: the encoder sees the image's own range (robust
 #: percentiles, as without a window in Python and on the command line).
@@ -213,3 +214,30 @@ def _as_source(data: Any, axes: str, layer: Image) -> ArraySource:
     return ArraySource(
         data, axes=axes, spacing=tuple(layer.scale[-n:]), origin=tuple(layer.translate[-n:])
     )
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A session and its image's committed labels, opened together (`open_annotation`)."""
+
+    session: Session
+    committed: Committed
+
+
+def open_annotation(layer: Image, settings: Settings) -> Opened:
+    """Open the session for `layer` and its committed labels (on disk beside the cache,
+    for large images), touching no viewer state: it may run in a worker thread.
+
+    A labels store beside the cache that belongs to another image is refused
+    (`TileSAMError`, nothing changed): committed objects are never overwritten."""
+    from tilesam_napari import _labels
+
+    session = open_session(layer, settings)
+    try:
+        committed = _labels.prepare(
+            session.source.spatial_shape, session.signature["image"], settings.cache
+        )
+    except BaseException:
+        session.close()
+        raise
+    return Opened(session, committed)

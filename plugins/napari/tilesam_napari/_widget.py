@@ -20,12 +20,13 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from superqt import QCollapsible, QElidingLabel
 
 from tilesam_napari import _auto
-from tilesam_napari._controller import Annotator, Opened
+from tilesam_napari._controller import Annotator
 from tilesam_napari._io import prefer_tilesam_reader
 from tilesam_napari._keys import KEYS, bind_keys
 from tilesam_napari._notify import guarded
 from tilesam_napari._predict import everything_steps
 from tilesam_napari._run_form import RunForm
+from tilesam_napari._session import Opened
 from tilesam_napari._settings_form import SettingsForm
 from tilesam_napari._workers import Job, Steps
 
