@@ -254,13 +254,19 @@ def test_the_click_and_propagation_modules_import_without_torch() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_features_prompted_again_prepare_their_image_side_once(tiny, nuclei_field) -> None:
+@pytest.mark.parametrize("whole_grid", [False, True], ids=["windows", "whole-grid"])
+def test_features_prompted_again_prepare_their_image_side_once(
+    tiny, nuclei_field, whole_grid
+) -> None:
     """Features decoded once (a slice in propagation) skip the first block's image-only
     projections; prompted again, their image side is prepared and kept: the numbers agree
-    to rounding, and the kept side gives them bitwise."""
+    to rounding, and the kept side gives them bitwise. On `tiny`'s windows and on the whole
+    grid, as SAM's and MobileSAM's weights decode."""
     embedding, _ = nuclei_field
     cached = replace(embedding, features=np.asarray(embedding.features, dtype=np.float32))
     predictor = _numpy(tiny)
+    if whole_grid:
+        predictor.decoder_windows = ()
 
     def side() -> object:
         (kept,) = [image for _, image in predictor._images.values()]

@@ -238,7 +238,8 @@ class NumpyDecoder:
                 q = queries + prompt
                 queries = queries + self_attn(q, q, queries)
             queries = layer_norm(queries, *self._norm(block + "norm1"))
-            # The first block's image projections, where made with the image side.
+            # The first block's image-only projections where the side was prepared (features
+            # prompted again); else the products reordered, as in the other blocks.
             first = image.first if i == 0 else None
             k = None if first is not None else keys + key_pe
             kv, q_image = (first[:2], first[2]) if first is not None else (None, None)
@@ -373,9 +374,11 @@ class NumpyPredictor(MaskPredictor):
             hit = self._images.get(key)
             if hit is not None and hit[0]() is embedding.features:
                 self._images.move_to_end(key)
-                if hit[1].first is None:
-                    self._images[key] = (hit[0], self.decoder.prepared(hit[1]))
-                return self._images[key][1]
+                side = hit[1]
+                if side.first is None:
+                    side = self.decoder.prepared(side)
+                    self._images[key] = (hit[0], side)
+                return side
         features = np.asarray(embedding.features, dtype=np.float32)[0]
         pe = self.decoder.dense_pe()
         if window is not None:

@@ -75,7 +75,8 @@ class Sam2Model(SamModel):
         box_mask_threshold: float | None = None,
         precision: str = "auto",
     ) -> None:
-        # Traced decoder graphs serve decoding on windows of the grid, which SAM 2 does not use.
+        # No traced decoder graphs: they trace Sam.decode_tokens, and SAM 2's decoder also needs
+        # the encoder's high-resolution features, which that signature does not carry.
         super().__init__(
             sam,
             name=name,

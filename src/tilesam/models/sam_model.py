@@ -96,8 +96,9 @@ def checked_device(device: str | torch.device) -> torch.device:
 class SamModel(MaskPredictor):
     """A SAM-family network ready for use: ``embed`` images, ``predict`` masks from prompts.
 
-    Build one with :func:`tilesam.load_model`. Prompts decoded on windows of the token grid
-    run through traced graphs of the decoder once they are ready (``decoder_graphs``, see
+    Build one with :func:`tilesam.load_model`. Prompts decoded on features as they are (windows
+    of the token grid, or a whole grid decoded once, as a slice in propagation) run through
+    traced graphs of the decoder once they are ready (``decoder_graphs``, see
     :mod:`tilesam.models.decoder_graphs`: the same outputs, faster); pass ``decoder_graphs=False``
     for weights that still change.
 
