@@ -24,7 +24,8 @@ from scipy import ndimage
 
 import tilesam
 from tilesam.cache.store import EmbeddingStore
-from tilesam.decode.numpy_decoder import NumpyDecoder, NumpyPredictor
+from tilesam.decode.numpy_decoder import NumpyDecoder
+from tilesam.decode.numpy_predictor import NumpyPredictor
 from tilesam.evaluate.simulated_prompts import box_from_mask, center_point
 
 SAMPLES = Path(__file__).parents[2] / "sample_data"

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 import tilesam
-from tilesam.decode.numpy_decoder import NumpyDecoder, NumpyPredictor
+from tilesam.decode.numpy_decoder import NumpyDecoder
+from tilesam.decode.numpy_predictor import NumpyPredictor
 
 FIXTURES = Path(__file__).parents[1] / "data" / "fixtures"
 NAMES = ("sam1_small", "vit_t_small")

@@ -9,7 +9,7 @@ import SimpleITK as sitk
 
 from tilesam.cache.store import EmbeddingStore
 from tilesam.cli import main
-from tilesam.decode.numpy_decoder import NumpyPredictor
+from tilesam.decode.numpy_predictor import NumpyPredictor
 from tilesam.samples import load_sample
 from tilesam.segment.session import Session
 

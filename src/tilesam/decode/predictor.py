@@ -4,8 +4,9 @@ Coordinates are array-index order: points ``(y, x)``, boxes ``(y0, x0, y1, x1)``
 in pixels of the original image; only the decoders speak SAM's ``(x, y)`` of the model input.
 :class:`MaskPredictor` turns a prompt into SAM's arguments, picks the windows of the token grid
 a decoder trained on windows runs on, and makes masks from the logits; its subclasses run the
-decoder (:class:`tilesam.SamModel` with torch, :class:`tilesam.decode.numpy_decoder.NumpyPredictor`
-with NumPy on weights a cache keeps). Nothing here imports torch.
+decoder (:class:`tilesam.SamModel` with torch,
+:class:`tilesam.decode.numpy_predictor.NumpyPredictor` with NumPy on weights a cache keeps).
+Nothing here imports torch.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 SAM's prompt encoder takes points as ``(x, y)`` and boxes as ``(x0, y0, x1, y1)`` in pixels
 of the resized model input. This module is the one place in TileSAM that converts to that
 frame; every decoder (:class:`tilesam.SamModel` in torch,
-:class:`tilesam.decode.numpy_decoder.NumpyPredictor` in NumPy) receives a :class:`SamPrompt`.
+:class:`tilesam.decode.numpy_predictor.NumpyPredictor` in NumPy) receives a :class:`SamPrompt`.
 """
 
 from __future__ import annotations

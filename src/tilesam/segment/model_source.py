@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from tilesam.cache.store import EmbeddingStore
 from tilesam.decode.decoder_config import DecoderConfig
-from tilesam.decode.numpy_decoder import NumpyDecoder, NumpyPredictor
+from tilesam.decode.numpy_decoder import NumpyDecoder
+from tilesam.decode.numpy_predictor import NumpyPredictor
 from tilesam.errors import TileSAMError
 from tilesam.models.card import ModelCard
 from tilesam.models.registry import MODELS, mask_thresholds

@@ -99,7 +99,7 @@ class Session(EmbeddingSession):
     ----------
     predictor : MaskPredictor
         What turns prompts into masks: the loaded model, or a
-        :class:`tilesam.decode.numpy_decoder.NumpyPredictor` on the cache's decoder weights.
+        :class:`tilesam.decode.numpy_predictor.NumpyPredictor` on the cache's decoder weights.
 
     Examples
     --------
