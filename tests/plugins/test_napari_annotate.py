@@ -165,6 +165,21 @@ def test_a_commit_of_an_object_shown_in_part_commits_it_whole(
     assert not viewer.layers[COMMITTED].data.any()
 
 
+def test_another_mask_picked_with_m_is_committed_as_shown(
+    widget, wait_idle, textured, settings, qtbot
+):
+    """M on an object shown in part picks one of the model's other masks: C takes it as it
+    is on screen, at once, rather than waiting for the whole best mask."""
+    ann, viewer, _ = _shown_in_part(widget, textured, settings, qtbot)
+    assert ann.next_mask() == 1
+    chosen = viewer.layers[CURRENT].data > 0
+    assert chosen.any()
+    assert ann.commit() == 1
+    np.testing.assert_array_equal(viewer.layers[COMMITTED].data > 0, chosen)
+    wait_idle(ann)  # the worker's answer for the cleared prompt commits nothing more
+    np.testing.assert_array_equal(viewer.layers[COMMITTED].data > 0, chosen)
+
+
 def test_a_prompt_changed_before_the_object_is_whole_cancels_its_commit(
     widget, wait_idle, textured, settings, qtbot
 ):
