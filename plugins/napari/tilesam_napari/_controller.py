@@ -298,21 +298,19 @@ class Annotator:
         """
         if not self.current:
             raise TileSAMError("Nothing to commit: click on an object (or draw a box) first.")
-        waits = not (self._whole and self._shown == self._version)
-        if self._choice:  # one of the model's other masks, picked with M: taken as shown
-            waits = False
-        elif self._live.busy and waits:
-            self._pending_commit = (self._version, overwrite)
-            show_info(
-                "TileSAM: the object is still being segmented (it goes on into tiles being "
-                "embedded); it is committed whole as soon as it is."
-            )
-            return None
-        if waits and not self._whole:
-            raise TileSAMError(
-                "The object is shown only as far as the embedded tiles reach (embedding the "
-                "rest failed, see the message before): press S to segment it again."
-            )
+        if not self._choice:  # one of the model's other masks, picked with M: taken as shown
+            if self._live.busy and not (self._whole and self._shown == self._version):
+                self._pending_commit = (self._version, overwrite)
+                show_info(
+                    "TileSAM: the object is still being segmented (it goes on into tiles "
+                    "being embedded); it is committed whole as soon as it is."
+                )
+                return None
+            if not self._whole:
+                raise TileSAMError(
+                    "The object is shown only as far as the embedded tiles reach (embedding "
+                    "the rest failed, see the message before): press S to segment it again."
+                )
         # All or nothing: on disk, a crash during it leaves the objects before it, whole.
         new_id = self.commits.add(self.current, overwrite=overwrite)
         if new_id is None:
