@@ -179,16 +179,17 @@ class NumpyDecoder:
             [self._w[_MD + "iou_token.weight"], self._w[_MD + "mask_tokens.weight"]]
         )
         prompt = np.concatenate([outputs, self.sparse_prompt(points, box)])
-        hs, keys = self._transformer(image, prompt)
+        chosen = slice(1, None) if multimask else slice(0, 1)
+        heads = range(self.num_mask_tokens)[chosen]  # only these pass the last attention
+        hs, keys = self._transformer(image, prompt, [0, *(1 + i for i in heads)])
         hyper_in = np.stack(
             [
-                self._mlp(f"{_MD}output_hypernetworks_mlps.{i}", hs[1 + i])
-                for i in range(self.num_mask_tokens)
+                self._mlp(f"{_MD}output_hypernetworks_mlps.{i}", hs[1 + j])
+                for j, i in enumerate(heads)
             ]
         )
         iou = self._mlp(_MD + "iou_prediction_head", hs[0])
-        chosen = slice(1, None) if multimask else slice(0, 1)
-        return keys, hyper_in[chosen], iou[chosen]
+        return keys, hyper_in, iou[chosen]
 
     def image_side(
         self,
@@ -220,7 +221,11 @@ class NumpyDecoder:
         first = (*to_image.project_keys_values(k, image.keys), to_tokens.project_queries(k))
         return ImageSide(image.keys, image.key_pe, first)
 
-    def _transformer(self, image: ImageSide, prompt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _transformer(
+        self, image: ImageSide, prompt: np.ndarray, outputs: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The two-way transformer: the `outputs` tokens (the only ones the decoder reads,
+        each alone in the last attention) and the image tokens."""
         keys, key_pe = image.keys, image.key_pe
         queries = prompt
         for i, (self_attn, to_image, to_tokens) in enumerate(self._blocks):
@@ -246,8 +251,7 @@ class NumpyDecoder:
                 k, queries + prompt, queries, queries=q_image, residual=keys
             )
             keys = layer_norm(keys, *self._norm(block + "norm4"))
-        n = 1 + self.num_mask_tokens  # the decoder reads only the output tokens
-        queries, prompt = queries[:n], prompt[:n]
+        queries, prompt = queries[outputs], prompt[outputs]
         attn = self._final.tokens_to_image(queries + prompt, keys + key_pe, keys)
         return layer_norm(queries + attn, *self._norm(_MD + "transformer.norm_final_attn")), keys
 

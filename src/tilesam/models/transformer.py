@@ -88,14 +88,15 @@ class TwoWayTransformer(nn.Module):
         image_embedding: torch.Tensor | ImageTokens,
         image_pe: torch.Tensor,
         point_embedding: torch.Tensor,
-        outputs: int | None = None,
+        outputs: int | list[int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return updated tokens ``(B, N, C)`` and image features ``(B, h*w, C)``.
 
         ``image_embedding`` is ``(B, C, h, w)`` features, or :class:`ImageTokens` made from
-        them (then ``image_pe`` is not used again). With ``outputs``, only the first that
-        many tokens come out: the last attention treats each token alone, so the others
-        (the prompt's own, which the decoder does not read) are skipped there.
+        them (then ``image_pe`` is not used again). With ``outputs`` (a number: the first
+        that many tokens; a list: those tokens), only those tokens come out: the last
+        attention treats each token alone, so the others (the prompt's own, and output
+        tokens the decoder will not read) are skipped there.
         """
         image = image_embedding
         if not isinstance(image, ImageTokens):
@@ -110,7 +111,8 @@ class TwoWayTransformer(nn.Module):
                 key_pe=key_pe,
                 image_only=image.first_block if i == 0 else None,
             )
-        queries, point_embedding = queries[:, :outputs], point_embedding[:, :outputs]
+        read = outputs if isinstance(outputs, list) else slice(None, outputs)
+        queries, point_embedding = queries[:, read], point_embedding[:, read]
         attn = self.final_attn_token_to_image.tokens_to_image(
             q=queries + point_embedding, k=keys + key_pe, v=keys
         )
