@@ -14,12 +14,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-import numpy as np
-
 from tilesam.cache.high_res import restore_embedding
 from tilesam.cache.memory import TileStore
 from tilesam.cache.tiling import TileIndex
-from tilesam.decode.embedding import ImageEmbedding
+from tilesam.decode.embedding import ImageEmbedding, token_major
 from tilesam.errors import TileSAMError
 
 RECENT = 16  # decoded tile embeddings kept for the next clicks (a stitched object's tiles)
@@ -30,6 +28,7 @@ class TileEmbeddings:
 
     Examples
     --------
+    >>> import numpy as np
     >>> from tilesam.cache.memory import MemoryStore
     >>> store = MemoryStore((1, 1, 1), (4, 2, 2))
     >>> store.write_tile(0, 0, 0, np.ones((4, 2, 2)), {"tile_shape": (9, 9), "input_shape": (8, 8)})
@@ -66,7 +65,7 @@ class TileEmbeddings:
             maps = self.store.read_high_res(*tile)
             emb = restore_embedding(self.store.read_tile(*tile), maps, *sizes)
         else:
-            features = self.store.read_tile(*tile).astype(np.float32, copy=False)
+            features = token_major(self.store.read_tile(*tile))
             emb = ImageEmbedding(features[None], *sizes)
         with self._lock:
             self._recent[tile] = emb
