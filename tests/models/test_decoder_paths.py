@@ -16,7 +16,8 @@ import torch
 from tilesam.decode.embedding import ImageEmbedding
 from tilesam.decode.prompt import Prompt
 from tilesam.decode.sam_prompt import to_sam_prompt
-from tilesam.models.transformer import Attention
+from tilesam.models.sam_model import PREPARE_AT_USE
+from tilesam.models.transformer import Attention, ImageTokens
 
 TOL = 1e-4
 
@@ -77,13 +78,15 @@ def test_prepared_image_tokens_decode_like_features(model):
 def test_predict_reuses_tokens_only_for_the_same_embedding(model):
     rng = np.random.default_rng(5)
     first = model.embed(rng.integers(0, 255, (200, 180), dtype=np.uint8))
-    # First use: the features as they are; second: tokens prepared; third: the same tokens.
-    a1, a2, a3 = (model.predict(first, points=[(50, 60)], labels=[1]) for _ in range(3))
-    np.testing.assert_allclose(a1.low_res_logits, a2.low_res_logits, atol=TOL)
-    np.testing.assert_array_equal(a2.low_res_logits, a3.low_res_logits)
-    assert model._tokens[id(first.features)][1] is not None
+    # The features as they are until their PREPARE_AT_USE-th decode, then tokens prepared
+    # once and kept.
+    uses = [model.predict(first, points=[(50, 60)], labels=[1]) for _ in range(PREPARE_AT_USE)]
+    assert isinstance(model._reuse.kept(first.features), ImageTokens)
+    again = model.predict(first, points=[(50, 60)], labels=[1])
+    np.testing.assert_allclose(uses[0].low_res_logits, uses[-1].low_res_logits, atol=TOL)
+    np.testing.assert_array_equal(uses[-1].low_res_logits, again.low_res_logits)
 
-    del first, a1, a2, a3
+    del first, uses, again
     gc.collect()  # a new embedding may now reuse the old one's memory address
     second = model.embed(rng.integers(0, 255, (200, 180), dtype=np.uint8))
     # With gradients on, decode takes the plain path: the reference.

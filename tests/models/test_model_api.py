@@ -237,7 +237,9 @@ def test_a_box_past_the_edge_is_clipped_and_said_once(model, embedding, box, cli
     with pytest.warns(tilesam.errors.TileSAMWarning, match="clipped to"):
         past = model.predict(embedding, box=box)
     inside = model.predict(embedding, box=clipped)
-    np.testing.assert_array_equal(past.scores, inside.scores)
+    # The two may decode by different paths (features prepared on their later uses): equal
+    # to rounding.
+    np.testing.assert_allclose(past.scores, inside.scores, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("box", [(-50, 0, -5, 50), (300, 0, 350, 50), (0, 420, 50, 500)])

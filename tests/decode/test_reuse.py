@@ -1,0 +1,105 @@
+"""`PrepareOnReuse`: prepared at the chosen use, by identity, bounded, safe from two threads."""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+import numpy as np
+import pytest
+
+from tilesam.decode.reuse import PrepareOnReuse
+
+
+def _counting() -> tuple[dict[str, int], object, object]:
+    calls = {"make": 0, "prepare": 0}
+
+    def make() -> str:
+        calls["make"] += 1
+        return "plain"
+
+    def prepare(value: str) -> str:
+        calls["prepare"] += 1
+        return value + "+prepared"
+
+    return calls, make, prepare
+
+
+@pytest.mark.parametrize("at_use", [2, 3, 5])
+def test_prepared_once_at_the_chosen_use(at_use: int) -> None:
+    calls, make, prepare = _counting()
+    reuse = PrepareOnReuse(at_use=at_use)
+    features = np.zeros((4, 2, 2), np.float32)
+    got = [reuse.get(features, make, prepare) for _ in range(at_use + 3)]
+    assert got == ["plain"] * (at_use - 1) + ["plain+prepared"] * 4
+    assert calls == {"make": 1, "prepare": 1}
+
+
+def test_windows_and_features_are_told_apart_and_the_oldest_forgotten() -> None:
+    calls, make, prepare = _counting()
+    reuse = PrepareOnReuse(size=2, at_use=2)
+    a, b = np.zeros(3), np.zeros(3)  # equal values, other arrays
+    reuse.get(a, make, prepare)
+    assert reuse.get(a, make, prepare, key=(0, 8, 0, 8)) == "plain"  # a window: its own side
+    assert reuse.get(b, make, prepare) == "plain"  # evicts a's whole-grid side, the oldest
+    assert reuse.kept(a) is None
+    assert reuse.kept(a, key=(0, 8, 0, 8)) == "plain"
+    assert reuse.get(b, make, prepare) == "plain+prepared"
+    assert calls == {"make": 3, "prepare": 1}
+
+
+def test_features_gone_do_not_lend_their_side_to_new_ones_at_the_same_address() -> None:
+    calls, make, prepare = _counting()
+    reuse = PrepareOnReuse(at_use=2)
+    features = np.zeros(1000)
+    reuse.get(features, make, prepare)
+    reuse.get(features, make, prepare)
+    ident = id(features)
+    del features
+    gc.collect()
+    # Whether or not numpy reuses the address, new features start again at their first use.
+    fresh = [np.zeros(1000) for _ in range(50)]
+    same_address = [f for f in fresh if id(f) == ident]
+    for f in same_address or fresh[:1]:
+        assert reuse.get(f, make, prepare) == "plain"
+
+
+def test_features_without_weak_references_are_decoded_as_they_are() -> None:
+    calls, make, prepare = _counting()
+    reuse = PrepareOnReuse(at_use=2)
+    features = (1, 2, 3)  # a tuple takes no weak reference
+    assert [reuse.get(features, make, prepare) for _ in range(3)] == ["plain"] * 3
+    assert calls == {"make": 3, "prepare": 0}
+
+
+def test_two_threads_at_once_neither_fail_nor_mix_features() -> None:
+    """The QGIS dock answers clicks in the GUI thread while a task propagates: both go
+    through one predictor's map, which must neither raise nor hand one thread's side to
+    the other's features."""
+    reuse: PrepareOnReuse[tuple[int, str]] = PrepareOnReuse(size=3, at_use=2)
+    arrays = [np.full(4, i) for i in range(12)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def work(offset: int) -> None:
+        start.wait()
+        try:
+            for n in range(3000):
+                i = (n * 7 + offset) % len(arrays)
+                value = reuse.get(arrays[i], lambda i=i: (i, "plain"), lambda v: (v[0], "prep"))
+                assert value[0] == i
+        except BaseException as err:  # noqa: BLE001 - reported by the main thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in (0, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(reuse._seen) <= 3
+
+
+def test_at_use_below_two_is_refused() -> None:
+    with pytest.raises(ValueError, match="at_use"):
+        PrepareOnReuse(at_use=1)
