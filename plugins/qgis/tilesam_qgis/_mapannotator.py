@@ -228,7 +228,7 @@ class MapAnnotator:
             self._show(result)
             self.shown = self.version
         if not result.waiting and self.commit_version == self.version:
-            self._commit_now_whole()  # whole from tiles a task embedded for an older prompt
+            self.commit_and_say()  # whole from tiles a task embedded for an older prompt
         elif result.waiting and self.pending is None:
             self._segment_in_task(prompt)
 
@@ -251,7 +251,7 @@ class MapAnnotator:
                 self._show(result)
                 self.shown = version
                 if self.commit_version == version:  # asked for while it was shown in part
-                    self._commit_now_whole()
+                    self.commit_and_say()
 
         task = QgsTask.fromFunction(
             "TileSAM: segmenting", lambda task: session.segment(prompt), on_finished=done
@@ -302,16 +302,18 @@ class MapAnnotator:
         self.clear()
         return layer, object_id
 
-    def _commit_now_whole(self) -> None:
-        """The commit asked for while the object was shown in part, now that it is whole."""
+    def commit_and_say(self) -> tuple[QgsVectorLayer, int] | None:
+        """:meth:`commit`, with what came of it said through `notify` (the dock's button, and
+        a commit asked for while the object was shown in part, once it is whole)."""
         try:
             committed = self.commit()
         except TileSAMError as err:
             self.notify(str(err), 2)
-            return
+            return None
         if committed is not None:
             layer, object_id = committed
             self.notify(f"Object {object_id} added to {layer.name()} (unsaved edits).", 0)
+        return committed
 
     def clear(self) -> None:
         """Forget the current object's prompt and mask (and clicks waiting for the session)."""

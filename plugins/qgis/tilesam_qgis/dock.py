@@ -255,15 +255,7 @@ class TileSAMDock(QDockWidget):
 
     def commit(self) -> Any:
         """Append the live object to the objects layer; returns ``(layer, id)`` or None."""
-        try:
-            committed = self.annotator.commit()
-        except TileSAMError as err:
-            self.notify(str(err), 2)
-            return None
-        if committed is not None:
-            layer, object_id = committed
-            self.status.setText(f"Object {object_id} added to {layer.name()} (unsaved edits).")
-        return committed
+        return self.annotator.commit_and_say()
 
     def notify(self, text: str, level: int = 0) -> None:
         """`text` in the dock and QGIS's message bar (`level` 0 info, 1 warning, 2 error)."""
