@@ -203,10 +203,13 @@ class NumpyDecoder:
         :meth:`dense_pe`: token-major keys (the dense prompt added) and positional encoding
         (`key_pe`, that window's token-major, where the caller keeps it); not
         :meth:`prepared`."""
-        features = np.asarray(features, np.float32).reshape(self.embed_dim, -1)
         hw = image_pe.shape[-2:]
-        src = features.reshape(-1, *hw) + self.dense_prompt(mask_input, hw)
-        keys = np.ascontiguousarray(src.reshape(self.embed_dim, -1).T)
+        # (h, w, C) views: read in order where the features are token-major (a cache's,
+        # `token_major`), a window's rows included; written token-major in one pass.
+        tokens = np.asarray(features, np.float32).reshape(self.embed_dim, *hw).transpose(1, 2, 0)
+        keys = np.empty((*hw, self.embed_dim), np.float32)
+        np.add(tokens, self.dense_prompt(mask_input, hw).transpose(1, 2, 0), out=keys)
+        keys = keys.reshape(-1, self.embed_dim)
         if key_pe is None:
             key_pe = np.ascontiguousarray(image_pe.reshape(self.embed_dim, -1).T)
         return ImageSide(keys, key_pe, None)
