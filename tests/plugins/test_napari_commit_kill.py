@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 import zarr
-from tilesam_napari import _labels
+from tilesam_napari import _labels, _labels_store
 
 SHAPE = (2, 1100, 1100)  # two slices of 2 x 2 chunks (1024 pixels): objects cross chunks
 IMAGE = {"shape": list(SHAPE), "dtype": "|u1", "axes": "ZYX", "content": "sample-v1:test"}
@@ -35,10 +35,10 @@ CHILD = textwrap.dedent(
     import zarr.storage
     sys.path.insert(0, {here!r})
     from test_napari_commit_kill import IMAGE, SHAPE, _windows
-    from tilesam_napari import _labels
+    from tilesam_napari import _labels, _labels_store
 
     path, cell, kill_at = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    array, notes = _labels.open_committed(path, SHAPE, IMAGE)
+    array, notes = _labels_store.open_committed(path, SHAPE, IMAGE)
     print("ready", flush=True)
     if kill_at == "none":
         for k in range(cell, 101):
@@ -99,7 +99,7 @@ def _child(path, cell: int, kill_at: str) -> subprocess.Popen:
 
 def _store(tmp_path, n: int) -> zarr.Array:
     """A labels store holding objects 1..n, committed by the plugin's code."""
-    array, _ = _labels.open_committed(tmp_path / "img.labels.zarr", SHAPE, IMAGE)
+    array, _ = _labels_store.open_committed(tmp_path / "img.labels.zarr", SHAPE, IMAGE)
     for k in range(1, n + 1):
         assert _labels.commit(array, _windows(k))[0] == k
     return array
@@ -107,7 +107,7 @@ def _store(tmp_path, n: int) -> zarr.Array:
 
 def _check_whole(path, n: int) -> None:
     """The store holds exactly objects 1..n, whole, next_id n + 1, and no journal."""
-    array, _ = _labels.open_committed(path, SHAPE, IMAGE)
+    array, _ = _labels_store.open_committed(path, SHAPE, IMAGE)
     np.testing.assert_array_equal(array[:], _expected(n))
     assert array.attrs["next_id"] == n + 1
     assert not (path / _labels.JOURNAL).exists()
@@ -128,7 +128,7 @@ def test_a_commit_killed_midway_is_rolled_back_whole(tmp_path, kill_at):
         half = zarr.open_array(str(path), mode="r")[:]
         assert (half[0] == 4).any() and not (half[1] == 4).any()
 
-    array, notes = _labels.open_committed(path, SHAPE, IMAGE)
+    array, notes = _labels_store.open_committed(path, SHAPE, IMAGE)
     assert any("rolled back" in n for n in notes)
     np.testing.assert_array_equal(array[:], before)  # objects 1..3 whole, nothing of 99
     assert array.attrs["next_id"] == 4 and not (path / _labels.JOURNAL).exists()
@@ -147,7 +147,7 @@ def test_random_kills_while_committing_leave_whole_objects(tmp_path):
         time.sleep(rng.uniform(0.05, 0.6))
         os.kill(child.pid, signal.SIGKILL)
         child.communicate(timeout=60)
-        array, _ = _labels.open_committed(path, SHAPE, IMAGE)  # rolls back a cut commit
+        array, _ = _labels_store.open_committed(path, SHAPE, IMAGE)  # rolls back a cut commit
         done = int(array.attrs["next_id"]) - 1
         _check_whole(path, done)
     assert done > 0

@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import zarr
-from tilesam_napari import _labels
+from tilesam_napari import _labels, _labels_store
 from tilesam_napari._commits import COMMITTED_KEY
 from tilesam_napari._layers import COMMITTED
 
@@ -23,7 +23,7 @@ POINTS = [(y, x) for y in (30, 90, 150, 210, 270) for x in (50, 150)]
 @pytest.fixture(autouse=True)
 def _large(monkeypatch):
     """Images of more than 100 x 100 pixels count as large: committed objects on disk."""
-    monkeypatch.setattr(_labels, "LARGE_VOXELS", 100 * 100)
+    monkeypatch.setattr(_labels_store, "LARGE_VOXELS", 100 * 100)
 
 
 def _commit_ten(widget, layer, cache, settings) -> np.ndarray:
@@ -186,7 +186,7 @@ def test_a_folder_that_is_no_labels_store_is_refused_and_kept(
 def test_objects_of_another_image_of_the_same_shape_are_set_aside_in_memory(
     widget, textured, settings, monkeypatch
 ):
-    monkeypatch.setattr(_labels, "LARGE_VOXELS", 10**9)  # in memory
+    monkeypatch.setattr(_labels_store, "LARGE_VOXELS", 10**9)  # in memory
     viewer, ann = widget.viewer, widget.annotator
     image = textured(SHAPE, np.uint8)
     ann.setup(viewer.add_image(image, name="first"), settings)

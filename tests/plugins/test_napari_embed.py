@@ -4,7 +4,7 @@ on-disk committed labels of large images."""
 from __future__ import annotations
 
 import numpy as np
-from tilesam_napari import _labels
+from tilesam_napari import _labels, _labels_store
 from tilesam_napari._layers import COMMITTED
 
 from tilesam.cache.store import EmbeddingStore
@@ -36,7 +36,7 @@ def test_cancel_leaves_a_resumable_cache(widget, qtbot, textured, tmp_path):
 
 
 def test_large_image_commits_to_zarr_on_disk(widget, textured, tmp_path, monkeypatch):
-    monkeypatch.setattr(_labels, "LARGE_VOXELS", 100 * 100)
+    monkeypatch.setattr(_labels_store, "LARGE_VOXELS", 100 * 100)
     widget.viewer.add_image(textured((300, 200), np.uint8), name="big")
     widget.form.cache.value = tmp_path / "big.zarr"
     assert widget.setup()

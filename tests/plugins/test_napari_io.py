@@ -230,7 +230,7 @@ def test_labels_of_another_shape_are_not_written_on_a_geotiff_grid(tmp_path, wri
 def test_ome_zarr_writer_replaces_only_an_ome_zarr_image(tmp_path):
     import pytest
     import zarr
-    from tilesam_napari._labels import open_committed
+    from tilesam_napari._labels_store import open_committed
 
     from tilesam import TileSAMError
 

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     import napari
     from napari.layers import Image, Labels
 
-    from tilesam_napari._labels import Committed, Edit, Window
+    from tilesam_napari._labels import Edit, Window
+    from tilesam_napari._labels_store import Committed
 
 #: The metadata key of a ``committed_objects`` layer: the image and store it was made for.
 COMMITTED_KEY = "tilesam_committed"

@@ -18,9 +18,10 @@ from napari.utils.notifications import show_info
 
 from tilesam.decode.prompt import Prompt
 from tilesam.errors import TileSAMError
-from tilesam_napari import _geo, _labels, _layers, _live, _predict
+from tilesam_napari import _geo, _labels_store, _layers, _live, _predict
 from tilesam_napari._commits import Commits, add_committed_layer, set_aside
-from tilesam_napari._labels import Committed, Window, bounding_window
+from tilesam_napari._labels import Window, bounding_window
+from tilesam_napari._labels_store import Committed
 from tilesam_napari._layers import KeyHandler
 from tilesam_napari._live import LiveAnswer, LiveJob
 from tilesam_napari._notify import guarded, walked
@@ -105,7 +106,7 @@ class Annotator:
         and if refused nothing changes)."""
         if committed is None:
             shape, image = session.source.spatial_shape, session.signature["image"]
-            committed = _labels.prepare(shape, image, settings.cache)
+            committed = _labels_store.prepare(shape, image, settings.cache)
         if self.session is not None and self.image is not layer:
             self._forget_layers()
         self.session, self.image, self.settings = session, layer, settings

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from tilesam.io import ArraySource, ImageSource
     from tilesam.segment.session import Session
-    from tilesam_napari._labels import Committed
+    from tilesam_napari._labels_store import Committed
 
 #: `Settings.window` for no CT window: the encoder sees the image's own range (robust
 #: percentiles, as without a window in Python and on the command line).
@@ -230,11 +230,11 @@ def open_annotation(layer: Image, settings: Settings) -> Opened:
 
     A labels store beside the cache that belongs to another image is refused
     (`TileSAMError`, nothing changed): committed objects are never overwritten."""
-    from tilesam_napari import _labels
+    from tilesam_napari import _labels_store
 
     session = open_session(layer, settings)
     try:
-        committed = _labels.prepare(
+        committed = _labels_store.prepare(
             session.source.spatial_shape, session.signature["image"], settings.cache
         )
     except BaseException:
