@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,11 +34,15 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return True
 
 
-def _random_tiny(seed: int = 0) -> SamModel:
+def _random_tiny(seed: int = 0, **options: Any) -> SamModel:
     arch = dataclasses.replace(ARCHITECTURES["tiny"], image_size=256, embedding_size=16)
     torch.manual_seed(seed)
     return SamModel(
-        build_sam(arch), name="tiny-random", architecture=arch, weights_hash=f"random-seed{seed}"
+        build_sam(arch),
+        name="tiny-random",
+        architecture=arch,
+        weights_hash=f"random-seed{seed}",
+        **options,
     )
 
 

@@ -31,6 +31,8 @@ def test_values_kept_and_tokens_a_view(name: str) -> None:
     features = _inputs()[name]
     assert "torch" in sys.modules  # this process: the torch path where torch may share
     out = token_major(features)
+    # torch converts what it can share; read-only and negative strides go through NumPy.
+    assert (_owner(out) is not None) == (name in ("float16", "float32"))
     assert out.shape == features.shape and out.dtype == np.float32
     np.testing.assert_array_equal(out, features.astype(np.float32))
     assert out.reshape(16, -1).T.flags.c_contiguous
@@ -38,6 +40,24 @@ def test_values_kept_and_tokens_a_view(name: str) -> None:
     # The decoder's token matrix is a view of it, so torch's transpose copies nothing.
     tokens = torch.from_numpy(out)[None].flatten(2).transpose(1, 2)
     assert tokens.is_contiguous()
+
+
+def test_torch_converts_to_float32_on_the_cpu_whatever_its_defaults() -> None:
+    stored = _inputs()["float16"]
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        out = token_major(stored)
+    finally:
+        torch.set_default_dtype(previous)
+    assert out.dtype == np.float32 and _owner(out) is not None
+
+
+def _owner(array: np.ndarray) -> torch.Tensor | None:
+    """The torch tensor whose memory `array` is, if any."""
+    while isinstance(array, np.ndarray) and array.base is not None:
+        array = array.base
+    return array if isinstance(array, torch.Tensor) else None
 
 
 def test_numpy_alone_gives_the_same_layout_without_importing_torch() -> None:

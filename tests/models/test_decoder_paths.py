@@ -75,12 +75,27 @@ def test_prepared_image_tokens_decode_like_features(model):
             model.sam.decode(tokens, points=points, mask_input=torch.zeros(1, 1, 64, 64))
 
 
+@pytest.mark.parametrize("graphs", [True, False], ids=["graphs", "eager"])
+def test_tokens_are_prepared_at_the_use_where_it_pays(random_tiny, graphs):
+    """Against the traced graphs preparing pays from PREPARE_AT_USE on; decoding eagerly
+    (SAM 2.1, a model in training), from the second use."""
+    model = random_tiny(0, decoder_graphs=graphs)
+    embedding = model.embed(np.random.default_rng(6).integers(0, 255, (200, 180), np.uint8))
+    at_use = PREPARE_AT_USE if graphs else 2
+    for _ in range(at_use - 1):
+        model.predict(embedding, points=[(50, 60)], labels=[1])
+        assert model._reuse.kept(embedding.features) is None  # nothing kept: not prepared
+    model.predict(embedding, points=[(50, 60)], labels=[1])
+    assert isinstance(model._reuse.kept(embedding.features), ImageTokens)
+
+
 def test_predict_reuses_tokens_only_for_the_same_embedding(model):
     rng = np.random.default_rng(5)
     first = model.embed(rng.integers(0, 255, (200, 180), dtype=np.uint8))
     # The features as they are until their PREPARE_AT_USE-th decode, then tokens prepared
     # once and kept.
     uses = [model.predict(first, points=[(50, 60)], labels=[1]) for _ in range(PREPARE_AT_USE)]
+    assert PREPARE_AT_USE > 2
     assert isinstance(model._reuse.kept(first.features), ImageTokens)
     again = model.predict(first, points=[(50, 60)], labels=[1])
     np.testing.assert_allclose(uses[0].low_res_logits, uses[-1].low_res_logits, atol=TOL)

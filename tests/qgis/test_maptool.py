@@ -303,6 +303,33 @@ def test_an_error_of_the_cache_only_answer_is_said_not_raised(scene, cache, monk
         assert dock.annotator.pending is None  # no task started for it
 
 
+def test_enter_commits_and_says_so_and_an_error_is_said_not_raised(scene, cache, monkeypatch):
+    """Enter (the map tool's key) commits as the dock's button does: the outcome in the
+    dock, a layer that cannot be written reported there instead of raised from the event."""
+    from qgis.PyQt.QtGui import QKeyEvent
+    from tilesam_qgis import _mapcommit
+
+    from tilesam.errors import TileSAMError
+
+    def enter(dock) -> None:
+        dock.tool.keyPressEvent(QKeyEvent(QEvent.KeyPress, Qt.Key_Return, Qt.NoModifier))
+
+    with open_dock(scene, cache) as dock:
+        click(dock, *CENTRE)
+
+        def unwritable(*args, **kwargs):
+            raise TileSAMError("'scene_objects.gpkg' cannot be written: it is read-only")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(_mapcommit, "objects_layer", unwritable)
+            enter(dock)
+        assert "read-only" in dock.status.text()
+        assert dock.annotator.area > 0  # the object is still there to commit
+        enter(dock)
+        assert dock.status.text().startswith("Object 1 added to")
+        assert dock.annotator.mask_band.asGeometry().isEmpty()
+
+
 def test_click_outside_the_raster_is_refused(scene, cache) -> None:
     with open_dock(scene, cache) as dock:
         dock.canvas.setExtent(QgsRectangle(399000, 5098000, 402000, 5101000))

@@ -69,9 +69,10 @@ class TileSAMMapTool(QgsMapTool):
                 self.annotator.add_point(event.mapPoint(), 1)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
-        """Enter commits the object, Escape clears it."""
+        """Enter commits the object (what came of it said, never raised from the event),
+        Escape clears it."""
         if event.key() in (Qt.Key_Return, Qt.Key_Enter):
-            self.annotator.commit()
+            self.annotator.commit_and_say()
             event.accept()
         elif event.key() == Qt.Key_Escape:
             self.annotator.clear()

@@ -30,8 +30,9 @@ T = TypeVar("T")
 @dataclass
 class _Seen(Generic[T]):
     ref: weakref.ref
-    value: T
+    value: T | None  # what was made (None: not kept), then what was prepared
     uses: int
+    prepared: bool = False
 
 
 class PrepareOnReuse(Generic[T]):
@@ -52,11 +53,15 @@ class PrepareOnReuse(Generic[T]):
     'plain + prepared'
     """
 
-    def __init__(self, *, size: int = 8, at_use: int = 2) -> None:
+    def __init__(self, *, size: int = 8, at_use: int = 2, keep_made: bool = True) -> None:
         if at_use < 2:
             raise ValueError(f"at_use must be 2 or more, not {at_use}")
         self.size = size
         self.at_use = at_use
+        # Without `keep_made`, what `make` gives is made again until prepared, not kept: for
+        # values that hold the features themselves (torch's tensor on their memory), which
+        # would keep features alive here after their owner dropped them.
+        self.keep_made = keep_made
         self._seen: OrderedDict[tuple[int, Hashable], _Seen[T]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -78,19 +83,23 @@ class PrepareOnReuse(Generic[T]):
             if seen is not None:
                 self._seen.move_to_end(ident)
                 seen.uses += 1
-                if seen.uses != self.at_use:
-                    return seen.value
+                uses, kept = seen.uses, seen.value
+                if seen.prepared or (uses != self.at_use and self.keep_made):
+                    return kept
         if seen is None:
             value = make()
-            self._remember(ident, features, value)
+            self._remember(ident, features, value if self.keep_made else None)
             return value
-        value = prepare(seen.value)
+        if uses != self.at_use:  # not kept, or being prepared by another thread
+            return make() if kept is None else kept
+        value = prepare(kept if self.keep_made else make())
         with self._lock:
-            seen.value = value
+            seen.value, seen.prepared = value, True
         return value
 
     def kept(self, features: Any, *, key: Hashable = None) -> T | None:
-        """What is kept for `features` (with `key`), None if nothing is."""
+        """What is kept for `features` (with `key`), None if nothing is (or, without
+        `keep_made`, nothing prepared yet)."""
         with self._lock:
             seen = self._seen.get((id(features), key))
             return None if seen is None or seen.ref() is not features else seen.value

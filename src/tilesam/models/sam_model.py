@@ -152,7 +152,7 @@ class SamModel(MaskPredictor):
         # Against eager decoding, prepared image tokens save 7-11 ms a prompt: worth it from
         # the second; against the graphs, see PREPARE_AT_USE.
         self._reuse: PrepareOnReuse[ImageTokens | torch.Tensor] = PrepareOnReuse(
-            at_use=PREPARE_AT_USE if decoder_graphs else 2
+            at_use=PREPARE_AT_USE if decoder_graphs else 2, keep_made=False
         )
 
     @property
