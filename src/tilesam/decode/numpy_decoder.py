@@ -86,13 +86,15 @@ class NumpyDecoder:
         return 4 * self.config.grid[0], 4 * self.config.grid[1]
 
     def dense_pe(self) -> np.ndarray:
-        """Positional encoding of the whole embedding grid, ``(C, h, w)``."""
+        """Positional encoding of the whole embedding grid, ``(C, h, w)``, laid out token by
+        token in memory (as :func:`~tilesam.decode.embedding.token_major` lays out features),
+        so that the decoder's token-major copy of any window of it reads rows in order."""
         if self._pe is None:
             h, w = self.config.grid
             y = (np.arange(h, dtype=np.float32) + 0.5) / h
             x = (np.arange(w, dtype=np.float32) + 0.5) / w
             grid = np.stack(np.meshgrid(x, y, indexing="xy"), axis=-1)
-            self._pe = np.ascontiguousarray(self._encode(grid).transpose(2, 0, 1))
+            self._pe = self._encode(grid).transpose(2, 0, 1)  # (h, w, C) memory
         return self._pe
 
     # -- prompt encoder ---------------------------------------------------------------------
@@ -196,13 +198,10 @@ class NumpyDecoder:
         features: np.ndarray,
         image_pe: np.ndarray,
         mask_input: np.ndarray | None = None,
-        *,
-        key_pe: np.ndarray | None = None,
     ) -> ImageSide:
         """The decoder's image side of features ``(C, h, w)`` and their window of
         :meth:`dense_pe`: token-major keys (the dense prompt added) and positional encoding
-        (`key_pe`, that window's token-major, where the caller keeps it); not
-        :meth:`prepared`."""
+        (the whole grid's a view of :meth:`dense_pe`); not :meth:`prepared`."""
         hw = image_pe.shape[-2:]
         # (h, w, C) views: read in order where the features are token-major (a cache's,
         # `token_major`), a window's rows included; written token-major in one pass.
@@ -210,8 +209,7 @@ class NumpyDecoder:
         keys = np.empty((*hw, self.embed_dim), np.float32)
         np.add(tokens, self.dense_prompt(mask_input, hw).transpose(1, 2, 0), out=keys)
         keys = keys.reshape(-1, self.embed_dim)
-        if key_pe is None:
-            key_pe = np.ascontiguousarray(image_pe.reshape(self.embed_dim, -1).T)
+        key_pe = np.asarray(image_pe, np.float32).transpose(1, 2, 0).reshape(-1, self.embed_dim)
         return ImageSide(keys, key_pe, None)
 
     def prepared(self, image: ImageSide) -> ImageSide:

@@ -58,7 +58,6 @@ class NumpyPredictor(MaskPredictor):
         self.mask_threshold = mask_threshold
         self.box_mask_threshold = box_mask_threshold
         self._reuse: PrepareOnReuse[ImageSide] = PrepareOnReuse(at_use=PREPARE_AT_USE)
-        self._key_pe: np.ndarray | None = None
 
     def _decode(
         self, embedding: ImageEmbedding, prompt: SamPrompt, window: tuple[int, int, int, int] | None
@@ -112,9 +111,4 @@ class NumpyPredictor(MaskPredictor):
             y0, y1, x0, x1 = window
             features, pe = features[:, y0:y1, x0:x1], pe[:, y0:y1, x0:x1]
             mask = None if mask is None else mask[4 * y0 : 4 * y1, 4 * x0 : 4 * x1]
-        key_pe = None
-        if window is None:  # the whole grid's, token-major, made once
-            if self._key_pe is None:
-                self._key_pe = np.ascontiguousarray(pe.reshape(len(pe), -1).T)
-            key_pe = self._key_pe
-        return self.decoder.image_side(features, pe, mask, key_pe=key_pe)
+        return self.decoder.image_side(features, pe, mask)
