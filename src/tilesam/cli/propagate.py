@@ -32,6 +32,7 @@ _DESCRIPTION = (
 
 
 def _options(p: argparse.ArgumentParser) -> None:
+    from tilesam.volumes.interpolate import INTERPOLATE
     from tilesam.volumes.walk import METHODS
 
     p.add_argument(
@@ -56,10 +57,17 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--method",
         default=None,
-        choices=("memory", *METHODS),
+        choices=("memory", *METHODS, INTERPOLATE),
         help="memory: SAM 2.1 tracks each object with its video memory (the default for "
-        "SAM 2.1 models); the others: what the next slice's prompt holds (prompt, the "
-        "default for SAM: the box and points of the mask)",
+        "SAM 2.1 models); interpolate: no model, the slices between each object's annotated "
+        "slices are interpolated from its masks there; the others: what the next slice's "
+        "prompt holds (prompt, the default for SAM: the box and points of the mask)",
+    )
+    p.add_argument(
+        "--no-fill-gaps",
+        action="store_true",
+        help="leave empty the slices two walks towards each other did not reach (by default "
+        "they are interpolated from the walks' last masks)",
     )
     p.add_argument(
         "--memory-frames",
@@ -144,6 +152,7 @@ def _run(args: argparse.Namespace) -> None:
             memory_frames=args.memory_frames,
             slice_range=None if span is None else (int(span[0]), int(span[1])),
             largest_component=args.largest_component,
+            fill_gaps=not args.no_fill_gaps,
             rules=rules,
             progress=True,
             session=make_session(args, args.cache, view),

@@ -31,6 +31,7 @@ import numpy as np
 
 from tilesam.cache.progress import CancelFlag
 from tilesam.errors import Cancelled, TileSAMError, TileSAMWarning
+from tilesam.volumes.interpolate import INTERPOLATE
 from tilesam.volumes.stop_rules import FADE_DISTINCT, SliceReader, StopRules, mask_contrast
 from tilesam.volumes.stops import Stop, warn_early_stops
 from tilesam.volumes.walk import METHODS, PropagationResult, keep_largest_components
@@ -63,10 +64,10 @@ def check_method(method: str | None) -> None:
     >>> check_method("memory"), check_method(None)
     (None, None)
     """
-    if method is not None and method not in ("auto", MEMORY, *METHODS):
+    if method is not None and method not in ("auto", MEMORY, *METHODS, INTERPOLATE):
         raise TileSAMError(
-            f"Unknown method {method!r}; use one of {MEMORY}, {', '.join(METHODS)} (or None: "
-            f"{MEMORY} for SAM 2.1 models, prompt for SAM)."
+            f"Unknown method {method!r}; use one of {MEMORY}, {', '.join(METHODS)}, "
+            f"{INTERPOLATE} (or None: {MEMORY} for SAM 2.1 models, prompt for SAM)."
         )
 
 

@@ -77,6 +77,7 @@ def propagate_mask(
     session: Session | None = None,
     details: bool = False,
     memory_frames: int | None = None,
+    fill_gaps: bool = True,
 ) -> np.ndarray | PropagationResult:
     """Segment one object (points / box) or every object of a seed mask through a volume.
 
@@ -98,12 +99,15 @@ def propagate_mask(
         Zarr embedding cache (created or resumed); None keeps embeddings in memory.
     axis : int
         The axis whose planes are segmented: 0 (axial / z, default), 1 or 2.
-    method : {None, "memory", "prompt", "box", "points", "prompt+logits"}
+    method : {None, "memory", "prompt", "box", "points", "prompt+logits", "interpolate"}
         ``"memory"``: SAM 2.1 tracks each object with its video memory (see
-        :mod:`tilesam.volumes.memory`; SAM 2.1 models only, one tile per slice). The others:
-        what the next slice's prompt holds (see :mod:`tilesam.volumes.walk`); ``"prompt"``
-        the box and points from the current slice's mask, without its logits. None (or
-        ``"auto"``): ``"memory"`` for a SAM 2.1 model, ``"prompt"`` for SAM.
+        :mod:`tilesam.volumes.memory`; SAM 2.1 models only, one tile per slice).
+        ``"interpolate"``: no model; the slices between each object's annotated slices are
+        interpolated from its masks there (:mod:`tilesam.volumes.interpolate`; every object
+        needs two annotated slices). The others: what the next slice's prompt holds (see
+        :mod:`tilesam.volumes.walk`); ``"prompt"`` the box and points from the current
+        slice's mask, without its logits. None (or ``"auto"``): ``"memory"`` for a SAM 2.1
+        model, ``"prompt"`` for SAM.
     slice_range : (start, stop), optional
         Only these slices along `axis` (end-exclusive).
     largest_component : bool
@@ -137,6 +141,10 @@ def propagate_mask(
     memory_frames : int, optional
         With ``method="memory"``: the recent slices whose memory each object keeps, 1 to
         15 (default: SAM 2.1's 6, all it reads; fewer save memory and change the result).
+    fill_gaps : bool
+        Where the walks from two annotated slices of an object both stop before they meet,
+        interpolate the slices left between them (the stops say which); False leaves them
+        empty. Not with ``"memory"``.
 
     Returns
     -------
@@ -195,8 +203,8 @@ def propagate_mask(
                 callback=_chain(bar, callback), cancel=cancel, image=view.read_slice,
             )  # fmt: skip
         else:
-            result = _walk(session, view, seeds, method, rules, slice_range,
-                           largest_component, _chain(bar, callback), cancel)  # fmt: skip
+            result = _walk(session, view, seeds, method, rules, slice_range, largest_component,
+                           _chain(bar, callback), cancel, fill_gaps)  # fmt: skip
     finally:
         session.progress = shown
         if bar is not None:
@@ -206,7 +214,9 @@ def propagate_mask(
     return PropagationResult(labels, result.stops) if details else labels
 
 
-def _walk(session, view, seeds, method, rules, slice_range, largest_component, callback, cancel):
+def _walk(
+    session, view, seeds, method, rules, slice_range, largest_component, callback, cancel, fill
+):
     """`propagate_labels` over a session (the volume seen along the walk's axis)."""
     return propagate_labels(
         view.spatial_shape,
@@ -220,6 +230,7 @@ def _walk(session, view, seeds, method, rules, slice_range, largest_component, c
         callback=callback,
         cancel=cancel,
         image=view.read_slice,
+        fill_gaps=fill,
     )
 
 

@@ -7,7 +7,10 @@ where and why, and :meth:`Stop.describe` says it in one line with the threshold 
 ``tilesam propagate`` option) that would take the walk further. A walk that stops within two
 slices of its seed usually means the rules or the seed's mask do not fit the data, not that
 the object is that thin: :func:`warn_early_stops` says so once per propagation, while the
-labels are still returned and written.
+labels are still returned and written. Two walks between annotations that both stopped
+before meeting leave a gap, interpolated from their last masks: their stops say so
+(``filled``), and are not early, since the object's slices between the annotations are all
+written.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from tilesam.volumes.stop_rules import rule_hint
 @dataclass(frozen=True)
 class Stop:
     """Where one walk ended: the object, the direction (+1 / -1), the last slice it wrote,
-    why it stopped (``"range"`` at the end of the range or a meeting walk) and the annotated
-    slice it started from.
+    why it stopped (``"range"`` at the end of the range or a meeting walk), the annotated
+    slice it started from and, if it stopped short of the walk coming the other way, the
+    slices ``(first, last)`` interpolated between them.
 
     Examples
     --------
@@ -39,12 +43,13 @@ class Stop:
     last: int
     reason: str
     seed: int
+    filled: tuple[int, int] | None = None
 
     @property
     def early(self) -> bool:
-        """Stopped by a rule within two slices of its seed: the slice it could not take is
-        the seed's neighbour or the one after."""
-        return self.reason != "range" and abs(self.last - self.seed) <= 1
+        """Stopped by a rule within two slices of its seed (the slice it could not take is
+        the seed's neighbour or the one after), with no interpolation after it."""
+        return self.reason != "range" and abs(self.last - self.seed) <= 1 and not self.filled
 
     def describe(self) -> str:
         """One line for the user: where, why, and what to change to go further."""
@@ -54,10 +59,13 @@ class Stop:
             return f"{where}: reached slice {self.last}, the end of the range or the other walk"
         done = abs(self.last - self.seed)
         gone = "at its seed" if done == 0 else f"{done} slice{'s' * (done > 1)} from its seed"
-        return (
+        said = (
             f"{where}: stopped after slice {self.last}, {gone} (slice {self.seed}); slice "
             f"{self.last + self.step} broke a rule ({self.reason}){rule_hint(self.reason)}"
         )
+        if self.filled:
+            said += f"; slices {self.filled[0]} to {self.filled[1]} were interpolated"
+        return said
 
 
 def warn_early_stops(stops: list[Stop]) -> None:

@@ -30,7 +30,12 @@ Rules for the labels:
 - An object's annotated slices are kept exactly as given; so is every annotated pixel.
 - Between two annotated slices of an object the gap is filled from both ends at once, one
   slice from each side in turn, so each slice comes from its nearer annotation and the
-  result does not depend on a direction; if one side stops, the other may go on.
+  result does not depend on a direction; if one side stops, the other may go on. Where both
+  stop before they meet, the slices left between them are interpolated from the two walks'
+  last masks (``fill_gaps``, :mod:`tilesam.volumes.interpolate`): an object annotated on
+  both sides of a gap spans it, and its shape between two known masks is a better answer
+  than none. With ``method="interpolate"`` no model is asked at all: every gap between an
+  object's annotated slices is interpolated, and nothing is added beyond its first and last.
 - Objects are propagated in order of their ids and never overwrite one another (nor an
   annotation): a pixel two objects claim stays with the first.
 - ``slice_range = (start, stop)`` (end-exclusive) caps every walk.
@@ -41,7 +46,7 @@ Rules for the labels:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -50,6 +55,7 @@ from scipy import ndimage
 from tilesam.cache.progress import CancelFlag
 from tilesam.decode.prompt import Prompt
 from tilesam.errors import Cancelled, TileSAMError
+from tilesam.volumes.interpolate import INTERPOLATE, between
 from tilesam.volumes.stop_rules import (
     FADE_DISTINCT,
     SliceReader,
@@ -142,6 +148,7 @@ def propagate_labels(
     callback: Callable[[int, int], Any] | None = None,
     cancel: CancelFlag | None = None,
     image: SliceReader | None = None,
+    fill_gaps: bool = True,
 ) -> PropagationResult:
     """Propagate every object of the annotated slices through a volume of `shape`.
 
@@ -164,6 +171,9 @@ def propagate_labels(
     image : callable, optional
         ``image(z, (rows, cols))`` reads a region of a slice, for the rule that stops a walk
         when the object fades (`StopRules.min_contrast`); without it that rule is off.
+    fill_gaps : bool
+        Interpolate the slices two walks towards each other left between them when both
+        stopped (see the module docstring); the stops say which.
 
     Examples
     --------
@@ -177,10 +187,12 @@ def propagate_labels(
     slice 0 broke a rule (vanished: 0 pixels < 8); to go further, lower StopRules.min_area
     (--min-area)
     """
-    if method not in METHODS:
-        raise TileSAMError(f"Unknown method {method!r}; use one of {', '.join(METHODS)}.")
+    if method not in (*METHODS, INTERPOLATE):
+        raise TileSAMError(
+            f"Unknown method {method!r}; use one of {', '.join(METHODS)}, {INTERPOLATE}."
+        )
     run = _Run(shape, seeds, predict, states or {}, method, StopRules.of(rules), cancel)
-    run.image = image
+    run.image, run.fill_gaps = image, fill_gaps
     run.set_range(slice_range)
     run.callback = callback
     for obj in run.objects:
@@ -202,6 +214,7 @@ class _Walk:
     strongest: float | None = None  # the largest contrast (in magnitude) seen so far
     surest: float | None = None  # the highest predicted IoU of the walk's slices so far
     alive: bool = True
+    stop: int | None = None  # where its Stop is in the run's list, once it stopped
 
 
 class _Run:
@@ -222,11 +235,14 @@ class _Run:
                 "The seed mask is empty: draw or commit at least one object on a slice first."
             )
         self.objects = sorted(self.annotated)
+        if method == INTERPOLATE:
+            _check_interpolable(self.annotated)
         self.predict, self.states, self.method = predict, states, method
         self.rules, self.cancel = rules, cancel
         self.stops: list[Stop] = []
         self.callback: Callable[[int, int], Any] | None = None
         self.image: SliceReader | None = None
+        self.fill_gaps = True
         self.done = 0
 
     def set_range(self, slice_range: tuple[int, int] | None) -> None:
@@ -277,7 +293,13 @@ class _Run:
             walk.strongest = difference
 
     def _fill(self, lo: int, hi: int, up: _Walk | None, down: _Walk | None) -> None:
-        """Slices ``lo..hi`` from the walk up (from below) and down (from above), in turn."""
+        """Slices ``lo..hi`` from the walk up (from below) and down (from above), in turn;
+        what both leave between them is interpolated (`fill_gaps`)."""
+        if self.method == INTERPOLATE:  # no model: the gaps between annotations only
+            if up is not None and down is not None and lo <= hi:
+                self._interpolate(up, down)
+            self._count(max(hi - lo + 1, 0))
+            return
         walks = [w for w in (up, down) if w is not None]
         while lo <= hi and any(w.alive for w in walks):
             for w in walks:
@@ -286,6 +308,10 @@ class _Run:
         for w in walks:
             if w.alive:  # reached the range's end or the walk from the other side
                 self.stops.append(Stop(w.obj, w.step, w.last, "range", w.seed))
+        if self.fill_gaps and up is not None and down is not None and lo <= hi:
+            self._interpolate(up, down)
+            for w in walks:  # both stopped by a rule: their stops say the gap was filled
+                self.stops[w.stop] = replace(self.stops[w.stop], filled=(lo, hi))
         self._count(max(hi - lo + 1, 0))  # slices no walk reached
 
     def _advance(self, walk: _Walk, z: int) -> bool:
@@ -302,7 +328,7 @@ class _Run:
         contrast = None if measured is None else measured[0]
         reason = reason or self.rules.why_faded(contrast, walk.strongest)
         if reason is not None:
-            walk.alive = False
+            walk.alive, walk.stop = False, len(self.stops)
             self.stops.append(Stop(walk.obj, walk.step, walk.last, reason, walk.seed))
             return False
         self.labels[z][mask] = walk.obj
@@ -312,6 +338,13 @@ class _Run:
         self._count(1)
         return True
 
+    def _interpolate(self, up: _Walk, down: _Walk) -> None:
+        """The slices between the two walks' last masks, from those masks' shapes."""
+        steps = between(up.mask, down.mask, down.last - up.last - 1)
+        for z, (mask, (rows, cols)) in enumerate(steps, start=up.last + 1):
+            region = self.labels[z, rows, cols]
+            region[mask & (region == 0)] = up.obj  # pixels others own are never taken
+
     def _count(self, n: int) -> None:
         self.done += n
         if self.callback is not None and n:
@@ -319,6 +352,17 @@ class _Run:
 
     def keep_largest_components(self) -> None:
         keep_largest_components(self.labels, self.objects, self.annotated)
+
+
+def _check_interpolable(annotated: Mapping[int, list[int]]) -> None:
+    """Refuse objects annotated on one slice: interpolation fills between two."""
+    alone = [obj for obj, slices in annotated.items() if len(slices) < 2]
+    if alone:
+        raise TileSAMError(
+            f"method={INTERPOLATE!r} fills the slices between an object's annotated slices; "
+            f"object(s) {', '.join(map(str, alone))} are annotated on one slice only. Annotate "
+            "them on another slice too, or propagate them with the model (method='prompt')."
+        )
 
 
 def keep_largest_components(
