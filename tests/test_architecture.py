@@ -19,7 +19,7 @@ ALLOWED = {
     "segment": BASE | {"io", "decode", "models", "cache"},
     "volumes": BASE | {"io", "decode", "models", "cache", "segment"},
     "automatic": BASE | {"io", "decode", "models", "cache", "segment"},
-    "evaluate": BASE | {"io", "decode", "models"},
+    "evaluate": BASE | {"io", "decode", "models", "cache"},
     "training": BASE | {"io", "decode", "models", "evaluate"},
     "samples": BASE | {"io"},
 }

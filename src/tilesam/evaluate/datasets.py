@@ -23,6 +23,14 @@ than one candidate label file for an image is an error. ``images`` and
 ``labels`` may also be two files, which makes a dataset of one pair.
 
 Every image needs its labels; label files without an image are ignored.
+
+Intensities
+-----------
+Each image is scaled to the encoder's range as a :class:`tilesam.Session` opened on its file
+scales it (:func:`tilesam.cache.normalisation.image_normalisation`: a georeferenced
+multi-band raster band by band over the scene, other images over one range), so a score is
+what a user of that file gets; the choice travels with the item
+(:attr:`LabelledImage.normalisation`).
 """
 
 from __future__ import annotations
@@ -35,7 +43,9 @@ from typing import Any
 
 import numpy as np
 
+from tilesam.cache.normalisation import image_normalisation, intensity_of
 from tilesam.errors import TileSAMError
+from tilesam.io import open_image
 from tilesam.io.picture import PICTURE_SUFFIXES, picture_shape, read_picture
 
 __all__ = ["LabelledImage", "LabelledImageFolder"]
@@ -60,11 +70,23 @@ class LabelledImage:
         Instance labels of the image's spatial shape, 0 = background.
     name : str
         The image file's stem, unique within its dataset.
+    normalisation : dict, optional
+        How a :class:`tilesam.Session` opened on the image's file maps it to the encoder's
+        range (its cache signature's entry, e.g. ``{"method": "percentiles-per-band", ...}``).
+        None (an image given as an array): the image's own range, as
+        :meth:`tilesam.SamModel.embed` takes it.
     """
 
     image: np.ndarray
     labels: np.ndarray
     name: str
+    normalisation: dict[str, Any] | None = None
+
+    @property
+    def intensity(self) -> tuple[Any, Any] | None:
+        """The ``(low, high)`` sent to the encoder with the image (one per band for
+        ``"percentiles-per-band"``); None: the image's own range."""
+        return None if self.normalisation is None else intensity_of(self.normalisation)
 
 
 @dataclass(frozen=True)
@@ -202,6 +224,18 @@ def _drop_alpha(image: np.ndarray, path: Path) -> np.ndarray:
     return image[..., :3]
 
 
+def _session_normalisation(path: Path, image: np.ndarray) -> dict[str, Any]:
+    """The normalisation a session opened on `path` chooses for `image`, the file as read
+    here: a raster of more bands than kept (a fourth taken for alpha) as opened with those
+    bands (``bands=(1, 2, 3)``)."""
+    channels = image.shape[-1] if _is_colour(image.shape, path) else 1
+    with open_image(path) as source:
+        if source.georeference is None or source.n_channels == channels:
+            return image_normalisation(source)
+    with open_image(path, bands=tuple(range(1, channels + 1))) as source:
+        return image_normalisation(source)
+
+
 def _as_labels(array: np.ndarray, path: Path) -> np.ndarray:
     """Instance labels as uint32, or a TileSAMError saying what is wrong with the file."""
     if array.dtype == bool:
@@ -336,7 +370,8 @@ class LabelledImageFolder(Sequence[LabelledImage]):
         pair = self._pairs[index]
         image = _drop_alpha(_read_array(pair.image), pair.image)
         labels = _as_labels(_read_array(pair.labels, labels=True), pair.labels)
-        return LabelledImage(image=image, labels=labels, name=pair.name)
+        normalisation = _session_normalisation(pair.image, image)
+        return LabelledImage(image, labels, pair.name, normalisation)
 
     def __iter__(self) -> Iterator[LabelledImage]:
         return (self[i] for i in range(len(self)))

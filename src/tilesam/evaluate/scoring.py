@@ -12,8 +12,10 @@ For every object (an id in the label image) three protocols are run:
   the decoder gets all clicks so far plus the previous mask's low-res logits,
   returning one mask. When a mask is perfect, later clicks keep its IoU.
 
-Objects with fewer than :data:`MIN_OBJECT_PIXELS` pixels are skipped and
-counted. The scores come back as an
+Each image is embedded once, scaled as a :class:`tilesam.Session` opened on its file scales
+it (an item's ``intensity``, :class:`~tilesam.evaluate.datasets.LabelledImage`; its own
+range where it has none). Objects with fewer than :data:`MIN_OBJECT_PIXELS` pixels are
+skipped and counted. The scores come back as an
 :class:`~tilesam.evaluate.evaluation_result.EvaluationResult` (summaries with bootstrap
 intervals, JSON); :mod:`tilesam.evaluate.evaluation_report` shows them as tables and plots.
 """
@@ -40,13 +42,14 @@ MIN_OBJECT_PIXELS = 10
 class PromptableModel(Protocol):
     """What :func:`evaluate` needs from a model (:class:`tilesam.SamModel` has it)."""
 
-    def embed(self, image: np.ndarray) -> Any: ...
+    def embed(self, image: np.ndarray, *, intensity: Any = None) -> Any: ...
 
     def predict(self, embedding: Any, **prompts: Any) -> Any: ...
 
 
 class LabelledItem(Protocol):
-    """One dataset item: an image, its instance labels (0 = background) and a name."""
+    """One dataset item: an image, its instance labels (0 = background) and a name; an
+    ``intensity`` attribute, where there is one, is the range the image is embedded with."""
 
     image: np.ndarray
     labels: np.ndarray
@@ -126,7 +129,8 @@ def _evaluate_image(
     objects, n_small = _select_objects(labels, item.name, limit, seed)
     if not objects:
         return [], n_small
-    embedding = model.embed(item.image)  # once per image: every prompt reuses it
+    # Once per image (every prompt reuses it), scaled as a session on its file scales it.
+    embedding = model.embed(item.image, intensity=getattr(item, "intensity", None))
     rows = []
     for object_id, area in objects:
         scores = _evaluate_object(model, embedding, labels == object_id, n_clicks)
@@ -151,7 +155,8 @@ def evaluate(
         A :class:`tilesam.SamModel` (anything with its ``embed``/``predict``).
     dataset
         Items with ``image`` (2D or RGB), ``labels`` (0 = background) and
-        ``name``, e.g. a :class:`tilesam.evaluate.datasets.LabelledImageFolder`.
+        ``name``, e.g. a :class:`tilesam.evaluate.datasets.LabelledImageFolder` (whose
+        items carry the ``intensity`` a session on their file uses).
     n_clicks : int
         Clicks of the interactive protocol (IoU recorded after each).
     max_objects_per_image : int, optional
@@ -182,11 +187,14 @@ def evaluate(
         raise TileSAMError(f"n_clicks must be at least 1, got {n_clicks}.")
     rows: list[ObjectResult] = []
     n_small = 0
+    scaling = {}  # each image's normalisation, where the dataset says
     bar = tqdm(dataset, total=len(dataset), disable=not progress, desc="evaluate", unit="image")
     for item in bar:
         image_rows, skipped = _evaluate_image(model, item, n_clicks, max_objects_per_image, seed)
         rows += image_rows
         n_small += skipped
+        if getattr(item, "normalisation", None) is not None:
+            scaling[item.name] = item.normalisation
         bar.set_postfix(objects=len(rows))
     if not rows:
         raise TileSAMError(
@@ -199,5 +207,5 @@ def evaluate(
         "min_object_pixels": MIN_OBJECT_PIXELS,
         "max_objects_per_image": max_objects_per_image,
         "seed": seed,
-    }
+    } | ({"normalisation": scaling} if scaling else {})
     return EvaluationResult(objects=rows, n_clicks=n_clicks, info=info)
