@@ -31,10 +31,11 @@ import numpy as np
 
 from tilesam.cache.progress import CancelFlag
 from tilesam.errors import Cancelled, TileSAMError, TileSAMWarning
+from tilesam.volumes.components import keep_largest_components
 from tilesam.volumes.interpolate import INTERPOLATE
 from tilesam.volumes.stop_rules import FADE_DISTINCT, SliceReader, StopRules, mask_contrast
 from tilesam.volumes.stops import Stop, warn_early_stops
-from tilesam.volumes.walk import METHODS, PropagationResult, keep_largest_components
+from tilesam.volumes.walk import METHODS, PropagationResult
 
 if TYPE_CHECKING:
     from tilesam.models.sam2_tracker import FrameFeatures, Sam2Tracker, Track

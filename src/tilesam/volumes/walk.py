@@ -55,6 +55,7 @@ from scipy import ndimage
 from tilesam.cache.progress import CancelFlag
 from tilesam.decode.prompt import Prompt
 from tilesam.errors import Cancelled, TileSAMError
+from tilesam.volumes.components import keep_largest_components
 from tilesam.volumes.interpolate import INTERPOLATE, between
 from tilesam.volumes.stop_rules import (
     FADE_DISTINCT,
@@ -68,10 +69,6 @@ METHODS = ("prompt", "box", "points", "prompt+logits")
 BOX_MARGIN = 0.05  # the next slice's box: the mask's box grown by 5 % of its size per side
 NEGATIVE_DEPTH = 0.2  # a hollow this deep (fraction of the box's short side) gets a - point
 _POINT_GRID = 128  # points are placed on at most this many samples per side of the box
-
-# Largest object id whose boxes ndimage.find_objects finds in one pass (a list of that
-# many entries).
-_FIND_OBJECTS_MAX_ID = 2**20
 
 
 @dataclass(frozen=True)
@@ -363,38 +360,3 @@ def _check_interpolable(annotated: Mapping[int, list[int]]) -> None:
             f"object(s) {', '.join(map(str, alone))} are annotated on one slice only. Annotate "
             "them on another slice too, or propagate them with the model (method='prompt')."
         )
-
-
-def keep_largest_components(
-    labels: np.ndarray, objects: list[int], annotated: Mapping[int, list[int]]
-) -> None:
-    """Keep each of `objects`' largest 3D connected component in `labels` (in place); the
-    object's `annotated` slices are kept as they are."""
-    for obj, box in _object_boxes(labels, objects).items():
-        view = labels[box]
-        pieces, n = ndimage.label(view == obj)
-        if n < 2:
-            continue
-        sizes = np.bincount(pieces.ravel())[1:]
-        drop = (pieces > 0) & (pieces != int(np.argmax(sizes)) + 1)
-        for z in annotated.get(obj, []):  # annotations are kept as they are
-            if box[0].start <= z < box[0].stop:
-                drop[z - box[0].start] = False
-        view[drop] = 0
-
-
-def _object_boxes(labels: np.ndarray, objects: list[int]) -> dict[int, tuple[slice, ...]]:
-    """The bounding box of each of `objects` present in `labels`.
-
-    ``ndimage.find_objects`` holds one entry per id up to the largest, which an id near
-    2**32 would make gigabytes: such ids are boxed one object at a time instead.
-    """
-    if objects and max(objects) <= _FIND_OBJECTS_MAX_ID:
-        boxes = ndimage.find_objects(labels, max_label=max(objects))
-        return {obj: boxes[obj - 1] for obj in objects if boxes[obj - 1] is not None}
-    found = {}
-    for obj in objects:
-        box = ndimage.find_objects((labels == obj).view(np.uint8))
-        if box:
-            found[obj] = box[0]
-    return found
