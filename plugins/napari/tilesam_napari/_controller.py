@@ -19,6 +19,7 @@ from napari.utils.notifications import show_info
 from tilesam.decode.prompt import Prompt
 from tilesam.errors import TileSAMError
 from tilesam_napari import _geo, _labels_store, _layers, _live, _predict
+from tilesam_napari._alternatives import Alternatives
 from tilesam_napari._commits import Commits, add_committed_layer, set_aside
 from tilesam_napari._labels import Window, bounding_window
 from tilesam_napari._labels_store import Committed
@@ -55,7 +56,6 @@ class Annotator:
         self.image: Image | None = None
         self.live = True
         self.current: list[Window] = []  # the live object, one window per slice
-        self._alternatives: list[list[Window]] = []
         self._prompt: Prompt | None = None  # the prompt of the current object
         # The prompt layers' version (bumped by every edit) and the current object's: a
         # commit takes the object of the prompts as they are, whole.
@@ -63,7 +63,7 @@ class Annotator:
         self._whole = True  # the current object is not waiting for tiles being embedded
         # A commit asked for before that object was shown whole: (the version, overwrite).
         self._pending_commit: tuple[int, bool] | None = None
-        self._choice = 0
+        self._alternatives = Alternatives(self._draw, self._unchanged)  # what M cycles
         self.commits = Commits(lambda: self.layer(_layers.COMMITTED))  # what Undo undoes
         self._committed: Committed | None = None  # the labels the committed layer shows
         self._live = LatestOnly(
@@ -166,8 +166,8 @@ class Annotator:
     # -- prompts to the current object ------------------------------------------------------
     @property
     def busy(self) -> bool:
-        """A live segmentation is computing."""
-        return self._live.busy
+        """A live segmentation, or the model's other masks (``M``), is computing."""
+        return self._live.busy or self._alternatives.busy
 
     def _prompts_changed(self, event: Any = None) -> None:
         action = str(getattr(event, "action", "") or "")
@@ -202,8 +202,7 @@ class Annotator:
         if answer.job.session is not self.session:
             return  # made for an image (or settings) no longer annotated
         self._prompt, self._shown, self._whole = answer.job.prompt, answer.job.version, answer.whole
-        self._alternatives, self._choice = [answer.windows], 0
-        self._draw(answer.windows)
+        self._alternatives.show(answer.windows)
         pending, self._pending_commit = self._pending_commit, None
         if pending is None:
             return
@@ -260,20 +259,18 @@ class Annotator:
         if z is not None and z != _layers.current_z(self.viewer, self.image):
             _layers.show_slice(self.viewer, self.image, z)
 
-    def next_mask(self) -> int:
+    def next_mask(self) -> int | None:
         """Show the next of the model's alternative masks for the prompt (the ``M`` key);
-        returns its index (0: the stitched best mask)."""
+        returns its index (0: the stitched best mask), or None on the first press: a worker
+        computes them and the next is shown when they come (unless the prompts change)."""
         if not self.current:
             raise TileSAMError("No current object: click on an object first.")
-        if len(self._alternatives) == 1:
-            self._alternatives += self._candidate_masks()
-        self._choice = (self._choice + 1) % len(self._alternatives)
-        self._draw(self._alternatives[self._choice])
-        return self._choice
-
-    def _candidate_masks(self) -> list[list[Window]]:
         z = self.current[0].z
-        return [[w] for w in _predict.candidate_masks(self.session, self._prompt, z)]
+        return self._alternatives.next(LiveJob(self._prompt, z, self._version, self.session))
+
+    def _unchanged(self, job: LiveJob) -> bool:
+        """The prompts are as they were for `job`, and its object is the one shown."""
+        return job.version == self._version and job.prompt is self._prompt
 
     def _draw(self, windows: list[Window]) -> None:
         layer = self.layer(_layers.CURRENT)
@@ -299,7 +296,7 @@ class Annotator:
         """
         if not self.current:
             raise TileSAMError("Nothing to commit: click on an object (or draw a box) first.")
-        if not self._choice:  # one of the model's other masks, picked with M: taken as shown
+        if not self._alternatives.choice:  # another mask, picked with M, is taken as shown
             if self._live.busy and not (self._whole and self._shown == self._version):
                 self._pending_commit = (self._version, overwrite)
                 show_info(
@@ -335,10 +332,9 @@ class Annotator:
                 with layer.events.data.blocker():
                     layer.data = np.zeros((0, layer.ndim)) if name == _layers.POINTS else []
                 layer.refresh()
-        self._alternatives, self._choice = [], 0
+        self._alternatives.show([])
         self._version += 1
         self._pending_commit = None
-        self._draw([])
 
     # -- embedding and propagation ----------------------------------------------------------
     def embed(self, cancel: threading.Event | None = None) -> int:
@@ -396,7 +392,6 @@ class Annotator:
         labels = getattr(labels, "labels", labels)
         mask = np.asarray(labels) > 0
         windows = [bounding_window(z, mask[z]) for z in range(mask.shape[0]) if mask[z].any()]
-        self._alternatives, self._choice = [windows], 0
         self._version += 1
         self._shown, self._whole, self._pending_commit = self._version, True, None
-        self._draw(windows)
+        self._alternatives.show(windows)

@@ -1,4 +1,5 @@
-"""Work off the Qt event loop: live segmentation and long jobs with progress and cancel.
+"""Work off the Qt event loop: live segmentation, one-off answers (the ``M`` key's other
+masks), and long jobs with progress and cancel.
 
 Everything here runs the core in napari's worker threads and hands results back to the
 GUI thread through Qt signals, so the viewer keeps answering while a tile is embedded
@@ -91,26 +92,77 @@ class LatestOnly:
             if complete:
                 return
         self._busy = True
-        self.worker = create_worker(_capture, self._compute, job, _start_thread=False)
-        self.worker.returned.connect(self._returned)
-        self.worker.finished.connect(self._finished)
-        self.worker.start()
+        self.worker = _in_worker(self._compute, job, self._returned, self._finished)
 
     def _returned(self, outcome: tuple[bool, Any]) -> None:
-        ok, value = outcome
         # A newer request supersedes this result: don't flash a stale mask.
-        if self._dirty:
-            return
-        if ok:
-            self._apply(value)
-        else:
-            report(value)
-            self._on_error()
+        if not self._dirty:
+            _deliver(outcome, self._apply, self._on_error)
 
     def _finished(self) -> None:
         self._busy = False
         if self._dirty:
             self._start()
+
+
+class OneAtATime:
+    """Run ``compute(job)`` in a worker, one job at a time: a `start` while one is in
+    flight is refused, so pressing a key again does not queue the same work twice.
+
+    ``apply(result)`` shows the result (GUI thread); it decides itself whether the result
+    is still wanted. A failure is reported as a notification.
+    """
+
+    def __init__(self, compute: Callable[[Any], Any], apply: Callable[[Any], None]) -> None:
+        self._compute, self._apply = compute, apply
+        self.worker = None
+
+    @property
+    def busy(self) -> bool:
+        """A computation is in flight."""
+        return self.worker is not None
+
+    def start(self, job: Any) -> bool:
+        """Compute `job` in a worker; False (and nothing started) while one is in flight."""
+        if self.busy:
+            return False
+        self.worker = _in_worker(self._compute, job, self._returned, self._finished)
+        return True
+
+    def _returned(self, outcome: tuple[bool, Any]) -> None:
+        _deliver(outcome, self._apply)
+
+    def _finished(self) -> None:
+        self.worker = None
+
+
+def _in_worker(
+    compute: Callable[[Any], Any],
+    job: Any,
+    returned: Callable[[tuple[bool, Any]], None],
+    finished: Callable[[], None],
+) -> Any:
+    """Start ``compute(job)`` in a napari worker; `returned` gets its `_capture` outcome,
+    then `finished` runs (both in the GUI thread). Returns the worker."""
+    worker = create_worker(_capture, compute, job, _start_thread=False)
+    worker.returned.connect(returned)
+    worker.finished.connect(finished)
+    worker.start()
+    return worker
+
+
+def _deliver(
+    outcome: tuple[bool, Any],
+    apply: Callable[[Any], None],
+    on_error: Callable[[], None] = lambda: None,
+) -> None:
+    """``apply`` a result, or report the error and call `on_error`."""
+    ok, value = outcome
+    if ok:
+        apply(value)
+    else:
+        report(value)
+        on_error()
 
 
 class Job:
