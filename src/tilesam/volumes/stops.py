@@ -87,7 +87,8 @@ def warn_early_stops(stops: list[Stop]) -> None:
             "Propagation stopped within two slices of the seed: "
             f"{lines}\nThe labels hold little more than the annotated slice(s). Check the "
             "mask on the seed slice (a box around the object often gives a better one than "
-            "a click), annotate a slice further on, or change the rule named above.",
+            "a click), annotate the object on a slice further on (the walks then fill the "
+            "slices between, interpolated where they stop), or change the rule named above.",
             TileSAMWarning,
             stacklevel=3,
         )
