@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 import tifffile
 import torch
-from affine import Affine
+from geo_scene import SHAPE, scene_bands, scene_labels, write_geotiff, write_scene_folder
 
 from tilesam import Session, load_model
 from tilesam.evaluate.datasets import LabelledImageFolder
@@ -19,10 +18,6 @@ from tilesam.io import open_image
 from tilesam.models.preprocess import prepare_image
 
 CHECKPOINT = Path(__file__).parents[1] / "data/fixtures/sam1_small_fp16.pth"
-SHAPE = (96, 128)
-# Three int16 bands of very different ranges: one range for all would leave the first
-# nearly black and the last nearly flat.
-BANDS = ((0, 120), (1000, 9000), (-400, 600))
 
 
 @pytest.fixture(scope="module")
@@ -33,44 +28,9 @@ def model():
     torch.set_num_threads(before)
 
 
-def _labels() -> np.ndarray:
-    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
-    labels = np.zeros(SHAPE, np.uint16)
-    labels[(yy - 30) ** 2 + (xx - 40) ** 2 <= 12**2] = 1
-    labels[(yy - 62) ** 2 + (xx - 95) ** 2 <= 10**2] = 2
-    return labels
-
-
-def _scene(labels: np.ndarray, n_bands: int) -> np.ndarray:
-    """``(n_bands, H, W)`` int16: each band's objects bright on a noisy ground."""
-    rng = np.random.default_rng(7)
-    bands = []
-    for b in range(n_bands):
-        low, high = BANDS[b % len(BANDS)]
-        ground = rng.uniform(low, low + 0.3 * (high - low), SHAPE)
-        bands.append(np.where(labels > 0, high - 0.1 * (high - low), ground))
-    return np.stack(bands).astype(np.int16)
-
-
-def _write_geotiff(path: Path, bands: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    profile = {
-        "driver": "GTiff", "width": SHAPE[1], "height": SHAPE[0], "count": len(bands),
-        "dtype": "int16", "crs": "EPSG:32633", "interleave": "pixel",
-        "transform": Affine(30.0, 0.0, 500_000.0, 0.0, -30.0, 5_000_000.0),
-    }  # fmt: skip
-    with rasterio.open(path, "w", **profile) as dataset:
-        dataset.write(bands)
-    return path
-
-
 @pytest.fixture(scope="module")
 def scene_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("geo_eval")
-    labels = _labels()
-    _write_geotiff(folder / "scene.tif", _scene(labels, 3))
-    tifffile.imwrite(folder / "scene_labels.tif", labels)
-    return folder
+    return write_scene_folder(tmp_path_factory.mktemp("geo_eval"))
 
 
 class Recording:
@@ -119,8 +79,8 @@ def test_the_result_records_each_images_scaling(model, scene_folder):
 def test_a_fourth_band_dropped_is_left_out_of_the_ranges(model, tmp_path):
     """The folder reads a four-band scene's first three bands (the fourth as alpha): they
     are scaled as a session opened with ``bands=(1, 2, 3)`` scales them."""
-    labels = _labels()
-    _write_geotiff(tmp_path / "four.tif", _scene(labels, 4))
+    labels = scene_labels()
+    write_geotiff(tmp_path / "four.tif", scene_bands(labels, 4))
     tifffile.imwrite(tmp_path / "four_labels.tif", labels)
     assert open_image(tmp_path / "four.tif").n_channels == 4  # a session reads all four
     item = LabelledImageFolder(tmp_path)[0]
@@ -142,7 +102,7 @@ def test_plain_images_keep_their_own_range(model, tmp_path, image):
     """Where a session takes one range over the image (no georeference), it is the image's
     own: evaluation feeds the encoder what it fed before sessions decided its scaling."""
     tifffile.imwrite(tmp_path / "plain.tif", image)
-    tifffile.imwrite(tmp_path / "plain_labels.tif", _labels())
+    tifffile.imwrite(tmp_path / "plain_labels.tif", scene_labels())
     item = LabelledImageFolder(tmp_path)[0]
     session = Session(tmp_path / "plain.tif", model)
     assert item.normalisation == session.signature["normalisation"]

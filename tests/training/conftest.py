@@ -1,13 +1,18 @@
-"""Shared by the training tests: one torch thread and a small, fast training config."""
+"""Shared by the training tests: one torch thread and a small, fast training config; the
+evaluation tests' ``geo_scene`` (a real multi-band GeoTIFF and its labels) importable, as
+pytest's importlib mode puts no test folder on the path."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from tilesam.training.trainer import TrainConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluate"))
 
 
 @pytest.fixture(autouse=True)

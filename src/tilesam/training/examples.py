@@ -1,14 +1,16 @@
 """Training examples: square crops at model-input scale with nested instance labels.
 
 An :class:`Example` is what one image contributes to a training step. Real images are
-normalised once per image (as at inference), scaled like the model input would see them,
-then cropped; synthetic images are generated at crop size directly.
+normalised once per image, as a :class:`tilesam.Session` opened on their file normalises
+them (an item's ``intensity``; its own range where it has none), scaled like the model
+input would see them, then cropped; synthetic images are generated at crop size directly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,14 +58,20 @@ class RealImages:
     Parameters
     ----------
     items
-        Objects with ``image`` and ``labels`` arrays (e.g. a ``LabelledImageFolder``).
+        Objects with ``image`` and ``labels`` arrays (e.g. a ``LabelledImageFolder``), and an
+        ``intensity`` where they have one: the range the image is normalised to, as
+        :meth:`tilesam.SamModel.embed` takes it (a folder's items carry the range a session
+        opened on their file uses; without one, the image's own).
     image_size
         The model input size; images are scaled so their longest side matches it, as
         :meth:`tilesam.SamModel.embed` does.
     """
 
     def __init__(self, items: Sequence, image_size: int) -> None:
-        self.images = [_prepare(item.image, item.labels, image_size) for item in items]
+        self.images = [
+            _prepare(item.image, item.labels, image_size, getattr(item, "intensity", None))
+            for item in items
+        ]
 
     def largest_object(self) -> int:
         """Pixels of the largest labelled object at the model's input scale (0: none)."""
@@ -81,9 +89,9 @@ class RealImages:
 
 
 def _prepare(
-    image: np.ndarray, labels: np.ndarray, image_size: int
+    image: np.ndarray, labels: np.ndarray, image_size: int, intensity: Any = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    pixels = to_rgb(normalize_intensity(np.asarray(image))).astype(np.float32)
+    pixels = to_rgb(normalize_intensity(np.asarray(image), intensity)).astype(np.float32)
     return _rescale(pixels, np.asarray(labels), image_size / max(pixels.shape[:2]))
 
 

@@ -1,14 +1,16 @@
 """Fine-tuning on whole embedded images: the decoder learns in the conditions of inference.
 
 With the encoder frozen (``tilesam train --freeze-encoder``), each real training image is
-embedded once, whole, as :meth:`tilesam.SamModel.embed` embeds it for ``tilesam evaluate``
-and the napari plugin. Every step then decodes windows of those embeddings around
-prompted objects: the window inference ends on for that prompt and object (see
-:func:`window_side`), centred on the prompt as :meth:`tilesam.SamModel.predict` centres
-it, with the positional encoding and prompt coordinates of the window's true place in the
-input, and the object's real neighbours around it. Crops encoded alone, the path for
-training the encoder, see neither: fine-tuned on crops, the decoder got better on crops
-and worse on whole images
+embedded once, whole, as ``tilesam evaluate`` embeds it: scaled as a :class:`tilesam.Session`
+opened on its file scales it (an item's ``intensity``,
+:class:`~tilesam.evaluate.datasets.LabelledImage`; its own range where it has none), so a
+multi-band georaster band by band, as sessions, napari and QGIS see it. Every step then
+decodes windows of those embeddings around prompted objects: the window inference ends on
+for that prompt and object (see :func:`window_side`), centred on the prompt as
+:meth:`tilesam.SamModel.predict` centres it, with the positional encoding and prompt
+coordinates of the window's true place in the input, and the object's real neighbours
+around it. Crops encoded alone, the path for training the encoder, see neither: fine-tuned
+on crops, the decoder got better on crops and worse on whole images
 (``docs/benchmarks.md``).
 """
 
@@ -79,13 +81,15 @@ class _Window(NamedTuple):
 
 
 def embed_fields(model: SamModel, items: Sequence, progress: bool = True) -> list[EmbeddedField]:
-    """Embed each item's ``image`` whole and bring its ``labels`` to the input frame."""
+    """Embed each item's ``image`` whole, with its ``intensity`` where it has one (the range a
+    session on its file uses), and bring its ``labels`` to the input frame."""
     size = model.image_size
     fields = []
     for item in tqdm(items, disable=not progress, desc="embed images", unit="image"):
         labels = np.asarray(item.labels)
         with torch.no_grad():
-            features = model.embed(item.image).features[0].detach().cpu().half()
+            embedding = model.embed(item.image, intensity=getattr(item, "intensity", None))
+        features = embedding.features[0].detach().cpu().half()
         frame = np.zeros((size, size), dtype=labels.dtype)
         h, w = resized_shape(labels.shape, size)
         frame[:h, :w] = resize_labels(labels, (h, w))
