@@ -1,8 +1,9 @@
 """The commits to ``committed_objects`` of one annotation session, undone newest first.
 
 Every way of committing an object (``C`` on the current object, a Ctrl+click that takes an
-object of ``auto_segmentation``) goes through one `Commits`, so that *Undo commit* undoes
-them in the order they were made, each all or nothing (`tilesam_napari._labels.commit`).
+object of ``auto_segmentation``, *Fill between slices*) goes through one `Commits`, so that
+*Undo commit* undoes them in the order they were made, each all or nothing
+(`tilesam_napari._labels.commit`, `tilesam_napari._labels.fill`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 from napari.utils.notifications import show_info
 
 from tilesam.errors import TileSAMError
@@ -54,11 +56,24 @@ class Commits:
         """
         layer = self._labels("press Set up again")
         new_id, edits = _labels.commit(layer.data, windows, overwrite=overwrite)
+        return new_id if self._keep(layer, edits, on_undo) else None
+
+    def fill(self, labels: np.ndarray) -> int:
+        """Write the objects of `labels` (a volume; 0: leave as is) under their own ids,
+        only over background, as one commit; returns the pixels written (0: nothing to
+        undo)."""
+        layer = self._labels("press Set up again")
+        edits = _labels.fill(layer.data, labels)
+        self._keep(layer, edits, None)
+        return sum(int(np.count_nonzero(e.after != e.before)) for e in edits)
+
+    def _keep(self, layer: Labels, edits: list[Edit], on_undo: Callable[[], None] | None) -> bool:
+        """Remember a write's `edits` for `undo` and show it; False if it changed nothing."""
         if not edits:
-            return None
+            return False
         self._done.append(_Commit(edits, on_undo))
         layer.refresh()
-        return new_id
+        return True
 
     def undo(self) -> None:
         """Undo the newest commit (repeatable)."""

@@ -10,7 +10,7 @@ dock widget's buttons, the key bindings and the napari console
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -350,27 +350,26 @@ class Annotator:
         when `cancel` is set."""
         return (yield from _predict.embed_steps(session or self.require_session(), cancel, batch))
 
-    def propagate(
-        self, cancel: threading.Event | None = None, rules: Mapping[str, Any] | None = None
-    ) -> np.ndarray:
+    def propagate(self, cancel: threading.Event | None = None, **options: Any) -> np.ndarray:
         """Propagate the current object through the volume now (``Shift+S`` runs it in a
-        worker) with the stop `rules` (a mapping of `tilesam.volumes.stop_rules.StopRules`
-        thresholds; None: the core's); returns the labels volume shown in ``current_object``."""
-        result = _predict.run_to_end(self.propagate_steps(cancel, rules))
+        worker) with `tilesam.propagate_mask`'s `options`: ``rules`` (a mapping of
+        `tilesam.volumes.stop_rules.StopRules` thresholds; None: the core's), ``fill_gaps``;
+        returns the labels volume shown in ``current_object``."""
+        result = _predict.run_to_end(self.propagate_steps(cancel, **options))
         self.show_volume(result)
         return result.labels
 
     def propagate_steps(
-        self, cancel: threading.Event | None = None, rules: Mapping[str, Any] | None = None
+        self, cancel: threading.Event | None = None, **options: Any
     ) -> Generator[tuple[int, int], None, Propagated]:
-        """Propagate the current object with `tilesam.propagate_mask` and the stop `rules`,
+        """Propagate the current object with `tilesam.propagate_mask` and its `options`,
         yielding ``(done, total)`` slices; returns the labels volume, the walks' stops and
         the warnings (show them with `show_volume`, in the GUI thread)."""
         session = self.check_can_propagate()
         seed = np.zeros(session.source.spatial_shape, np.uint8)
         for w in self.current:
             seed[w.region] |= w.mask
-        return (yield from _predict.propagate_steps(session, seed, cancel, rules))
+        return (yield from _predict.propagate_steps(session, seed, cancel, **options))
 
     def check_can_propagate(self) -> Session:
         """The session, if the image is a volume with a current object; else raise."""

@@ -1,4 +1,4 @@
-"""Key bindings: T, S, M, C, Shift+C and Shift+S, on the viewer and on the TileSAM layers.
+"""Key bindings: T, S, M, C, Shift+C, Shift+S and Shift+F, on the viewer and on the TileSAM layers.
 
 napari asks the active layer's keymap before the viewer's, and the Points, Shapes and
 Labels layers bind some of these letters themselves, so the keys are bound on both.
@@ -27,11 +27,14 @@ KEYS = {
     "C": "commit the current object under the next free id",
     "Shift-C": "clear the prompts without committing",
     "Shift-S": "propagate the current object through the volume (3D)",
+    "Shift-F": "fill the slices between each committed object's annotated slices (3D, no model)",
 }
 
 
-def actions(annotator: Annotator, propagate: Callable[[], Any]) -> dict[str, Callable[[], Any]]:
-    """The function each key calls."""
+def actions(
+    annotator: Annotator, propagate: Callable[[], Any], fill: Callable[[], Any]
+) -> dict[str, Callable[[], Any]]:
+    """The function each key calls (`propagate` and `fill` the widget's, which run jobs)."""
     return {
         "T": lambda: toggle_label(annotator),
         "S": annotator.update,
@@ -39,12 +42,18 @@ def actions(annotator: Annotator, propagate: Callable[[], Any]) -> dict[str, Cal
         "C": annotator.commit,
         "Shift-C": annotator.clear,
         "Shift-S": propagate,
+        "Shift-F": fill,
     }
 
 
-def bind_keys(viewer: napari.Viewer, annotator: Annotator, propagate: Callable[[], Any]) -> None:
+def bind_keys(
+    viewer: napari.Viewer,
+    annotator: Annotator,
+    propagate: Callable[[], Any],
+    fill: Callable[[], Any],
+) -> None:
     """Bind the keys on `viewer` now and on the annotation layers as they are created."""
-    bound = {key: _handler(fn) for key, fn in actions(annotator, propagate).items()}
+    bound = {key: _handler(fn) for key, fn in actions(annotator, propagate, fill).items()}
     annotator.key_handlers = bound
     _layers.bind_keys_on(viewer, bound)
 

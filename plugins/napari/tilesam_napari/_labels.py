@@ -88,10 +88,29 @@ def commit(array: Any, windows: Sequence[Window], *, overwrite: bool = False) ->
     with WRITE_LOCK:
         new_id = next_id(array)
         edits = [e for w in windows if (e := _plan(array, w, new_id, overwrite)) is not None]
-        if edits:
-            attrs = {NEXT_ID: new_id + 1} if is_on_disk(array) else None
-            write(array, [(e.region, e.after) for e in edits], [e.before for e in edits], attrs)
+        _apply(array, edits, {NEXT_ID: new_id + 1} if is_on_disk(array) else None)
     return new_id, edits
+
+
+def fill(array: Any, labels: np.ndarray) -> list[Edit]:
+    """Write the objects of `labels` (a volume of `array`'s shape; 0 leaves a pixel as it
+    is), keeping their ids, over the background of `array` only, all or nothing.
+
+    Returns the `Edit` list that undoes it (empty: nothing changed). No id is used up."""
+    with WRITE_LOCK:
+        edits = []
+        for z in np.flatnonzero(labels.reshape(len(labels), -1).any(axis=1)):
+            window = bounding_window(int(z), labels[z] > 0)
+            if (edit := _plan(array, window, labels[window.region], False)) is not None:
+                edits.append(edit)
+        _apply(array, edits)
+    return edits
+
+
+def _apply(array: Any, edits: Sequence[Edit], attrs: Mapping[str, Any] | None = None) -> None:
+    """Make the planned `edits` (then `attrs`), all or nothing; nothing if there are none."""
+    if edits:
+        write(array, [(e.region, e.after) for e in edits], [e.before for e in edits], attrs)
 
 
 def revert(array: Any, edits: Sequence[Edit]) -> None:
@@ -107,7 +126,8 @@ def next_id(array: Any) -> int:
     return max(int(_attributes(array).get(NEXT_ID, 1)), 1)
 
 
-def _plan(array: Any, window: Window, value: int, overwrite: bool) -> Edit | None:
+def _plan(array: Any, window: Window, value: Any, overwrite: bool) -> Edit | None:
+    """Writing `value` (an id, or one per pixel of the window) at `window`'s pixels."""
     if window.empty:
         return None
     region = window.region

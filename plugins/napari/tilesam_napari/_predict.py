@@ -80,19 +80,23 @@ def propagate_steps(
     seed: np.ndarray,
     cancel: threading.Event | None = None,
     rules: Mapping[str, float | None] | None = None,
+    **options: Any,
 ) -> Generator[tuple[int, int], None, Propagated]:
     """Run `tilesam.propagate_mask` from a seed labels volume with the stop `rules` (a
-    mapping of `tilesam.volumes.stop_rules.StopRules` thresholds, None: the core's) in a
+    mapping of `tilesam.volumes.stop_rules.StopRules` thresholds, None: the core's) and its
+    other `options` (``method``: ``"interpolate"`` asks no model; ``fill_gaps``) in a
     helper thread, yielding its ``(done, total)`` progress; returns the labels volume, where
     each walk stopped and the warnings it raised (to be shown, not lost in a thread)."""
     import tilesam
 
     def run(callback, cancel):
         # The session's cache: slices are embedded once, for both uses.
-        options = {"session": session, "callback": callback, "cancel": cancel, "details": True}
+        given = {"session": session, "callback": callback, "cancel": cancel, "details": True}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", TileSAMWarning)  # each run's, however alike
-            result = tilesam.propagate_mask(session.source, mask=seed, rules=rules, **options)
+            result = tilesam.propagate_mask(
+                session.source, mask=seed, rules=rules, **given, **options
+            )
         return Propagated(result.labels, list(result.stops), _tilesam_warnings(caught))
 
     return (yield from _in_thread(run, cancel, "tilesam-propagate"))

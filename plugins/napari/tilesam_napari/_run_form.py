@@ -1,22 +1,25 @@
-"""How *Segment everything* and *Propagate 3D* run: the mode, the grid's density and the
-walk's stop rules, magicgui fields of the dock widget's advanced settings.
+"""How *Segment everything* and *Propagate 3D* run: the mode, the grid's density, the
+walk's stop rules and whether the gaps it leaves between annotations are interpolated,
+magicgui fields of the dock widget's advanced settings.
 
 Unlike `SettingsForm`'s fields (what a session is opened with: changing one opens another),
 these are read at each run and handed to the core as they are: ``mode`` and
 ``points_per_side`` to `tilesam.Session.segment_everything`, the stop rules as
-``rules={...}`` to `tilesam.propagate_mask` (checked there by
-`tilesam.volumes.stop_rules.StopRules.of`). Their defaults are the core's: "auto" mode is
-`tilesam.automatic.api.default_mode` for the model at hand, and each threshold starts at
-its `StopRules` default.
+``rules={...}`` (checked there by `tilesam.volumes.stop_rules.StopRules.of`) and
+``fill_gaps`` to `tilesam.propagate_mask`. Their defaults are the core's: "auto" mode is
+`tilesam.automatic.api.default_mode` for the model at hand, each threshold starts at
+its `StopRules` default, and ``fill_gaps`` at `propagate_mask`'s.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, SpinBox
 
 from tilesam.automatic.settings import MODES
+from tilesam.volumes.propagate import propagate_mask
 from tilesam.volumes.stop_rules import StopRules, may_be_off
 from tilesam_napari._settings_form import AUTO, AutoInt, TickedNumbers
 
@@ -77,13 +80,19 @@ RULES = (
         "walk's strongest (it faded; distinct objects only)",
     ),
 )
+FILL_TIP = (
+    "Propagate 3D: where the walks from two annotated slices of an object both stop before "
+    "they meet, interpolate the slices left between them from the walks' last masks (the "
+    "notification says which); off: leave them empty"
+)
 #: Where the number of a rule that is off by default starts once "off" is unticked.
 OFF_START = 0.5
 
 
 class RunForm:
     """The run options of the dock widget: ``everything`` (mode, grid points) and
-    ``propagation`` (one field per stop rule, named after it), two magicgui forms."""
+    ``propagation`` (one field per stop rule, named after it, and ``fill_gaps``), two
+    magicgui forms."""
 
     def __init__(self) -> None:
         self.mode = ComboBox(
@@ -105,8 +114,15 @@ class RunForm:
         }
         everything = Label(value="Segment everything")
         self.everything = Container(widgets=[everything, self.mode, self.grid_points])
+        self.fill_gaps = CheckBox(
+            name="fill_gaps",
+            text="Fill gaps between annotations",
+            value=inspect.signature(propagate_mask).parameters["fill_gaps"].default,
+            tooltip=FILL_TIP,
+        )
         propagation = Label(value="Propagate 3D: stop rules (see tooltips)")
-        self.propagation = Container(widgets=[propagation, *self.rules_fields.values()])
+        fields = [propagation, *self.rules_fields.values(), self.fill_gaps]
+        self.propagation = Container(widgets=fields)
 
     def everything_options(self) -> dict[str, Any]:
         """``mode`` (None for auto) and ``points_per_side`` (None for auto) for
@@ -117,6 +133,10 @@ class RunForm:
     def rules(self) -> dict[str, float | None]:
         """The stop rules as ``propagate_mask(rules=...)`` takes them (None: off)."""
         return {name: field.value for name, field in self.rules_fields.items()}
+
+    def propagation_options(self) -> dict[str, Any]:
+        """``rules`` and ``fill_gaps`` for `tilesam.propagate_mask`."""
+        return {"rules": self.rules(), "fill_gaps": self.fill_gaps.value}
 
     def set_rules(self, rules: StopRules | dict[str, float | None] | None) -> None:
         """Fill the rule fields from `rules` (None: the core's defaults; a mapping changes

@@ -19,7 +19,7 @@ from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 from superqt import QCollapsible, QElidingLabel
 
-from tilesam_napari import _auto
+from tilesam_napari import _auto, _fill
 from tilesam_napari._controller import Annotator
 from tilesam_napari._io import prefer_tilesam_reader
 from tilesam_napari._keys import KEYS, bind_keys
@@ -71,7 +71,7 @@ class TileSAMWidget(QWidget):
         layers = napari_viewer.layers.events
         for event in (layers.inserted, layers.removed, layers.reordered, layers.renamed):
             event.connect(self.form.image.reset_choices)
-        bind_keys(self.viewer, self.annotator, self.propagate)
+        bind_keys(self.viewer, self.annotator, self.propagate, self.fill_between)
         _WIDGETS[id(napari_viewer)] = self
         # Clicks embed tiles on demand: keep the cache state current.
         self.annotator.on_change.append(self._show_cache_state)
@@ -118,6 +118,7 @@ class TileSAMWidget(QWidget):
             _action("Clear [Shift+C]", ann.clear, KEYS["Shift-C"]),
             _action("Undo commit", ann.undo, "undo the last commit (repeatable)"),
             _action("Propagate 3D [Shift+S]", self.propagate, KEYS["Shift-S"]),
+            _action("Fill between slices [Shift+F]", self.fill_between, KEYS["Shift-F"]),
         ]
         self.auto_button = _button("Segment everything", self.segment_everything, AUTO_TIP)
         buttons.append(self.auto_button)
@@ -183,13 +184,31 @@ class TileSAMWidget(QWidget):
 
     def propagate(self) -> Job | None:
         """Propagate the current object through the volume in a worker thread, with the
-        stop rules of the advanced settings."""
+        stop rules and gap filling of the advanced settings."""
         if self._busy() or guarded(self.annotator.check_can_propagate) is None:
             return None
-        rules = self.runs.rules()
+        options = self.runs.propagation_options()  # read here, in the GUI thread
         return self._start(
-            lambda cancel: self.annotator.propagate_steps(cancel, rules),
+            lambda cancel: self.annotator.propagate_steps(cancel, **options),
             on_done=self.annotator.show_volume,
+            unit="slices",
+        )
+
+    def fill_between(self) -> Job | None:
+        """Fill each committed object's slices between its annotated slices (interpolated,
+        no model) in a worker thread; what is filled is one commit, which Undo commit
+        takes back."""
+        if self._busy():
+            return None
+        ready = guarded(lambda: _fill.seed(self.annotator))
+        if ready is None:
+            return None
+        session, labels = ready
+        return self._start(
+            lambda cancel: _fill.steps(session, labels, cancel),
+            on_done=lambda result: guarded(
+                lambda: _fill.keep(self.annotator, session, labels, result)
+            ),
             unit="slices",
         )
 
