@@ -87,6 +87,22 @@ def test_an_object_annotated_on_one_slice_cannot_be_interpolated():
         propagate_labels(SHAPE, seeds, _refusing, method="interpolate")
 
 
+def test_a_cancelled_interpolation_returns_nothing():
+    import threading
+
+    from tilesam.errors import Cancelled
+
+    tube, cancel = _tube(), threading.Event()
+    seeds = {z: tube[z].astype(np.uint32) for z in (2, 12, 22)}
+
+    def count(done, total):  # the first gap filled: cancel before the second
+        cancel.set()
+
+    with pytest.raises(Cancelled):
+        propagate_labels(SHAPE, seeds, _refusing, method="interpolate", callback=count,
+                         cancel=cancel)  # fmt: skip
+
+
 def _stops_after(n_slices: int, truth: np.ndarray):
     """A model that answers `n_slices` slices from each annotated slice, then gives up."""
     asked: dict[int, int] = {}

@@ -312,8 +312,7 @@ class _Run:
         self._count(max(hi - lo + 1, 0))  # slices no walk reached
 
     def _advance(self, walk: _Walk, z: int) -> bool:
-        if self.cancel is not None and self.cancel.is_set():
-            raise Cancelled("Propagation cancelled; no labels were kept.")
+        self._check_cancel()
         prompt = prompt_from_mask(walk.mask, self.method, walk.state)
         pred = self.predict(z, prompt)
         # Pixels other objects (or annotations) own are never taken.
@@ -337,10 +336,15 @@ class _Run:
 
     def _interpolate(self, up: _Walk, down: _Walk) -> None:
         """The slices between the two walks' last masks, from those masks' shapes."""
+        self._check_cancel()
         steps = between(up.mask, down.mask, down.last - up.last - 1)
         for z, (mask, (rows, cols)) in enumerate(steps, start=up.last + 1):
             region = self.labels[z, rows, cols]
             region[mask & (region == 0)] = up.obj  # pixels others own are never taken
+
+    def _check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("Propagation cancelled; no labels were kept.")
 
     def _count(self, n: int) -> None:
         self.done += n
