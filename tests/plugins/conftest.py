@@ -4,6 +4,7 @@ but loading, embedding, caching and decoding are all real)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,10 @@ import pytest
 
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
+
+# `tube_scene` (a synthetic volume and its helpers) importable by this folder's tests:
+# pytest's importlib mode puts no test folder on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 CHECKPOINT = Path(__file__).parents[1] / "data" / "fixtures" / "sam1_small_fp16.pth"
 
@@ -52,6 +57,18 @@ def widget(make_napari_viewer, qtbot):
     viewer.window.add_dock_widget(w, name="TileSAM")
     w.form.checkpoint.value = CHECKPOINT
     return w
+
+
+@pytest.fixture
+def volume_widget(widget, textured, settings):
+    """``volume_widget(shape)``: the widget set up on ``vol``, a textured uint8 volume."""
+
+    def make(shape):
+        widget.viewer.add_image(textured(shape, np.uint8), name="vol")
+        widget.annotator.setup("vol", settings)
+        return widget
+
+    return make
 
 
 @pytest.fixture

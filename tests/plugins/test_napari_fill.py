@@ -10,31 +10,19 @@ import pytest
 from napari.utils.key_bindings import coerce_keybinding
 from napari.utils.notifications import NotificationSeverity, notification_manager
 from tilesam_napari._layers import COMMITTED, CURRENT, POINTS
+from tube_scene import SHAPE, dice, paint, tube, wait_job
 
 from tilesam.errors import TileSAMError
 
 pytest.importorskip("tilesam.volumes.interpolate")
 
-SHAPE = (12, 80, 120)
 LOW, HIGH = 1, 10  # the tube's annotated slices
 TUBE, SQUARE = 3, 5  # the committed objects' ids
 
 
-def _tube() -> np.ndarray:
-    """A tube whose round section slides 6 pixels and widens 1 pixel a slice."""
-    zz, yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
-    return (yy - 40) ** 2 + (xx - (20 + 6 * zz)) ** 2 <= (6 + zz) ** 2
-
-
-def _dice(found: np.ndarray, truth: np.ndarray) -> float:
-    return 2 * (found & truth).sum() / (found.sum() + truth.sum())
-
-
 @pytest.fixture
-def tube_widget(widget, textured, settings):
-    widget.viewer.add_image(textured(SHAPE, np.uint8), name="vol")
-    widget.annotator.setup("vol", settings)
-    return widget
+def tube_widget(volume_widget):
+    return volume_widget(SHAPE)
 
 
 @pytest.fixture
@@ -54,40 +42,24 @@ def no_model(tube_widget, monkeypatch):
         monkeypatch.setattr(session, name, encode)
 
 
-def _commit(widget, painted: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
-    """Paint ``{(id, z): mask}`` into committed_objects (as napari's brush would); a copy
-    of the labels."""
-    layer = widget.viewer.layers[COMMITTED]
-    for (obj, z), mask in painted.items():
-        layer.data[z][mask] = obj
-    layer.refresh()
-    return np.array(layer.data)
-
-
-def _run(qtbot, widget):
-    job = widget.job
-    assert job is not None
-    qtbot.waitUntil(lambda: not job.running, timeout=120_000)
-
-
 def test_fill_between_slices_interpolates_committed_objects_without_the_model(
     tube_widget, no_model, qtbot, notes
 ):
     viewer, ann = tube_widget.viewer, tube_widget.annotator
-    truth = _tube()
+    truth = tube()
     square = np.zeros(SHAPE[1:], bool)
     square[62:76, 10:24] = True  # below the tube: another object, on slices 3 and 5
     painted = {(TUBE, LOW): truth[LOW], (TUBE, HIGH): truth[HIGH]}
-    seed = _commit(tube_widget, {**painted, (SQUARE, 3): square, (SQUARE, 5): square})
+    seed = paint(tube_widget, {**painted, (SQUARE, 3): square, (SQUARE, 5): square})
 
     viewer.layers[POINTS].keymap[coerce_keybinding("Shift-F")](viewer.layers[POINTS])
-    _run(qtbot, tube_widget)
+    wait_job(qtbot, tube_widget)
 
     labels = np.asarray(viewer.layers[COMMITTED].data)
-    tube = labels == TUBE
-    assert _dice(tube[LOW : HIGH + 1], truth[LOW : HIGH + 1]) > 0.9
-    assert all(_dice(tube[z], truth[z]) > 0.9 for z in range(LOW + 1, HIGH))
-    assert not tube[:LOW].any() and not tube[HIGH + 1 :].any()  # nothing beyond the ends
+    found = labels == TUBE
+    assert dice(found[LOW : HIGH + 1], truth[LOW : HIGH + 1]) > 0.9
+    assert all(dice(found[z], truth[z]) > 0.9 for z in range(LOW + 1, HIGH))
+    assert not found[:LOW].any() and not found[HIGH + 1 :].any()  # nothing beyond the ends
     np.testing.assert_array_equal(
         labels == SQUARE, np.isin(np.arange(12), [3, 4, 5])[:, None, None] & square
     )
@@ -107,15 +79,15 @@ def test_an_object_on_one_slice_is_one_notification_and_nothing_changes(
     tube_widget, no_model, qtbot
 ):
     viewer, ann = tube_widget.viewer, tube_widget.annotator
-    truth = _tube()
+    truth = tube()
     alone = np.zeros(SHAPE[1:], bool)
     alone[62:76, 10:24] = True
-    seed = _commit(
+    seed = paint(
         tube_widget, {(TUBE, LOW): truth[LOW], (TUBE, HIGH): truth[HIGH], (SQUARE, 4): alone}
     )
     start = len(notification_manager.records)
     assert tube_widget.fill_between() is not None
-    _run(qtbot, tube_widget)
+    wait_job(qtbot, tube_widget)
 
     records = notification_manager.records[start:]
     errors = [str(n.message) for n in records if n.severity == NotificationSeverity.ERROR]
@@ -138,7 +110,7 @@ def test_fill_gaps_reaches_the_walk_of_propagate_3d(tube_widget, qtbot, notes):
     default = inspect.signature(tilesam.propagate_mask).parameters["fill_gaps"].default
     assert runs.fill_gaps.value is default is True
     runs.rules_fields["min_area"].value = 10**6
-    truth = _tube()
+    truth = tube()
     seed = np.zeros(SHAPE, np.uint8)
     seed[[LOW, HIGH]] = truth[[LOW, HIGH]]
 
@@ -146,11 +118,11 @@ def test_fill_gaps_reaches_the_walk_of_propagate_3d(tube_widget, qtbot, notes):
         runs.fill_gaps.value = fill
         ann.show_volume(seed)  # the current object: the tube on its two slices
         assert tube_widget.propagate() is not None
-        _run(qtbot, tube_widget)
+        wait_job(qtbot, tube_widget)
         return viewer.layers[CURRENT].data > 0
 
     filled = propagate(True)
-    assert all(_dice(filled[z], truth[z]) > 0.9 for z in range(LOW + 1, HIGH))
+    assert all(dice(filled[z], truth[z]) > 0.9 for z in range(LOW + 1, HIGH))
     assert not filled[:LOW].any() and not filled[HIGH + 1 :].any()
     assert any(f"slices {LOW + 1} to {HIGH - 1} were interpolated" in n for n in notes())
 
@@ -163,8 +135,8 @@ def test_a_cancelled_fill_writes_nothing(tube_widget, no_model, qtbot, notes, mo
 
     from tilesam.volumes import walk
 
-    truth = _tube()
-    seed = _commit(tube_widget, {(TUBE, LOW): truth[LOW], (TUBE, HIGH): truth[HIGH]})
+    truth = tube()
+    seed = paint(tube_widget, {(TUBE, LOW): truth[LOW], (TUBE, HIGH): truth[HIGH]})
     # Hold the interpolation until the cancel is in: a small volume could be done before.
     gate, between = threading.Event(), walk.between
 
@@ -176,7 +148,7 @@ def test_a_cancelled_fill_writes_nothing(tube_widget, no_model, qtbot, notes, mo
     job = tube_widget.fill_between()
     job.cancel()
     gate.set()
-    _run(qtbot, tube_widget)
+    wait_job(qtbot, tube_widget)
     np.testing.assert_array_equal(tube_widget.viewer.layers[COMMITTED].data, seed)
     assert any("Fill between slices cancelled" in n for n in notes())
 

@@ -1,7 +1,8 @@
 """The commits to ``committed_objects`` of one annotation session, undone newest first.
 
-Every way of committing an object (``C`` on the current object, a Ctrl+click that takes an
-object of ``auto_segmentation``, *Fill between slices*) goes through one `Commits`, so that
+Every way of committing an object (``C`` on the current object, ``Alt+A`` adding it to the
+object selected in ``committed_objects``, a Ctrl+click that takes an object of
+``auto_segmentation``, *Fill between slices*) goes through one `Commits`, so that
 *Undo commit* undoes them in the order they were made, each all or nothing
 (`tilesam_napari._labels.commit`, `tilesam_napari._labels.fill`).
 """
@@ -48,15 +49,30 @@ class Commits:
         *,
         overwrite: bool = False,
         on_undo: Callable[[], None] | None = None,
+        into: int | None = None,
     ) -> int | None:
-        """Write the object of `windows` (one per slice) under the next free id, without
-        `overwrite` only over background; `on_undo` is called when it is undone.
+        """Write the object of `windows` (one per slice) under the next free id, or `into`
+        the committed object of that id, without `overwrite` only over background;
+        `on_undo` is called when it is undone. The id becomes the layer's selected label,
+        the object the next ``Alt+A`` adds to.
 
         Returns the id, or None when no pixel changed (no id used, nothing to undo).
         """
         layer = self._labels("press Set up again")
-        new_id, edits = _labels.commit(layer.data, windows, overwrite=overwrite)
-        return new_id if self._keep(layer, edits, on_undo) else None
+        if into is not None:
+            _present(layer, into)
+        new_id, edits = _labels.commit(layer.data, windows, overwrite=overwrite, into=into)
+        if not self._keep(layer, edits, on_undo):
+            return None
+        if layer.selected_label != new_id:
+            layer.selected_label = new_id
+        return new_id
+
+    def selected(self) -> int:
+        """The id selected in ``committed_objects`` (what ``Alt+A`` adds to), if an object
+        there has it; else raise, saying how to select one."""
+        layer = self._labels("press Set up again")
+        return _present(layer, int(layer.selected_label))
 
     def fill(self, labels: np.ndarray) -> int:
         """Write the objects of `labels` (a volume; 0: leave as is) under their own ids,
@@ -95,6 +111,22 @@ class Commits:
         if layer is None:
             raise TileSAMError(f"The committed_objects layer was removed: {advice}.")
         return layer
+
+
+#: How to pick the object that ``Alt+A`` adds to, or do without one.
+SELECT = (
+    "select the object to add to in committed_objects (its label number, or click it there "
+    "with the label picker), or press C to commit a new object"
+)
+
+
+def _present(layer: Labels, label: int) -> int:
+    """`label`, if an object of `layer` has it; else raise saying how to select one."""
+    if label == 0:
+        raise TileSAMError(f"Label 0 (the background) is selected in committed_objects: {SELECT}.")
+    if not _labels.contains(layer.data, label):
+        raise TileSAMError(f"There is no object {label} in committed_objects: {SELECT}.")
+    return label
 
 
 def add_committed_layer(viewer: napari.Viewer, image: Image, committed: Committed) -> Labels:

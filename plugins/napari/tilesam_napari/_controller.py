@@ -61,8 +61,8 @@ class Annotator:
         # commit takes the object of the prompts as they are, whole.
         self._version = self._shown = 0
         self._whole = True  # the current object is not waiting for tiles being embedded
-        # A commit asked for before that object was shown whole: (the version, overwrite).
-        self._pending_commit: tuple[int, bool] | None = None
+        # A commit asked for before that object was shown whole: (version, overwrite, into).
+        self._pending_commit: tuple[int, bool, int | None] | None = None
         self._alternatives = Alternatives(self._draw, self._unchanged)  # what M cycles
         self.commits = Commits(lambda: self.layer(_layers.COMMITTED))  # what Undo undoes
         self._committed: Committed | None = None  # the labels the committed layer shows
@@ -209,7 +209,7 @@ class Annotator:
         if pending[0] != self._version:
             show_info("TileSAM: the prompts changed before the object was whole: not committed.")
         elif self._shown == pending[0] and self._whole:
-            guarded(lambda: self.commit(overwrite=pending[1]))
+            guarded(lambda: self.commit(overwrite=pending[1], into=pending[2]))
         else:
             self._pending_commit = pending  # an older prompt's answer: wait for this one's
 
@@ -286,8 +286,9 @@ class Annotator:
             callback()
 
     # -- commit, clear, undo ----------------------------------------------------------------
-    def commit(self, *, overwrite: bool = False) -> int | None:
-        """Commit the current object under the next free id and clear the prompts (``C``).
+    def commit(self, *, overwrite: bool = False, into: int | None = None) -> int | None:
+        """Commit the current object under the next free id (``C``), or `into` the committed
+        object of that id (``Alt+A``: the selected one), and clear the prompts.
 
         Committed objects are only overwritten with ``overwrite=True``. Returns the id, or
         None where the object is shown in part, from the tiles already embedded, while a
@@ -298,7 +299,7 @@ class Annotator:
             raise TileSAMError("Nothing to commit: click on an object (or draw a box) first.")
         if not self._alternatives.choice:  # another mask, picked with M, is taken as shown
             if self._live.busy and not (self._whole and self._shown == self._version):
-                self._pending_commit = (self._version, overwrite)
+                self._pending_commit = (self._version, overwrite, into)
                 show_info(
                     "TileSAM: the object is still being segmented (it goes on into tiles "
                     "being embedded); it is committed whole as soon as it is."
@@ -310,7 +311,7 @@ class Annotator:
                     "the rest failed, see the message before): press S to segment it again."
                 )
         # All or nothing: on disk, a crash during it leaves the objects before it, whole.
-        new_id = self.commits.add(self.current, overwrite=overwrite)
+        new_id = self.commits.add(self.current, overwrite=overwrite, into=into)
         if new_id is None:
             raise TileSAMError(
                 "The current object lies entirely on committed objects: nothing was "

@@ -50,10 +50,15 @@ def steps(
 ) -> Generator[tuple[int, int], None, Propagated]:
     """Interpolate between the annotated slices of each object of `labels`, yielding
     ``(done, total)`` slices; returns the labels volume (no stops: no walk is made). A set
-    `cancel` raises `tilesam.errors.Cancelled` at the end: nothing is to be written."""
-    result = yield from _predict.propagate_steps(session, labels, cancel, method=INTERPOLATE)
-    if cancel is not None and cancel.is_set():  # the core's interpolation does not stop
-        raise Cancelled("Fill between slices cancelled; nothing was written.")
+    `cancel` raises `tilesam.errors.Cancelled` (the core's interpolation stops before the
+    next gap, or it has ended): nothing is to be written."""
+    cancelled = Cancelled("Fill between slices cancelled; nothing was written.")
+    try:
+        result = yield from _predict.propagate_steps(session, labels, cancel, method=INTERPOLATE)
+    except Cancelled:  # the core's message speaks of a propagation
+        raise cancelled from None
+    if cancel is not None and cancel.is_set():
+        raise cancelled
     return result
 
 

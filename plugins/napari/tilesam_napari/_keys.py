@@ -1,7 +1,10 @@
-"""Key bindings: T, S, M, C, Shift+C, Shift+S and Shift+F, on the viewer and on the TileSAM layers.
+"""Key bindings: T, S, M, C, Alt+A, Shift+C, Shift+S and Shift+F, on the viewer and on the
+TileSAM layers.
 
 napari asks the active layer's keymap before the viewer's, and the Points, Shapes and
-Labels layers bind some of these letters themselves, so the keys are bound on both.
+Labels layers bind some of these letters themselves, so the keys are bound on both. Alt+A
+("add") is bound by none of napari's layers or menus (0.9: Alt+C and Shift+Alt+C copy
+screenshots, A and Shift+A select points).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ KEYS = {
     "S": "segment now (when live mode is off)",
     "M": "next of the model's alternative masks",
     "C": "commit the current object under the next free id",
+    "Alt-A": "add the current object to the object selected in committed_objects (its label)",
     "Shift-C": "clear the prompts without committing",
     "Shift-S": "propagate the current object through the volume (3D)",
     "Shift-F": "fill the slices between each committed object's annotated slices (3D, no model)",
@@ -40,6 +44,7 @@ def actions(
         "S": annotator.update,
         "M": annotator.next_mask,
         "C": annotator.commit,
+        "Alt-A": lambda: add_to_selected(annotator),
         "Shift-C": annotator.clear,
         "Shift-S": propagate,
         "Shift-F": fill,
@@ -76,3 +81,10 @@ def toggle_label(annotator: Annotator) -> int:
     layer.current_face_color = color
     show_info(f"TileSAM: new points are {'positive' if label else 'negative'}")
     return label
+
+
+def add_to_selected(annotator: Annotator) -> int | None:
+    """Commit the current object into the object selected in ``committed_objects``
+    (``Alt+A``), over background only, as one commit that *Undo commit* takes back, and
+    clear the prompts; returns its id (None: committed when the object is whole)."""
+    return annotator.commit(into=annotator.commits.selected())

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,16 +79,20 @@ class Edit:
     after: np.ndarray
 
 
-def commit(array: Any, windows: Sequence[Window], *, overwrite: bool = False) -> tuple[int, list]:
-    """Write the object of `windows` (one per slice) under the next free id, all or nothing;
-    without `overwrite` only over background.
+def commit(
+    array: Any, windows: Sequence[Window], *, overwrite: bool = False, into: int | None = None
+) -> tuple[int, list]:
+    """Write the object of `windows` (one per slice) under the next free id, or `into` an
+    object already there (its id), all or nothing; without `overwrite` only over background.
 
     Returns the id and the `Edit` list that undoes it (empty: nothing changed, no id used).
     """
     with WRITE_LOCK:
-        new_id = next_id(array)
+        free = next_id(array)
+        new_id = free if into is None else into
         edits = [e for w in windows if (e := _plan(array, w, new_id, overwrite)) is not None]
-        _apply(array, edits, {NEXT_ID: new_id + 1} if is_on_disk(array) else None)
+        used = is_on_disk(array) and new_id >= free  # keep the next id above every object
+        _apply(array, edits, {NEXT_ID: new_id + 1} if used else None)
     return new_id, edits
 
 
@@ -142,14 +146,22 @@ def max_label(array: Any) -> int:
     """The largest label in `array`, reading zarr arrays chunk by chunk."""
     if isinstance(array, np.ndarray):
         return int(array.max(initial=0))
-    best = 0
-    step = CHUNK
+    return max((int(np.max(block, initial=0)) for block in _blocks(array)), default=0)
+
+
+def contains(array: Any, label: int) -> bool:
+    """Whether `array` has a pixel of `label`, reading zarr arrays chunk by chunk until one."""
+    if isinstance(array, np.ndarray):
+        return bool((array == label).any())
+    return any(bool((block == label).any()) for block in _blocks(array))
+
+
+def _blocks(array: Any) -> Iterator[np.ndarray]:
+    """The zarr `array` a row of chunks of one slice at a time."""
     for z in range(array.shape[0] if array.ndim == 3 else 1):
-        for y in range(0, array.shape[-2], step):
-            region = (slice(y, y + step), slice(None))
-            block = array[(z, *region)] if array.ndim == 3 else array[region]
-            best = max(best, int(np.max(block, initial=0)))
-    return best
+        for y in range(0, array.shape[-2], CHUNK):
+            region = (slice(y, y + CHUNK), slice(None))
+            yield array[(z, *region)] if array.ndim == 3 else array[region]
 
 
 # -- all-or-nothing writes to a store -------------------------------------------------------

@@ -22,7 +22,7 @@ from superqt import QCollapsible, QElidingLabel
 from tilesam_napari import _auto, _fill
 from tilesam_napari._controller import Annotator
 from tilesam_napari._io import prefer_tilesam_reader
-from tilesam_napari._keys import KEYS, bind_keys
+from tilesam_napari._keys import KEYS, add_to_selected, bind_keys
 from tilesam_napari._notify import guarded
 from tilesam_napari._predict import everything_steps
 from tilesam_napari._run_form import RunForm
@@ -43,6 +43,12 @@ AUTO_TIP = (
     f"{_auto.AUTO}, in the background; then Ctrl+click (Cmd+click on macOS) an object "
     f"there, with {_auto.AUTO} selected, to move it into committed_objects (Undo commit "
     "takes it back)"
+)
+
+#: The *Add to selected object* button's tooltip: the flow it is for.
+ADD_TIP = (
+    f"{KEYS['Alt-A']}, as one commit (Undo commit takes it back); C selects the object it "
+    "commits, so C on one slice, then Alt+A on a few more, then Fill between slices [Shift+F]"
 )
 
 # The widget of each viewer (by id: napari viewers are not hashable), for `annotator()`.
@@ -115,6 +121,7 @@ class TileSAMWidget(QWidget):
             _action("Segment [S]", ann.update, KEYS["S"]),
             _action("Next mask [M]", ann.next_mask, KEYS["M"]),
             _action("Commit [C]", ann.commit, KEYS["C"]),
+            _action("Add to selected object [Alt+A]", lambda: add_to_selected(ann), ADD_TIP),
             _action("Clear [Shift+C]", ann.clear, KEYS["Shift-C"]),
             _action("Undo commit", ann.undo, "undo the last commit (repeatable)"),
             _action("Propagate 3D [Shift+S]", self.propagate, KEYS["Shift-S"]),
