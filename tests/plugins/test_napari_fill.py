@@ -14,8 +14,6 @@ from tube_scene import SHAPE, dice, paint, tube, wait_job
 
 from tilesam.errors import TileSAMError
 
-pytest.importorskip("tilesam.volumes.interpolate")
-
 LOW, HIGH = 1, 10  # the tube's annotated slices
 TUBE, SQUARE = 3, 5  # the committed objects' ids
 
@@ -133,18 +131,18 @@ def test_fill_gaps_reaches_the_walk_of_propagate_3d(tube_widget, qtbot, notes):
 def test_a_cancelled_fill_writes_nothing(tube_widget, no_model, qtbot, notes, monkeypatch):
     import threading
 
-    from tilesam.volumes import walk
+    from tilesam.volumes import interpolate
 
     truth = tube()
     seed = paint(tube_widget, {(TUBE, LOW): truth[LOW], (TUBE, HIGH): truth[HIGH]})
     # Hold the interpolation until the cancel is in: a small volume could be done before.
-    gate, between = threading.Event(), walk.between
+    gate, between = threading.Event(), interpolate.between
 
     def held(*args, **kwargs):
         gate.wait(60)
         return between(*args, **kwargs)
 
-    monkeypatch.setattr(walk, "between", held)
+    monkeypatch.setattr(interpolate, "between", held)
     job = tube_widget.fill_between()
     job.cancel()
     gate.set()

@@ -254,3 +254,22 @@ def test_command_line_defaults_to_memory_for_sam2(volume, tmp_path, capsys, monk
     assert sorted(calls) == [0, 2]  # the tracker took both neighbours
     assert "object 1, towards higher slices: reached slice 2" in capsys.readouterr().out
     assert tifffile.imread(tmp_path / "out.tif").shape == (4, 240, 320)
+
+
+@pytest.mark.parametrize("fill", [True, False])
+def test_the_gap_two_stopped_tracks_leave_is_interpolated(session, volume, fill) -> None:
+    """Two annotated slices, every walk stopped at once: the slices between are the two
+    masks interpolated (or, with fill_gaps=False, left empty), and the stops say so."""
+    with pytest.warns(TileSAMWarning, match="within two slices"):  # the outer walks
+        result = tilesam.propagate_mask(
+            volume, session=session, points=[(2, *CLICK), (7, *CLICK)], fill_gaps=fill,
+            rules={**LOOSE, "min_area": 10**9}, slice_range=(1, 9), details=True,
+        )  # fmt: skip
+    found = (result.labels > 0).reshape(20, -1).any(1).nonzero()[0].tolist()
+    between = [s for s in result.stops if s.seed in (2, 7) and 2 <= s.last + s.step <= 7]
+    assert len(between) == 2
+    if fill:
+        assert found == [2, 3, 4, 5, 6, 7]
+        assert all(s.filled == (3, 6) and not s.early for s in between)
+    else:
+        assert found == [2, 7] and all(s.filled is None for s in between)

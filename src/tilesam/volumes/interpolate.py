@@ -60,6 +60,24 @@ def between(lower: np.ndarray, upper: np.ndarray, count: int) -> list[tuple[np.n
     return steps
 
 
+def fill_between(labels: np.ndarray, obj: int, lower: int, upper: int) -> None:
+    """Write object `obj` into the slices of `labels` ``(Z, H, W)`` strictly between
+    `lower` and `upper`, interpolated from its masks there, over background only (pixels
+    other objects own are never taken).
+
+    >>> labels = np.zeros((5, 9, 9), np.uint32)
+    >>> labels[0, 2:7, 2:7] = labels[4, 3:6, 3:6] = 1
+    >>> labels[2, 4, :] = 2  # another object, crossing slice 2
+    >>> fill_between(labels, 1, 0, 4)
+    >>> (labels == 1).sum(axis=(1, 2)).tolist(), int((labels == 2).sum())
+    ([25, 25, 6, 9, 9], 9)
+    """
+    steps = between(labels[lower] == obj, labels[upper] == obj, upper - lower - 1)
+    for z, (mask, (rows, cols)) in enumerate(steps, start=lower + 1):
+        region = labels[z, rows, cols]
+        region[mask & (region == 0)] = obj
+
+
 def _centred(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`mask` on a window centred on its centre of mass (odd sides, a pixel of background
     around), and that centre ``(y, x)``."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,7 +32,7 @@ import numpy as np
 from tilesam.cache.progress import CancelFlag
 from tilesam.errors import Cancelled, TileSAMError, TileSAMWarning
 from tilesam.volumes.components import keep_largest_components
-from tilesam.volumes.interpolate import INTERPOLATE
+from tilesam.volumes.interpolate import INTERPOLATE, fill_between
 from tilesam.volumes.stop_rules import FADE_DISTINCT, SliceReader, StopRules, mask_contrast
 from tilesam.volumes.stops import Stop, warn_early_stops
 from tilesam.volumes.walk import METHODS, PropagationResult
@@ -175,6 +175,7 @@ def propagate_memory(
     callback: Callable[[int, int], Any] | None = None,
     cancel: CancelFlag | None = None,
     image: SliceReader | None = None,
+    fill_gaps: bool = True,
 ) -> PropagationResult:
     """Propagate objects through the session's volume with SAM 2.1's memory.
 
@@ -187,7 +188,7 @@ def propagate_memory(
         Annotated slices: ``(H, W)`` integer labels (every id > 0 an object), or the
         user's prompt parts for object 1 (``points`` ``(y, x)``, ``labels``, ``box``),
         answered here by the tracker.
-    rules, slice_range, largest_component, callback, cancel, image
+    rules, slice_range, largest_component, callback, cancel, image, fill_gaps
         As for :func:`tilesam.volumes.walk.propagate_labels`.
     memory_frames : int, optional
         Recent slices whose memory each track keeps (default: SAM 2.1's 6).
@@ -208,6 +209,7 @@ def propagate_memory(
     run = _MemoryRun(session, tracker, rules, (n, *session.grid.slice_shape))
     run.range(slice_range, annotations)
     run.callback, run.cancel, run.image = callback, cancel, image
+    run.fill_gaps = fill_gaps
     run.answer_prompts(annotations)
     for obj in run.objects:
         run.propagate(obj)
@@ -230,6 +232,7 @@ class _MemoryRun:
         self.callback: Callable[[int, int], Any] | None = None
         self.cancel: CancelFlag | None = None
         self.image: SliceReader | None = None
+        self.fill_gaps = True
         self.done = self.expected = 0
 
     def range(self, slice_range, annotations: Mapping[int, Annotation]) -> None:
@@ -282,18 +285,28 @@ class _MemoryRun:
         """Both directions for one object, each with its own track."""
         own = self.annotated[obj]
         tracks = [self._annotated_track(obj, own) for _ in range(2)]
-        reached = []
+        reached, up_stops = [], []  # each walk up: its last slice, its stop's index
         for i, a in enumerate(own):  # up: to the next annotation or the end of the range
             end = own[i + 1] - 1 if i + 1 < len(own) else self.stop - 1
             reached.append(self._walk(_Walk(obj, +1, a, end, self._mask(obj, a), tracks[0])))
+            up_stops.append(len(self.stops) - 1)
         for i in range(len(own) - 1, -1, -1):  # down: to the first slice not reached
             end = reached[i - 1] + 1 if i else self.start
             if i and end >= own[i]:
                 continue  # the walk up from the annotation below filled the gap
-            self._walk(_Walk(obj, -1, own[i], end, self._mask(obj, own[i]), tracks[1]))
+            last = self._walk(_Walk(obj, -1, own[i], end, self._mask(obj, own[i]), tracks[1]))
+            if i and self.fill_gaps and last - reached[i - 1] > 1:
+                self._interpolate(obj, reached[i - 1], last, (up_stops[i - 1], -1))
         # Slices no walk reached still count towards the progress' total.
         self.expected += self.stop - self.start - len(own)
         self._count(self.expected - self.done)
+
+    def _interpolate(self, obj: int, lower: int, upper: int, stops: tuple[int, int]) -> None:
+        """The gap two stopped walks left between `lower` and `upper`, interpolated; their
+        `stops` (indices) say so."""
+        fill_between(self.labels, obj, lower, upper)
+        for i in stops:
+            self.stops[i] = replace(self.stops[i], filled=(lower + 1, upper - 1))
 
     def _mask(self, obj: int, z: int) -> np.ndarray:
         return self.labels[z] == obj

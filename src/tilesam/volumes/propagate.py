@@ -144,7 +144,7 @@ def propagate_mask(
     fill_gaps : bool
         Where the walks from two annotated slices of an object both stop before they meet,
         interpolate the slices left between them (the stops say which); False leaves them
-        empty. Not with ``"memory"``.
+        empty.
 
     Returns
     -------
@@ -201,6 +201,7 @@ def propagate_mask(
                 session, seeds[0], rules=rules, slice_range=slice_range,
                 largest_component=largest_component, memory_frames=memory_frames,
                 callback=_chain(bar, callback), cancel=cancel, image=view.read_slice,
+                fill_gaps=fill_gaps,
             )  # fmt: skip
         else:
             result = _walk(session, view, seeds, method, rules, slice_range, largest_component,

@@ -56,7 +56,7 @@ from tilesam.cache.progress import CancelFlag
 from tilesam.decode.prompt import Prompt
 from tilesam.errors import Cancelled, TileSAMError
 from tilesam.volumes.components import keep_largest_components
-from tilesam.volumes.interpolate import INTERPOLATE, between
+from tilesam.volumes.interpolate import INTERPOLATE, fill_between
 from tilesam.volumes.stop_rules import (
     FADE_DISTINCT,
     SliceReader,
@@ -337,10 +337,7 @@ class _Run:
     def _interpolate(self, up: _Walk, down: _Walk) -> None:
         """The slices between the two walks' last masks, from those masks' shapes."""
         self._check_cancel()
-        steps = between(up.mask, down.mask, down.last - up.last - 1)
-        for z, (mask, (rows, cols)) in enumerate(steps, start=up.last + 1):
-            region = self.labels[z, rows, cols]
-            region[mask & (region == 0)] = up.obj  # pixels others own are never taken
+        fill_between(self.labels, up.obj, up.last, down.last)
 
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
