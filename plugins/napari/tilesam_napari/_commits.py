@@ -29,6 +29,13 @@ if TYPE_CHECKING:
 #: The metadata key of a ``committed_objects`` layer: the image and store it was made for.
 COMMITTED_KEY = "tilesam_committed"
 
+#: How to pick the object that ``Alt+A`` adds to, or do without one (``{why}``: no object
+#: is selected, and why).
+SELECT = (
+    "{why}: select the object to add to in committed_objects (its label number, or click it "
+    "there with the label picker), or press C to commit a new object."
+)
+
 
 @dataclass(frozen=True)
 class _Commit:
@@ -68,11 +75,20 @@ class Commits:
             layer.selected_label = new_id
         return new_id
 
-    def selected(self) -> int:
-        """The id selected in ``committed_objects`` (what ``Alt+A`` adds to), if an object
-        there has it; else raise, saying how to select one."""
+    def selected(self, message: str = SELECT) -> int:
+        """The id selected in ``committed_objects`` (what ``Alt+A`` adds to, and *Propagate
+        3D* propagates without a current object), if an object there has it; else raise
+        `message` (how to select one), its ``{why}`` saying which label is selected."""
         layer = self._labels("press Set up again")
-        return _present(layer, int(layer.selected_label))
+        return _present(layer, int(layer.selected_label), message)
+
+    def selected_object(self, message: str = SELECT) -> tuple[int, np.ndarray]:
+        """The `selected` id and a labels volume of that object alone, read now (what is
+        painted afterwards is not part of it): *Propagate 3D*'s seed without a current
+        object."""
+        selected = self.selected(message)
+        labels = np.asarray(self._labels("press Set up again").data)
+        return selected, np.where(labels == selected, labels, 0)
 
     def fill(self, labels: np.ndarray) -> int:
         """Write the objects of `labels` (a volume; 0: leave as is) under their own ids,
@@ -113,20 +129,16 @@ class Commits:
         return layer
 
 
-#: How to pick the object that ``Alt+A`` adds to, or do without one.
-SELECT = (
-    "select the object to add to in committed_objects (its label number, or click it there "
-    "with the label picker), or press C to commit a new object"
-)
-
-
-def _present(layer: Labels, label: int) -> int:
-    """`label`, if an object of `layer` has it; else raise saying how to select one."""
+def _present(layer: Labels, label: int, message: str = SELECT) -> int:
+    """`label`, if an object of `layer` has it; else raise `message` saying why not."""
     if label == 0:
-        raise TileSAMError(f"Label 0 (the background) is selected in committed_objects: {SELECT}.")
-    if not _labels.contains(layer.data, label):
-        raise TileSAMError(f"There is no object {label} in committed_objects: {SELECT}.")
-    return label
+        why = "label 0 (the background) is selected in committed_objects"
+    elif not _labels.contains(layer.data, label):
+        why = f"there is no object {label} in committed_objects"
+    else:
+        return label
+    said = message.format(why=why)
+    raise TileSAMError(said[:1].upper() + said[1:])
 
 
 def add_committed_layer(viewer: napari.Viewer, image: Image, committed: Committed) -> Labels:

@@ -18,7 +18,7 @@ from napari.utils.notifications import show_info
 
 from tilesam.decode.prompt import Prompt
 from tilesam.errors import TileSAMError
-from tilesam_napari import _geo, _labels_store, _layers, _live, _predict
+from tilesam_napari import _geo, _labels_store, _layers, _live, _predict, _propagate
 from tilesam_napari._alternatives import Alternatives
 from tilesam_napari._commits import Commits, add_committed_layer, set_aside
 from tilesam_napari._labels import Window, bounding_window
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from tilesam.segment.result import SegmentResult
     from tilesam.segment.session import Session
     from tilesam_napari._predict import Propagated
+    from tilesam_napari._propagate import Seed
 
 
 class Annotator:
@@ -352,7 +353,8 @@ class Annotator:
         return (yield from _predict.embed_steps(session or self.require_session(), cancel, batch))
 
     def propagate(self, cancel: threading.Event | None = None, **options: Any) -> np.ndarray:
-        """Propagate the current object through the volume now (``Shift+S`` runs it in a
+        """Propagate the current object (none: the object selected in ``committed_objects``,
+        from all the slices it is on) through the volume now (``Shift+S`` runs it in a
         worker) with `tilesam.propagate_mask`'s `options`: ``rules`` (a mapping of
         `tilesam.volumes.stop_rules.StopRules` thresholds; None: the core's), ``fill_gaps``;
         returns the labels volume shown in ``current_object``."""
@@ -361,34 +363,28 @@ class Annotator:
         return result.labels
 
     def propagate_steps(
-        self, cancel: threading.Event | None = None, **options: Any
+        self, cancel: threading.Event | None = None, seed: Seed | None = None, **options: Any
     ) -> Generator[tuple[int, int], None, Propagated]:
-        """Propagate the current object with `tilesam.propagate_mask` and its `options`,
-        yielding ``(done, total)`` slices; returns the labels volume, the walks' stops and
-        the warnings (show them with `show_volume`, in the GUI thread)."""
-        session = self.check_can_propagate()
-        seed = np.zeros(session.source.spatial_shape, np.uint8)
-        for w in self.current:
-            seed[w.region] |= w.mask
-        return (yield from _predict.propagate_steps(session, seed, cancel, **options))
+        """Propagate `seed` (`check_can_propagate`'s; None: taken now) with
+        `tilesam.propagate_mask` and its `options`, yielding ``(done, total)`` slices;
+        returns the labels volume, the walks' stops and the warnings (show them with
+        `show_volume`, in the GUI thread)."""
+        seed = self.check_can_propagate() if seed is None else seed
+        return (yield from _propagate.steps(seed, cancel, **options))
 
-    def check_can_propagate(self) -> Session:
-        """The session, if the image is a volume with a current object; else raise."""
+    def check_can_propagate(self) -> Seed:
+        """What *Propagate 3D* propagates, read now (`tilesam_napari._propagate.seed`): the
+        current object, else the selected committed object; raise if neither, or 2D."""
         session = self.require_session()
-        if session.source.n_slices == 1 or self.image.ndim != 3:
-            raise TileSAMError(
-                "Propagation needs a volume (ZYX image layer); this image is 2D. Use commit "
-                "(C) to keep the object instead."
-            )
-        if not self.current:
-            raise TileSAMError("No current object to propagate: click on an object first.")
-        return session
+        return _propagate.seed(session, self.image, self.current, self.commits)
 
     def show_volume(self, labels: np.ndarray | Propagated) -> None:
         """Show a propagated labels volume as the current object, one window per slice; for
-        a propagation's result, also say where and why each walk stopped, what would take
-        it further, and its warnings (a walk that stopped next to its seed)."""
-        walked(getattr(labels, "stops", None) or [], getattr(labels, "warnings", ()))
+        a propagation's result, also say what it propagated (a committed object), where and
+        why each walk stopped, what would take it further, and its warnings (a walk that
+        stopped next to its seed)."""
+        stops, warnings = getattr(labels, "stops", ()), getattr(labels, "warnings", ())
+        walked(stops, warnings, getattr(labels, "note", ""))
         labels = getattr(labels, "labels", labels)
         mask = np.asarray(labels) > 0
         windows = [bounding_window(z, mask[z]) for z in range(mask.shape[0]) if mask[z].any()]

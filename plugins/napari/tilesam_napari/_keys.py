@@ -30,7 +30,10 @@ KEYS = {
     "C": "commit the current object under the next free id",
     "Alt-A": "add the current object to the object selected in committed_objects (its label)",
     "Shift-C": "clear the prompts without committing",
-    "Shift-S": "propagate the current object through the volume (3D)",
+    "Shift-S": (
+        "propagate the current object through the volume (3D); with none, the object "
+        "selected in committed_objects, from all the slices it is on"
+    ),
     "Shift-F": "fill the slices between each committed object's annotated slices (3D, no model)",
 }
 

@@ -33,9 +33,12 @@ def warn(message: str) -> None:
     show_warning(message if message.startswith("TileSAM") else f"TileSAM: {message}")
 
 
-def walked(stops: Sequence[Any], warnings: Sequence[str] = ()) -> None:
-    """Say where and why each walk of a propagation stopped and what would take it further
-    (`tilesam.volumes.stops.Stop.describe`), then the propagation's warnings."""
+def walked(stops: Sequence[Any], warnings: Sequence[str] = (), note: str = "") -> None:
+    """Say what a propagation propagated (its `note`, if any), where and why each walk
+    stopped and what would take it further (`tilesam.volumes.stops.Stop.describe`), then
+    the propagation's warnings."""
+    if note:
+        show_info(note)
     if stops:
         show_info("TileSAM propagation: " + "; ".join(s.describe() for s in stops))
     for text in warnings:

@@ -33,12 +33,14 @@ _REISSUED: dict[Any, Any] = {}
 @dataclass(frozen=True)
 class Propagated:
     """A propagation's answer: the labels volume, where and why each walk stopped
-    (`tilesam.volumes.stops.Stop`), and the texts of the `TileSAMWarning` it raised (e.g.
-    walks that stopped within two slices of their seed)."""
+    (`tilesam.volumes.stops.Stop`), the texts of the `TileSAMWarning` it raised (e.g.
+    walks that stopped within two slices of their seed), and a note on what was propagated
+    (empty: the current object)."""
 
     labels: np.ndarray
     stops: list[Stop]
     warnings: tuple[str, ...] = ()
+    note: str = ""
 
 
 def segment(

@@ -190,13 +190,14 @@ class TileSAMWidget(QWidget):
         )
 
     def propagate(self) -> Job | None:
-        """Propagate the current object through the volume in a worker thread, with the
-        stop rules and gap filling of the advanced settings."""
-        if self._busy() or guarded(self.annotator.check_can_propagate) is None:
+        """Propagate the current object (none: the object selected in committed_objects,
+        from all the slices it is on) through the volume in a worker thread, with the stop
+        rules and gap filling of the advanced settings."""
+        if self._busy() or (seed := guarded(self.annotator.check_can_propagate)) is None:
             return None
         options = self.runs.propagation_options()  # read here, in the GUI thread
         return self._start(
-            lambda cancel: self.annotator.propagate_steps(cancel, **options),
+            lambda cancel: self.annotator.propagate_steps(cancel, seed, **options),
             on_done=self.annotator.show_volume,
             unit="slices",
         )
