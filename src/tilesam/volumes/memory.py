@@ -35,7 +35,7 @@ from tilesam.volumes.components import keep_largest_components
 from tilesam.volumes.interpolate import INTERPOLATE, fill_between
 from tilesam.volumes.stop_rules import FADE_DISTINCT, SliceReader, StopRules, mask_contrast
 from tilesam.volumes.stops import Stop, warn_early_stops
-from tilesam.volumes.walk import METHODS, PropagationResult
+from tilesam.volumes.walk import METHODS, PropagationResult, unclaimed
 
 if TYPE_CHECKING:
     from tilesam.models.sam2_tracker import FrameFeatures, Sam2Tracker, Track
@@ -336,7 +336,7 @@ class _MemoryRun:
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled("Propagation cancelled; no labels were kept.")
         step = self.tracker.step(walk.track, z, self.frames(z), reverse=walk.step < 0)
-        mask = step.mask() & (self.labels[z] == 0)  # pixels others own are never taken
+        mask, window = unclaimed(step.mask(), self.labels[z])  # others' pixels never taken
         rules, score, measured = self.rules, float(step.iou), None
         reason = None if step.present else f"absent: object score {step.object_score:.2f} <= 0"
         reason = reason or rules.why_stop(walk.mask, mask, score)
@@ -348,7 +348,7 @@ class _MemoryRun:
             walk.alive = False
             self.stops.append(Stop(walk.obj, walk.step, walk.last, reason, walk.seed))
             return
-        self.labels[z][mask] = walk.obj
+        self.labels[z][window][mask[window]] = walk.obj
         walk.mask, walk.last = mask, z
         walk.surest = score if walk.surest is None else max(walk.surest, score)
         self._remember_contrast(walk, measured)
@@ -357,7 +357,7 @@ class _MemoryRun:
     def _contrast(self, z: int, mask: np.ndarray) -> tuple[float, float] | None:
         if self.image is None or self.rules.min_contrast is None:
             return None
-        return mask_contrast(self.image, z, mask, exclude=self.labels[z] != 0)
+        return mask_contrast(self.image, z, mask, exclude=self.labels[z])
 
     @staticmethod
     def _remember_contrast(walk: _Walk, measured: tuple[float, float] | None) -> None:

@@ -277,7 +277,7 @@ class _Run:
         if self.image is None or self.rules.min_contrast is None:
             return None  # nothing to read with, or the rule is off
         # Objects already on this slice (annotated or propagated) are not its surroundings.
-        return mask_contrast(self.image, z, mask, exclude=self.labels[z] != 0)
+        return mask_contrast(self.image, z, mask, exclude=self.labels[z])
 
     @staticmethod
     def _remember_contrast(walk: _Walk, measured: tuple[float, float] | None) -> None:
@@ -315,8 +315,7 @@ class _Run:
         self._check_cancel()
         prompt = prompt_from_mask(walk.mask, self.method, walk.state)
         pred = self.predict(z, prompt)
-        # Pixels other objects (or annotations) own are never taken.
-        mask = np.asarray(pred.mask, dtype=bool) & (self.labels[z] == 0)
+        mask, window = unclaimed(pred.mask, self.labels[z])
         score = float(pred.score)
         reason = self.rules.why_stop(walk.mask, mask, score)
         reason = reason or self.rules.why_less_sure(score, walk.surest)
@@ -327,7 +326,7 @@ class _Run:
             walk.alive, walk.stop = False, len(self.stops)
             self.stops.append(Stop(walk.obj, walk.step, walk.last, reason, walk.seed))
             return False
-        self.labels[z][mask] = walk.obj
+        self.labels[z][window][mask[window]] = walk.obj
         walk.mask, walk.state, walk.last = mask, pred.state, z
         walk.surest = score if walk.surest is None else max(walk.surest, score)
         self._remember_contrast(walk, measured)
@@ -350,6 +349,25 @@ class _Run:
 
     def keep_largest_components(self) -> None:
         keep_largest_components(self.labels, self.objects, self.annotated)
+
+
+def unclaimed(answer: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """The predictor's mask without the pixels other objects (or annotations) own on the
+    slice's `labels`, and the window that holds it: work on the window only, a small part
+    of a large slice.
+
+    >>> labels = np.zeros((6, 6), np.uint32); labels[2, :] = 7
+    >>> mask, window = unclaimed(np.eye(6, dtype=bool), labels)
+    >>> int(mask.sum()), window
+    (5, (slice(0, 6, None), slice(0, 6, None)))
+    """
+    mask = np.array(answer, dtype=bool)  # a copy: the answer may be the predictor's own
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size == 0:
+        return mask, (slice(0, 0), slice(0, 0))
+    window = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+    mask[window] &= labels[window] == 0
+    return mask, window
 
 
 def _check_interpolable(annotated: Mapping[int, list[int]]) -> None:
