@@ -65,6 +65,22 @@ def test_the_masks_between_two_sections_are_the_sections_between():
         assert _dice(_between_placed(body, a, a + 4), body[a + 1 : a + 4]) > 0.9, a
 
 
+def test_a_shape_whose_centre_lies_outside_it_does_not_vanish_between():
+    """Two bars (centre of mass between them, outside both) and a block touching a corner:
+    laid on each other by their centres, the mix is empty; then they are mixed in place."""
+    block = np.zeros((20, 30), bool)
+    block[0:6, 0:8] = True
+    bars = np.zeros((20, 30), bool)
+    bars[0:2], bars[18:20] = True, True
+    for first, second in ((block, bars), (bars, block)):
+        steps = between(first, second, 3)
+        assert all(mask.any() for mask, _ in steps)
+        placed = np.zeros((3, 20, 30), bool)
+        for i, (mask, window) in enumerate(steps):
+            placed[i][window] = mask
+        assert placed[0, 0:2, 0:8].all()  # where the block and the top bar meet, kept
+
+
 def test_interpolation_fills_between_annotations_only_and_asks_no_model():
     liver = _ellipsoid((12, 30, 30), (10, 20, 22))
     kidney = _ellipsoid((12, 30, 56), (9, 9, 8)) & ~liver  # pressed against it

@@ -27,7 +27,9 @@ def between(lower: np.ndarray, upper: np.ndarray, count: int) -> list[tuple[np.n
     The two shapes are mixed with their centres of mass laid on each other, and each mask
     between is placed where the centre moves to: a section that slides further than its own
     width from one slice to the next (a vessel seen obliquely) is followed, where mixing the
-    distance maps where they lie would make it vanish halfway.
+    distance maps where they lie would make it vanish halfway. Where that leaves a slice
+    between them empty (a shape whose centre of mass lies outside it, such as two pieces
+    apart or a ring, laid on a small one), they are mixed where they lie instead.
 
     Examples
     --------
@@ -42,6 +44,14 @@ def between(lower: np.ndarray, upper: np.ndarray, count: int) -> list[tuple[np.n
     >>> [(cols.start + cols.stop - 1) / 2 for _, (rows, cols) in steps]
     [25.0, 30.0, 35.0]
     """
+    steps = _aligned(lower, upper, count)
+    if all(mask.any() for mask, _ in steps):
+        return steps
+    return _in_place(lower, upper, count)
+
+
+def _aligned(lower: np.ndarray, upper: np.ndarray, count: int) -> list[tuple[np.ndarray, tuple]]:
+    """`between`, the two shapes laid on each other by their centres of mass."""
     (near, near_at), (far, far_at) = _centred(lower), _centred(upper)
     size = tuple(int(n) for n in np.maximum(near.shape, far.shape))
     near, far = (_signed_distance(_pad_to(window, size)) for window in (near, far))
@@ -58,6 +68,19 @@ def between(lower: np.ndarray, upper: np.ndarray, count: int) -> list[tuple[np.n
         steps.append((mask[rows.start - y0 : rows.stop - y0, cols.start - x0 : cols.stop - x0],
                       (rows, cols)))  # fmt: skip
     return steps
+
+
+def _in_place(lower: np.ndarray, upper: np.ndarray, count: int) -> list[tuple[np.ndarray, tuple]]:
+    """`between`, the two shapes mixed where they lie, on the window that holds both."""
+    either = lower | upper
+    rows, cols = np.flatnonzero(either.any(1)), np.flatnonzero(either.any(0))
+    window = (
+        slice(max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, lower.shape[0])),
+        slice(max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, lower.shape[1])),
+    )
+    near, far = _signed_distance(lower[window]), _signed_distance(upper[window])
+    places = np.arange(1, count + 1) / (count + 1)
+    return [((1.0 - place) * near + place * far > 0.0, window) for place in places]
 
 
 def fill_between(labels: np.ndarray, obj: int, lower: int, upper: int) -> None:
