@@ -81,6 +81,19 @@ def test_a_shape_whose_centre_lies_outside_it_does_not_vanish_between():
         assert placed[0, 0:2, 0:8].all()  # where the block and the top bar meet, kept
 
 
+def test_an_object_of_two_pieces_keeps_both_between():
+    """Two pieces under one id, one growing: the other stays where it is, whole."""
+    left = np.zeros((40, 100), bool)
+    left[15:25, 5:15] = True
+    lower, upper = left.copy(), left.copy()
+    lower[15:25, 80:90], upper[15:28, 80:93] = True, True
+    for mask, window in between(lower, upper, 3):
+        placed = np.zeros(lower.shape, bool)
+        placed[window] = mask
+        assert np.array_equal(placed[:, :50], left[:, :50])
+        assert 100 <= placed[:, 50:].sum() <= 169
+
+
 def test_interpolation_fills_between_annotations_only_and_asks_no_model():
     liver = _ellipsoid((12, 30, 30), (10, 20, 22))
     kidney = _ellipsoid((12, 30, 56), (9, 9, 8)) & ~liver  # pressed against it

@@ -27,9 +27,11 @@ def between(lower: np.ndarray, upper: np.ndarray, count: int) -> list[tuple[np.n
     The two shapes are mixed with their centres of mass laid on each other, and each mask
     between is placed where the centre moves to: a section that slides further than its own
     width from one slice to the next (a vessel seen obliquely) is followed, where mixing the
-    distance maps where they lie would make it vanish halfway. Where that leaves a slice
-    between them empty (a shape whose centre of mass lies outside it, such as two pieces
-    apart or a ring, laid on a small one), they are mixed where they lie instead.
+    distance maps where they lie would make it vanish halfway. Only single pieces are laid
+    on each other so: where either mask has several pieces (both kidneys under one id, a
+    vessel that branches), a piece that changes size would move the centre of mass and drag
+    the others out of line, so those are mixed where they lie; so are two that would leave a
+    slice between them empty (a ring laid on a disc).
 
     Examples
     --------
@@ -44,10 +46,15 @@ def between(lower: np.ndarray, upper: np.ndarray, count: int) -> list[tuple[np.n
     >>> [(cols.start + cols.stop - 1) / 2 for _, (rows, cols) in steps]
     [25.0, 30.0, 35.0]
     """
-    steps = _aligned(lower, upper, count)
-    if all(mask.any() for mask, _ in steps):
-        return steps
+    if _pieces(lower) == _pieces(upper) == 1:
+        steps = _aligned(lower, upper, count)
+        if all(mask.any() for mask, _ in steps):
+            return steps
     return _in_place(lower, upper, count)
+
+
+def _pieces(mask: np.ndarray) -> int:
+    return ndimage.label(mask)[1]
 
 
 def _aligned(lower: np.ndarray, upper: np.ndarray, count: int) -> list[tuple[np.ndarray, tuple]]:
@@ -78,7 +85,8 @@ def _in_place(lower: np.ndarray, upper: np.ndarray, count: int) -> list[tuple[np
         slice(max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, lower.shape[0])),
         slice(max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, lower.shape[1])),
     )
-    near, far = _signed_distance(lower[window]), _signed_distance(upper[window])
+    # Padded, as `_centred` pads: the image's border is the object's edge there too.
+    near, far = (_signed_distance(np.pad(m[window], 1))[1:-1, 1:-1] for m in (lower, upper))
     places = np.arange(1, count + 1) / (count + 1)
     return [((1.0 - place) * near + place * far > 0.0, window) for place in places]
 

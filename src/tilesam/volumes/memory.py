@@ -304,6 +304,8 @@ class _MemoryRun:
     def _interpolate(self, obj: int, lower: int, upper: int, stops: tuple[int, int]) -> None:
         """The gap two stopped walks left between `lower` and `upper`, interpolated; their
         `stops` (indices) say so."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("Propagation cancelled; no labels were kept.")
         fill_between(self.labels, obj, lower, upper)
         for i in stops:
             self.stops[i] = replace(self.stops[i], filled=(lower + 1, upper - 1))
