@@ -137,3 +137,15 @@ def test_the_current_object_keeps_priority_over_the_selected_committed_object(
     np.testing.assert_array_equal(seeds[-1] > 0, np.asarray(viewer.layers[COMMITTED].data) == TUBE)
     assert (labels > 0)[LOW : HIGH + 1].reshape(HIGH + 1 - LOW, -1).any(axis=1).all()
     assert sum(NOTE in n for n in notes()) == 1
+
+
+def test_m_on_a_propagated_object_says_it_has_no_prompt_and_starts_nothing(scene, notes):
+    """A propagation's result is no answer to one prompt: M must not ask the model for the
+    masks of an older prompt (and replace the result with them), but say why."""
+    viewer, ann = scene.viewer, scene.annotator
+    _annotate(scene, (LOW, HIGH), tube(SHAPE)[LOW], None)
+    shown = np.array(viewer.layers[CURRENT].data)
+    _press(viewer, "M")
+    said = [n for n in notes() if "M shows the model's other masks" in n]
+    assert len(said) == 1 and not ann.busy
+    np.testing.assert_array_equal(viewer.layers[CURRENT].data, shown)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from napari.utils.notifications import show_info
 
+from tilesam.errors import TileSAMError
 from tilesam_napari import _predict
 from tilesam_napari._workers import OneAtATime
 
@@ -57,6 +58,11 @@ class Alternatives:
         if len(self.masks) > 1:
             self._step()
             return self.choice
+        if job.prompt is None:  # a propagation's object: no one prompt has other masks
+            raise TileSAMError(
+                "M shows the model's other masks for a prompt on one slice; the current "
+                "object is a propagation's: prompt the object on a slice to choose there."
+            )
         if not self._worker.start(job):
             show_info("TileSAM: the other masks are still being computed; shown when ready.")
         return None

@@ -390,4 +390,5 @@ class Annotator:
         windows = [bounding_window(z, mask[z]) for z in range(mask.shape[0]) if mask[z].any()]
         self._version += 1
         self._shown, self._whole, self._pending_commit = self._version, True, None
+        self._prompt = None  # not the answer to a prompt: M has nothing to offer for it
         self._alternatives.show(windows)
