@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tilesam.cache.progress import CancelFlag
-from tilesam.errors import Cancelled, TileSAMError, TileSAMWarning
+from tilesam.errors import TileSAMError, TileSAMWarning
 from tilesam.volumes.components import keep_largest_components
 from tilesam.volumes.interpolate import INTERPOLATE, fill_between
 from tilesam.volumes.stop_rules import FADE_DISTINCT, SliceReader, StopRules, mask_contrast
 from tilesam.volumes.stops import Stop, warn_early_stops
-from tilesam.volumes.walk import METHODS, PropagationResult, unclaimed
+from tilesam.volumes.walk import METHODS, PropagationResult, stop_if_cancelled, unclaimed
 
 if TYPE_CHECKING:
     from tilesam.models.sam2_tracker import FrameFeatures, Sam2Tracker, Track
@@ -304,8 +304,7 @@ class _MemoryRun:
     def _interpolate(self, obj: int, lower: int, upper: int, stops: tuple[int, int]) -> None:
         """The gap two stopped walks left between `lower` and `upper`, interpolated; their
         `stops` (indices) say so."""
-        if self.cancel is not None and self.cancel.is_set():
-            raise Cancelled("Propagation cancelled; no labels were kept.")
+        stop_if_cancelled(self.cancel)
         fill_between(self.labels, obj, lower, upper)
         for i in stops:
             self.stops[i] = replace(self.stops[i], filled=(lower + 1, upper - 1))
@@ -335,8 +334,7 @@ class _MemoryRun:
         return walk.last
 
     def _advance(self, walk: _Walk, z: int) -> None:
-        if self.cancel is not None and self.cancel.is_set():
-            raise Cancelled("Propagation cancelled; no labels were kept.")
+        stop_if_cancelled(self.cancel)
         step = self.tracker.step(walk.track, z, self.frames(z), reverse=walk.step < 0)
         mask, window = unclaimed(step.mask(), self.labels[z])  # others' pixels never taken
         rules, score, measured = self.rules, float(step.iou), None

@@ -189,7 +189,9 @@ def propagate_labels(
             f"Unknown method {method!r}; use one of {', '.join(METHODS)}, {INTERPOLATE}."
         )
     run = _Run(shape, seeds, predict, states or {}, method, StopRules.of(rules), cancel)
-    run.image, run.fill_gaps = image, fill_gaps
+    # Interpolation applies no rule, so the fade rule's reads are not made for it.
+    run.image = None if method == INTERPOLATE else image
+    run.fill_gaps = fill_gaps
     run.set_range(slice_range)
     run.callback = callback
     for obj in run.objects:
@@ -312,7 +314,7 @@ class _Run:
         self._count(max(hi - lo + 1, 0))  # slices no walk reached
 
     def _advance(self, walk: _Walk, z: int) -> bool:
-        self._check_cancel()
+        stop_if_cancelled(self.cancel)
         prompt = prompt_from_mask(walk.mask, self.method, walk.state)
         pred = self.predict(z, prompt)
         mask, window = unclaimed(pred.mask, self.labels[z])
@@ -335,12 +337,8 @@ class _Run:
 
     def _interpolate(self, up: _Walk, down: _Walk) -> None:
         """The slices between the two walks' last masks, from those masks' shapes."""
-        self._check_cancel()
+        stop_if_cancelled(self.cancel)
         fill_between(self.labels, up.obj, up.last, down.last)
-
-    def _check_cancel(self) -> None:
-        if self.cancel is not None and self.cancel.is_set():
-            raise Cancelled("Propagation cancelled; no labels were kept.")
 
     def _count(self, n: int) -> None:
         self.done += n
@@ -349,6 +347,13 @@ class _Run:
 
     def keep_largest_components(self) -> None:
         keep_largest_components(self.labels, self.objects, self.annotated)
+
+
+def stop_if_cancelled(cancel: CancelFlag | None) -> None:
+    """Raise :class:`~tilesam.errors.Cancelled` once `cancel` is set: checked before each
+    slice and each gap filled, by every kind of walk."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("Propagation cancelled; no labels were kept.")
 
 
 def unclaimed(answer: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice]]:
