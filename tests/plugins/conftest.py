@@ -99,3 +99,23 @@ def textured():
         return (rng.random(shape) * 4000).astype(dtype)
 
     return make
+
+
+@pytest.fixture
+def hold(monkeypatch):
+    """``hold(owner, name)``: make ``owner.name`` wait (60 s at most) until the returned
+    event is set, so that a cancel lands while a worker is in it (small inputs could
+    otherwise be done before)."""
+    import threading
+
+    def make(owner, name: str) -> threading.Event:
+        gate, real = threading.Event(), getattr(owner, name)
+
+        def held(*args, **kwargs):
+            gate.wait(60)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, held)
+        return gate
+
+    return make

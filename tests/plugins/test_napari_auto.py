@@ -5,7 +5,6 @@ model, on small images: the random test checkpoint finds no objects."""
 
 from __future__ import annotations
 
-import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -72,18 +71,11 @@ def test_the_button_fills_the_layer_and_its_table(tiny_widget, qtbot, nuclei):
     assert tiny_widget.auto_button.enabled and not tiny_widget.cancel_button.enabled
 
 
-def test_cancel_keeps_no_layer_and_says_so(tiny_widget, qtbot, nuclei, notes, monkeypatch):
+def test_cancel_keeps_no_layer_and_says_so(tiny_widget, qtbot, nuclei, notes, hold):
     tiny_widget.viewer.add_image(nuclei, name="nuclei")
     assert tiny_widget.setup()
-    session = tiny_widget.annotator.session
-    # Hold the work until the cancel is in: the small image could be done before it lands.
-    gate, everything = threading.Event(), session.segment_everything
-
-    def held(*args, **kwargs):
-        gate.wait(60)
-        return everything(*args, **kwargs)
-
-    monkeypatch.setattr(session, "segment_everything", held)
+    # The work waits until the cancel is in: the small image could be done before it lands.
+    gate = hold(tiny_widget.annotator.session, "segment_everything")
     job = tiny_widget.segment_everything()
     tiny_widget.cancel_button.native.click()
     gate.set()

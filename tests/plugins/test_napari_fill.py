@@ -128,21 +128,12 @@ def test_fill_gaps_reaches_the_walk_of_propagate_3d(tube_widget, qtbot, notes):
     np.testing.assert_array_equal(left, seed > 0)  # the gap stays empty
 
 
-def test_a_cancelled_fill_writes_nothing(tube_widget, no_model, qtbot, notes, monkeypatch):
-    import threading
-
+def test_a_cancelled_fill_writes_nothing(tube_widget, no_model, qtbot, notes, hold):
     from tilesam.volumes import interpolate
 
     truth = tube()
     seed = paint(tube_widget, {(TUBE, LOW): truth[LOW], (TUBE, HIGH): truth[HIGH]})
-    # Hold the interpolation until the cancel is in: a small volume could be done before.
-    gate, between = threading.Event(), interpolate.between
-
-    def held(*args, **kwargs):
-        gate.wait(60)
-        return between(*args, **kwargs)
-
-    monkeypatch.setattr(interpolate, "between", held)
+    gate = hold(interpolate, "between")  # the interpolation waits until the cancel is in
     job = tube_widget.fill_between()
     job.cancel()
     gate.set()

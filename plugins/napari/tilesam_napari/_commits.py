@@ -82,6 +82,11 @@ class Commits:
         layer = self._labels("press Set up again")
         return _present(layer, int(layer.selected_label), message)
 
+    def snapshot(self) -> np.ndarray:
+        """A copy of the committed labels, read now (what is painted afterwards is not in
+        it): *Fill between slices*' seed."""
+        return np.array(self._labels("press Set up again").data)
+
     def selected_object(self, message: str = SELECT) -> tuple[int, np.ndarray]:
         """The `selected` id and a labels volume of that object alone, read now (what is
         painted afterwards is not part of it): *Propagate 3D*'s seed without a current

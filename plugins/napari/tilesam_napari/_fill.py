@@ -21,7 +21,7 @@ from napari.utils.notifications import show_info
 
 from tilesam.errors import Cancelled, TileSAMError
 from tilesam.volumes.interpolate import INTERPOLATE
-from tilesam_napari import _layers, _predict
+from tilesam_napari import _predict
 from tilesam_napari._notify import walked
 
 if TYPE_CHECKING:
@@ -39,10 +39,7 @@ def seed(annotator: Annotator) -> tuple[Session, np.ndarray]:
         raise TileSAMError(
             "Fill between slices needs a volume (ZYX image layer); this image is 2D."
         )
-    layer = annotator.layer(_layers.COMMITTED)
-    if layer is None:
-        raise TileSAMError("The committed_objects layer was removed: press Set up again.")
-    return session, np.array(layer.data)
+    return session, annotator.commits.snapshot()
 
 
 def steps(
